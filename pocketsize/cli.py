@@ -1,0 +1,69 @@
+"""`pocketsize <verb>`: parses arguments, calls the public API, prints. Nothing else.
+
+Each stage package owns its verbs in `<stage>/cli.py` as `add_commands(subparsers)`; those
+modules import nothing heavy at module level so that `pocketsize --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from pocketsize.errors import PocketsizeError
+
+# Modules that register sub-commands; missing ones (stages not built yet) are skipped.
+COMMAND_MODULES = [
+    "pocketsize.assets.cli",
+    "pocketsize.distill.cli",
+    "pocketsize.prune.cli",
+    "pocketsize.export.cli",
+    "pocketsize.quantize.cli",
+    "pocketsize.eval.cli",
+    "pocketsize.recipe_cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pocketsize import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="pocketsize",
+        description="Distil, prune, quantize and export models, and report what was lost.",
+    )
+    parser.add_argument("--version", action="version", version=f"pocketsize {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except PocketsizeError as e:
+        print(f"pocketsize: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "pocketsize: interrupted; finished outputs are kept, nothing half-written is left",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Text classification, single sentence or sentence pair (columns text, [text_pair], label)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pocketsize.tasks.base import Task, register_task
+
+
+def label_names(dataset) -> list[str]:
+    """The label names of a Dataset whose `label` column is a ClassLabel."""
+    feature = dataset.features["label"]
+    return list(getattr(feature, "names", None) or sorted(set(dataset["label"])))
+
+
+class TextClassification(Task):
+    name = "text-classification"
+    output_names = ("logits",)
+    primary_metric = "accuracy"
+    pipeline_task = "text-classification"
+
+    def auto_model_class(self):
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification
+
+    def ort_model_class(self):
+        from optimum.onnxruntime import ORTModelForSequenceClassification
+
+        return ORTModelForSequenceClassification
+
+    def encode(self, dataset, tokenizer, max_length: int | None = None):
+        has_pair = "text_pair" in dataset.column_names
+        keep = {"label"}
+
+        def tok(batch):
+            args = (batch["text"], batch["text_pair"]) if has_pair else (batch["text"],)
+            enc = tokenizer(*args, truncation=True, max_length=max_length)
+            enc["labels"] = batch["label"]
+            return enc
+
+        drop = [c for c in dataset.column_names if c not in keep]
+        return dataset.map(tok, batched=True, remove_columns=drop + ["label"], desc="tokenizing")
+
+    def predict(self, outputs: dict[str, Any], features, examples) -> list[int]:
+        return np.asarray(outputs["logits"]).argmax(-1).tolist()
+
+    def score(self, predictions: list, examples) -> dict[str, Any]:
+        from sklearn.metrics import (
+            accuracy_score,
+            confusion_matrix,
+            f1_score,
+            precision_recall_fscore_support,
+        )
+
+        y_true = np.asarray(examples["label"])
+        y_pred = np.asarray(predictions)
+        labels = list(range(len(label_names(examples))))
+        precision, recall, f1, support = precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, zero_division=0
+        )
+        return {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(
+                f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+            ),
+            "per_class": {
+                name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                for name, p, r, f, s in zip(label_names(examples), precision, recall, f1, support)
+            },
+            "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        }
+
+    def example_scores(self, predictions: list, examples):
+        return (np.asarray(predictions) == np.asarray(examples["label"])).astype(float)
+
+    def agreement(self, predictions: list, reference_predictions: list):
+        return (np.asarray(predictions) == np.asarray(reference_predictions)).astype(float)
+
+
+register_task(TextClassification.name, TextClassification)

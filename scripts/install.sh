@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Creates .venv with pocketsize and its dev tools. Idempotent: when pyproject.toml and this
+# script are unchanged since the last successful install, it returns in well under a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-python3}"
+VENV="${POCKETSIZE_VENV:-.venv}"
+TORCH_VERSION="2.13.0"
+STAMP="$VENV/.pocketsize-install-stamp"
+want="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)"
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/pocketsize" ]]; then
+    exit 0
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "[install] creating virtual environment $VENV"
+    "$PY" -m venv "$VENV"
+fi
+pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+
+# torch first and pinned: a plain 'torch' requirement pulls a CUDA build of several GB.
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    echo "[install] installing torch==$TORCH_VERSION (CPU build)"
+    # A CPU wheel on local disk (pip's find-links) wins; its dependencies come with the
+    # project below, in the one resolver call.
+    if "${pip[@]}" install -q --no-index --no-deps "torch==$TORCH_VERSION" 2>/dev/null; then
+        echo "[install] torch taken from the local wheel directory"
+    elif "${pip[@]}" install -q "torch==$TORCH_VERSION" \
+            --index-url "${POCKETSIZE_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
+            --extra-index-url "${PIP_INDEX_URL:-https://pypi.org/simple}" --retries 1 --timeout 15; then
+        echo "[install] torch taken from the PyTorch CPU index"
+    else
+        echo "[install] no local CPU wheel and no PyTorch CPU index reachable:"
+        echo "[install] about to download torch==$TORCH_VERSION from the default index (may be a CUDA build of several GB)"
+        "${pip[@]}" install -q "torch==$TORCH_VERSION"
+    fi
+fi
+
+echo "[install] installing pocketsize and its dependencies into $VENV"
+# One resolver call for everything else: installing datasets on its own later has pulled an
+# incompatible huggingface_hub (STACK.md).
+"${pip[@]}" install -q -e ".[dev]" "torch==$TORCH_VERSION" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" || true
+"$VENV/bin/python" -c "import pocketsize, torch, transformers, optimum.onnxruntime, onnxruntime, sklearn, datasets"
+echo "$want" > "$STAMP"
+echo "[install] done"

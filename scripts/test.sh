@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: installs (idempotent), then lint + format check + the test suite.
+# Extra arguments go to pytest (e.g. `scripts/test.sh -k gpt2`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+.venv/bin/ruff check pocketsize tests benchmarks
+.venv/bin/ruff format --check pocketsize tests benchmarks
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,127 @@
+"""Shared fixtures: tiny random-initialised models with a real (tiny) WordPiece tokenizer.
+
+Everything here is built from configs in a few milliseconds; no hub, no download.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+POSITIVE = "good great fine lovely superb moving funny brilliant charming wonderful".split()
+NEGATIVE = "bad awful dull boring tedious weak messy bland clumsy terrible".split()
+NEUTRAL = (
+    "the a film movie story plot actor cast scene is was and but with this that it of "
+    "director script ending music long short very quite rather too its in on at"
+).split()
+WORDS = POSITIVE + NEGATIVE + NEUTRAL
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SUBWORDS = ["##s", "##ly", "##ing", "##ed", "##er"]
+
+
+def make_tokenizer(path):
+    """A real BertTokenizerFast over a tiny vocabulary, saved to `path`."""
+    from transformers import BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = SPECIALS + WORDS + SUBWORDS + list("abcdefghijklmnopqrstuvwxyz")
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(path)
+    return tok
+
+
+def tiny_bert_config(vocab_size: int, **overrides):
+    from transformers import BertConfig
+
+    kw = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+    )
+    kw.update(overrides)
+    return BertConfig(**kw)
+
+
+def make_tiny_bert(path, task: str = "text-classification", seed: int = 0, **overrides):
+    """Save a tiny random BERT (classification: 2 labels; QA: span head) with its tokenizer."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+
+    tok = make_tokenizer(path)
+    config = tiny_bert_config(len(tok), **overrides)
+    torch.manual_seed(seed)
+    if task == "extractive-qa":
+        model = AutoModelForQuestionAnswering.from_config(config)
+    else:
+        config.num_labels = overrides.get("num_labels", 2)
+        config.id2label = {
+            i: n for i, n in enumerate(["negative", "positive"][: config.num_labels])
+        }
+        config.label2id = {n: i for i, n in config.id2label.items()}
+        model = AutoModelForSequenceClassification.from_config(config)
+    model.eval()
+    model.save_pretrained(path)
+    return path
+
+
+def make_sentences(n: int, seed: int = 0):
+    """Short sentences whose label (1 positive, 0 negative) follows the sentiment words."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.random() < 0.5
+        words = rng.sample(NEUTRAL, rng.randint(2, 8))
+        words += rng.sample(POSITIVE if label else NEGATIVE, rng.randint(1, 2))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(int(label))
+    return texts, labels
+
+
+def make_cls_dataset(n_train=64, n_val=24, n_test=32, seed=0):
+    """A DatasetDict with train/validation/test, columns text and label (ClassLabel)."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    features = Features(
+        {"text": Value("string"), "label": ClassLabel(names=["negative", "positive"])}
+    )
+    splits = {}
+    for i, (name, n) in enumerate([("train", n_train), ("validation", n_val), ("test", n_test)]):
+        texts, labels = make_sentences(n, seed=seed * 10 + i)
+        splits[name] = Dataset.from_dict({"text": texts, "label": labels}, features=features)
+    return DatasetDict(splits)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _few_threads():
+    import torch
+
+    # Two cores on CI: keep intra-op threads fixed so that tests don't oversubscribe.
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_cls_dir(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-cls"), "text-classification")
+
+
+@pytest.fixture(scope="session")
+def tiny_qa_dir(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-qa"), "extractive-qa")
+
+
+@pytest.fixture(scope="session")
+def tiny_cls_data():
+    return make_cls_dataset()
