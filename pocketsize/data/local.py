@@ -1,0 +1,116 @@
+"""Datasets from local files (CSV, TSV, JSON, JSON Lines, Parquet, SQuAD JSON, save_to_disk
+directories) and from the Hugging Face hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pocketsize.errors import PocketsizeError
+
+FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+_SPLIT_STEMS = ("train", "validation", "valid", "val", "dev", "test")
+
+
+def looks_like_path(ref: str) -> bool:
+    return ref.lower().endswith(FILE_SUFFIXES) or ref.startswith((".", "/", "~"))
+
+
+def read_local(ref) -> dict:
+    """{split name: datasets.Dataset} from a file, a {split: file} dict, or a directory."""
+    from datasets import load_from_disk
+
+    if isinstance(ref, dict):
+        return {str(split): _read_file(Path(p)) for split, p in ref.items()}
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if (path / "dataset_dict.json").exists():
+            return dict(load_from_disk(str(path)))
+        files = {
+            p.stem: p
+            for p in sorted(path.iterdir())
+            if p.suffix in FILE_SUFFIXES and p.stem in _SPLIT_STEMS
+        }
+        if not files:
+            raise PocketsizeError(
+                f"{path} holds no dataset: expected train/validation/test files ({', '.join(FILE_SUFFIXES)}) "
+                "or a DatasetDict.save_to_disk directory"
+            )
+        return {name: _read_file(p) for name, p in files.items()}
+    if not path.exists():
+        raise PocketsizeError(
+            f"dataset file {path} does not exist; check the path (or pass a catalogue name or hub id)"
+        )
+    data = _read_file(path)
+    return {"train": data}
+
+
+def _read_file(path: Path):
+    from datasets import Dataset
+
+    if not path.is_file():
+        raise PocketsizeError(f"dataset file {path} does not exist; check the path")
+    suffix = path.suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise PocketsizeError(
+            f"{path}: unsupported file type {suffix!r}; use one of {', '.join(FILE_SUFFIXES)}"
+        )
+    if suffix in (".csv", ".tsv"):
+        import pandas as pd
+
+        # every cell as a string, and no "NA"/"None" -> NaN guessing: texts stay as written
+        frame = pd.read_csv(
+            path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
+        )
+        return Dataset.from_pandas(frame, preserve_index=False)
+    if suffix == ".parquet":
+        return Dataset.from_parquet(str(path))
+    text = path.read_text(encoding="utf-8")
+    try:
+        if suffix == ".jsonl" or (suffix == ".json" and not text.lstrip().startswith(("[", "{"))):
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PocketsizeError(f"{path} is not valid JSON ({e}); fix the file") from e
+    if isinstance(records, dict) and _is_squad(records):
+        from pocketsize.data.squad import squad_to_dataset
+
+        return squad_to_dataset(records, source=str(path))
+    if isinstance(records, dict) and isinstance(records.get("data"), list):
+        records = records["data"]
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise PocketsizeError(f"{path} must hold a list of objects (one per example) or SQuAD JSON")
+    if not records:
+        raise PocketsizeError(f"{path} is empty (no rows); pass a file with examples")
+    return Dataset.from_list(records)
+
+
+def _is_squad(obj: dict) -> bool:
+    data = obj.get("data")
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and isinstance(data[0], dict)
+        and "paragraphs" in data[0]
+    )
+
+
+def read_hub(ref: str, config: str | None = None, trust_remote_code: bool = False) -> dict:
+    import datasets
+
+    try:
+        kw = {"trust_remote_code": True} if trust_remote_code else {}
+        return dict(datasets.load_dataset(ref, config, **kw))
+    except (
+        Exception
+    ) as e:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ...)
+        from pocketsize.assets.catalogue import catalogue
+
+        known = ", ".join(a.name for a in catalogue("dataset"))
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise PocketsizeError(
+            f"could not load dataset {ref!r}: no local file of that name and the Hugging Face hub is "
+            f"unreachable or does not have it ({type(e).__name__}: {first}); pass a local CSV/JSON/"
+            f"JSONL file or a catalogue dataset ({known})"
+        ) from e

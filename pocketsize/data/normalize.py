@@ -1,0 +1,141 @@
+"""Bring any classification or QA DatasetDict into pocketsize's layout, or say what is wrong.
+
+Classification: columns `text`, optional `text_pair`, `label` (a ClassLabel whose names are
+the label set, sorted when the data gives strings). Extractive QA: the SQuAD columns.
+"""
+
+from __future__ import annotations
+
+from pocketsize.data.splits import SPLITS, canonical_split_name, fill_missing_splits
+from pocketsize.errors import PocketsizeError
+
+QA_COLUMNS = ("id", "title", "context", "question", "answers")
+# column names other datasets use, tried when the caller gave no mapping
+_TEXT_GUESSES = ("text", "sentence", "sentence1", "premise", "content", "review", "document")
+_PAIR_GUESSES = ("text_pair", "sentence2", "hypothesis")
+_LABEL_GUESSES = ("label", "labels", "category", "sentiment", "class")
+
+
+def is_qa(columns) -> bool:
+    return {"question", "context", "answers"} <= set(columns)
+
+
+def normalize(dd, source: str, columns: dict | None = None, label_names=None):
+    """Rename splits and columns, encode labels, add missing splits, check for emptiness."""
+    from datasets import DatasetDict
+
+    dd = DatasetDict({canonical_split_name(k): v for k, v in dd.items()})
+    if "train" not in dd:
+        if len(dd) == 1:  # one unnamed split (e.g. a single file): it is all the data
+            dd = DatasetDict({"train": next(iter(dd.values()))})
+        else:
+            raise PocketsizeError(
+                f"{source} has splits {sorted(dd)} but no train split; name one of them train"
+            )
+    if sum(len(d) for d in dd.values()) == 0:
+        raise PocketsizeError(f"{source} is empty (no rows); pass a dataset with examples")
+    if is_qa(dd["train"].column_names):
+        dd = DatasetDict({k: _qa_columns(v, source) for k, v in dd.items()})
+    else:
+        mapping = _column_mapping(dd["train"].column_names, columns, source)
+        dd = DatasetDict({k: _classification_columns(v, mapping) for k, v in dd.items()})
+        dd = _encode_labels(dd, source, label_names)
+    dd = fill_missing_splits(dd)
+    for name in SPLITS:
+        if len(dd[name]) == 0:
+            raise PocketsizeError(
+                f"{source}: the {name} split is empty ({len(dd['train'])} train rows); give more rows "
+                "(the hash split puts ~10% each in validation and test) or your own splits"
+            )
+    return dd
+
+
+def _column_mapping(have: list[str], columns: dict | None, source: str) -> dict:
+    columns = dict(columns or {})
+    unknown = set(columns) - {"text", "text_pair", "label"}
+    if unknown:
+        raise PocketsizeError(
+            f"column mapping keys must be text, text_pair, label; got {sorted(unknown)}"
+        )
+    for role, guesses in (
+        ("text", _TEXT_GUESSES),
+        ("text_pair", _PAIR_GUESSES),
+        ("label", _LABEL_GUESSES),
+    ):
+        if role not in columns:
+            found = next((g for g in guesses if g in have), None)
+            if found:
+                columns[role] = found
+    for role in ("text", "label"):
+        if role not in columns or columns[role] not in have:
+            asked = f" (mapped to {columns[role]!r})" if role in columns else ""
+            raise PocketsizeError(
+                f"{source} has no {role} column{asked}; its columns are {have}: pass "
+                f"columns={{'{role}': NAME}} naming one of them"
+            )
+    if "text_pair" in columns and columns["text_pair"] not in have:
+        raise PocketsizeError(
+            f"{source} has no text_pair column {columns['text_pair']!r}; its columns are {have}"
+        )
+    return columns
+
+
+def _classification_columns(ds, mapping: dict):
+    keep = {src: role for role, src in mapping.items()}
+    ds = ds.remove_columns([c for c in ds.column_names if c not in keep])
+    return ds.rename_columns({src: role for src, role in keep.items() if src != role})
+
+
+def _encode_labels(dd, source: str, label_names):
+    from datasets import ClassLabel, DatasetDict, Value
+
+    feature = dd["train"].features["label"]
+    if isinstance(feature, ClassLabel):
+        if label_names is None or [str(n) for n in label_names] == feature.names:
+            return dd
+        # names given: re-express each label by its name, then encode against the given set
+        names = feature.names
+        dd = DatasetDict(
+            {
+                k: v.cast_column("label", Value("int64")).map(
+                    lambda r: {"label": names[r["label"]]}
+                )
+                for k, v in dd.items()
+            }
+        )
+    values = sorted({x for v in dd.values() for x in v["label"]}, key=lambda x: (x is None, str(x)))
+    if None in values:
+        raise PocketsizeError(f"{source} has rows without a label; fill them in or drop those rows")
+    ints = all(isinstance(x, int) and not isinstance(x, bool) for x in values)
+    if label_names is None:
+        label_names = (
+            [str(i) for i in range(max(values) + 1)] if ints else sorted(str(x) for x in values)
+        )
+    label_names = [str(n) for n in label_names]
+    if ints:
+        outside = [x for x in values if not 0 <= x < len(label_names)]
+        to_index = dict(zip(values, values, strict=True))
+    else:
+        index = {n: i for i, n in enumerate(label_names)}
+        outside = [x for x in values if str(x) not in index]
+        to_index = {x: index.get(str(x)) for x in values}
+    if outside:
+        raise PocketsizeError(
+            f"{source} has labels {outside[:5]} that are not in the label set {label_names}; "
+            "fix the data or pass label_names including them"
+        )
+    target = ClassLabel(names=label_names)
+    out = {}
+    for k, v in dd.items():
+        v = v.map(lambda r: {"label": to_index[r["label"]]})
+        out[k] = v.cast_column("label", target)
+    return DatasetDict(out)
+
+
+def _qa_columns(ds, source: str):
+    missing = [c for c in QA_COLUMNS if c not in ds.column_names]
+    if "id" in missing:
+        ds = ds.add_column("id", [str(i) for i in range(len(ds))])
+    if "title" in missing:
+        ds = ds.add_column("title", [""] * len(ds))
+    return ds.select_columns(list(QA_COLUMNS))
