@@ -1,0 +1,118 @@
+"""`pocketsize eval` and `pocketsize predict`. Nothing heavy is imported at module level."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pocketsize.errors import PocketsizeError
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="measure model variants against a reference; write metrics.json and a report",
+        description="Evaluate variants side by side: metric, agreement, size, latency, memory.",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="a variant: a save_pretrained dir, an ONNX dir, or an .onnx/.ort file (repeat)",
+    )
+    p.add_argument("--data", required=True, help="dataset name, hub id or local files")
+    p.add_argument("--split", default="test")
+    p.add_argument("--reference", help="the variant others are compared with (default: first)")
+    p.add_argument("--final", help="the variant a recipe ships, marked in the report")
+    p.add_argument("--task", help="text-classification or extractive-qa (default: from the data)")
+    p.add_argument("--out", required=True, help="output directory for the report")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--batch-sizes", default="1,32", help="comma-separated (default 1,32)")
+    p.add_argument("--threads", type=int, help="threads for PyTorch and ORT (default: all cores)")
+    p.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
+    p.add_argument("--latency-examples", type=int, default=256, help="test inputs timed")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved timing passes")
+    p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--no-memory", action="store_true")
+    p.set_defaults(func=run_eval)
+
+    q = sub.add_parser(
+        "predict",
+        help="run any variant on some text",
+        description="Classify text (or answer --question about it) with a model directory.",
+    )
+    q.add_argument("--model", required=True, help="a save_pretrained dir, ONNX dir or file")
+    q.add_argument("text", nargs="+", help="the text(s); for QA, the context")
+    q.add_argument("--question", help="extractive QA: the question to answer from the text")
+    q.add_argument("--threads", type=int)
+    q.set_defaults(func=run_predict)
+
+
+def parse_models(specs: list[str]) -> dict[str, str]:
+    models = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise PocketsizeError(
+                f"--model {spec!r}: expected NAME=PATH, e.g. --model int8=out/int8"
+            )
+        if name in models:
+            raise PocketsizeError(f"--model {name!r} given twice; give each variant its own name")
+        models[name] = path
+    return models
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import os
+
+    # before torch is imported: idle OpenMP threads sleep instead of spinning (see latency.py)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from pocketsize.fsutil import check_output_dir
+
+    models = parse_models(args.model)
+    check_output_dir(args.out, args.overwrite)
+    try:
+        batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
+    except ValueError:
+        raise PocketsizeError(
+            f"--batch-sizes {args.batch_sizes!r}: expected comma-separated integers, e.g. 1,32"
+        ) from None
+    from pocketsize.data import load_dataset
+    from pocketsize.eval import evaluate
+
+    data = load_dataset(args.data)
+    report = evaluate(
+        models,
+        data,
+        reference=args.reference,
+        final=args.final,
+        task=args.task,
+        split=args.split,
+        batch_sizes=batch_sizes,
+        threads=args.threads,
+        latency=not args.no_latency,
+        memory=not args.no_memory,
+        max_examples=args.max_examples,
+        latency_examples=args.latency_examples,
+        repeats=args.repeats,
+    )
+    out = report.save(args.out, overwrite=args.overwrite)
+    print(report.table())
+    print(f"\nreport written to {out}/ (report.md, report.html, metrics.json, plots)")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from pocketsize.eval import load_pipeline
+
+    pipe = load_pipeline(
+        args.model, task="extractive-qa" if args.question else None, threads=args.threads
+    )
+    for text in args.text:
+        if args.question:
+            result = pipe(question=args.question, context=text)
+        else:
+            result = pipe(text)
+        print(json.dumps(result, ensure_ascii=False))
+    return 0

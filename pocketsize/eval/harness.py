@@ -1,0 +1,467 @@
+"""`evaluate(variants, dataset, reference=...)`: every variant measured against the reference.
+
+Order of work: resolve and check every variant and the data (cheap, fails fast with a
+PocketsizeError), then predictions per variant, fidelity and bootstrap intervals, then the
+interleaved latency run, then peak memory in one child process per variant.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.eval import bootstrap, cost, fidelity
+from pocketsize.eval import latency as timing
+from pocketsize.eval import memory as peak_memory
+from pocketsize.eval.environment import library_versions, machine_info
+from pocketsize.eval.report import SCHEMA_VERSION, Report, mark_pareto
+from pocketsize.eval.runners import (
+    FEEDABLE_INPUTS,
+    default_threads,
+    load_tokenizer,
+    make_runner,
+    resolve_variant,
+)
+from pocketsize.tasks import get_task, task_for_dataset
+
+MAX_DISAGREEMENTS = 1000  # kept per variant in metrics.json; the total is always reported
+
+
+def evaluate(
+    variants: dict[str, Any],
+    dataset,
+    reference: str | None = None,
+    task=None,
+    split: str = "test",
+    batch_sizes=(1, 32),
+    threads: int | None = None,
+    latency: bool = True,
+    memory: bool = True,
+    final: str | None = None,
+    max_examples: int | None = None,
+    latency_examples: int = 256,
+    repeats: int = 3,
+    warmup: int = 3,
+    bootstrap_samples: int = bootstrap.DEFAULT_SAMPLES,
+    eval_batch_size: int = 32,
+    max_length: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Report:
+    """Measure every variant against `reference` (default: the first) on one split.
+
+    variants: name -> a save_pretrained dir, an optimum ONNX dir, an .onnx/.ort file (with
+    config and tokenizer beside it), a transformers model, or (model, tokenizer).
+    dataset: a datasets.Dataset, a DatasetDict of which `split` is used, or a dataset name.
+    latency_examples: how many test inputs are timed (per batch size: that many examples,
+    i.e. latency_examples // batch_size calls per pass), `repeats` passes after `warmup` calls.
+    """
+    if not variants:
+        raise PocketsizeError("no variants given; pass {name: model_dir_or_model, ...}")
+    reference = reference or next(iter(variants))
+    for role, name in (("reference", reference), ("final", final)):
+        if name is not None and name not in variants:
+            raise PocketsizeError(
+                f"{role} {name!r} is not among the variants ({', '.join(variants)}); "
+                f"pass one of them as {role}="
+            )
+    if isinstance(dataset, (str, os.PathLike)):
+        from pocketsize.data import load_dataset
+
+        dataset = load_dataset(dataset)
+    examples = _select_split(dataset, split)
+    if max_examples is not None:
+        examples = examples.select(range(min(max_examples, len(examples))))
+    task = get_task(task) if task is not None else task_for_dataset(examples)
+    _check_columns(task, examples)
+    threads = threads or default_threads()
+    batch_sizes = tuple(sorted({int(b) for b in batch_sizes}))
+
+    # ---- resolve and check everything before any long work ----
+    resolved = {name: resolve_variant(name, spec) for name, spec in variants.items()}
+    label_names = _check_labels(task, examples, resolved, reference)
+    tokenizers = {name: load_tokenizer(v) for name, v in resolved.items()}
+    for name, variant in resolved.items():
+        _check_vocab(variant, tokenizers[name])
+    runners = {}
+    for name, variant in resolved.items():
+        runners[name] = make_runner(variant, task, threads)
+        if label_names is not None:
+            _check_onnx_label_count(name, runners[name], len(label_names))
+
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runs = {}
+        for name, variant in resolved.items():
+            runs[name] = _predict(
+                name,
+                runners[name],
+                tokenizers[name],
+                task,
+                examples,
+                _max_length(variant, tokenizers[name], max_length),
+                eval_batch_size,
+                progress,
+            )
+        latency_results, timed = {}, 0
+        if latency:
+            latency_results, timed = _latency(
+                runners, runs, batch_sizes, latency_examples, repeats, warmup, seed, progress
+            )
+    finally:
+        torch.set_num_threads(previous_threads)
+
+    # ---- metrics, fidelity, intervals ----
+    indices = bootstrap.resample_indices(len(examples), bootstrap_samples, seed)
+    ref_run = runs[reference]
+    records = {}
+    for name, variant in resolved.items():
+        run = runs[name]
+        records[name] = {
+            "kind": variant.kind,
+            "source": variant.source,
+            **_quality(task, examples, run, ref_run, indices, label_names),
+            **_cost(variant, runners[name]),
+        }
+        if latency:
+            records[name]["latency_ms"] = latency_results[name]
+            records[name]["throughput_per_s"] = {
+                bs: stats["throughput_per_s"] for bs, stats in latency_results[name].items()
+            }
+    if memory:
+        for name, variant in tqdm(resolved.items(), desc="peak memory", disable=not progress):
+            batch = runs[name]["pad"](runs[name]["rows"][: max(batch_sizes)])
+            records[name]["memory"] = peak_memory.measure_peak_memory(variant, task, batch, threads)
+    _relative_figures(records, reference)
+    mark_pareto(records)
+
+    metrics = {
+        "schema_version": SCHEMA_VERSION,
+        "task": task.name,
+        "reference": reference,
+        "final": final,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "versions": library_versions(),
+        "settings": {
+            "split": split if hasattr(dataset, "keys") else None,
+            "examples": len(examples),
+            "dataset_fingerprint": getattr(examples, "_fingerprint", None),
+            "primary_metric": task.primary_metric,
+            "threads": threads,
+            "batch_sizes": list(batch_sizes),
+            "eval_batch_size": eval_batch_size,
+            "max_length": max_length,
+            "latency": {
+                "measured": bool(latency),
+                "inputs_timed": timed,
+                "repeats": repeats,
+                "warmup_calls": warmup,
+                "interleaved": True,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                "ort_spinning": False,
+                "timed": "model call only; inputs pre-tokenized, padded per batch to its longest",
+            },
+            "bootstrap": {"samples": bootstrap_samples, "confidence": 0.95, "seed": seed},
+            "memory": {
+                "measured": bool(memory),
+                "method": "VmHWM (peak RSS) of a fresh process per variant running one batch",
+            },
+        },
+        "labels": label_names,
+        "variants": records,
+    }
+    return Report(metrics)
+
+
+def _select_split(dataset, split: str):
+    if hasattr(dataset, "keys"):
+        if split not in dataset:
+            raise PocketsizeError(
+                f"the dataset has no {split!r} split (it has {', '.join(dataset) or 'none'}); "
+                "pass split= one of them"
+            )
+        dataset = dataset[split]
+    if not hasattr(dataset, "column_names"):
+        raise PocketsizeError(
+            f"expected a datasets.Dataset or DatasetDict, got {type(dataset).__name__}; "
+            "load data with pocketsize.load_dataset"
+        )
+    if len(dataset) == 0:
+        raise PocketsizeError(f"the {split!r} split is empty; evaluate on a split with examples")
+    return dataset
+
+
+TASK_COLUMNS = {
+    "text-classification": ("text", "label"),
+    "extractive-qa": ("question", "context", "answers"),
+}
+
+
+def _check_columns(task, examples) -> None:
+    missing = [c for c in TASK_COLUMNS.get(task.name, ()) if c not in examples.column_names]
+    if missing:
+        raise PocketsizeError(
+            f"the data has no {', '.join(missing)} column(s) for {task.name} (it has "
+            f"{', '.join(examples.column_names)}); load it with pocketsize.load_dataset(..., columns=)"
+        )
+
+
+_GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+def _variant_labels(variant) -> list[str] | None:
+    id2label = variant.config.get("id2label")
+    if not id2label:
+        n = variant.config.get("num_labels")
+        return [f"LABEL_{i}" for i in range(n)] if n else None
+    return [str(id2label[k]) for k in sorted(id2label, key=int)]
+
+
+def _check_labels(task, examples, resolved, reference) -> list[str] | None:
+    """Classification: every variant has the reference's labels and the data's label count."""
+    if task.name != "text-classification":
+        return None
+    from pocketsize.tasks.classification import label_names
+
+    data_labels = label_names(examples)
+    ref_labels = _variant_labels(resolved[reference])
+    for name, variant in resolved.items():
+        labels = _variant_labels(variant)
+        if labels is None:
+            continue
+        if len(labels) != len(data_labels):
+            raise PocketsizeError(
+                f"variant {name!r} has {len(labels)} labels ({', '.join(labels)}) but the dataset "
+                f"has {len(data_labels)} ({', '.join(map(str, data_labels))}); evaluate a model "
+                "fine-tuned on this label set"
+            )
+        if ref_labels and name != reference and _named(labels) and _named(ref_labels):
+            if labels != ref_labels:
+                raise PocketsizeError(
+                    f"variant {name!r} has labels {labels} but the reference {reference!r} has "
+                    f"{ref_labels}; compare models trained on the same labels in the same order"
+                )
+    return [str(n) for n in data_labels]
+
+
+def _named(labels: list[str]) -> bool:
+    return not all(_GENERIC_LABEL.match(lab) for lab in labels)
+
+
+def _check_onnx_label_count(name: str, runner, n_labels: int) -> None:
+    shape = (
+        getattr(runner, "output_shapes", {}).get(runner.fetch[0])
+        if hasattr(runner, "fetch")
+        else None
+    )
+    if shape and isinstance(shape[-1], int) and shape[-1] != n_labels:
+        raise PocketsizeError(
+            f"variant {name!r} outputs {shape[-1]} logits but the dataset has {n_labels} labels; "
+            "evaluate a model fine-tuned on this label set"
+        )
+
+
+def _check_vocab(variant, tokenizer) -> None:
+    vocab = variant.config.get("vocab_size")
+    if variant.model is not None and hasattr(variant.model, "get_input_embeddings"):
+        embeddings = variant.model.get_input_embeddings()
+        vocab = getattr(embeddings, "num_embeddings", vocab)
+    if vocab and len(tokenizer) > vocab:
+        raise PocketsizeError(
+            f"variant {variant.name!r}: its tokenizer has {len(tokenizer)} tokens but the model's "
+            f"vocabulary has {vocab}; save the tokenizer that belongs to this model beside it"
+        )
+
+
+def _max_length(variant, tokenizer, requested: int | None) -> int:
+    limits = [requested or 512]
+    positions = variant.config.get("max_position_embeddings")
+    if positions:
+        # RoBERTa-likes reserve two positions for the padding offset
+        offset = 2 if variant.config.get("model_type") in ("roberta", "xlm-roberta") else 0
+        limits.append(positions - offset)
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if model_max and model_max < 100_000:
+        limits.append(model_max)
+    return min(limits)
+
+
+def _pad_numpy(collate):
+    def pad(rows):
+        batch = collate(rows)
+        return {k: np.asarray(v) for k, v in batch.items() if k in FEEDABLE_INPUTS}
+
+    return pad
+
+
+def _predict(name, runner, tokenizer, task, examples, max_length, batch_size, progress) -> dict:
+    """Model outputs for every feature (batched by length to cut padding) and the predictions."""
+    features = _quiet_encode(task, examples, tokenizer, max_length, progress)
+    model_inputs = [c for c in FEEDABLE_INPUTS if c in features.column_names]
+    rows = features.select_columns(model_inputs).to_list()
+    pad = _pad_numpy(task.collator(tokenizer))
+    order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in task.output_names}
+    for start in tqdm(
+        range(0, len(rows), batch_size), desc=f"predicting {name}", disable=not progress
+    ):
+        batch = pad([rows[i] for i in order[start : start + batch_size]])
+        for key, value in runner.run(batch).items():
+            chunks[key].append(value)
+    outputs = {key: _stack(values, order) for key, values in chunks.items()}
+    predictions = task.predict(outputs, features, examples)
+    return {
+        "outputs": outputs,
+        "predictions": predictions,
+        "rows": rows,
+        "input_ids": [r["input_ids"] for r in rows],
+        "pad": pad,
+    }
+
+
+def _quiet_encode(task, examples, tokenizer, max_length, progress):
+    """task.encode, without datasets' "tokenizing" bar when progress bars are off."""
+    from datasets.utils import logging as ds_logging
+
+    was_enabled = ds_logging.is_progress_bar_enabled()
+    if not progress:
+        ds_logging.disable_progress_bar()
+    try:
+        return task.encode(examples, tokenizer, max_length=max_length)
+    finally:
+        if was_enabled:
+            ds_logging.enable_progress_bar()
+
+
+def _stack(chunks: list[np.ndarray], order: np.ndarray) -> np.ndarray:
+    """Concatenate per-batch outputs (padding sequence axes with -1e4) in the original order."""
+    width = max(c.shape[1] for c in chunks) if chunks[0].ndim > 1 else None
+    if width is not None and any(c.shape[1] != width for c in chunks):
+        chunks = [
+            np.pad(
+                c, [(0, 0), (0, width - c.shape[1])] + [(0, 0)] * (c.ndim - 2), constant_values=-1e4
+            )
+            for c in chunks
+        ]
+    stacked = np.concatenate(chunks)
+    result = np.empty_like(stacked)
+    result[order] = stacked
+    return result
+
+
+def _quality(task, examples, run, ref_run, indices, label_names) -> dict:
+    predictions, ref_predictions = run["predictions"], ref_run["predictions"]
+    scores = task.score(predictions, examples)
+    per_example = np.asarray(task.example_scores(predictions, examples), dtype=float)
+    ref_per_example = np.asarray(task.example_scores(ref_predictions, examples), dtype=float)
+    agree = np.asarray(task.agreement(predictions, ref_predictions), dtype=float)
+    metric_ci = bootstrap.mean_ci(per_example, indices)
+    agreement_ci = bootstrap.mean_ci(agree, indices)
+    record: dict[str, Any] = {
+        "metric": {
+            "name": task.primary_metric,
+            "value": float(scores[task.primary_metric]),
+            "ci_low": metric_ci["ci_low"],
+            "ci_high": metric_ci["ci_high"],
+        },
+        "metrics": {k: v for k, v in scores.items() if k not in ("per_class", "confusion_matrix")},
+        "metric_diff": bootstrap.paired_difference_ci(per_example, ref_per_example, indices),
+        "agreement": float(agree.mean()),
+        "agreement_ci": [agreement_ci["ci_low"], agreement_ci["ci_high"]],
+    }
+    if "per_class" in scores:
+        record["per_class"] = scores["per_class"]
+    if "confusion_matrix" in scores:
+        record["confusion_matrix"] = {"labels": label_names, "matrix": scores["confusion_matrix"]}
+    if task.name == "text-classification":
+        record["fidelity"] = fidelity.classification_fidelity(
+            ref_run["outputs"]["logits"], run["outputs"]["logits"]
+        )
+    else:
+        record["fidelity"] = fidelity.span_fidelity(ref_run, run) or {
+            "kl": None,
+            "max_abs_logit_diff": None,
+            "mean_abs_logit_diff": None,
+            "note": "tokenizers differ, so the logits are not position-for-position comparable",
+        }
+        if hasattr(task, "f1_against"):
+            record["fidelity"]["f1_vs_reference"] = float(
+                np.mean(task.f1_against(predictions, ref_predictions))
+            )
+    record["disagreements_total"] = int((agree < 1).sum())
+    record["disagreements"] = _disagreements(
+        task, examples, predictions, ref_predictions, agree, label_names
+    )
+    return record
+
+
+def _disagreements(task, examples, predictions, ref_predictions, agree, label_names) -> list:
+    def show(p):
+        return label_names[p] if label_names is not None else p
+
+    listed = []
+    for i in np.flatnonzero(agree < 1)[:MAX_DISAGREEMENTS]:
+        example = examples[int(i)]
+        entry = {"index": int(i), **task.show_example(example)}
+        if label_names is not None and "label" in example:
+            entry["gold"] = label_names[example["label"]]
+        entry["reference_prediction"] = show(ref_predictions[i])
+        entry["prediction"] = show(predictions[i])
+        listed.append(entry)
+    return listed
+
+
+def _cost(variant, runner) -> dict:
+    size, how = cost.size_bytes(variant)
+    files = cost.shipped_files(variant)
+    model = getattr(runner, "model", None)
+    return {
+        "files": [f.name for f in files],
+        "size_bytes": int(size),
+        "size_source": how,
+        "params": cost.param_count(variant, model),
+    }
+
+
+def _latency(runners, runs, batch_sizes, n_inputs, repeats, warmup, seed, progress):
+    """Time the same (randomly chosen, seeded) test inputs on every variant."""
+    n_features = min(len(run["rows"]) for run in runs.values())
+    n_inputs = min(n_inputs, n_features)
+    chosen = np.random.default_rng(seed).permutation(n_features)[:n_inputs]
+    batches = {
+        name: {
+            bs: timing.make_batches([run["rows"][i] for i in chosen], bs, run["pad"])
+            for bs in batch_sizes
+        }
+        for name, run in runs.items()
+    }
+    results = timing.measure_latency(runners, batches, repeats, warmup, progress)
+    return results, int(n_inputs)
+
+
+def _relative_figures(records: dict, reference: str) -> None:
+    """Ratios against the reference: retention, size ratio, speed-up (batch 1 unless absent)."""
+    ref = records[reference]
+    ref_metric = ref["metric"]["value"]
+    for record in records.values():
+        value = record["metric"]["value"]
+        record["retention"] = value / ref_metric if ref_metric else None
+        record["size_ratio"] = (
+            ref["size_bytes"] / record["size_bytes"] if record["size_bytes"] else None
+        )
+        record["speedup"] = None
+        if "latency_ms" in record:
+            bs = "1" if "1" in record["latency_ms"] else next(iter(record["latency_ms"]), None)
+            if bs and bs in ref.get("latency_ms", {}):
+                record["speedup"] = ref["latency_ms"][bs]["p50"] / record["latency_ms"][bs]["p50"]
+                record["speedup_batch_size"] = int(bs)

@@ -1,0 +1,58 @@
+"""`load_pipeline(DIR)`: any variant as a transformers pipeline, in two lines.
+
+PyTorch directories load with transformers' Auto classes; ONNX directories (and .onnx / .ort
+files) load with optimum's ORTModelFor... classes, which transformers.pipeline accepts.
+"""
+
+from __future__ import annotations
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.eval.runners import default_threads, load_tokenizer, resolve_variant
+from pocketsize.tasks import get_task
+
+
+def task_from_config(config: dict):
+    """The task a saved model was built for, from its config's architecture name."""
+    architectures = config.get("architectures") or []
+    if any(a.endswith("ForQuestionAnswering") for a in architectures):
+        return get_task("extractive-qa")
+    if not architectures or any(a.endswith("ForSequenceClassification") for a in architectures):
+        return get_task("text-classification")
+    raise PocketsizeError(
+        f"cannot tell the task of a {architectures[0]} model; pass task='text-classification' "
+        "or task='extractive-qa'"
+    )
+
+
+def load_pipeline(model, task=None, threads: int | None = None):
+    """A transformers pipeline over a PyTorch dir, an ONNX dir or an .onnx/.ort file."""
+    from transformers import pipeline
+
+    variant = resolve_variant("model", model)
+    task = get_task(task) if task is not None else task_from_config(variant.config)
+    tokenizer = load_tokenizer(variant)
+    if variant.kind == "torch":
+        from pocketsize.eval.runners import load_torch_model
+
+        return pipeline(
+            task.pipeline_task, model=load_torch_model(variant, task), tokenizer=tokenizer
+        )
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or default_threads()
+    ort_class = task.ort_model_class()
+    if variant.kind == "ort":
+        # from_pretrained looks for .onnx files only (and would try to export the directory)
+        from transformers import AutoConfig
+
+        session = ort.InferenceSession(
+            str(variant.path), options, providers=["CPUExecutionProvider"]
+        )
+        config = AutoConfig.from_pretrained(str(variant.model_dir))
+        ort_model = ort_class(config=config, session=session, model_save_dir=variant.model_dir)
+    else:
+        ort_model = ort_class.from_pretrained(
+            str(variant.model_dir), file_name=variant.path.name, session_options=options
+        )
+    return pipeline(task.pipeline_task, model=ort_model, tokenizer=tokenizer)

@@ -1,0 +1,410 @@
+"""The report: metrics.json (schema in SCHEMA.md beside this file), report.md, report.html, plots.
+
+`Report(metrics)` wraps the metrics.json dictionary; everything else is rendered from it, so a
+saved report can be re-rendered with `Report.load(dir)`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from pocketsize.fsutil import atomic_dir, write_json
+
+SCHEMA_VERSION = "1.0"
+PARETO_PNG = "pareto.png"
+CONFUSION_PNG = "confusion_matrix.png"
+
+
+def mark_pareto(records: dict[str, dict]) -> None:
+    """Set record["pareto"] = {"latency": bool, "size": bool}: on the metric-vs-cost front."""
+
+    def front(cost_of) -> set[str]:
+        points = {n: (r["metric"]["value"], cost_of(r)) for n, r in records.items()}
+        points = {n: p for n, p in points.items() if p[1] is not None}
+        return {
+            n
+            for n, (m, c) in points.items()
+            if not any(
+                (m2 >= m and c2 <= c) and (m2 > m or c2 < c)
+                for n2, (m2, c2) in points.items()
+                if n2 != n
+            )
+        }
+
+    by_latency = front(lambda r: _p50(r, "1"))
+    by_size = front(lambda r: r.get("size_bytes"))
+    for name, record in records.items():
+        record["pareto"] = {"latency": name in by_latency, "size": name in by_size}
+
+
+def _p50(record: dict, batch_size: str) -> float | None:
+    stats = (record.get("latency_ms") or {}).get(batch_size)
+    return stats["p50"] if stats else None
+
+
+def _mb(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e3:.0f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
+
+
+def _num(x, fmt: str = "{:.3f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+class Report:
+    """The result of evaluate(): `.metrics` (the metrics.json dict), `.save(dir)`, `.table()`."""
+
+    def __init__(self, metrics: dict[str, Any]):
+        self.metrics = metrics
+
+    @classmethod
+    def load(cls, directory) -> Report:
+        return cls(json.loads((Path(directory) / "metrics.json").read_text()))
+
+    @property
+    def variants(self) -> dict[str, dict]:
+        return self.metrics["variants"]
+
+    @property
+    def reference(self) -> str:
+        return self.metrics["reference"]
+
+    def __getitem__(self, name: str) -> dict:
+        return self.variants[name]
+
+    def __repr__(self) -> str:
+        return self.table()
+
+    def best_compressed(self) -> str:
+        """The final variant when there is one, else the best non-reference metric (then size)."""
+        if self.metrics.get("final"):
+            return self.metrics["final"]
+        others = [n for n in self.variants if n != self.reference] or [self.reference]
+        return max(
+            others,
+            key=lambda n: (self.variants[n]["metric"]["value"], -self.variants[n]["size_bytes"]),
+        )
+
+    # ---- tables ----
+
+    def table_rows(self) -> tuple[list[str], list[list[str]]]:
+        batch_sizes = [str(b) for b in self.metrics["settings"]["batch_sizes"]]
+        metric_name = next(iter(self.variants.values()))["metric"]["name"]
+        header = ["variant", "size", "size ratio", "params"]
+        header += [f"latency b{b} p50 (p95)" for b in batch_sizes]
+        header += ["speed-up", metric_name, "Δ vs ref (95% CI)", "retention", "agreement"]
+        rows = []
+        for name, r in self.variants.items():
+            label = name + (" (ref)" if name == self.reference else "")
+            label += " (final)" if name == self.metrics.get("final") else ""
+            row = [label, _mb(r["size_bytes"]), _num(r.get("size_ratio"), "{:.2f}x")]
+            row.append("-" if r.get("params") is None else f"{r['params'] / 1e6:.2f} M")
+            for b in batch_sizes:
+                stats = (r.get("latency_ms") or {}).get(b)
+                row.append(f"{stats['p50']:.2f} ms ({stats['p95']:.2f})" if stats else "-")
+            row.append(_num(r.get("speedup"), "{:.2f}x"))
+            row.append(_num(r["metric"]["value"], "{:.4f}"))
+            diff = r["metric_diff"]
+            if name == self.reference:
+                row.append("-")
+            else:
+                mark = " *" if diff["significant"] else " (n.s.)"
+                row.append(
+                    f"{diff['value']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]{mark}"
+                )
+            row.append(_num(r.get("retention"), "{:.2%}"))
+            row.append(_num(r["agreement"], "{:.2%}"))
+            rows.append(row)
+        return header, rows
+
+    def fidelity_rows(self) -> tuple[list[str], list[list[str]]]:
+        header = ["variant", "agreement (95% CI)", "KL", "max |Δlogit|", "mean |Δlogit|"]
+        header += ["disagreements", "peak memory (model)", "throughput b-max"]
+        rows = []
+        for name, r in self.variants.items():
+            f = r["fidelity"]
+            lo, hi = r["agreement_ci"]
+            mem = r.get("memory") or {}
+            tp = r.get("throughput_per_s") or {}
+            rows.append(
+                [
+                    name,
+                    f"{r['agreement']:.2%} [{lo:.2%}, {hi:.2%}]",
+                    _num(f.get("kl"), "{:.2e}"),
+                    _num(f.get("max_abs_logit_diff"), "{:.2e}"),
+                    _num(f.get("mean_abs_logit_diff"), "{:.2e}"),
+                    str(r["disagreements_total"]),
+                    (
+                        f"{_mb(mem['peak_rss_bytes'])} ({_mb(mem['model_peak_bytes'])})"
+                        if "peak_rss_bytes" in mem
+                        else mem.get("error", "-")
+                    ),
+                    f"{tp[max(tp, key=int)]:.1f}/s" if tp else "-",
+                ]
+            )
+        return header, rows
+
+    def table(self) -> str:
+        """The headline table as markdown (what the CLI prints)."""
+        return _md_table(*self.table_rows())
+
+    # ---- documents ----
+
+    def _notes(self) -> list[str]:
+        m, s = self.metrics, self.metrics["settings"]
+        lat = s["latency"]
+        notes = [
+            f"Task {m['task']}, {s['examples']} examples"
+            + (f" of the {s['split']!r} split" if s.get("split") else "")
+            + f"; reference {m['reference']!r}"
+            + (f"; final {m['final']!r}" if m.get("final") else "")
+            + ".",
+            "Retention = metric / reference metric. Δ vs ref: paired bootstrap "
+            f"({s['bootstrap']['samples']} resamples) 95% interval of the metric difference; "
+            "* = significant, n.s. = within noise.",
+        ]
+        if lat["measured"]:
+            notes.append(
+                f"Latency: {lat['inputs_timed']} real test inputs timed per batch size, "
+                f"{lat['repeats']} interleaved passes after {lat['warmup_calls']} warm-up calls, "
+                f"{s['threads']} thread(s) for PyTorch and ONNX Runtime alike; "
+                f"{lat['timed']}. Speed-up = reference p50 / variant p50 at batch 1."
+            )
+        else:
+            notes.append("Latency was not measured.")
+        notes.append(
+            "Size = the files a user ships (weights or the one model file, config, tokenizer)."
+        )
+        return notes
+
+    def _machine_lines(self) -> list[str]:
+        mach, ver = self.metrics["machine"], self.metrics["versions"]
+        lines = [
+            f"Machine: {mach.get('cpu')}, {mach.get('usable_cores')} usable cores "
+            f"({', '.join(mach.get('cpu_flags') or [])}), {mach.get('platform')}, "
+            f"Python {mach.get('python')}.",
+            "Versions: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v) + ".",
+        ]
+        return lines
+
+    def _disagreement_samples(self, n: int = 5) -> dict[str, list[dict]]:
+        return {
+            name: r["disagreements"][:n]
+            for name, r in self.variants.items()
+            if name != self.reference and r["disagreements"]
+        }
+
+    def _per_class_rows(self, name: str):
+        per_class = self.variants[name].get("per_class")
+        if not per_class:
+            return None
+        header = ["class", "precision", "recall", "f1", "support"]
+        rows = [
+            [c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"])]
+            for c, v in per_class.items()
+        ]
+        return header, rows
+
+    def to_markdown(self, images: bool = True) -> str:
+        best = self.best_compressed()
+        out = [f"# pocketsize report: {self.metrics['task']}", ""]
+        out += [_md_table(*self.table_rows()), ""]
+        out += [f"- {n}" for n in self._notes()]
+        out += ["", "## Fidelity to the reference and memory", ""]
+        out += [_md_table(*self.fidelity_rows()), ""]
+        if images:
+            out += ["## Trade-off", "", f"![accuracy vs latency and size]({PARETO_PNG})", ""]
+        per_class = self._per_class_rows(best)
+        if per_class:
+            out += [f"## Per-class metrics of {best!r}", "", _md_table(*per_class), ""]
+            if images:
+                out += [f"![confusion matrix of {best}]({CONFUSION_PNG})", ""]
+        samples = self._disagreement_samples()
+        if samples:
+            out += ["## Where variants disagree with the reference (first 5 each)", ""]
+            for name, entries in samples.items():
+                out.append(f"**{name}** ({self.variants[name]['disagreements_total']} in all)")
+                out.append("")
+                for e in entries:
+                    out.append(f"- {_describe(e)}")
+                out.append("")
+        out += ["## Machine", ""] + [f"- {line}" for line in self._machine_lines()]
+        return "\n".join(out) + "\n"
+
+    def to_html(self, pngs: dict[str, bytes] | None = None) -> str:
+        """Self-contained: the plots are inline data URIs."""
+        pngs = pngs if pngs is not None else self.render_plots()
+        best = self.best_compressed()
+        parts = [
+            "<!doctype html><html><head><meta charset='utf-8'>",
+            f"<title>pocketsize report: {html.escape(self.metrics['task'])}</title>",
+            "<style>body{font-family:sans-serif;margin:2em;max-width:80em}"
+            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+            "padding:.3em .6em;text-align:right}td:first-child,th:first-child{text-align:left}"
+            "img{max-width:100%}</style></head><body>",
+            f"<h1>pocketsize report: {html.escape(self.metrics['task'])}</h1>",
+            _html_table(*self.table_rows()),
+            "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self._notes()) + "</ul>",
+            "<h2>Fidelity to the reference and memory</h2>",
+            _html_table(*self.fidelity_rows()),
+        ]
+        if PARETO_PNG in pngs:
+            parts += ["<h2>Trade-off</h2>", _html_img(pngs[PARETO_PNG], "trade-off")]
+        per_class = self._per_class_rows(best)
+        if per_class:
+            parts += [f"<h2>Per-class metrics of {html.escape(best)}</h2>", _html_table(*per_class)]
+            if CONFUSION_PNG in pngs:
+                parts.append(_html_img(pngs[CONFUSION_PNG], "confusion matrix"))
+        samples = self._disagreement_samples()
+        if samples:
+            parts.append("<h2>Where variants disagree with the reference (first 5 each)</h2>")
+            for name, entries in samples.items():
+                total = self.variants[name]["disagreements_total"]
+                parts.append(f"<h3>{html.escape(name)} ({total} in all)</h3><ul>")
+                parts += [f"<li>{html.escape(_describe(e))}</li>" for e in entries]
+                parts.append("</ul>")
+        parts += ["<h2>Machine</h2><ul>"]
+        parts += [f"<li>{html.escape(line)}</li>" for line in self._machine_lines()]
+        parts += ["</ul></body></html>"]
+        return "\n".join(parts) + "\n"
+
+    # ---- plots ----
+
+    def render_plots(self) -> dict[str, bytes]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        pngs = {PARETO_PNG: self._pareto_png()}
+        best = self.best_compressed()
+        if self.variants[best].get("confusion_matrix"):
+            pngs[CONFUSION_PNG] = self._confusion_png(best)
+        return pngs
+
+    def _pareto_png(self) -> bytes:
+        import matplotlib.pyplot as plt
+
+        has_latency = any(_p50(r, "1") is not None for r in self.variants.values())
+        axes_spec = [("size", "size on disk (MB)", lambda r: r["size_bytes"] / 1e6)]
+        if has_latency:
+            axes_spec.insert(0, ("latency", "latency at batch 1, p50 (ms)", lambda r: _p50(r, "1")))
+        fig, axes = plt.subplots(1, len(axes_spec), figsize=(6 * len(axes_spec), 4.5))
+        axes = [axes] if len(axes_spec) == 1 else list(axes)
+        metric_name = next(iter(self.variants.values()))["metric"]["name"]
+        for ax, (key, xlabel, x_of) in zip(axes, axes_spec):
+            points = [(x_of(r), r["metric"]["value"], n, r) for n, r in self.variants.items()]
+            points = [p for p in points if p[0] is not None]
+            front = sorted((p for p in points if p[3]["pareto"][key]), key=lambda p: p[0])
+            # the metric's 95% bootstrap interval as error bars: overlapping bars = within noise
+            for x, y, _, r in points:
+                lo, hi = r["metric"].get("ci_low", y), r["metric"].get("ci_high", y)
+                ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], color="#bbb", capsize=3, zorder=1)
+            ax.scatter([p[0] for p in points], [p[1] for p in points], color="#666", zorder=2)
+            ax.plot(
+                [p[0] for p in front],
+                [p[1] for p in front],
+                "o-",
+                color="#d62728",
+                zorder=3,
+                label="Pareto front",
+            )
+            labels: dict[tuple, list[str]] = {}  # variants at the same point share one label
+            for x, y, name, _ in points:
+                labels.setdefault((round(x, 6), round(y, 6)), []).append(name)
+            for (x, y), names in labels.items():
+                ax.annotate(
+                    ", ".join(names), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
+                )
+            ax.set_xlim(left=0)
+            ax.margins(x=0.12, y=0.15)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(metric_name)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="best", fontsize=8)
+        fig.suptitle(f"{metric_name} (95% CI) vs cost: up and left is better")
+        fig.tight_layout()
+        return _png(fig)
+
+    def _confusion_png(self, name: str) -> bytes:
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        cm = self.variants[name]["confusion_matrix"]
+        matrix, labels = np.asarray(cm["matrix"]), cm["labels"]
+        size = max(4.0, 0.5 * len(labels) + 2)
+        fig, ax = plt.subplots(figsize=(size, size))
+        ax.imshow(matrix, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        if len(labels) <= 20:
+            for (i, j), v in np.ndenumerate(matrix):
+                color = "white" if v > matrix.max() / 2 else "black"
+                ax.text(j, i, str(v), ha="center", va="center", color=color, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"confusion matrix: {name}")
+        fig.tight_layout()
+        return _png(fig)
+
+    # ---- saving ----
+
+    def save(self, out, overwrite: bool = False) -> Path:
+        """Write metrics.json, report.md, report.html and the PNGs into `out`, atomically."""
+        pngs = self.render_plots()
+        with atomic_dir(out, overwrite) as tmp:
+            write_json(tmp / "metrics.json", self.metrics)
+            for name, data in pngs.items():
+                (tmp / name).write_bytes(data)
+            (tmp / "report.md").write_text(self.to_markdown(), encoding="utf-8")
+            (tmp / "report.html").write_text(self.to_html(pngs), encoding="utf-8")
+        return Path(out)
+
+
+def _describe(entry: dict) -> str:
+    shown = {k: v for k, v in entry.items() if k not in ("prediction", "reference_prediction")}
+    text = "; ".join(f"{k}: {_short(v)}" for k, v in shown.items())
+    return (
+        f"{text} | reference: {_short(entry['reference_prediction'])} | "
+        f"variant: {_short(entry['prediction'])}"
+    )
+
+
+def _short(value, limit: int = 160) -> str:
+    s = str(value)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    def esc(cell: str) -> str:
+        return str(cell).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(esc, header)) + " |"]
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    lines += ["| " + " | ".join(map(esc, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_img(data: bytes, alt: str) -> str:
+    return f"<img alt='{alt}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>"
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,296 @@
+"""One interface over every kind of model a variant can be: PyTorch, ONNX, ORT mobile format.
+
+A runner takes a padded batch of numpy arrays (input_ids, attention_mask, token_type_ids) and
+returns the task's outputs as numpy arrays. `prepare` (conversion to the runtime's own types)
+is split from `forward` so that latency timing covers the model and nothing else.
+
+Nothing heavy is imported at module level: the peak-memory child process imports only the
+runtime its variant needs (onnxruntime alone for ONNX variants).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pocketsize.errors import PocketsizeError
+
+# the inputs a tokenizer gives us; an ONNX graph needing anything else cannot be fed
+FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# preferred ONNX files in an optimum-style directory, most preferred first
+ONNX_PREFERENCE = ("model_quantized.onnx", "model_optimized.onnx", "model.onnx")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+TORCH_WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin")
+
+
+def default_threads() -> int:
+    """All cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Variant:
+    """A model to evaluate, resolved to where it lives; loading happens in make_runner."""
+
+    name: str
+    kind: str  # "torch" | "onnx" | "ort"
+    path: Path | None  # torch: the save_pretrained dir; onnx/ort: the model file
+    model_dir: Path | None  # where config.json and the tokenizer live
+    config: dict[str, Any] = field(default_factory=dict)
+    model: Any = None  # an in-memory torch model, when given one
+    tokenizer: Any = None
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path is not None else "in-memory model"
+
+
+def resolve_variant(name: str, spec: Any) -> Variant:
+    """Turn what the user passed (a path, a model, (model, tokenizer)) into a Variant."""
+    if isinstance(spec, Variant):
+        return spec
+    tokenizer = None
+    if isinstance(spec, dict) and "model" in spec:
+        spec, tokenizer = spec["model"], spec.get("tokenizer")
+    elif isinstance(spec, (tuple, list)) and len(spec) == 2:
+        spec, tokenizer = spec
+    if isinstance(spec, (str, os.PathLike)):
+        variant = _resolve_path(name, Path(spec))
+    elif hasattr(spec, "forward") and hasattr(spec, "parameters"):
+        config = spec.config.to_dict() if hasattr(getattr(spec, "config", None), "to_dict") else {}
+        variant = Variant(name, "torch", None, None, config, model=spec)
+        origin = getattr(spec, "name_or_path", "") or config.get("_name_or_path", "")
+        if tokenizer is None and origin and Path(origin).is_dir():
+            variant.model_dir = Path(origin)
+    else:
+        raise PocketsizeError(
+            f"variant {name!r}: cannot evaluate a {type(spec).__name__}; pass a model directory, "
+            "an .onnx/.ort file, a transformers model or a (model, tokenizer) pair"
+        )
+    variant.tokenizer = tokenizer
+    return variant
+
+
+def _resolve_path(name: str, path: Path) -> Variant:
+    if not path.exists():
+        path = _catalogue_path(name, path)
+    if path.is_file():
+        if path.suffix not in (".onnx", ".ort"):
+            raise PocketsizeError(
+                f"variant {name!r}: {path} is not an .onnx or .ort file; pass the model directory"
+            )
+        kind = "ort" if path.suffix == ".ort" else "onnx"
+        return Variant(name, kind, path, path.parent, _read_config(path.parent))
+    if any(path.glob(p) for p in TORCH_WEIGHT_PATTERNS) and not list(path.glob("*.onnx")):
+        return Variant(name, "torch", path, path, _read_config(path))
+    model_file = choose_model_file(path)
+    kind = "ort" if model_file.suffix == ".ort" else "onnx"
+    return Variant(name, kind, model_file, path, _read_config(path))
+
+
+def _catalogue_path(name: str, ref: Path) -> Path:
+    """A name that is no local path may be a catalogue model (e.g. minilm-l6)."""
+    try:
+        from pocketsize.assets import resolve_model
+
+        resolved = Path(resolve_model(str(ref)))
+    except (ImportError, PocketsizeError, OSError):
+        resolved = ref
+    if not resolved.exists():
+        raise PocketsizeError(
+            f"variant {name!r}: {ref} does not exist; pass a model directory or an .onnx/.ort file"
+        )
+    return resolved
+
+
+def choose_model_file(directory: Path) -> Path:
+    """The ONNX file of an optimum-style directory: quantized > optimized > plain > the only one."""
+    onnx_files = sorted(directory.glob("*.onnx"))
+    by_name = {p.name: p for p in onnx_files}
+    for preferred in ONNX_PREFERENCE:
+        if preferred in by_name:
+            return by_name[preferred]
+    if len(onnx_files) == 1:
+        return onnx_files[0]
+    ort_files = sorted(directory.glob("*.ort"))
+    if not onnx_files and ort_files:
+        plain = [p for p in ort_files if ".with_runtime_opt" not in p.name]
+        return (plain or ort_files)[0]
+    if not onnx_files:
+        raise PocketsizeError(
+            f"{directory} holds no model (no *.onnx, *.ort, model.safetensors or "
+            "pytorch_model.bin); pass a save_pretrained or optimum ONNX directory"
+        )
+    raise PocketsizeError(
+        f"{directory} holds several ONNX files ({', '.join(by_name)}); pass the one to "
+        "evaluate as a path, e.g. name=DIR/model.onnx"
+    )
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    config = directory / "config.json"
+    return json.loads(config.read_text()) if config.is_file() else {}
+
+
+def load_tokenizer(variant: Variant):
+    if variant.tokenizer is not None:
+        return variant.tokenizer
+    from transformers import AutoTokenizer
+
+    if variant.model_dir is None or not any(
+        (variant.model_dir / f).is_file() for f in TOKENIZER_FILES
+    ):
+        where = variant.model_dir or "the in-memory model"
+        raise PocketsizeError(
+            f"variant {variant.name!r}: no tokenizer found in {where}; save the tokenizer next to "
+            "the model (tokenizer.save_pretrained(DIR)) or pass (model, tokenizer)"
+        )
+    variant.tokenizer = AutoTokenizer.from_pretrained(str(variant.model_dir))
+    return variant.tokenizer
+
+
+# ---- runners ----
+
+
+class TorchRunner:
+    """A PyTorch model in eval mode on CPU, run under inference_mode."""
+
+    kind = "torch"
+
+    def __init__(self, model, output_names: tuple[str, ...]):
+        import torch
+
+        self.torch = torch
+        self.model = model.eval()
+        self.output_names = output_names
+        params = inspect.signature(model.forward).parameters
+        takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        self.input_names = [n for n in FEEDABLE_INPUTS if n in params or takes_kwargs]
+        if "input_ids" not in self.input_names:
+            raise PocketsizeError(
+                f"the model's forward() takes {', '.join(params)} but the runner feeds "
+                f"{', '.join(FEEDABLE_INPUTS)}; wrap it so that it takes input_ids"
+            )
+
+    def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {
+            k: self.torch.from_numpy(np.ascontiguousarray(batch[k], dtype=np.int64))
+            for k in self.input_names
+            if k in batch
+        }
+
+    def forward(self, prepared: dict[str, Any]) -> dict[str, np.ndarray]:
+        with self.torch.inference_mode():
+            out = self.model(**prepared)
+        if isinstance(out, self.torch.Tensor):
+            out = (out,)
+        result = {}
+        for i, name in enumerate(self.output_names):
+            value = out[name] if hasattr(out, "keys") and name in out.keys() else out[i]
+            result[name] = value.float().numpy()
+        return result
+
+    def run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.forward(self.prepare(batch))
+
+
+class OnnxRunner:
+    """An onnxruntime InferenceSession over an .onnx or .ort file, with fixed thread counts."""
+
+    def __init__(self, path: Path, output_names: tuple[str, ...], threads: int, name: str = ""):
+        import onnxruntime as ort
+
+        self.kind = "ort" if Path(path).suffix == ".ort" else "onnx"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        # Idle pool threads must sleep, not spin: variants are interleaved call by call, and a
+        # spinning ORT pool steals the cores the next variant (PyTorch or another session) needs
+        # (measured: torch batch-1 latency 2.5x worse beside two spinning sessions).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        unfeedable = [n for n in inputs if n not in FEEDABLE_INPUTS]
+        if unfeedable or "input_ids" not in inputs:
+            raise PocketsizeError(
+                f"variant {name!r}: {Path(path).name} has inputs {', '.join(inputs)} but the "
+                f"runner can feed only {', '.join(FEEDABLE_INPUTS)} (input_ids required); "
+                "re-export the model for a text task"
+            )
+        self.input_types = {
+            n: np.int32 if "int32" in i.type else np.int64 for n, i in inputs.items()
+        }
+        have = [o.name for o in self.session.get_outputs()]
+        if all(n in have for n in output_names):
+            self.fetch = list(output_names)
+        elif len(have) == len(output_names):
+            self.fetch = have  # unnamed exports: take the outputs in order
+        else:
+            raise PocketsizeError(
+                f"variant {name!r}: {Path(path).name} has outputs {', '.join(have)} but the task "
+                f"needs {', '.join(output_names)}; export it for this task"
+            )
+        self.output_names = output_names
+        self.output_shapes = {
+            o.name: o.shape for o in self.session.get_outputs() if o.name in self.fetch
+        }
+
+    def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {}
+        for name, dtype in self.input_types.items():
+            if name in batch:
+                feed[name] = np.ascontiguousarray(batch[name], dtype=dtype)
+            elif name == "token_type_ids":
+                feed[name] = np.zeros_like(batch["input_ids"], dtype=dtype)
+            else:  # attention_mask
+                feed[name] = np.ones_like(batch["input_ids"], dtype=dtype)
+        return feed
+
+    def forward(self, prepared: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self.fetch, prepared)
+        return {n: np.asarray(v, dtype=np.float32) for n, v in zip(self.output_names, values)}
+
+    def run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.forward(self.prepare(batch))
+
+
+def load_torch_model(variant: Variant, task):
+    if variant.model is not None:
+        return variant.model
+    if variant.config.get("model_type"):
+        variant.model = task.auto_model_class().from_pretrained(str(variant.path))
+    else:
+        # no transformers architecture (e.g. the BiLSTM student): pocketsize's own loader
+        from pocketsize.assets import load_model
+
+        variant.model = load_model(str(variant.path), task=task.name)
+    return variant.model
+
+
+def make_runner(variant: Variant, task, threads: int):
+    """Load the variant's model into the runner of its kind."""
+    if variant.kind == "torch":
+        return TorchRunner(load_torch_model(variant, task), task.output_names)
+    return OnnxRunner(variant.path, task.output_names, threads, variant.name)
