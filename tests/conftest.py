@@ -31,7 +31,10 @@ def make_tokenizer(path):
     from transformers import BertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = SPECIALS + WORDS + SUBWORDS + list("abcdefghijklmnopqrstuvwxyz")
+    # one entry per piece: a duplicate would leave a hole in the ids
+    vocab = (
+        SPECIALS + WORDS + SUBWORDS + [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in WORDS]
+    )
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
     tok.save_pretrained(path)

@@ -1,0 +1,73 @@
+"""Remove attention heads physically (the Q/K/V and output projections shrink).
+
+Removal goes through transformers' own `model.prune_heads`, which records the removed heads in
+`config.pruned_heads`; `from_pretrained` re-applies that record before loading the weights, so
+a pruned model reloads with the standard Auto classes and exports with optimum unchanged
+(verified with transformers 4.57 / optimum-onnx 0.1). Layers may keep different head counts.
+"""
+
+from __future__ import annotations
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.prune.arch import current_heads, encoder_layers
+
+
+def check_fraction(name: str, fraction) -> float:
+    if fraction is None:
+        return None
+    try:
+        value = float(fraction)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise PocketsizeError(
+            f"{name}={fraction!r} must be a fraction to remove strictly between 0 and 1 "
+            f"(e.g. {name}=0.5 removes half)"
+        )
+    return value
+
+
+def plan_head_removal(model, scores: list, fraction: float, scope: str = "layer") -> dict:
+    """{layer: [original head indices to remove]}, removing the lowest-scoring heads.
+
+    scope="layer": round(fraction * heads) from every layer; refuses a fraction that would
+    empty a layer. scope="global": the lowest-scoring heads over the whole model, with scores
+    normalised per layer (Michel et al. 2019), always keeping each layer's best head.
+    """
+    import torch
+
+    layers = encoder_layers(model)
+    present = [current_heads(model, i) for i in range(len(layers))]
+    plan: dict[int, list[int]] = {}
+    if scope == "layer":
+        for i, heads in enumerate(present):
+            n_remove = int(round(fraction * len(heads)))
+            if n_remove >= len(heads):
+                raise PocketsizeError(
+                    f"heads={fraction} would remove all {len(heads)} heads of layer {i}; "
+                    f"use at most {(len(heads) - 1) / len(heads):.3f} or scope='global' "
+                    "(which keeps each layer's best head)"
+                )
+            order = torch.argsort(scores[i])[:n_remove].tolist()
+            if order:
+                plan[i] = sorted(heads[j] for j in order)
+    elif scope == "global":
+        total = sum(len(h) for h in present)
+        n_remove = int(round(fraction * total))
+        candidates = []
+        for i, heads in enumerate(present):
+            s = scores[i] / (scores[i].norm() + 1e-20)
+            best = int(torch.argmax(s))
+            candidates += [(float(s[j]), i, heads[j]) for j in range(len(heads)) if j != best]
+        candidates.sort()
+        for _, i, h in candidates[:n_remove]:
+            plan.setdefault(i, []).append(h)
+        plan = {i: sorted(v) for i, v in sorted(plan.items())}
+    else:
+        raise PocketsizeError(f"scope={scope!r} is unknown; use 'layer' or 'global'")
+    return plan
+
+
+def remove_heads(model, plan: dict) -> None:
+    if plan:
+        model.prune_heads({int(k): list(v) for k, v in plan.items()})

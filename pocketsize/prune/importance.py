@@ -1,0 +1,159 @@
+"""Importance scores for attention heads and FFN neurons, measured on task data.
+
+Both scores are the gradient of the task loss with respect to a virtual mask variable that
+multiplies a group of activations (Michel et al. 2019, "Are Sixteen Heads Really Better than
+One?", eq. 5: I_h = E_x |dL(x)/d xi_h|). A head is the group of `head_size` columns of the
+attention context that feeds `attention.output.dense`; an FFN neuron is one column of the
+intermediate activation that feeds `output.dense`. The mask gradient of a group equals
+sum(activation * grad) over the group, so it is read from the inputs of those two Linear layers
+with hooks instead of through `head_mask`: that works with SDPA attention and on models whose
+layers already lost heads (where a rectangular head_mask no longer fits).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.prune.arch import encoder_layers, head_size
+
+# Fewer examples than this give head rankings that change from one sample to the next.
+MIN_SCORING_EXAMPLES = 32
+
+
+@dataclass
+class Importance:
+    heads: list | None  # per layer: tensor [heads present in the layer], larger = more important
+    ffn: list | None  # per layer: tensor [intermediate_size]
+    examples: int  # how many examples the gradients were averaged over
+    loss: str = ""  # what the gradients are of: the task labels or the model's own predictions
+
+
+def scoring_split(data, min_examples: int = MIN_SCORING_EXAMPLES):
+    """The split importance is measured on (train), refusing one that is too small."""
+    split = data["train"] if hasattr(data, "keys") else data
+    if len(split) < min_examples:
+        raise PocketsizeError(
+            f"importance scoring needs at least {min_examples} training examples, the "
+            f"dataset has {len(split)}; give more data (or use ffn_score='magnitude' without heads)"
+        )
+    return split
+
+
+def magnitude_ffn_scores(model) -> list:
+    """Per neuron: |input weights| * |output weights|; a neuron whose output weights are zero
+    contributes nothing and scores zero."""
+    scores = []
+    for layer in encoder_layers(model):
+        w_in = layer.intermediate.dense.weight.detach()  # [I, H]
+        w_out = layer.output.dense.weight.detach()  # [H, I]
+        scores.append(w_in.norm(dim=1) * w_out.norm(dim=0))
+    return scores
+
+
+class _MaskGradient:
+    """Accumulates E_x |sum(x * dL/dx)| over column groups of one Linear layer's input."""
+
+    def __init__(self, linear, group_size: int, batch_state: dict):
+        self.group_size = group_size
+        self.batch_state = batch_state
+        self.total = None
+        self.inputs = []
+        self.handle = linear.register_forward_pre_hook(self._capture)
+
+    def _capture(self, module, args):
+        self.inputs.append(args[0])
+
+    def accumulate(self, x, grad):
+        prod = x.detach() * grad  # [batch, tokens, width]
+        mask = self.batch_state.get("attention_mask")
+        if mask is not None:
+            prod = prod * mask[:, :, None].to(prod.dtype)
+        per_group = prod.sum(1).reshape(prod.shape[0], -1, self.group_size).sum(-1)
+        contribution = per_group.abs().sum(0)
+        self.total = contribution if self.total is None else self.total + contribution
+
+
+def gradient_scores(
+    model,
+    split,
+    tokenizer,
+    task,
+    *,
+    heads: bool = True,
+    ffn: bool = True,
+    batch_size: int = 16,
+    max_length: int | None = None,
+) -> Importance:
+    """Mask-gradient importance of every head and/or FFN neuron over `split` (summed loss)."""
+    import torch
+
+    features = task.encode(split, tokenizer, max_length=max_length)
+    accepted = set(inspect.signature(model.forward).parameters)
+    features = features.remove_columns([c for c in features.column_names if c not in accepted])
+    has_labels = bool({"labels", "start_positions"} & set(features.column_names))
+    loader = torch.utils.data.DataLoader(
+        features, batch_size=batch_size, collate_fn=task.collator(tokenizer)
+    )
+
+    batch_state: dict = {}
+    trackers_heads, trackers_ffn = [], []
+    for layer in encoder_layers(model):
+        if heads:
+            trackers_heads.append(
+                _MaskGradient(layer.attention.output.dense, head_size(model), batch_state)
+            )
+        if ffn:
+            trackers_ffn.append(_MaskGradient(layer.output.dense, 1, batch_state))
+    trackers = trackers_heads + trackers_ffn
+
+    was_training = model.training
+    saved_flags = [p.requires_grad for p in model.parameters()]
+    model.eval()  # no dropout: the scores must not depend on the random seed
+    for p in model.parameters():
+        p.requires_grad_(True)  # so the hooked activations carry gradients
+    examples = 0
+    try:
+        with torch.enable_grad():
+            for batch in loader:
+                batch = {k: v.to(model.device) for k, v in batch.items()}
+                batch_state["attention_mask"] = batch.get("attention_mask")
+                for t in trackers:
+                    t.inputs.clear()
+                outputs = model(**batch)
+                loss = outputs.loss if has_labels else _own_prediction_loss(outputs, task)
+                n = batch["input_ids"].shape[0]
+                # summed (not mean) loss: every example weighs the same whatever its batch
+                xs = [t.inputs[0] for t in trackers]
+                grads = torch.autograd.grad(loss * n, xs)
+                for t, x, g in zip(trackers, xs, grads):
+                    t.accumulate(x, g)
+                examples += n
+    finally:
+        for t in trackers:
+            t.handle.remove()
+            t.inputs.clear()
+        for p, flag in zip(model.parameters(), saved_flags):
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+    return Importance(
+        heads=[t.total / examples for t in trackers_heads] if heads else None,
+        ffn=[t.total / examples for t in trackers_ffn] if ffn else None,
+        examples=examples,
+        loss="task labels" if has_labels else "the model's own predictions",
+    )
+
+
+def _own_prediction_loss(outputs, task):
+    """Cross-entropy against the model's own argmax, for data whose features carry no labels
+    (e.g. extractive QA, whose task encoding keeps offsets instead of answer positions)."""
+    import torch.nn.functional as F
+
+    loss = 0.0
+    for name in task.output_names:
+        logits = outputs[name]
+        flat = logits.reshape(-1, logits.shape[-1])
+        loss = loss + F.cross_entropy(flat, flat.argmax(-1).detach())
+    return loss

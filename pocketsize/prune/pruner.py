@@ -1,0 +1,354 @@
+"""`prune(model, data, heads=..., ffn=..., vocab=..., sparsity=...)`: one call, one directory.
+
+Order of operations (each optional):
+  score heads + FFN neurons on the unpruned model -> remove heads -> remove FFN neurons
+  -> recovery distillation from the unpruned model -> magnitude sparsity -> vocabulary trim.
+Sparsity comes after recovery (training would regrow the zeros) and the vocabulary trim last,
+because it renumbers the tokenizer and the teacher used in recovery needs the original ids.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.fsutil import atomic_dir, check_output_dir, dir_size_bytes, write_json
+from pocketsize.prune import arch, importance, magnitude
+from pocketsize.prune import ffn as ffn_mod
+from pocketsize.prune import heads as heads_mod
+from pocketsize.prune import vocab as vocab_mod
+
+WEIGHT_FILES = ("*.safetensors", "*.bin")
+
+
+def _load_data(data):
+    if data is None or not isinstance(data, (str, os.PathLike)):
+        return data
+    if (Path(data) / "dataset_dict.json").is_file():  # a DatasetDict.save_to_disk directory
+        import datasets
+
+        return datasets.load_from_disk(str(data))
+    try:
+        from pocketsize.data import load_dataset
+    except ImportError:
+        load_dataset = None
+    if load_dataset is not None:
+        return load_dataset(str(data))
+    raise PocketsizeError(f"cannot load dataset {data!r}: pocketsize.data is not available")
+
+
+def _resolve(ref) -> str:
+    try:
+        from pocketsize.assets import resolve_model
+    except ImportError:
+        return str(ref)
+    return str(resolve_model(str(ref)))
+
+
+def _task_for(task, data, model_config=None):
+    from pocketsize.tasks import get_task, task_for_dataset
+
+    if task is not None:
+        return get_task(task)
+    if data is not None:
+        return task_for_dataset(data)
+    archs = getattr(model_config, "architectures", None) or []
+    if any("QuestionAnswering" in a for a in archs):
+        return get_task("extractive-qa")
+    return get_task("text-classification")
+
+
+def _load_model(path, task, data):
+    """The model for `task`; a base encoder gets a fresh head named after the data's labels."""
+    try:
+        from pocketsize.assets import load_model
+    except ImportError:
+        load_model = None
+    if load_model is None:
+        model = task.auto_model_class().from_pretrained(path)
+    else:
+        labels = None
+        split = data["train"] if data is not None and hasattr(data, "keys") else data
+        if task.name == "text-classification" and split is not None and "label" in split.features:
+            from pocketsize.tasks.classification import label_names
+
+            labels = label_names(split)
+        model = load_model(path, task=task.name, labels=labels)
+    return vocab_mod.apply_vocab_clamp(model)
+
+
+def load_pruned(path, task=None):
+    """Load a pocketsize-pruned directory with the standard Auto class plus the [UNK] clamp."""
+    from transformers import AutoConfig
+
+    path = _resolve(path)
+    task = _task_for(task, None, AutoConfig.from_pretrained(path))
+    model = task.auto_model_class().from_pretrained(path)
+    return vocab_mod.apply_vocab_clamp(model).eval()
+
+
+def _weights_size(model, source_dir) -> int:
+    if source_dir is not None and dir_size_bytes(source_dir, WEIGHT_FILES):
+        return dir_size_bytes(source_dir, WEIGHT_FILES)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        return dir_size_bytes(tmp, WEIGHT_FILES)
+
+
+def prune(
+    model,
+    data=None,
+    *,
+    heads: float | None = None,
+    ffn: float | None = None,
+    vocab: bool = False,
+    sparsity: float | None = None,
+    scope: str = "layer",
+    ffn_score: str = "activation",
+    sparsity_scope: str = "global",
+    vocab_extra_text=None,
+    vocab_keep=None,
+    vocab_splits=("train", "validation"),
+    recover: bool = False,
+    recover_options: dict | None = None,
+    task=None,
+    tokenizer=None,
+    out=None,
+    overwrite: bool = False,
+    max_examples: int = 1024,
+    min_examples: int = importance.MIN_SCORING_EXAMPLES,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    seed: int = 0,
+    verbose: bool = True,
+) -> Path:
+    """Prune `model` (directory, catalogue name or in-memory model) and write it to `out`.
+
+    heads / ffn: fraction of attention heads / FFN neurons to REMOVE, in (0, 1).
+    scope: heads removed per layer ("layer") or ranked over the whole model ("global").
+    ffn_score: "activation" (activation x gradient on task data) or "magnitude" (weights).
+    vocab: keep only the pieces the `vocab_splits` text (+ vocab_extra_text, a file or list of
+    texts, + vocab_keep, a file or list of tokens) uses.
+    sparsity: unstructured magnitude sparsity of the encoder's Linear weights (no speed-up).
+    recover: distil from the unpruned model after removing heads/neurons (pocketsize.distill;
+    recover_options are passed to it).
+    Returns the output directory (a save_pretrained directory plus pruning.json).
+    """
+    started = time.time()
+    heads = heads_mod.check_fraction("heads", heads)
+    ffn = heads_mod.check_fraction("ffn", ffn)
+    sparsity = heads_mod.check_fraction("sparsity", sparsity)
+    if not (heads or ffn or vocab or sparsity):
+        raise PocketsizeError("nothing to prune; give heads=, ffn=, vocab=True and/or sparsity=")
+    if ffn_score not in ("activation", "magnitude"):
+        raise PocketsizeError(
+            f"ffn_score={ffn_score!r} is unknown; use 'activation' or 'magnitude'"
+        )
+    if scope not in ("layer", "global") or sparsity_scope not in ("layer", "global"):
+        raise PocketsizeError("scope and sparsity_scope must be 'layer' or 'global'")
+    if recover and not (heads or ffn):
+        raise PocketsizeError("recover=True only applies after removing heads or FFN neurons")
+
+    source_dir = None if hasattr(model, "state_dict") else _resolve(model)
+    if out is None:  # next to a local model; in the working directory for a catalogue name
+        if source_dir is None:
+            out = tempfile.mkdtemp(prefix="pocketsize-pruned-")
+        elif Path(model).is_dir():
+            out = f"{str(model).rstrip('/')}-pruned"
+        else:
+            out = Path.cwd() / f"{Path(str(model)).name}-pruned"
+    out = check_output_dir(out, overwrite)
+
+    needs_data = bool(heads or vocab or recover or (ffn and ffn_score == "activation"))
+    data = _load_data(data)
+    if needs_data and data is None:
+        raise PocketsizeError(
+            "this pruning needs task data (head/neuron importance, vocabulary, recovery); "
+            "give data= (--data NAME)"
+        )
+    extra_texts = vocab_mod.read_lines(vocab_extra_text) if vocab else []
+    keep_tokens = vocab_mod.read_lines(vocab_keep) if vocab else []
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    if source_dir is not None:
+        task = _task_for(task, data, AutoConfig.from_pretrained(source_dir))
+        model = _load_model(source_dir, task, data)
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(source_dir)
+    else:
+        task = _task_for(task, data, model.config)
+        model = copy.deepcopy(model)  # the caller's model stays unpruned
+        if tokenizer is None:
+            raise PocketsizeError("an in-memory model needs its tokenizer: pass tokenizer=")
+    model.eval()
+
+    # every check that can fail comes before the slow work
+    if heads or ffn:
+        arch.check_architecture(model)
+    if vocab:
+        vocab_mod.require_fast_tokenizer(tokenizer)
+        if getattr(model.config, vocab_mod.CONFIG_KEY, None):
+            raise PocketsizeError("this model's vocabulary is already trimmed; drop vocab=True")
+    if recover:
+        from pocketsize.prune.recovery import distill_function
+
+        distill_function()
+    split = None
+    if heads or (ffn and ffn_score == "activation"):
+        split = importance.scoring_split(data, min_examples)
+        split = split.shuffle(seed=seed).select(range(min(len(split), max_examples)))
+
+    # the unpruned model in memory: a base encoder's fresh head exists only here
+    teacher = copy.deepcopy(model) if recover else None
+    record: dict = {"stage": "prune", "source": str(source_dir or "<in-memory model>")}
+    record["task"] = task.name
+    params_before = arch.count_parameters(model)
+    bytes_before = _weights_size(model, source_dir)
+
+    scores = None
+    if split is not None:
+        scores = importance.gradient_scores(
+            model,
+            split,
+            tokenizer,
+            task,
+            heads=bool(heads),
+            ffn=bool(ffn and ffn_score == "activation"),
+            batch_size=batch_size,
+            max_length=max_length,
+        )
+    if heads:
+        present_before = [
+            arch.current_heads(model, i) for i in range(len(arch.encoder_layers(model)))
+        ]
+        plan = heads_mod.plan_head_removal(model, scores.heads, heads, scope)
+        heads_mod.remove_heads(model, plan)
+        record["heads"] = {
+            "fraction_removed": heads,
+            "scope": scope,
+            "score": "mask gradient (Michel et al. 2019)",
+            "scored_on_examples": scores.examples,
+            "scoring_loss": scores.loss,
+            "removed": {str(k): v for k, v in plan.items()},
+            "kept_per_layer": [
+                len(arch.current_heads(model, i)) for i in range(len(present_before))
+            ],
+            "importance": {
+                str(i): dict(zip(map(str, present_before[i]), map(float, s)))
+                for i, s in enumerate(scores.heads)
+            },
+        }
+    if ffn:
+        ffn_scores = (
+            scores.ffn if ffn_score == "activation" else importance.magnitude_ffn_scores(model)
+        )
+        size_before = model.config.intermediate_size
+        plan = ffn_mod.plan_ffn_removal(model, ffn_scores, ffn)
+        ffn_mod.remove_neurons(model, plan)
+        record["ffn"] = {
+            "fraction_removed": ffn,
+            "score": ffn_score,
+            "scoring_loss": scores.loss if ffn_score == "activation" else None,
+            "intermediate_size_before": size_before,
+            "intermediate_size_after": model.config.intermediate_size,
+            "removed": {str(k): v for k, v in plan.items()},
+        }
+
+    with tempfile.TemporaryDirectory(prefix="pocketsize-prune-") as work:
+        work = Path(work)
+        if recover:
+            from pocketsize.prune.recovery import recover as run_recovery
+
+            student_dir = work / "pruned"
+            model.save_pretrained(student_dir)
+            tokenizer.save_pretrained(student_dir)
+            result = run_recovery(teacher, student_dir, data, work, recover_options, tokenizer)
+            model = (
+                task.auto_model_class().from_pretrained(result)
+                if isinstance(result, Path)
+                else result
+            )
+            model.eval()
+            record["recovery"] = {"method": "pocketsize.distill", "options": recover_options or {}}
+
+        if sparsity:
+            record["sparsity"] = magnitude.magnitude_prune(model, sparsity, sparsity_scope)
+
+        new_tokenizer_dir = None
+        if vocab:
+            texts = vocab_mod.texts_of(data, vocab_splits) + extra_texts
+            if not texts:
+                raise PocketsizeError(
+                    f"no text found in splits {list(vocab_splits)} for vocabulary trimming"
+                )
+            keep = vocab_mod.used_ids(tokenizer, texts, keep_tokens)
+            original_size = model.config.vocab_size
+            old2new, kept = vocab_mod.plan_vocab(tokenizer, keep, original_size)
+            new_tokenizer_dir = work / "tokenizer"
+            vocab_mod.rewrite_tokenizer(tokenizer, old2new, new_tokenizer_dir)
+            new_tokenizer = AutoTokenizer.from_pretrained(new_tokenizer_dir)
+            vocab_mod.check_same_pieces(tokenizer, new_tokenizer, old2new, texts[:2000])
+            vocab_mod.shrink_embeddings(model, old2new, kept, tokenizer.unk_token_id)
+            record["vocab"] = {
+                "fit_on": list(vocab_splits),
+                "extra_texts": len(extra_texts),
+                "keep_tokens": len(keep_tokens),
+                "original_vocab_size": original_size,
+                "kept_vocab_size": kept,
+                "embedding_shrink": round(original_size / kept, 3),
+                "unk_token_id": getattr(model.config, vocab_mod.CONFIG_KEY)["unk_token_id"],
+                "how": "tokenizer ids renumbered (kept pieces first); ids >= kept_vocab_size "
+                "read the [UNK] row (pocketsize_vocab_trim in config.json)",
+            }
+
+        record["params_before"] = params_before
+        record["params_after"] = arch.count_parameters(model)
+        with atomic_dir(out, overwrite) as tmp:
+            model.save_pretrained(tmp)
+            if new_tokenizer_dir is not None:
+                for f in new_tokenizer_dir.iterdir():
+                    (tmp / f.name).write_bytes(f.read_bytes())
+            else:
+                tokenizer.save_pretrained(tmp)
+            record["file_bytes_before"] = bytes_before
+            record["file_bytes_after"] = dir_size_bytes(tmp, WEIGHT_FILES)
+            record["wall_time_s"] = round(time.time() - started, 2)
+            write_json(tmp / "pruning.json", record)
+    if verbose:
+        print(summary(record))
+    return Path(out)
+
+
+def summary(record: dict) -> str:
+    def mb(n):
+        return f"{n / 1e6:.2f} MB"
+
+    lines = [
+        f"parameters {record['params_before']:,} -> {record['params_after']:,} "
+        f"({record['params_after'] / record['params_before']:.1%})",
+        f"weights file {mb(record['file_bytes_before'])} -> {mb(record['file_bytes_after'])} "
+        f"({record['file_bytes_after'] / record['file_bytes_before']:.1%})",
+    ]
+    if "heads" in record:
+        lines.append(f"heads kept per layer: {record['heads']['kept_per_layer']}")
+    if "ffn" in record:
+        f = record["ffn"]
+        lines.append(
+            f"FFN neurons per layer: {f['intermediate_size_before']} -> {f['intermediate_size_after']}"
+        )
+    if "vocab" in record:
+        v = record["vocab"]
+        lines.append(
+            f"vocabulary rows: {v['original_vocab_size']:,} -> {v['kept_vocab_size']:,} "
+            f"({v['embedding_shrink']}x smaller embedding)"
+        )
+    if "sparsity" in record:
+        s = record["sparsity"]
+        lines.append(f"sparsity {s['achieved']:.1%} ({s['note']})")
+    if "recovery" in record:
+        lines.append("recovered by distillation from the unpruned model")
+    return "\n".join(lines)

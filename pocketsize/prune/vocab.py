@@ -1,0 +1,299 @@
+"""Vocabulary trimming: keep the embedding rows of the pieces the task's text uses.
+
+Why not simply delete the unused pieces from the tokenizer: WordPiece (and BPE/Unigram)
+segmentation depends on the whole vocabulary. With a piece removed, greedy longest-match
+segments an unseen word differently (other, shorter pieces), and WordPiece turns a whole word
+into [UNK] when one of its pieces is missing. Both change what the model sees on new text.
+
+What pocketsize does instead:
+1. The tokenizer keeps every piece (so it segments all text exactly as before), but its ids
+   are renumbered: the kept pieces get ids 0..K-1 (in their old order), the dropped pieces
+   K..V-1. Unique ids, so the tokenizer saves and reloads through `save_pretrained` unchanged.
+2. The embedding matrix keeps only the K kept rows (`config.vocab_size = K`): a standard
+   transformers model that `from_pretrained` loads and optimum exports.
+3. Every id >= K is mapped to the new [UNK] id right before the embedding lookup, piece by
+   piece (`VocabClampedEmbedding` in PyTorch; a Less+Where in front of the ONNX graph, added by
+   `add_vocab_clamp_to_onnx` or traced from the clamped PyTorch model). The config records it
+   as `pocketsize_vocab_trim`; `apply_vocab_clamp(model)` re-installs it after loading.
+A plain `from_pretrained` without the clamp still gives the same results for every kept piece;
+a dropped piece then fails loudly (index out of range) instead of silently reading a wrong row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from pocketsize.errors import PocketsizeError
+
+TEXT_COLUMNS = ("text", "text_pair", "question", "context")
+CONFIG_KEY = "pocketsize_vocab_trim"
+
+
+def _embedding_class():
+    import torch
+    from torch import nn
+
+    class VocabClampedEmbedding(nn.Embedding):
+        """nn.Embedding whose out-of-vocabulary ids (>= num_embeddings) read the [UNK] row.
+
+        Same parameter name (`weight`) as nn.Embedding, so checkpoints stay standard.
+        """
+
+        def __init__(self, num_embeddings, embedding_dim, unk_token_id, padding_idx=None):
+            super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx)
+            self.unk_token_id = int(unk_token_id)
+
+        def forward(self, input_ids):
+            in_vocab = input_ids < self.num_embeddings
+            ids = torch.where(in_vocab, input_ids, torch.full_like(input_ids, self.unk_token_id))
+            return super().forward(ids)
+
+    return VocabClampedEmbedding
+
+
+def require_fast_tokenizer(tokenizer) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise PocketsizeError(
+            f"vocabulary trimming needs a fast (Rust) tokenizer, got {type(tokenizer).__name__}; "
+            "load it with AutoTokenizer.from_pretrained(..., use_fast=True) or convert it first"
+        )
+    if tokenizer.unk_token_id is None:
+        raise PocketsizeError(
+            "vocabulary trimming needs a tokenizer with an unknown token (unk_token) for the "
+            "dropped pieces; this tokenizer has none"
+        )
+
+
+def texts_of(data, splits: Iterable[str] = ("train", "validation")) -> list[str]:
+    """All text of the given splits' text columns (never the test split unless asked)."""
+    texts: list[str] = []
+    for name in splits:
+        if name not in data:
+            continue
+        split = data[name]
+        for col in TEXT_COLUMNS:
+            if col in split.column_names:
+                texts += [t for t in split[col] if isinstance(t, str) and t]
+    return texts
+
+
+def read_lines(source) -> list[str]:
+    """A list of strings as given, or the non-empty lines of a text file."""
+    if source is None:
+        return []
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise PocketsizeError(f"{path} is not a file; give a text file with one entry a line")
+        return [
+            line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
+    return [str(s) for s in source]
+
+
+def used_ids(tokenizer, texts: list[str], keep_tokens: Iterable = (), batch: int = 1000) -> set:
+    """Ids of the pieces `texts` tokenize into, plus special/added tokens and a user list."""
+    ids: set[int] = set(tokenizer.all_special_ids)
+    ids |= set(tokenizer.added_tokens_decoder)
+    for start in range(0, len(texts), batch):
+        enc = tokenizer(texts[start : start + batch], add_special_tokens=False)["input_ids"]
+        for row in enc:
+            ids.update(row)
+    vocab = tokenizer.get_vocab()
+    for tok in keep_tokens:
+        if isinstance(tok, int):
+            ids.add(tok)
+        elif tok in vocab:
+            ids.add(vocab[tok])
+        else:
+            raise PocketsizeError(
+                f"token {tok!r} in the keep list is not in the tokenizer's vocabulary"
+            )
+    return ids
+
+
+def plan_vocab(tokenizer, keep: set, model_vocab_size: int) -> tuple[dict, int]:
+    """old id -> new id for every id the tokenizer can produce: kept first, dropped after."""
+    present = set(tokenizer.get_vocab().values())
+    kept = sorted(i for i in present if i in keep)
+    if kept and kept[-1] >= model_vocab_size:
+        raise PocketsizeError(
+            f"the tokenizer produces id {kept[-1]} but the model has only {model_vocab_size} "
+            "embedding rows; tokenizer and model do not belong together"
+        )
+    dropped = sorted(present - set(kept))
+    return {old: new for new, old in enumerate(kept + dropped)}, len(kept)
+
+
+def _remap_post_processor(proc: dict | None, old2new: dict) -> None:
+    if not proc:
+        return
+    kind = proc.get("type")
+    if kind in ("BertProcessing", "RobertaProcessing"):
+        for key in ("sep", "cls"):
+            proc[key][1] = old2new[proc[key][1]]
+    elif kind == "TemplateProcessing":
+        for spec in proc.get("special_tokens", {}).values():
+            spec["ids"] = [old2new[i] for i in spec["ids"]]
+    elif kind == "Sequence":
+        for p in proc.get("processors", []):
+            _remap_post_processor(p, old2new)
+
+
+def rewrite_tokenizer(tokenizer, old2new: dict, out_dir: Path) -> None:
+    """Save `tokenizer` into out_dir with every id renumbered by old2new (same pieces)."""
+    out_dir = Path(out_dir)
+    tokenizer.save_pretrained(out_dir, legacy_format=False)  # fast files only: no stale vocab
+    tj_path = out_dir / "tokenizer.json"
+    tj = json.loads(tj_path.read_text(encoding="utf-8"))
+    model = tj["model"]
+    if isinstance(model.get("vocab"), dict):  # WordPiece, BPE, WordLevel
+        model["vocab"] = dict(
+            sorted(((tok, old2new[i]) for tok, i in model["vocab"].items()), key=lambda kv: kv[1])
+        )
+    elif isinstance(model.get("vocab"), list):  # Unigram: [piece, score] listed in id order
+        pieces = model["vocab"]
+        reordered = [None] * len(pieces)
+        for old, entry in enumerate(pieces):
+            reordered[old2new[old]] = entry
+        model["vocab"] = reordered
+        if model.get("unk_id") is not None:
+            model["unk_id"] = old2new[model["unk_id"]]
+    else:
+        raise PocketsizeError(f"cannot renumber a {model.get('type')} tokenizer model")
+    for added in tj.get("added_tokens", []):
+        added["id"] = old2new[added["id"]]
+    _remap_post_processor(tj.get("post_processor"), old2new)
+    if tj.get("padding") and "pad_id" in tj["padding"]:
+        tj["padding"]["pad_id"] = old2new[tj["padding"]["pad_id"]]
+    tj_path.write_text(json.dumps(tj, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    cfg_path = out_dir / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if "added_tokens_decoder" in cfg:
+        cfg["added_tokens_decoder"] = {
+            str(old2new[int(k)]): v for k, v in cfg["added_tokens_decoder"].items()
+        }
+    cfg_path.write_text(json.dumps(cfg, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    if model.get("type") == "WordPiece":
+        # vocab.txt in the new order, so the slow tokenizer and vocab-file readers agree too
+        (out_dir / "vocab.txt").write_text(
+            "".join(tok + "\n" for tok in model["vocab"]), encoding="utf-8"
+        )
+
+
+def shrink_embeddings(model, old2new: dict, kept: int, unk_token_id: int) -> None:
+    """Keep the kept rows of the input embedding, renumbered; install the [UNK] clamp."""
+    import torch
+
+    if model.get_output_embeddings() is not None:
+        raise PocketsizeError(
+            "vocabulary trimming supports encoder models without an LM head; this model ties "
+            "its output layer to the vocabulary"
+        )
+    old = model.get_input_embeddings()
+    kept_old = sorted((o for o, n in old2new.items() if n < kept), key=lambda o: old2new[o])
+    new_unk = old2new[unk_token_id]
+    pad = old.padding_idx
+    new_pad = old2new.get(pad) if pad is not None and old2new.get(pad, kept) < kept else None
+    emb = _embedding_class()(kept, old.embedding_dim, new_unk, padding_idx=new_pad)
+    with torch.no_grad():
+        emb.weight.copy_(old.weight[torch.tensor(kept_old, dtype=torch.long)])
+    emb.to(old.weight.device)
+    original_size = model.config.vocab_size
+    model.set_input_embeddings(emb)
+    model.config.vocab_size = kept
+    embeddings = getattr(model.base_model, "embeddings", None)
+    if new_pad is not None and hasattr(embeddings, "padding_idx"):
+        embeddings.padding_idx = new_pad  # RoBERTa derives position ids from it
+    for key, value in list(model.config.to_dict().items()):
+        if key.endswith("_token_id") and isinstance(value, int) and value in old2new:
+            setattr(model.config, key, old2new[value])
+    setattr(
+        model.config,
+        CONFIG_KEY,
+        {"kept_vocab_size": kept, "unk_token_id": new_unk, "original_vocab_size": original_size},
+    )
+
+
+def apply_vocab_clamp(model):
+    """Re-install the [UNK] clamp on a model loaded with from_pretrained; a no-op otherwise."""
+    info = getattr(model.config, CONFIG_KEY, None)
+    cls = _embedding_class()
+    old = model.get_input_embeddings()
+    if not info or isinstance(old, cls):
+        return model
+    emb = cls(old.num_embeddings, old.embedding_dim, info["unk_token_id"], old.padding_idx)
+    emb.weight = old.weight
+    model.set_input_embeddings(emb)
+    return model
+
+
+def check_same_pieces(old_tok, new_tok, old2new: dict, texts: list[str]) -> None:
+    """The renumbered tokenizer must give the same pieces as before, id for id."""
+    old = old_tok(texts)["input_ids"]
+    new = new_tok(texts)["input_ids"]
+    for text, a, b in zip(texts, old, new):
+        if [old2new[i] for i in a] != b:
+            raise RuntimeError(f"renumbered tokenizer segments {text!r} differently: bug")
+
+
+def add_vocab_clamp_to_onnx(onnx_path, kept_vocab_size: int | None = None, unk_token_id=None):
+    """Insert `input_ids = Where(input_ids < K, input_ids, unk)` in front of an ONNX graph.
+
+    For graphs exported from the plain checkpoint (e.g. optimum's `main_export(dir)`), which
+    loses the PyTorch clamp. K and unk come from the config.json next to the model when not
+    given. Idempotent; returns True when the graph was changed.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    onnx_path = Path(onnx_path)
+    if kept_vocab_size is None:
+        config = json.loads((onnx_path.parent / "config.json").read_text(encoding="utf-8"))
+        info = config.get(CONFIG_KEY)
+        if not info:
+            return False
+        kept_vocab_size, unk_token_id = info["kept_vocab_size"], info["unk_token_id"]
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    if any(n.name == "pocketsize_vocab_clamp" for n in graph.node):
+        return False
+    inputs = {i.name: i for i in graph.input}
+    if "input_ids" not in inputs:
+        raise PocketsizeError(f"{onnx_path} has no input_ids input to clamp")
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(inputs["input_ids"].type.tensor_type.elem_type)
+    clamped = "input_ids_in_kept_vocab"
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name == "input_ids":
+                node.input[k] = clamped
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(
+                np.array(kept_vocab_size, dtype=dtype), "pocketsize_kept_vocab"
+            ),
+            numpy_helper.from_array(np.array(unk_token_id, dtype=dtype), "pocketsize_unk_id"),
+        ]
+    )
+    less = helper.make_node(
+        "Less",
+        ["input_ids", "pocketsize_kept_vocab"],
+        ["input_ids_is_kept"],
+        name="pocketsize_vocab_in_range",
+    )
+    where = helper.make_node(
+        "Where",
+        ["input_ids_is_kept", "input_ids", "pocketsize_unk_id"],
+        [clamped],
+        name="pocketsize_vocab_clamp",
+    )
+    graph.node.insert(0, where)
+    graph.node.insert(0, less)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(onnx_path))
+    return True
