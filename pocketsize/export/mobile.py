@@ -1,0 +1,88 @@
+"""Conversion to the ONNX Runtime mobile format (.ort), checked to load and to match the .onnx."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.export.onnx_files import find_onnx_file, write_manifest
+from pocketsize.export.parity import compare_outputs, ort_session, random_inputs, run_session
+
+
+def to_mobile(model: str | Path, atol: float = 1e-4, rtol: float = 1e-4) -> Path:
+    """Write `<model file>.ort` (and its required-operators config) next to the ONNX model.
+
+    `model` is an ONNX file or directory; the directory's manifest records the .ort file and its
+    check. Returns the .ort path. Raises when the .ort does not load or its outputs differ.
+    """
+    onnx_path = find_onnx_file(model)
+    target = onnx_path.with_suffix(".ort")
+    with tempfile.TemporaryDirectory(prefix="pocketsize-ort-") as tmp:
+        tmp = Path(tmp)
+        # The converter processes every .onnx in a directory: give it just this one file.
+        src = tmp / "in" / onnx_path.name
+        src.parent.mkdir()
+        shutil.copy2(onnx_path, src)
+        # The tool is a script (no stable Python API), so run it as ONNX Runtime documents.
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "onnxruntime.tools.convert_onnx_models_to_ort",
+                str(src),
+                "--output_dir",
+                str(tmp / "out"),
+                "--optimization_style",
+                "Fixed",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        produced = tmp / "out" / target.name
+        if proc.returncode != 0 or not produced.is_file():
+            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise PocketsizeError(f"conversion of {onnx_path.name} to .ort failed: {last[0]}")
+        ops_config = next((tmp / "out").glob("*.required_operators.config"), None)
+        figures = _check_ort_matches(produced, onnx_path, atol, rtol)
+        shutil.move(str(produced), target)
+        if ops_config is not None:
+            shutil.move(str(ops_config), target.parent / f"{target.stem}.required_operators.config")
+    if Path(model).is_dir():
+        write_manifest(model, mobile={"file": target.name, "max_abs_diff": figures})
+    return target
+
+
+def _check_ort_matches(ort_path: Path, onnx_path: Path, atol: float, rtol: float) -> float:
+    try:
+        ort_sess = ort_session(ort_path)
+    except Exception as e:
+        raise PocketsizeError(
+            f"the converted {ort_path.name} does not load ({e}); keep the .onnx"
+        ) from None
+    onnx_sess = ort_session(onnx_path)
+    worst = 0.0
+    for feed in random_inputs(onnx_sess, vocab_size=_vocab_size(onnx_path)):
+        figures = compare_outputs(
+            run_session(onnx_sess, feed), run_session(ort_sess, feed), atol, rtol
+        )
+        for name, fig in figures.items():
+            worst = max(worst, fig["max_abs_diff"])
+            if not fig["ok"]:
+                raise PocketsizeError(
+                    f"{ort_path.name} output {name!r} differs from the .onnx by "
+                    f"{fig['max_abs_diff']:.3g}; keep the .onnx model"
+                )
+    return worst
+
+
+def _vocab_size(onnx_path: Path) -> int:
+    config = onnx_path.parent / "config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text()).get("vocab_size", 2))
+    # Unknown vocabulary (a plain module): ids 0 and 1 are valid for any embedding table.
+    return 2

@@ -1,0 +1,450 @@
+"""ONNX export: optimum's exporter for architectures it knows, torch.onnx.export for the rest.
+
+Either way the graph has dynamic batch and sequence axes, is optimised for CPU where that is safe,
+and is checked against PyTorch on several input shapes before the output directory appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.export.onnx_files import (
+    MANIFEST,
+    check_onnx_file,
+    copy_model_side_files,
+    has_tokenizer,
+    write_manifest,
+)
+from pocketsize.fsutil import atomic_dir, check_output_dir
+
+log = logging.getLogger(__name__)
+
+# pocketsize task name -> optimum exporter task name
+OPTIMUM_TASKS = {
+    "text-classification": "text-classification",
+    "extractive-qa": "question-answering",
+}
+DEFAULT_OPSET = 17
+
+
+def export(
+    model,
+    out: str | os.PathLike,
+    *,
+    task: str | None = None,
+    tokenizer=None,
+    example_inputs=None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    dynamic_axes: dict | None = None,
+    exporter: str = "auto",
+    optimize: bool = True,
+    mobile: bool = False,
+    opset: int | None = None,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+    overwrite: bool = False,
+) -> Path:
+    """Export `model` to an ONNX directory `out` and return its path.
+
+    model: a transformers model directory, a catalogue name / hub id, an in-memory
+      PreTrainedModel (pass `tokenizer`), or any torch.nn.Module (pass `example_inputs`, a dict
+      name -> tensor or a tuple of tensors).
+    exporter: "auto" (optimum where it knows the architecture, else torch), "optimum" or "torch".
+    optimize: ONNX Runtime transformer fusions where the model type is known (skipped otherwise).
+    mobile: also write the ONNX Runtime mobile format (model.ort), checked against the .onnx.
+    The output holds model.onnx, config.json, tokenizer files, parity.json and pocketsize.json.
+    """
+    import torch
+
+    if exporter not in ("auto", "optimum", "torch"):
+        raise PocketsizeError(f"unknown exporter {exporter!r}; use 'auto', 'optimum' or 'torch'")
+    check_output_dir(out, overwrite)
+    from transformers import PreTrainedModel
+
+    if isinstance(model, torch.nn.Module) and not isinstance(model, PreTrainedModel):
+        return _export_module(
+            model,
+            out,
+            example_inputs,
+            input_names,
+            output_names,
+            dynamic_axes,
+            opset,
+            atol,
+            rtol,
+            mobile,
+            overwrite,
+        )
+    with tempfile.TemporaryDirectory(prefix="pocketsize-export-src-") as staging:
+        if isinstance(model, PreTrainedModel):
+            if tokenizer is None:
+                raise PocketsizeError(
+                    "an in-memory transformers model needs its tokenizer for an ONNX directory; "
+                    "pass tokenizer=..."
+                )
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            model_dir = Path(staging)
+        else:
+            model_dir = _resolve_model_dir(model)
+        return _export_transformers(
+            model_dir, out, task, exporter, optimize, mobile, opset, atol, rtol, overwrite
+        )
+
+
+def _resolve_model_dir(model) -> Path:
+    path = Path(str(model))
+    if not path.exists():
+        try:
+            from pocketsize.assets import resolve_model
+
+            path = Path(resolve_model(str(model)))
+        except ImportError:
+            pass
+    if not path.exists():
+        raise PocketsizeError(
+            f"model {model} not found; pass a model directory, a catalogue name or a local hub id"
+        )
+    if path.is_file():
+        if path.suffix == ".onnx":
+            check_onnx_file(path)
+            raise PocketsizeError(
+                f"{path} is already an ONNX model; quantize or optimize it instead"
+            )
+        raise PocketsizeError(f"{path} is a file; pass a model directory (config.json + weights)")
+    has_weights = any(path.glob("*.safetensors")) or any(path.glob("pytorch_model*.bin"))
+    if any(path.glob("*.onnx")) and not has_weights:
+        raise PocketsizeError(
+            f"{path} is already an ONNX directory; quantize or optimize it instead"
+        )
+    if not (path / "config.json").is_file():
+        raise PocketsizeError(
+            f"{path} has no config.json; for a non-transformers model load it and pass the module "
+            "with example_inputs=..."
+        )
+    if not has_tokenizer(path):
+        raise PocketsizeError(
+            f"{path} has no tokenizer files (tokenizer.json or tokenizer_config.json + vocab); "
+            "save the tokenizer into the model directory (tokenizer.save_pretrained)"
+        )
+    return path
+
+
+def _task_from_config(config) -> str:
+    for arch in config.architectures or []:
+        if arch.endswith("ForQuestionAnswering"):
+            return "extractive-qa"
+        if arch.endswith("ForSequenceClassification"):
+            return "text-classification"
+    raise PocketsizeError(
+        f"cannot tell the task of a {config.architectures} model; pass task='text-classification' "
+        "or task='extractive-qa'"
+    )
+
+
+def optimum_supports(model_type: str, task: str) -> bool:
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the architectures)
+    from optimum.exporters.tasks import TasksManager
+
+    try:
+        tasks = TasksManager.get_supported_tasks_for_model_type(
+            model_type, exporter="onnx", library_name="transformers"
+        )
+    except (KeyError, ValueError):
+        return False
+    return OPTIMUM_TASKS[task] in tasks
+
+
+def _export_transformers(
+    model_dir, out, task, exporter, optimize, mobile, opset, atol, rtol, overwrite
+):
+    from transformers import AutoConfig, AutoTokenizer
+
+    from pocketsize.tasks import get_task
+
+    config = AutoConfig.from_pretrained(model_dir)
+    task_obj = get_task(task or _task_from_config(config))
+    if task_obj.name not in OPTIMUM_TASKS:
+        raise PocketsizeError(
+            f"export handles {', '.join(OPTIMUM_TASKS)} models, not {task_obj.name}; export "
+            "generative models with their own exporter (past key values)"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    torch_model = task_obj.auto_model_class().from_pretrained(model_dir).eval()
+    notes = {}
+    with atomic_dir(out, overwrite) as tmp:
+        used = exporter
+        if exporter in ("auto", "optimum"):
+            if optimum_supports(config.model_type, task_obj.name):
+                try:
+                    _optimum_export(model_dir, tmp, task_obj.name, opset)
+                    used = "optimum"
+                except Exception as e:  # e.g. a pruned model with uneven layers
+                    if exporter == "optimum":
+                        raise PocketsizeError(
+                            f"optimum's exporter failed ({type(e).__name__}: {e}); use exporter='torch'"
+                        ) from None
+                    notes["optimum_failed"] = f"{type(e).__name__}: {e}"
+                    log.warning("optimum export failed (%s); falling back to torch.onnx.export", e)
+                    used = "torch"
+            elif exporter == "optimum":
+                raise PocketsizeError(
+                    f"optimum's exporter does not support {config.model_type} for {task_obj.name}; "
+                    "use exporter='torch'"
+                )
+            else:
+                used = "torch"
+        if used == "torch":
+            _torch_export_transformers(torch_model, tokenizer, tmp, task_obj, opset)
+            copy_model_side_files(model_dir, tmp)
+        onnx_path = tmp / "model.onnx"
+        check_onnx_file(onnx_path)
+        notes["optimization"] = _maybe_optimize(onnx_path, config.model_type, optimize)
+        parity = _parity_transformers(torch_model, tokenizer, onnx_path, task_obj, atol, rtol, tmp)
+        write_manifest(
+            tmp,
+            format="onnx",
+            file="model.onnx",
+            task=task_obj.name,
+            model_type=config.model_type,
+            exporter=used,
+            opset=_opset_of(onnx_path),
+            parity_max_abs_diff=parity["max_abs_diff"],
+            **notes,
+        )
+        if mobile:
+            from pocketsize.export.mobile import to_mobile
+
+            to_mobile(tmp)
+    return Path(out)
+
+
+def _optimum_export(model_dir: Path, dest: Path, task: str, opset: int | None) -> None:
+    from optimum.exporters.onnx import main_export
+
+    # Validation is ours (parity.py, several shapes, after optimisation), not optimum's.
+    main_export(
+        str(model_dir),
+        dest,
+        task=OPTIMUM_TASKS[task],
+        opset=opset,
+        do_validation=False,
+        local_files_only=True,
+    )
+
+
+def _transformers_input_names(model, tokenizer) -> list[str]:
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return [n for n in tokenizer.model_input_names if n in params]
+
+
+class OutputsAsTuple:
+    """Builds a torch module calling a transformers model with positional inputs, returning the
+    task's outputs as a tuple (what torch.onnx.export traces)."""
+
+    def __new__(cls, model, input_names, output_names):
+        import torch
+
+        class _Wrapper(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, *args):
+                outputs = self.model(**dict(zip(input_names, args)), return_dict=True)
+                return tuple(outputs[n] for n in output_names)
+
+        return _Wrapper().eval()
+
+
+def _torch_export_transformers(model, tokenizer, dest: Path, task_obj, opset: int) -> None:
+    import torch
+
+    from pocketsize.export.parity import sample_inputs
+
+    input_names = _transformers_input_names(model, tokenizer)
+    output_names = list(task_obj.output_names)
+    dummy = sample_inputs(tokenizer, task_obj.name, _max_length(model))[1]  # batch 2, padded
+    args = tuple(torch.from_numpy(dummy[n]) for n in input_names)
+    axes = {n: {0: "batch_size", 1: "sequence_length"} for n in input_names}
+    # QA heads give one logit per token: their outputs have a sequence axis too.
+    per_token = task_obj.name == "extractive-qa"
+    axes.update(
+        {n: dict(axes[input_names[0]]) if per_token else {0: "batch_size"} for n in output_names}
+    )
+    _torch_onnx_export(
+        OutputsAsTuple(model, input_names, output_names),
+        args,
+        dest / "model.onnx",
+        input_names,
+        output_names,
+        axes,
+        opset,
+    )
+
+
+def _torch_onnx_export(module, args, path, input_names, output_names, axes, opset) -> None:
+    import torch
+
+    opset = opset or DEFAULT_OPSET
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            # dynamo=False: the TorchScript exporter writes one self-contained file whose
+            # subgraphs ONNX Runtime's fusions recognise (STACK.md).
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as e:
+        raise PocketsizeError(
+            f"torch.onnx.export failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "check that the model runs on the example inputs"
+        ) from None
+
+
+def _opset_of(onnx_path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _max_length(model) -> int:
+    return int(min(getattr(model.config, "max_position_embeddings", 128) or 128, 128))
+
+
+def _maybe_optimize(onnx_path: Path, model_type: str | None, enabled: bool) -> dict:
+    if not enabled:
+        return {"applied": False, "reason": "disabled (optimize=False)"}
+    from pocketsize.export.optimize import optimize
+
+    return optimize(onnx_path, model_type=model_type)
+
+
+def _parity_transformers(torch_model, tokenizer, onnx_path, task_obj, atol, rtol, dest) -> dict:
+    from pocketsize.export.parity import check_parity, sample_inputs
+
+    input_names = _transformers_input_names(torch_model, tokenizer)
+    wrapper = OutputsAsTuple(torch_model, input_names, list(task_obj.output_names))
+    inputs = sample_inputs(tokenizer, task_obj.name, _max_length(torch_model))
+
+    def call(**feed):
+        return wrapper(*[feed[n] for n in input_names])
+
+    return check_parity(
+        call, onnx_path, inputs, task_obj.output_names, atol, rtol, dest / "parity.json"
+    )
+
+
+def _export_module(
+    module,
+    out,
+    example_inputs,
+    input_names,
+    output_names,
+    dynamic_axes,
+    opset,
+    atol,
+    rtol,
+    mobile,
+    overwrite,
+):
+    """A plain nn.Module (the BiLSTM student, user modules): torch.onnx.export + parity."""
+    import torch
+
+    from pocketsize.export.parity import check_parity
+
+    if example_inputs is None:
+        raise PocketsizeError(
+            "exporting a plain torch module needs example inputs; pass example_inputs={'input_ids': tensor, ...}"
+        )
+    if isinstance(example_inputs, dict):
+        input_names = input_names or list(example_inputs)
+        args = tuple(example_inputs.values())
+    else:
+        args = (
+            tuple(example_inputs)
+            if isinstance(example_inputs, (tuple, list))
+            else (example_inputs,)
+        )
+        input_names = input_names or [f"input_{i}" for i in range(len(args))]
+    module = module.eval()
+    with torch.no_grad():
+        sample_out = module(*args)
+    n_out = len(sample_out) if isinstance(sample_out, (tuple, list)) else 1
+    output_names = output_names or [f"output_{i}" for i in range(n_out)]
+    if dynamic_axes is None:
+        # batch everywhere; a second (sequence) axis for integer id tensors
+        dynamic_axes = {
+            n: (
+                {0: "batch_size", 1: "sequence_length"}
+                if not a.is_floating_point() and a.dim() >= 2
+                else {0: "batch_size"}
+            )
+            for n, a in zip(input_names, args)
+        }
+        dynamic_axes.update({n: {0: "batch_size"} for n in output_names})
+    with atomic_dir(out, overwrite) as tmp:
+        onnx_path = tmp / "model.onnx"
+        _torch_onnx_export(module, args, onnx_path, input_names, output_names, dynamic_axes, opset)
+        check_onnx_file(onnx_path)
+
+        def call(**feed):
+            return module(*[feed[n] for n in input_names])
+
+        cases = _module_parity_inputs(args, input_names, dynamic_axes)
+        parity = check_parity(call, onnx_path, cases, output_names, atol, rtol, tmp / "parity.json")
+        write_manifest(
+            tmp,
+            format="onnx",
+            file="model.onnx",
+            task=None,
+            model_type=type(module).__name__,
+            exporter="torch",
+            opset=_opset_of(onnx_path),
+            inputs=input_names,
+            outputs=output_names,
+            dynamic_axes=dynamic_axes,
+            parity_max_abs_diff=parity["max_abs_diff"],
+            optimization={"applied": False, "reason": "not a transformers architecture"},
+        )
+        if mobile:
+            from pocketsize.export.mobile import to_mobile
+
+            to_mobile(tmp)
+    return Path(out)
+
+
+def _module_parity_inputs(args, input_names, dynamic_axes) -> list[dict]:
+    """The example inputs, the same repeated to batch 3, and (for a dynamic sequence axis) cut
+    to half length."""
+    base = {n: a.detach().cpu().numpy() for n, a in zip(input_names, args)}
+    cases = [
+        base,
+        {n: v.repeat(3, axis=0) if 0 in dynamic_axes.get(n, {}) else v for n, v in base.items()},
+    ]
+    if any(1 in dynamic_axes.get(n, {}) and v.shape[1] > 2 for n, v in base.items()):
+        cases.append(
+            {
+                n: v[:, : max(1, v.shape[1] // 2)] if 1 in dynamic_axes.get(n, {}) else v
+                for n, v in base.items()
+            }
+        )
+    return cases
+
+
+__all__ = ["export", "MANIFEST", "optimum_supports"]

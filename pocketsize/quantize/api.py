@@ -1,0 +1,437 @@
+"""`quantize(model, data, method=...)`: resolves inputs, validates them, writes the output dir."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
+from pocketsize.quantize.dynamic import DynamicSettings, check_node_names, quantize_dynamic_file
+from pocketsize.quantize.static import (
+    MIN_CALIBRATION_EXAMPLES,
+    StaticSettings,
+    quantize_static_file,
+)
+
+METHODS = ("dynamic", "static", "auto", "fp16", "bf16")
+QUANTIZED_FILE = "model_quantized.onnx"
+TRIALS_LOG = "quantize_trials.json"
+
+
+def quantize(
+    model,
+    data=None,
+    *,
+    method: str = "dynamic",
+    out: str | os.PathLike | None = None,
+    max_drop: float = 0.01,
+    task: str | None = None,
+    target: str = "auto",
+    per_channel: bool = True,
+    weight_type: str | None = None,
+    reduce_range: bool | None = None,
+    quantize_embeddings: bool = True,
+    op_types: list[str] | None = None,
+    exclude_op_types: list[str] | None = None,
+    exclude_nodes: list[str] | None = None,
+    calibration: str = "minmax",
+    calibration_size: int = 256,
+    calibration_split: str = "train",
+    eval_split: str = "validation",
+    eval_size: int | None = None,
+    max_length: int | None = None,
+    exhaustive: bool = False,
+    mobile: bool = False,
+    overwrite: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Quantize a model and return the output directory.
+
+    model: an ONNX directory or .onnx file (a PyTorch model directory is exported first).
+    data: a DatasetDict or dataset name; needed by static (calibration split) and auto (eval split).
+    method: dynamic | static | auto (accuracy budget `max_drop`, absolute drop of the task's
+      primary metric on `eval_split`) | fp16 | bf16 (PyTorch casts of a PyTorch model directory).
+    target: CPU preset auto | avx2 | avx512 | avx512_vnni | arm64 (weight type, reduce_range).
+    seed: recorded in the manifest; the quantizers and the search are deterministic.
+    Output: model_quantized.onnx + config.json + tokenizer files + pocketsize.json
+    (+ quantize_trials.json for auto, + model_quantized.ort with mobile=True).
+    """
+    if method not in METHODS:
+        raise PocketsizeError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if not 0 <= max_drop <= 1:
+        raise PocketsizeError(
+            f"max_drop={max_drop} is not an absolute metric drop in [0, 1]; e.g. 0.01 = one point"
+        )
+    if method in ("fp16", "bf16"):
+        return _cast_torch(model, method, out, task, overwrite)
+    dyn = DynamicSettings(
+        target=target,
+        weight_type=weight_type,
+        reduce_range=reduce_range,
+        per_channel=per_channel,
+        quantize_embeddings=quantize_embeddings,
+        op_types=op_types,
+        exclude_op_types=list(exclude_op_types or []),
+        exclude_nodes=list(exclude_nodes or []),
+    ).resolved()
+    stat = None
+    if method in ("static", "auto"):
+        stat = StaticSettings(
+            target=target,
+            calibration=calibration,
+            reduce_range=reduce_range,
+            per_channel=per_channel,
+            exclude_nodes=list(exclude_nodes or []),
+            calibration_size=calibration_size,
+        )
+        if op_types and method == "static":
+            stat.op_types = list(op_types)
+        stat = stat.resolved()
+        if data is None:
+            raise PocketsizeError(f"method={method!r} needs task data; pass data=... (--data NAME)")
+    with contextlib.ExitStack() as stack:
+        src_dir, onnx_file = _resolve_onnx(model, stack)
+        out = Path(out) if out is not None else _default_out(src_dir or onnx_file.parent, "int8")
+        check_output_dir(out, overwrite)
+        check_node_names(onnx_file, dyn.exclude_nodes)
+        manifest = _read_manifest(src_dir)
+        task_obj = _task_of(task, manifest, src_dir)
+        tokenizer, splits = None, None
+        if data is not None:
+            tokenizer, splits = _prepare_data(data, task_obj, src_dir)
+        with atomic_dir(out, overwrite) as tmp:
+            dst = tmp / QUANTIZED_FILE
+            info: dict = {}
+            if method == "dynamic":
+                info["quantization"] = quantize_dynamic_file(onnx_file, dst, dyn).to_dict()
+            elif method == "static":
+                cal = _task_data(
+                    task_obj, tokenizer, splits, calibration_split, max_length, calibration_size
+                )
+                names = _input_names(onnx_file)
+                cal.check_inputs(names)
+                applied = quantize_static_file(
+                    onnx_file, dst, lambda: cal.batches(names, stat.batch_size), stat, len(cal)
+                )
+                info["quantization"] = dict(applied.to_dict(), calibration_examples=len(cal))
+            else:
+                info.update(
+                    _run_auto(
+                        onnx_file,
+                        dst,
+                        tmp,
+                        task_obj,
+                        tokenizer,
+                        splits,
+                        dyn,
+                        stat,
+                        max_drop,
+                        eval_split,
+                        eval_size,
+                        calibration_split,
+                        calibration_size,
+                        max_length,
+                        exhaustive,
+                    )
+                )
+            info["seed"] = seed
+            _finish_dir(tmp, src_dir, manifest, task_obj, model, info, mobile)
+    return out
+
+
+def _run_auto(
+    onnx_file,
+    dst,
+    tmp,
+    task_obj,
+    tokenizer,
+    splits,
+    dyn,
+    stat,
+    max_drop,
+    eval_split,
+    eval_size,
+    calibration_split,
+    calibration_size,
+    max_length,
+    exhaustive,
+) -> dict:
+    from pocketsize.quantize.auto import auto_quantize
+
+    val = _task_data(task_obj, tokenizer, splits, eval_split, max_length, eval_size)
+    names = _input_names(onnx_file)
+    calib = None
+    if calibration_split in splits and len(splits[calibration_split]) >= MIN_CALIBRATION_EXAMPLES:
+        cal = _task_data(
+            task_obj, tokenizer, splits, calibration_split, max_length, calibration_size
+        )
+        calib = (lambda: cal.batches(names, stat.batch_size), len(cal))
+    summary = auto_quantize(
+        onnx_file, dst, val, dyn, max_drop, tmp / TRIALS_LOG, calib, stat, exhaustive
+    )
+    chosen = next(t for t in summary["trials"] if t.get("name") == summary["chosen"])
+    return {
+        "quantization": chosen["settings"],
+        "accuracy_budget": {
+            "metric": summary["metric"],
+            "max_drop": max_drop,
+            "float_metric": summary["float"]["metric"],
+            "quantized_metric": chosen["metric"],
+            "drop": chosen["drop"],
+            "budget_met": summary["budget_met"],
+            "miss_by": summary["miss_by"],
+            "trials_log": TRIALS_LOG,
+        },
+    }
+
+
+def _finish_dir(tmp: Path, src_dir, manifest, task_obj, model, info, mobile) -> None:
+    from pocketsize.export import copy_model_side_files, write_manifest
+
+    if src_dir is not None:
+        copy_model_side_files(src_dir, tmp)
+    write_manifest(
+        tmp,
+        format="onnx",
+        file=QUANTIZED_FILE,
+        task=task_obj.name if task_obj else None,
+        model_type=manifest.get("model_type"),
+        source=str(model) if not hasattr(model, "forward") else type(model).__name__,
+        **info,
+    )
+    if mobile:
+        from pocketsize.export import to_mobile
+
+        to_mobile(tmp)
+
+
+def _resolve_onnx(model, stack: contextlib.ExitStack) -> tuple[Path | None, Path]:
+    """(directory holding config/tokenizer or None, the .onnx file); exports PyTorch dirs first."""
+    from pocketsize.export import check_onnx_file, find_onnx_file
+
+    if hasattr(model, "forward"):
+        raise PocketsizeError(
+            "quantize takes an ONNX model directory or file; export the model first (ps.export)"
+        )
+    path = Path(str(model))
+    if not path.exists():
+        try:
+            from pocketsize.assets import resolve_model
+
+            path = Path(resolve_model(str(model)))
+        except ImportError:
+            pass
+    if not path.exists():
+        raise PocketsizeError(f"model {model} not found; pass an ONNX directory or .onnx file")
+    if path.is_file():
+        check_onnx_file(path)
+        return (path.parent if (path.parent / "config.json").is_file() else None), path
+    if any(path.glob("*.onnx")):
+        onnx_file = find_onnx_file(path)
+        check_onnx_file(onnx_file)
+        return path, onnx_file
+    if (path / "config.json").is_file():
+        from pocketsize.export import export
+
+        exported = (
+            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pocketsize-q-export-")))
+            / "onnx"
+        )
+        export(path, exported, optimize=True)
+        return exported, exported / "model.onnx"
+    raise PocketsizeError(
+        f"{path} holds no .onnx file and no config.json; pass an ONNX directory or .onnx file"
+    )
+
+
+def _read_manifest(src_dir) -> dict:
+    from pocketsize.export import read_manifest
+
+    return read_manifest(src_dir) if src_dir is not None else {}
+
+
+def _task_of(task, manifest: dict, src_dir):
+    from pocketsize.tasks import get_task
+
+    name = task or manifest.get("task")
+    if not name and src_dir is not None and (src_dir / "config.json").is_file():
+        archs = json.loads((src_dir / "config.json").read_text()).get("architectures") or []
+        if any(a.endswith("ForQuestionAnswering") for a in archs):
+            name = "extractive-qa"
+        elif any(a.endswith("ForSequenceClassification") for a in archs):
+            name = "text-classification"
+    return get_task(name) if name else None
+
+
+def _prepare_data(data, task_obj, src_dir):
+    from pocketsize.export import has_tokenizer
+    from pocketsize.tasks import task_for_dataset
+
+    if isinstance(data, (str, os.PathLike)):
+        from pocketsize.data import load_dataset
+
+        data = load_dataset(str(data))
+    if not hasattr(data, "keys"):
+        raise PocketsizeError(
+            "data must be a DatasetDict (train/validation/test) or a dataset name"
+        )
+    if task_obj is None:
+        raise PocketsizeError(
+            "cannot tell the model's task; pass task='text-classification' or 'extractive-qa'"
+        )
+    data_task = task_for_dataset(data)
+    if data_task.name != task_obj.name:
+        raise PocketsizeError(
+            f"the data is for {data_task.name} but the model is a {task_obj.name} model; pass matching data"
+        )
+    if src_dir is None or not has_tokenizer(src_dir):
+        where = src_dir or "the model's directory"
+        raise PocketsizeError(
+            f"{where} has no tokenizer files (tokenizer.json or tokenizer_config.json + vocab); "
+            "copy the tokenizer of the original model into it"
+        )
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(src_dir), data
+
+
+def _task_data(task_obj, tokenizer, splits, split: str, max_length: int, limit: int | None):
+    from pocketsize.quantize.scoring import TaskData
+
+    if split not in splits:
+        raise PocketsizeError(
+            f"the data has no {split!r} split (has {', '.join(splits)}); pass another split name"
+        )
+    if len(splits[split]) == 0:
+        raise PocketsizeError(f"the {split!r} split is empty; pass data with examples in it")
+    return TaskData(task_obj, tokenizer, splits[split], max_length=max_length, limit=limit)
+
+
+def _input_names(onnx_file: Path) -> list[str]:
+    from pocketsize.quantize.scoring import ort_session
+
+    return [i.name for i in ort_session(onnx_file).get_inputs()]
+
+
+def _default_out(model_dir: Path, suffix: str) -> Path:
+    return model_dir.with_name(f"{model_dir.name}-{suffix}")
+
+
+def _cast_torch(model, dtype: str, out, task, overwrite) -> Path:
+    """fp16 / bf16 copy of a PyTorch model directory (save_pretrained format)."""
+    from pocketsize.export import has_tokenizer
+    from pocketsize.quantize.torch_int8 import quantize_torch
+
+    path = Path(str(model))
+    if not (path.is_dir() and (path / "config.json").is_file()) or any(path.glob("*.onnx")):
+        raise PocketsizeError(
+            f"method={dtype!r} casts a PyTorch model directory; {model} is not one"
+        )
+    if not has_tokenizer(path):
+        raise PocketsizeError(
+            f"{path} has no tokenizer files; save the tokenizer into the model directory"
+        )
+    out = Path(out) if out is not None else _default_out(path, dtype)
+    check_output_dir(out, overwrite)
+    from transformers import AutoTokenizer
+
+    task_obj = _task_of(task, {}, path)
+    if task_obj is None:
+        raise PocketsizeError(
+            "cannot tell the model's task; pass task='text-classification' or 'extractive-qa'"
+        )
+    torch_model = task_obj.auto_model_class().from_pretrained(path)
+    with atomic_dir(out, overwrite) as tmp:
+        quantize_torch(torch_model, dtype).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(path).save_pretrained(tmp)
+        write_json(
+            tmp / "pocketsize.json",
+            {"format": "pytorch", "dtype": dtype, "task": task_obj.name, "source": str(model)},
+        )
+    return out
+
+
+def layer_sensitivity(
+    model,
+    data,
+    *,
+    method: str = "dynamic",
+    split: str = "validation",
+    num_examples: int = 128,
+    by: str = "divergence",
+    task: str | None = None,
+    out: str | os.PathLike | None = None,
+    max_length: int | None = None,
+    calibration_split: str = "train",
+    **settings,
+) -> list[dict]:
+    """Rank the model's quantizable nodes by how much quantizing each alone hurts (most first).
+
+    Each row: node, op_type, divergence (relative L2 of the task outputs vs float), metric and
+    metric_drop, rank. `settings` are quantize()'s (per_channel, target, calibration, ...).
+    Written to `out` (a .json file) when given.
+    """
+    from pocketsize.quantize.scoring import ort_session
+    from pocketsize.quantize.sensitivity import candidate_nodes, rank_nodes
+    from pocketsize.quantize.static import calibrate, prepare, quantize_with_ranges
+
+    if method not in ("dynamic", "static"):
+        raise PocketsizeError(f"unknown sensitivity method {method!r}; use 'dynamic' or 'static'")
+    if by not in ("divergence", "metric"):
+        raise PocketsizeError(f"unknown ranking {by!r}; use 'divergence' or 'metric'")
+    with contextlib.ExitStack() as stack:
+        src_dir, onnx_file = _resolve_onnx(model, stack)
+        task_obj = _task_of(task, _read_manifest(src_dir), src_dir)
+        tokenizer, splits = _prepare_data(data, task_obj, src_dir)
+        val = _task_data(task_obj, tokenizer, splits, split, max_length, num_examples)
+        float_session = ort_session(onnx_file)
+        reference = val.run(float_session)
+        ref_metric = val.primary(reference)
+        if method == "dynamic":
+            keys = {
+                "target",
+                "weight_type",
+                "reduce_range",
+                "per_channel",
+                "quantize_embeddings",
+                "op_types",
+                "exclude_op_types",
+            }
+            s = DynamicSettings(**{k: v for k, v in settings.items() if k in keys}).resolved()
+            nodes = candidate_nodes(onnx_file, s.op_types)
+
+            def quantize_only(path, only):
+                quantize_dynamic_file(onnx_file, path, s, nodes_to_quantize=only)
+        else:
+            keys = {
+                "target",
+                "calibration",
+                "reduce_range",
+                "per_channel",
+                "op_types",
+                "calibration_size",
+            }
+            s = StaticSettings(**{k: v for k, v in settings.items() if k in keys}).resolved()
+            cal = _task_data(
+                task_obj, tokenizer, splits, calibration_split, max_length, s.calibration_size
+            )
+            names = [i.name for i in float_session.get_inputs()]
+            work = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="pocketsize-sens-cal-"))
+            )
+            pre = prepare(onnx_file, work)
+            # Calibrate once; every single-node model reuses the ranges.
+            ranges, _ = calibrate(pre, cal.batches(names, s.batch_size), s, work)
+            nodes = candidate_nodes(pre, s.op_types, static=True)
+
+            def quantize_only(path, only):
+                quantize_with_ranges(pre, path, ranges, s, nodes_to_quantize=only)
+
+        ranking = rank_nodes(onnx_file, nodes, quantize_only, val, reference, ref_metric, by=by)
+    if out is not None:
+        write_json(out, {"method": s.to_dict(), "reference_metric": ref_metric, "ranking": ranking})
+    return ranking

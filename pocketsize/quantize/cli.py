@@ -1,0 +1,75 @@
+"""`pocketsize quantize`: an ONNX (or PyTorch) model directory -> an int8 ONNX directory."""
+
+from __future__ import annotations
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser(
+        "quantize", help="int8-quantize an ONNX model (dynamic, static, auto)"
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="ONNX directory or .onnx file (PyTorch dirs are exported first)",
+    )
+    p.add_argument("--data", default=None, help="dataset name or path (needed by static and auto)")
+    p.add_argument("--method", default="dynamic", help="dynamic | static | auto | fp16 | bf16")
+    p.add_argument(
+        "--max-drop", type=float, default=0.01, help="auto: largest allowed absolute metric drop"
+    )
+    p.add_argument("--out", default=None, help="output directory (default: <model>-int8)")
+    p.add_argument(
+        "--target", default="auto", help="CPU preset: auto, avx2, avx512, avx512_vnni, arm64"
+    )
+    p.add_argument("--no-per-channel", action="store_true", help="per-tensor weight scales")
+    p.add_argument("--no-embeddings", action="store_true", help="keep embeddings (Gather) in float")
+    p.add_argument("--exclude-nodes", nargs="*", default=[], help="node names kept in float")
+    p.add_argument("--exclude-ops", nargs="*", default=[], help="operator types kept in float")
+    p.add_argument("--calibration", default="minmax", help="static: minmax | entropy | percentile")
+    p.add_argument("--calibration-size", type=int, default=256)
+    p.add_argument(
+        "--eval-size", type=int, default=None, help="auto: examples of the validation split used"
+    )
+    p.add_argument("--mobile", action="store_true", help="also write the ORT mobile format (.ort)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.set_defaults(func=run_quantize)
+
+
+def run_quantize(args) -> int:
+    import json
+    from pathlib import Path
+
+    from pocketsize.quantize import quantize
+
+    out = quantize(
+        args.model,
+        args.data,
+        method=args.method,
+        out=args.out,
+        max_drop=args.max_drop,
+        target=args.target,
+        per_channel=not args.no_per_channel,
+        quantize_embeddings=not args.no_embeddings,
+        exclude_nodes=args.exclude_nodes,
+        exclude_op_types=args.exclude_ops,
+        calibration=args.calibration,
+        calibration_size=args.calibration_size,
+        eval_size=args.eval_size,
+        mobile=args.mobile,
+        overwrite=args.overwrite,
+    )
+    manifest = json.loads((Path(out) / "pocketsize.json").read_text())
+    line = f"quantized {args.model} -> {out}/{manifest['file']} ({manifest.get('quantization', {}).get('method', args.method)})"
+    budget = manifest.get("accuracy_budget")
+    if budget:
+        status = (
+            "within budget"
+            if budget["budget_met"]
+            else f"MISSES the budget by {budget['miss_by']:.4f}"
+        )
+        line += (
+            f"; {budget['metric']} {budget['float_metric']:.4f} -> {budget['quantized_metric']:.4f} "
+            f"(drop {budget['drop']:.4f}, max {budget['max_drop']}: {status}; trials in {budget['trials_log']})"
+        )
+    print(line)
+    return 0
