@@ -1,0 +1,158 @@
+"""Teacher-output cache: with output-only losses the teacher runs once per input, ever.
+
+Outputs are stored on disk under a key made of the teacher's weights, the tokenized inputs
+(which covers the data, the tokenizer and the max length) and the output names, so every
+epoch and every later run with the same teacher and data reads them instead of running the
+teacher. Files: outputs.safetensors (one flat float32 tensor per output + row offsets) and
+meta.json, written through atomic_dir so an interrupted computation leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pocketsize.distill import _common as c
+
+CACHE_VERSION = 1
+_NEG = -1e4  # padded span positions (masked by the losses anyway)
+
+
+def cache_root() -> Path:
+    try:
+        from pocketsize.assets import cache_dir
+
+        return cache_dir()
+    except ImportError:
+        pass
+    if os.environ.get("POCKETSIZE_CACHE"):
+        return Path(os.environ["POCKETSIZE_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pocketsize"
+
+
+def teacher_fingerprint(model: torch.nn.Module) -> str:
+    h = hashlib.sha256(type(model).__name__.encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def features_fingerprint(features, columns) -> str:
+    h = hashlib.sha256()
+    for col in sorted(columns):
+        h.update(col.encode())
+        for row in features[col]:
+            h.update(np.asarray(row, dtype=np.int64).tobytes())
+            h.update(b"|")
+    return h.hexdigest()
+
+
+class TeacherOutputs:
+    """Teacher outputs per feature row: flat values + offsets, gathered into padded batches."""
+
+    def __init__(self, values: dict[str, torch.Tensor], offsets: torch.Tensor):
+        self.values = values
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def batch(self, index: torch.Tensor, width: int | None = None) -> dict[str, torch.Tensor]:
+        out = {}
+        starts, ends = self.offsets[index], self.offsets[index + 1]
+        lengths = ends - starts
+        for name, flat in self.values.items():
+            rows = [flat[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
+            if bool((lengths == lengths[0]).all()) and width is None:
+                out[name] = torch.stack(rows)
+            else:
+                w = width or int(lengths.max())
+                padded = torch.full((len(rows), w), _NEG, dtype=flat.dtype)
+                for r, row in enumerate(rows):
+                    padded[r, : len(row)] = row[:w]
+                out[name] = padded
+        return out
+
+
+@torch.no_grad()
+def compute_outputs(teacher, features, collator, output_names, span: bool, batch_size: int = 64):
+    """Run the teacher once over every feature (longest-first batches: little padding)."""
+    teacher.eval()
+    inputs = [
+        x for x in features.column_names if x in ("input_ids", "attention_mask", "token_type_ids")
+    ]
+    lengths = np.asarray([len(x) for x in features["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    per_row: dict[str, list] = {n: [None] * len(features) for n in output_names}
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size].tolist()
+        rows = features.select(idx)
+        batch = collator([{col: r[col] for col in inputs} for r in rows])
+        out = teacher(**c.forward_kwargs(teacher, batch))
+        for n in output_names:
+            values = c.get_output(out, n).float()
+            for k, row in enumerate(idx):
+                per_row[n][row] = values[k, : lengths[row]] if span else values[k]
+    offsets = [0]
+    for row in per_row[output_names[0]]:
+        offsets.append(offsets[-1] + row.numel())
+    values = {n: torch.cat([r.reshape(-1) for r in rows]) for n, rows in per_row.items()}
+    return TeacherOutputs(values, torch.tensor(offsets, dtype=torch.int64))
+
+
+def cache_key(teacher, features, output_names) -> str:
+    inputs = [
+        x for x in features.column_names if x in ("input_ids", "attention_mask", "token_type_ids")
+    ]
+    parts = [
+        f"v{CACHE_VERSION}",
+        teacher_fingerprint(teacher),
+        features_fingerprint(features, inputs),
+        ",".join(output_names),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def load_or_compute(
+    teacher, features, collator, output_names, span: bool, cache_dir=None, batch_size: int = 64
+) -> tuple[TeacherOutputs, dict]:
+    """The teacher's outputs for `features`, from the disk cache or computed and stored."""
+    from safetensors.torch import load_file, save_file
+
+    from pocketsize.fsutil import atomic_dir, write_json
+
+    started = time.time()
+    key = cache_key(teacher, features, tuple(output_names))
+    directory = Path(cache_dir or cache_root() / "teacher-outputs") / key
+    info = {"key": key, "dir": str(directory)}
+    if (directory / "outputs.safetensors").is_file():
+        tensors = load_file(str(directory / "outputs.safetensors"))
+        offsets = tensors.pop("__offsets__")
+        outputs = TeacherOutputs(tensors, offsets)
+        if len(outputs) == len(features):
+            info.update(hit=True, seconds=round(time.time() - started, 3))
+            return outputs, info
+    outputs = compute_outputs(teacher, features, collator, tuple(output_names), span, batch_size)
+    with atomic_dir(directory, overwrite=True) as tmp:
+        save_file(
+            {**outputs.values, "__offsets__": outputs.offsets}, str(tmp / "outputs.safetensors")
+        )
+        write_json(
+            tmp / "meta.json",
+            {"rows": len(outputs), "outputs": list(output_names), "version": CACHE_VERSION},
+        )
+    info.update(hit=False, seconds=round(time.time() - started, 3))
+    return outputs, info
+
+
+def describe(info: dict) -> str:
+    return json.dumps(info)

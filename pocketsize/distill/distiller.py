@@ -1,0 +1,398 @@
+"""`distill(teacher, data, student=...)`: checks every input, then trains with DistillationTrainer.
+
+Order of work: load and check (labels, tokenizers, layer mapping, widths, output dir) -> teacher
+outputs from the cache when only output losses are used -> Trainer loop -> evaluation -> the
+student's directory written in one rename.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pocketsize.distill import _common as c
+from pocketsize.distill import losses as L
+from pocketsize.distill import mapping
+from pocketsize.distill.students import build_student
+from pocketsize.distill.trainer import DistillationTrainer, DistillModule, NonFiniteLoss, collect
+from pocketsize.distill.transfer import augment_texts, transfer_texts, unlabelled_dataset
+from pocketsize.errors import PocketsizeError
+from pocketsize.fsutil import atomic_dir, check_output_dir
+
+
+def distill(
+    teacher,
+    data,
+    student="truncate",
+    out=None,
+    *,
+    losses=None,
+    temperature: float = 2.0,
+    layer_map="auto",
+    projection: bool = True,
+    epochs: float = 3,
+    batch_size: int = 32,
+    learning_rate: float = 5e-5,
+    max_length: int | None = None,
+    transfer=None,
+    augment: int = 0,
+    cache="auto",
+    cache_dir=None,
+    task=None,
+    tokenizer=None,
+    student_tokenizer=None,
+    seed: int = 0,
+    bf16=False,
+    max_steps: int = -1,
+    save_steps: int | None = None,
+    warmup_ratio: float = 0.06,
+    weight_decay: float = 0.01,
+    logging_steps: int = 50,
+    evaluate: bool = True,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks=None,
+    **training_kw,
+) -> Path:
+    """Distil `teacher` into `student` on `data`; returns the student's directory.
+
+    teacher: a fine-tuned model directory, hub id, catalogue name or model.
+    student: "truncate[:0,2,4]", "config:layers=3,hidden=192,heads=6,ffn=768[,init=random]",
+        "bilstm[:embed=128,hidden=150]", a spec dict, a model directory, or an nn.Module.
+    losses: {name: weight} or "kl=0.5,ce=0.5" (default); names in pocketsize.distill.LOSSES
+        (aliases: logits=kl, hard=ce, hidden=hidden_mse, attention=attention_kl, ...).
+    layer_map: for hidden/attention losses: "auto" (a truncate student's kept layers,
+        else uniform), "uniform", "last:K", or (student, teacher) pairs.
+    transfer: extra unlabelled text labelled by the teacher; augment: Tang et al. augmented
+        copies per training example. cache: "auto" (on when every loss reads outputs only),
+        True or False. Intermediate losses need the live teacher, so they disable the cache.
+    """
+    from transformers import set_seed
+
+    from pocketsize.tasks import get_task, task_for_dataset
+
+    started = time.time()
+    out = Path(out) if out is not None else c.default_out("distill")
+    check_output_dir(out, overwrite)
+    data = c.load_data(data)
+    task = get_task(task) if task is not None else task_for_dataset(data)
+    train = c.require_split(data, "train")
+    names = c.class_names(train)
+    weights = L.parse_losses(losses)
+    needs = L.needs_of(weights)
+    bf16 = c.resolve_bf16(bf16)
+    use_cache = _decide_cache(cache, needs)
+
+    # -- teacher and student, and the checks that need only them
+    if isinstance(teacher, nn.Module):
+        teacher_model = teacher
+        t_tok = c.load_tokenizer(tokenizer, teacher_model)
+    else:
+        t_tok = c.load_tokenizer(tokenizer if tokenizer is not None else teacher)
+        teacher_model = c.load_model(teacher, task)
+    teacher_model.eval()
+    c.check_labels(teacher_model, names, "teacher")
+    set_seed(seed)
+    student_model, info = build_student(
+        teacher_model, student, tokenizer=t_tok, task=task, student_tokenizer=student_tokenizer
+    )
+    c.check_labels(student_model, names, "student")
+    s_tok = student_tokenizer or info.get("tokenizer") or t_tok
+    if isinstance(s_tok, (str, Path)):
+        s_tok = c.load_tokenizer(s_tok)
+    shared_tokenizer = _check_tokenizers(t_tok, s_tok, student_model, task, needs, cache)
+    if not shared_tokenizer:
+        use_cache = True  # the teacher's outputs are matched to examples, not to tokens
+
+    # -- training examples: the train split, transfer text, augmented copies
+    texts_extra = _extra_texts(transfer, augment, train, task, seed, t_tok)
+    if max_length is None and names is not None:
+        max_length = c.fit_max_length(train["text"], t_tok, teacher_model)
+    elif names is None:
+        max_length = c.qa_max_length(task, teacher_model, max_length)
+    examples = train
+    if texts_extra:
+        from datasets import Value, concatenate_datasets
+
+        examples = concatenate_datasets(
+            [train.cast_column("label", Value("int64")), unlabelled_dataset(texts_extra)]
+        )
+    t_features = c.encode_split(task, examples, t_tok, max_length)
+    s_features = (
+        t_features if shared_tokenizer else c.encode_split(task, examples, s_tok, max_length)
+    )
+
+    # -- layer mapping and projections (checked on one real batch before any training)
+    context = L.LossContext(output_names=tuple(task.output_names), temperature=temperature)
+    projections = nn.ModuleDict()
+    if needs:
+        _prepare_intermediate(
+            teacher_model, student_model, t_features, task, t_tok, needs, weights, info,
+            layer_map, projection, context, projections,
+        )  # fmt: skip
+
+    work = c.work_dir_for(out)
+    checkpoint = c.last_checkpoint(work) if resume else None
+    if resume and checkpoint is None:
+        raise PocketsizeError(
+            f"resume=True but {work} holds no checkpoint; run without resume to start over"
+        )
+
+    # -- teacher outputs: from the disk cache when only output losses are used
+    teacher_outputs, cache_info = None, {"used": False}
+    if use_cache:
+        teacher_outputs, cache_info = _cached_outputs(
+            teacher_model, t_features, task, t_tok, context, cache_dir, batch_size
+        )
+        cache_info["used"] = True
+
+    if not resume and work.exists():
+        shutil.rmtree(work)
+    args = c.training_arguments(
+        work,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        bf16=bf16,
+        max_steps=max_steps,
+        save_steps=save_steps,
+        logging_steps=logging_steps,
+        warmup_ratio=warmup_ratio,
+        weight_decay=weight_decay,
+        group_by_length=True,
+        progress=progress,
+        **training_kw,
+    )
+    trainer = DistillationTrainer(
+        model=DistillModule(student_model, projections),
+        args=args,
+        train_dataset=s_features,
+        data_collator=c.FeatureCollator(task, s_tok),
+        processing_class=s_tok,
+        callbacks=callbacks,
+        loss_weights=weights,
+        loss_context=context,
+        needs=needs,
+        teacher=None if use_cache else teacher_model,
+        teacher_outputs=teacher_outputs,
+    )
+    try:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    except NonFiniteLoss as e:
+        last = c.last_checkpoint(work)
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
+        raise PocketsizeError(
+            f"the distillation loss became NaN/inf at step {e.step} ({e.parts}); training "
+            f"stopped and {kept}; lower the learning rate or the loss weights and retry"
+        ) from None
+    student_model = trainer.model.student
+
+    metrics, teacher_metrics = {}, {}
+    if evaluate and "validation" in data:
+        metrics = c.evaluate_model(student_model, s_tok, task, data["validation"], max_length)
+        teacher_metrics = c.evaluate_model(
+            teacher_model, t_tok, task, data["validation"], max_length
+        )
+
+    params = sum(p.numel() for p in student_model.parameters())
+    t_params = sum(p.numel() for p in teacher_model.parameters())
+    with atomic_dir(out, overwrite) as tmp:
+        _save_student(student_model, s_tok, tmp)
+        c.write_stage(
+            tmp,
+            "distill",
+            teacher=c.describe(teacher),
+            student=info.get("type"),
+            student_spec=c.describe(student),
+            task=task.name,
+            labels=names,
+            config=dict(
+                losses=weights,
+                temperature=temperature,
+                layer_pairs=context.layer_pairs,
+                projections=sorted(projections.keys()),
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                max_length=max_length,
+                transfer_examples=len(texts_extra),
+                augment=augment,
+                bf16=bf16,
+                seed=seed,
+                max_steps=max_steps,
+            ),
+            cache=cache_info,
+            train_examples=len(s_features),
+            steps=result.global_step,
+            train_loss=result.training_loss,
+            train_runtime_s=result.metrics.get("train_runtime"),
+            parameters=params,
+            teacher_parameters=t_params,
+            validation=c.headline(metrics, task),
+            teacher_validation=c.headline(teacher_metrics, task),
+            wall_time_s=round(time.time() - started, 2),
+        )
+        c.write_model_card(
+            tmp,
+            f"{info.get('type')} student distilled from {c.describe(teacher)}",
+            [
+                "Written by `pocketsize distill`.",
+                f"- parameters: {params:,} ({params / t_params:.1%} of the teacher's {t_params:,})",
+                f"- losses: {weights}, temperature {temperature}, layer pairs {context.layer_pairs}",
+                f"- validation: {c.headline(metrics, task)}; teacher: "
+                f"{c.headline(teacher_metrics, task)}",
+            ],
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _decide_cache(cache, needs) -> bool:
+    if cache == "auto":
+        return not needs
+    if cache and needs:
+        raise PocketsizeError(
+            f"losses needing {sorted(needs)} use the live teacher and cannot be cached; "
+            "use cache='auto' or output losses only (kl, ce, mse)"
+        )
+    return bool(cache)
+
+
+def _same_vocab(a, b) -> bool:
+    return a is b or a.get_vocab() == b.get_vocab()
+
+
+def _check_tokenizers(t_tok, s_tok, student, task, needs, cache) -> bool:
+    """True when both models read the same token ids; refuse mismatches that cannot work."""
+    if _same_vocab(t_tok, s_tok):
+        emb = student.get_input_embeddings() if hasattr(student, "get_input_embeddings") else None
+        if emb is not None and emb.num_embeddings < len(t_tok):
+            raise PocketsizeError(
+                f"tokenizer mismatch: the student's vocabulary has {emb.num_embeddings} tokens "
+                f"but the teacher's tokenizer has {len(t_tok)}; give the student its own "
+                "tokenizer (student_tokenizer=...) or build it from the teacher"
+            )
+        return True
+    if needs:
+        raise PocketsizeError(
+            "tokenizer mismatch: hidden-state/attention losses compare token positions, so the "
+            "student must use the teacher's tokenizer; use output losses only (kl, ce, mse)"
+        )
+    if task.name != "text-classification":
+        raise PocketsizeError(
+            f"tokenizer mismatch: {task.name} outputs are per token, so the student must use "
+            "the teacher's tokenizer"
+        )
+    if cache is False:
+        raise PocketsizeError(
+            "tokenizer mismatch: a student with its own tokenizer learns from the teacher's "
+            "cached outputs per example; allow the cache (cache='auto')"
+        )
+    return False
+
+
+def _extra_texts(transfer, augment, train, task, seed, tokenizer) -> list[str]:
+    if not transfer and not augment:
+        return []
+    if task.name != "text-classification":
+        raise PocketsizeError(
+            "transfer data and augmentation are supported for text classification only"
+        )
+    if "text_pair" in train.column_names:
+        raise PocketsizeError(
+            "transfer data and augmentation are supported for single-sentence datasets only"
+        )
+    texts = transfer_texts(transfer)
+    if augment:
+        mask = getattr(tokenizer, "mask_token", None) or "[MASK]"
+        texts += augment_texts(list(train["text"]), int(augment), seed=seed, mask_token=mask)
+    return texts
+
+
+def _cached_outputs(teacher, features, task, tokenizer, context, cache_dir, batch_size):
+    from pocketsize.distill.cache import load_or_compute
+
+    inputs = [x for x in features.column_names if x in c.model_input_names(tokenizer)]
+    return load_or_compute(
+        teacher,
+        features.select_columns(inputs),
+        c.FeatureCollator(task, tokenizer),
+        context.output_names,
+        span=context.span_outputs,
+        cache_dir=cache_dir,
+        batch_size=max(batch_size, 64),
+    )
+
+
+@torch.no_grad()
+def _prepare_intermediate(
+    teacher, student, features, task, tokenizer, needs, weights, info, spec, projection,
+    context, projections,
+):  # fmt: skip
+    """Probe both models on two real examples: depths, widths, the layer map, projections."""
+    inputs = [x for x in features.column_names if x in c.model_input_names(tokenizer)]
+    batch = c.FeatureCollator(task, tokenizer)(
+        [{k: features[i][k] for k in inputs} for i in range(min(2, len(features)))]
+    )
+    flags = {"output_hidden_states": True, "output_attentions": "attentions" in needs}
+    was_training = student.training
+    student.eval()
+    s = collect(student(**c.forward_kwargs(student, batch, **flags)), task.output_names)
+    t = collect(teacher(**c.forward_kwargs(teacher, batch, **flags)), task.output_names)
+    student.train(was_training)
+    for side, view in (("student", s), ("teacher", t)):
+        if view["hidden_states"] is None:
+            raise PocketsizeError(
+                f"the {side} returns no hidden states, which {sorted(needs)} losses need; "
+                "use output losses only (kl, ce, mse)"
+            )
+        if "attentions" in needs and view["attentions"] is None:
+            raise PocketsizeError(
+                f"the {side} returns no attention weights; use a model that supports "
+                "output_attentions or drop the attention loss"
+            )
+    n_s, n_t = len(s["hidden_states"]) - 1, len(t["hidden_states"]) - 1
+    if spec == "auto":
+        if info.get("type") == "truncate":
+            spec = list(enumerate(info["layers"]))
+        elif info.get("type") == "config":
+            spec = list(enumerate(info["teacher_layers"]))
+        else:
+            spec = "uniform"
+    context.layer_pairs = mapping.layer_map(spec, n_s, n_t)
+    features_needing_width = {
+        "hidden": {"hidden_mse", "hidden_cos"} & set(weights),
+        "embedding": {"embedding_mse"} & set(weights),
+    }
+    for key, users in features_needing_width.items():
+        if not users:
+            continue
+        index = 0 if key == "embedding" else -1
+        w_s = s["hidden_states"][index].shape[-1]
+        w_t = t["hidden_states"][index].shape[-1]
+        if w_s == w_t:
+            continue
+        if not projection:
+            raise PocketsizeError(
+                f"the {sorted(users)} loss compares {key} states of width {w_s} (student) and "
+                f"{w_t} (teacher) and projection=False; allow projection=True or match widths"
+            )
+        projections[key] = nn.Linear(w_s, w_t)
+
+
+def _save_student(student, tokenizer, directory: Path) -> None:
+    from transformers import PreTrainedModel
+
+    if isinstance(student, PreTrainedModel):
+        student.save_pretrained(directory, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
+    else:
+        from pocketsize.distill.bilstm import save_module
+
+        save_module(student, directory, tokenizer)

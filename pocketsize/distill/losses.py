@@ -1,0 +1,242 @@
+"""Distillation losses: a name -> function registry that users extend with `register_loss`.
+
+A loss is `fn(student, teacher, batch, ctx) -> scalar tensor` where `student` and `teacher`
+are dicts holding the task's outputs by name (`logits`, or `start_logits`/`end_logits` for
+QA) and, when the loss needs them, `hidden_states` and `attentions`; `batch` is the padded
+batch (attention_mask, labels...); `ctx` is a LossContext. A loss declares what it needs
+(`needs={"hidden_states"}`); losses that need nothing beyond the outputs can run from the
+teacher-output cache, the others need the live teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pocketsize.errors import PocketsizeError
+
+LOSSES: dict[str, Callable] = {}
+_NEG = -1e4  # logit given to padded positions of span outputs: softmax weight ~0
+
+
+@dataclass
+class LossContext:
+    output_names: tuple[str, ...] = ("logits",)
+    temperature: float = 2.0
+    layer_pairs: list[tuple[int, int]] = field(default_factory=list)
+    projections: nn.ModuleDict | None = None
+
+    @property
+    def span_outputs(self) -> bool:
+        """Outputs with one logit per token (QA start/end), which padding must not affect."""
+        return tuple(self.output_names) != ("logits",)
+
+    def project(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        if self.projections is not None and key in self.projections:
+            return self.projections[key](x)
+        return x
+
+
+def register_loss(name: str, fn: Callable | None = None, *, needs=()):
+    """Register `fn` under `name`; usable as a decorator. `needs` ⊆ {hidden_states, attentions}."""
+
+    def add(f):
+        f.needs = frozenset(needs)
+        LOSSES[name] = f
+        return f
+
+    return add(fn) if fn is not None else add
+
+
+def get_loss(name: str) -> Callable:
+    if name not in LOSSES:
+        raise PocketsizeError(
+            f"unknown distillation loss {name!r}; known: {', '.join(sorted(LOSSES))} "
+            "(add your own with pocketsize.distill.register_loss)"
+        )
+    return LOSSES[name]
+
+
+def needs_of(names) -> frozenset:
+    out = frozenset()
+    for n in names:
+        out |= getattr(get_loss(n), "needs", frozenset())
+    return out
+
+
+def _span_masked(logits: torch.Tensor, batch: dict, ctx: LossContext) -> torch.Tensor:
+    logits = logits.float()
+    mask = batch.get("attention_mask")
+    if ctx.span_outputs and mask is not None and logits.shape[-1] == mask.shape[-1]:
+        logits = logits.masked_fill(mask == 0, _NEG)
+    return logits
+
+
+@register_loss("kl")
+def kl_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """Soft-target KL at temperature T, scaled by T^2 so gradients keep their size (Hinton)."""
+    T = ctx.temperature
+    total = 0.0
+    for name in ctx.output_names:
+        s = _span_masked(student[name], batch, ctx) / T
+        t = _span_masked(teacher[name], batch, ctx) / T
+        total = total + F.kl_div(
+            F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True
+        ) * (T * T)
+    return total / len(ctx.output_names)
+
+
+@register_loss("ce")
+def ce_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """Hard-label cross-entropy; rows without a label (-100: transfer data) are skipped."""
+    if ctx.span_outputs:
+        targets = [batch.get("start_positions"), batch.get("end_positions")]
+    else:
+        targets = [batch.get("labels")]
+    if any(t is None for t in targets):
+        raise PocketsizeError(
+            "the ce loss needs labels in the training data; drop it or add labels"
+        )
+    total = 0.0
+    for name, target in zip(ctx.output_names, targets):
+        logits = _span_masked(student[name], batch, ctx)
+        summed = F.cross_entropy(logits, target, ignore_index=-100, reduction="sum")
+        total = total + summed / (target != -100).sum().clamp(min=1)
+    return total / len(ctx.output_names)
+
+
+@register_loss("mse")
+def logit_mse_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    total = 0.0
+    for name in ctx.output_names:
+        s, t = student[name].float(), teacher[name].float()
+        mask = batch.get("attention_mask")
+        if ctx.span_outputs and mask is not None:
+            m = mask.to(s.dtype)
+            total = total + ((s - t) ** 2 * m).sum() / m.sum().clamp(min=1)
+        else:
+            total = total + F.mse_loss(s, t)
+    return total / len(ctx.output_names)
+
+
+def _token_mask(batch, like: torch.Tensor) -> torch.Tensor:
+    mask = batch.get("attention_mask")
+    if mask is None:
+        return torch.ones(like.shape[:2], dtype=like.dtype, device=like.device)
+    return mask.to(like.dtype)
+
+
+def _masked_mse(s: torch.Tensor, t: torch.Tensor, batch) -> torch.Tensor:
+    m = _token_mask(batch, s).unsqueeze(-1)
+    return ((s - t) ** 2 * m).sum() / (m.sum() * s.shape[-1]).clamp(min=1)
+
+
+@register_loss("hidden_mse", needs={"hidden_states"})
+def hidden_mse_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """MSE between mapped layers' hidden states; a learned projection bridges widths."""
+    total = 0.0
+    for i, j in ctx.layer_pairs:
+        s = ctx.project("hidden", student["hidden_states"][i + 1].float())
+        total = total + _masked_mse(s, teacher["hidden_states"][j + 1].float(), batch)
+    return total / len(ctx.layer_pairs)
+
+
+@register_loss("hidden_cos", needs={"hidden_states"})
+def hidden_cos_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """1 - cosine similarity per token between mapped layers' hidden states."""
+    total = 0.0
+    for i, j in ctx.layer_pairs:
+        s = ctx.project("hidden", student["hidden_states"][i + 1].float())
+        t = teacher["hidden_states"][j + 1].float()
+        m = _token_mask(batch, s)
+        total = total + ((1 - F.cosine_similarity(s, t, dim=-1)) * m).sum() / m.sum().clamp(min=1)
+    return total / len(ctx.layer_pairs)
+
+
+@register_loss("attention_kl", needs={"attentions"})
+def attention_kl_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """KL between mapped layers' attention distributions (TinyBERT / MiniLM).
+
+    With different head counts the head-averaged distributions are compared.
+    """
+    total = 0.0
+    for i, j in ctx.layer_pairs:
+        s = student["attentions"][i].float()
+        t = teacher["attentions"][j].float()
+        if s.shape[1] != t.shape[1]:
+            s, t = s.mean(1, keepdim=True), t.mean(1, keepdim=True)
+        kl = (t * (torch.log(t.clamp(min=1e-9)) - torch.log(s.clamp(min=1e-9)))).sum(-1)
+        m = _token_mask(batch, kl[:, 0]).unsqueeze(1).expand_as(kl)  # valid query rows
+        total = total + (kl * m).sum() / m.sum().clamp(min=1)
+    return total / len(ctx.layer_pairs)
+
+
+@register_loss("embedding_mse", needs={"hidden_states"})
+def embedding_mse_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """MSE between the embedding-layer outputs (hidden_states[0])."""
+    s = ctx.project("embedding", student["hidden_states"][0].float())
+    return _masked_mse(s, teacher["hidden_states"][0].float(), batch)
+
+
+# Short names used in configs and on the command line.
+ALIASES = {
+    "logits": "kl",
+    "soft": "kl",
+    "hard": "ce",
+    "labels": "ce",
+    "logit_mse": "mse",
+    "hidden": "hidden_mse",
+    "cos": "hidden_cos",
+    "attention": "attention_kl",
+    "attn": "attention_kl",
+    "embedding": "embedding_mse",
+    "embeddings": "embedding_mse",
+}
+
+
+def canonical(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def parse_losses(spec) -> dict[str, float]:
+    """{"kl": 1, "hidden": 1}, "kl=1,hidden=1" or ["kl", "ce"] -> {canonical name: weight}."""
+    if spec is None:
+        spec = {"kl": 0.5, "ce": 0.5}
+    if isinstance(spec, str):
+        items = {}
+        for part in (p.strip() for p in spec.split(",") if p.strip()):
+            name, _, weight = part.partition("=")
+            try:
+                items[name.strip()] = float(weight) if weight else 1.0
+            except ValueError as e:
+                raise PocketsizeError(
+                    f"cannot read loss weight {part!r}; write losses like 'kl=1,hidden=0.5'"
+                ) from e
+        spec = items
+    elif not isinstance(spec, dict):
+        spec = {n: 1.0 for n in spec}
+    out: dict[str, float] = {}
+    for name, weight in spec.items():
+        key = canonical(name)
+        get_loss(key)
+        out[key] = out.get(key, 0.0) + float(weight)
+    if not out or all(w == 0 for w in out.values()):
+        raise PocketsizeError("no distillation loss has a non-zero weight; give e.g. 'kl=1'")
+    return out
+
+
+def combined_loss(weights: dict[str, float], student, teacher, batch, ctx) -> tuple:
+    """The weighted sum and each loss's value (floats, for logging)."""
+    total = 0.0
+    parts = {}
+    for name, w in weights.items():
+        if w == 0:
+            continue
+        value = LOSSES[name](student, teacher, batch, ctx)
+        parts[name] = float(value.detach())
+        total = total + w * value
+    return total, parts

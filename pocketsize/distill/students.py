@@ -1,0 +1,212 @@
+"""Student builders: truncate (keep chosen teacher layers), config (a smaller architecture),
+bilstm (Tang et al. 2019), or any model directory / nn.Module the user gives.
+
+Specs are plain data: "truncate:0,2,4", "config:layers=3,hidden=192,heads=6,ffn=768,init=teacher",
+"bilstm:embed=128,hidden=150", {"init": "truncate", "layers": [0, 2, 4]}, a path, a module.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pocketsize.errors import PocketsizeError
+
+STUDENT_TYPES = ("truncate", "config", "bilstm")
+
+
+def parse_spec(spec) -> tuple[str, dict]:
+    """A student spec -> (kind, options)."""
+    if isinstance(spec, dict):
+        opts = dict(spec)
+        kind = opts.pop("init", None) or opts.pop("type", None)
+        if kind not in STUDENT_TYPES:
+            raise PocketsizeError(f"student spec {spec!r} needs init: one of {STUDENT_TYPES}")
+        return kind, opts
+    kind, _, rest = str(spec).partition(":")
+    if kind not in STUDENT_TYPES:
+        return "path", {"path": str(spec)}
+    opts: dict = {}
+    if kind == "truncate" and rest:
+        try:
+            opts["layers"] = [int(x) for x in rest.split(",") if x.strip()]
+        except ValueError as e:
+            raise PocketsizeError(
+                f"cannot read student spec {spec!r}; write it like 'truncate:0,2,4'"
+            ) from e
+    elif rest:
+        for part in rest.split(","):
+            key, eq, value = part.partition("=")
+            if not eq:
+                raise PocketsizeError(
+                    f"cannot read student option {part!r} in {spec!r}; write key=value pairs"
+                )
+            opts[key.strip()] = _number(value.strip())
+    return kind, opts
+
+
+def _number(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The encoder's list of transformer layers (bert.encoder.layer, distilbert.transformer.layer...)."""
+    n = getattr(model.config, "num_hidden_layers", None)
+    found = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.ModuleList) and len(m) == n and re.search(r"(layer|layers|h)$", name)
+    ]
+    if not found:
+        raise PocketsizeError(
+            f"cannot find the transformer layers of {type(model).__name__}; the truncate "
+            "student supports BERT-like encoders (use the config or bilstm student)"
+        )
+    return found[0]
+
+
+def every_other(n: int) -> list[int]:
+    """DistilBERT's initialisation: layers 0, 2, 4, ... (half the depth, rounded up)."""
+    return list(range(0, n, 2))
+
+
+def truncate(teacher: nn.Module, layers: list[int] | None = None) -> tuple[nn.Module, list[int]]:
+    """A copy of the teacher keeping `layers` (teacher indices, in order)."""
+    depth = teacher.config.num_hidden_layers
+    layers = list(layers) if layers else every_other(depth)
+    bad = [i for i in layers if not 0 <= i < depth]
+    if bad:
+        raise PocketsizeError(
+            f"truncate student names layer(s) {bad} but the teacher has {depth} layers "
+            f"(0..{depth - 1}); choose existing layers"
+        )
+    if len(set(layers)) != len(layers):
+        raise PocketsizeError(f"truncate student repeats a layer in {layers}; list each once")
+    student = copy.deepcopy(teacher)
+    name, old = layer_list(student)
+    kept = nn.ModuleList([old[i] for i in layers])
+    for new_idx, layer in enumerate(kept):
+        for m in layer.modules():
+            if hasattr(m, "layer_idx"):
+                m.layer_idx = new_idx
+    parent = student.get_submodule(name.rsplit(".", 1)[0]) if "." in name else student
+    setattr(parent, name.rsplit(".", 1)[-1], kept)
+    student.config.num_hidden_layers = len(layers)
+    return student, layers
+
+
+def smaller_config(
+    teacher: nn.Module,
+    layers: int | None = None,
+    hidden: int | None = None,
+    heads: int | None = None,
+    ffn: int | None = None,
+    init: str = "teacher",
+) -> tuple[nn.Module, dict]:
+    """The teacher's architecture with fewer layers / narrower widths.
+
+    init="teacher" copies every teacher tensor whose shape fits (student layer i from the
+    teacher layer a uniform mapping gives it); the rest stays randomly initialised.
+    """
+    config = copy.deepcopy(teacher.config)
+    t_layers = config.num_hidden_layers
+    config.num_hidden_layers = int(layers or max(1, t_layers // 2))
+    if hidden:
+        config.hidden_size = int(hidden)
+    if heads:
+        config.num_attention_heads = int(heads)
+    if ffn and hasattr(config, "intermediate_size"):
+        config.intermediate_size = int(ffn)
+    if config.hidden_size % config.num_attention_heads:
+        raise PocketsizeError(
+            f"hidden size {config.hidden_size} is not divisible by {config.num_attention_heads} "
+            "heads; choose a head count that divides it"
+        )
+    if init not in ("teacher", "random"):
+        raise PocketsizeError(f"config student init must be 'teacher' or 'random', not {init!r}")
+    student = type(teacher)(config)
+    info = {"copied_tensors": 0, "total_tensors": len(student.state_dict())}
+    n = config.num_hidden_layers
+    source = [round((i + 1) * t_layers / n) - 1 for i in range(n)]
+    info["teacher_layers"] = source
+    if init == "teacher":
+        name, _ = layer_list(student)
+        t_state = teacher.state_dict()
+        s_state = student.state_dict()
+        pattern = re.compile(rf"^{re.escape(name)}\.(\d+)\.")
+        with torch.no_grad():
+            for key, tensor in s_state.items():
+                src = pattern.sub(lambda m: f"{name}.{source[int(m.group(1))]}.", key)
+                if src in t_state and t_state[src].shape == tensor.shape:
+                    tensor.copy_(t_state[src])
+                    info["copied_tensors"] += 1
+    return student, info
+
+
+def build_student(teacher: nn.Module, spec="truncate", *, tokenizer=None, task=None, **kw):
+    """Build a student from `spec` and the (loaded) teacher.
+
+    Returns (student_module, info) where info holds `type`, for truncate students the kept
+    `layers` (the natural layer mapping), and `tokenizer` when the student brings its own.
+    """
+    if isinstance(spec, nn.Module):
+        return spec, {"type": "module", "tokenizer": kw.get("student_tokenizer")}
+    kind, opts = parse_spec(spec)
+    opts.update({k: v for k, v in kw.items() if k != "student_tokenizer"})
+    if kind == "truncate":
+        student, layers = truncate(teacher, opts.get("layers"))
+        return student, {"type": "truncate", "layers": layers}
+    if kind == "config":
+        allowed = {"layers", "hidden", "heads", "ffn", "init"}
+        _check_options(opts, allowed, spec)
+        student, info = smaller_config(teacher, **opts)
+        return student, {"type": "config", **info}
+    if kind == "bilstm":
+        from pocketsize.distill.bilstm import bilstm_from_teacher
+
+        if task is not None and task.name != "text-classification":
+            raise PocketsizeError(
+                "the bilstm student is a text classifier; use a truncate or config student for QA"
+            )
+        aliases = {"embed": "embed_dim", "hidden": "hidden_size", "layers": "num_layers"}
+        opts = {aliases.get(k, k): v for k, v in opts.items()}
+        _check_options(opts, {"embed_dim", "hidden_size", "num_layers", "fc_size", "dropout"}, spec)
+        if tokenizer is None:
+            raise PocketsizeError("the bilstm student needs the teacher's tokenizer")
+        student = bilstm_from_teacher(
+            teacher,
+            tokenizer,
+            num_labels=teacher.config.num_labels,
+            id2label=dict(teacher.config.id2label),
+            **opts,
+        )
+        return student, {"type": "bilstm"}
+    # a model directory, catalogue name or hub id
+    from pocketsize.distill import _common as c
+
+    path = opts["path"]
+    student = c.load_model(path, task)
+    own = None
+    if Path(path).is_dir() and any(
+        (Path(path) / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+    ):
+        own = c.load_tokenizer(path)
+    return student, {"type": "model", "path": path, "tokenizer": own}
+
+
+def _check_options(opts: dict, allowed: set, spec) -> None:
+    unknown = set(opts) - allowed
+    if unknown:
+        raise PocketsizeError(
+            f"unknown option(s) {sorted(unknown)} in student spec {spec!r}; "
+            f"allowed: {sorted(allowed)}"
+        )
