@@ -68,10 +68,13 @@ def make_tiny_bert(path, task: str = "text-classification", seed: int = 0, **ove
     if task == "extractive-qa":
         model = AutoModelForQuestionAnswering.from_config(config)
     else:
-        config.num_labels = overrides.get("num_labels", 2)
-        config.id2label = {
-            i: n for i, n in enumerate(["negative", "positive"][: config.num_labels])
-        }
+        num_labels = overrides.get("num_labels", 2)
+        names = (
+            ["negative", "positive"]
+            if num_labels == 2
+            else [f"class{i}" for i in range(num_labels)]
+        )
+        config.id2label = dict(enumerate(names))
         config.label2id = {n: i for i, n in config.id2label.items()}
         model = AutoModelForSequenceClassification.from_config(config)
     model.eval()
@@ -111,8 +114,9 @@ def make_cls_dataset(n_train=64, n_val=24, n_test=32, seed=0):
 def _few_threads():
     import torch
 
-    # Two cores on CI: keep intra-op threads fixed so that tests don't oversubscribe.
-    torch.set_num_threads(2)
+    # Tiny models gain nothing from threads, and spinning threads on a busy 2-core machine made
+    # a tiny Trainer run 18x slower; tests that time things set their own thread count.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
