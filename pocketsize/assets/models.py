@@ -133,7 +133,10 @@ def load_model(
             f"{ref} cannot be loaded for {task_obj.name}: {str(e).splitlines()[0]}"
         ) from e
     model.eval()
-    return model
+    # A vocabulary-trimmed model (pocketsize.prune) maps dropped pieces to [UNK] on load.
+    from pocketsize.assets.vocab_clamp import apply_vocab_clamp
+
+    return apply_vocab_clamp(model)
 
 
 def load_tokenizer(ref, trust_remote_code: bool = False, **kwargs):

@@ -66,6 +66,27 @@ def export(
     check_output_dir(out, overwrite)
     from transformers import PreTrainedModel
 
+    if isinstance(model, (str, os.PathLike)) and _is_module_dir(model):
+        # a non-transformers model directory (BiLSTM student, registered user module)
+        src = Path(model)
+        module = _load_module_dir(src)
+        if example_inputs is None:
+            example_inputs = _text_example_inputs(src, module)
+        return _export_module(
+            module,
+            out,
+            example_inputs,
+            input_names,
+            output_names or ["logits"],
+            dynamic_axes,
+            opset,
+            atol,
+            rtol,
+            mobile,
+            overwrite,
+            side_files_from=src,
+            task=task or _module_task(src),
+        )
     if isinstance(model, torch.nn.Module) and not isinstance(model, PreTrainedModel):
         return _export_module(
             model,
@@ -165,6 +186,7 @@ def _export_transformers(
 ):
     from transformers import AutoConfig, AutoTokenizer
 
+    from pocketsize.assets.vocab_clamp import add_vocab_clamp_to_onnx, apply_vocab_clamp
     from pocketsize.tasks import get_task
 
     config = AutoConfig.from_pretrained(model_dir)
@@ -175,7 +197,7 @@ def _export_transformers(
             "generative models with their own exporter (past key values)"
         )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    torch_model = task_obj.auto_model_class().from_pretrained(model_dir).eval()
+    torch_model = apply_vocab_clamp(task_obj.auto_model_class().from_pretrained(model_dir).eval())
     notes = {}
     with atomic_dir(out, overwrite) as tmp:
         used = exporter
@@ -204,6 +226,9 @@ def _export_transformers(
             copy_model_side_files(model_dir, tmp)
         onnx_path = tmp / "model.onnx"
         check_onnx_file(onnx_path)
+        if used == "optimum":
+            # optimum exports the plain checkpoint; a vocabulary-trimmed model needs its clamp.
+            add_vocab_clamp_to_onnx(onnx_path)
         notes["optimization"] = _maybe_optimize(onnx_path, config.model_type, optimize)
         parity = _parity_transformers(torch_model, tokenizer, onnx_path, task_obj, atol, rtol, tmp)
         write_manifest(
@@ -324,7 +349,9 @@ def _opset_of(onnx_path: Path) -> int:
 
 
 def _max_length(model) -> int:
-    return int(min(getattr(model.config, "max_position_embeddings", 128) or 128, 128))
+    positions = getattr(model.config, "max_position_embeddings", None)
+    # XLNet has no position limit and reports -1
+    return int(min(positions, 128)) if positions and positions > 0 else 128
 
 
 def _maybe_optimize(onnx_path: Path, model_type: str | None, enabled: bool) -> dict:
@@ -362,6 +389,8 @@ def _export_module(
     rtol,
     mobile,
     overwrite,
+    side_files_from=None,
+    task=None,
 ):
     """A plain nn.Module (the BiLSTM student, user modules): torch.onnx.export + parity."""
     import torch
@@ -385,6 +414,11 @@ def _export_module(
     module = module.eval()
     with torch.no_grad():
         sample_out = module(*args)
+    if hasattr(sample_out, "keys"):
+        # a dict / transformers ModelOutput: export its tensors (by output_names when given)
+        names = output_names or [k for k, v in sample_out.items() if torch.is_tensor(v)]
+        module = _PickOutputs(module, names)
+        sample_out = tuple(sample_out[n] for n in names)
     n_out = len(sample_out) if isinstance(sample_out, (tuple, list)) else 1
     output_names = output_names or [f"output_{i}" for i in range(n_out)]
     if dynamic_axes is None:
@@ -408,11 +442,13 @@ def _export_module(
 
         cases = _module_parity_inputs(args, input_names, dynamic_axes)
         parity = check_parity(call, onnx_path, cases, output_names, atol, rtol, tmp / "parity.json")
+        if side_files_from is not None:
+            copy_model_side_files(side_files_from, tmp)  # config (labels) and tokenizer
         write_manifest(
             tmp,
             format="onnx",
             file="model.onnx",
-            task=None,
+            task=task,
             model_type=type(module).__name__,
             exporter="torch",
             opset=_opset_of(onnx_path),
@@ -427,6 +463,74 @@ def _export_module(
 
             to_mobile(tmp)
     return Path(out)
+
+
+def _PickOutputs(module, names):  # noqa: N802  (builds a module, like OutputsAsTuple)
+    import torch
+
+    class PickOutputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args):
+            out = self.module(*args)
+            return tuple(out[n] for n in names)
+
+    return PickOutputs().eval()
+
+
+def _is_module_dir(path) -> bool:
+    import json
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        keys = json.loads(config.read_text())
+    except ValueError:
+        return False
+    return "pocketsize_class" in keys or "pocketsize_module" in keys
+
+
+def _load_module_dir(path: Path):
+    import json
+
+    if "pocketsize_module" in json.loads((path / "config.json").read_text()):
+        from pocketsize.tasks.generic import load_module_dir
+
+        return load_module_dir(path)
+    from pocketsize.distill import load_module
+
+    return load_module(path)
+
+
+def _module_task(path: Path) -> str | None:
+    import json
+
+    config = json.loads((path / "config.json").read_text())
+    if "pocketsize_module" in config:
+        return "array-classification" if config.get("id2label") else None
+    return "text-classification" if config.get("id2label") else None
+
+
+def _text_example_inputs(path: Path, module) -> dict:
+    """Token ids (+ mask) from the directory's tokenizer, for the inputs forward() names."""
+    import inspect
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from pocketsize.export.parity import sample_inputs
+
+    if not has_tokenizer(path):
+        raise PocketsizeError(
+            f"{path} holds a non-transformers model without a tokenizer; pass example_inputs="
+            "{'input_name': tensor, ...} with a batch of its inputs"
+        )
+    params = inspect.signature(module.forward).parameters
+    batch = sample_inputs(AutoTokenizer.from_pretrained(path), "text-classification")[1]
+    return {k: torch.from_numpy(v) for k, v in batch.items() if k in params}
 
 
 def _module_parity_inputs(args, input_names, dynamic_axes) -> list[dict]:

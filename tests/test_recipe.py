@@ -1,0 +1,191 @@
+"""Recipes: validation before any work, the chain of stages, skipping and resuming.
+
+The chain runs on a tiny random BERT and tiny local data files; one e2e test runs the real
+sentiment recipe shortened with --set overrides on the packaged model and data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import make_cls_dataset, make_tiny_bert
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.recipe import load_recipe, run_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    teacher = make_tiny_bert(root / "teacher-base", max_position_embeddings=64)
+    data_dir = root / "data"
+    data_dir.mkdir()
+    for split, ds in make_cls_dataset(n_train=96, n_val=48, n_test=40).items():
+        rows = [
+            json.dumps({"text": t, "label": ["negative", "positive"][y]})
+            for t, y in zip(ds["text"], ds["label"])
+        ]
+        (data_dir / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    return root, teacher, data_dir
+
+
+def tiny_recipe(teacher, data_dir, **changes) -> dict:
+    recipe = {
+        "name": "tiny",
+        "data": str(data_dir),
+        "seed": 1,
+        "teacher": {"model": str(teacher), "finetune": {"max_steps": 3, "batch_size": 16}},
+        "student": {"init": "truncate", "layers": [0]},
+        "distill": {"max_steps": 3, "batch_size": 16},
+        "prune": {"heads": 0.5, "ffn": 0.5, "vocab": True, "min_examples": 16},
+        "export": {"optimize": True},
+        "quantize": {"method": "dynamic", "mobile": True},
+        "eval": {"batch_sizes": [1], "latency_examples": 8, "repeats": 1, "memory": False},
+    }
+    recipe.update(changes)
+    return recipe
+
+
+def test_recipe_runs_every_stage_then_skips_them(tiny_setup, tmp_path):
+    root, teacher, data_dir = tiny_setup
+    run_dir = tmp_path / "run"
+    lines: list[str] = []
+    report = run_recipe(tiny_recipe(teacher, data_dir), run_dir=run_dir, log=lines.append)
+
+    for stage in ("teacher", "student", "pruned", "onnx", "int8"):
+        record = json.loads((run_dir / stage / "stage.json").read_text())
+        assert record["stage"] == stage and record["seed"] == 1
+        assert (run_dir / stage / "README.md").read_text().startswith("#")
+    assert list((run_dir / "int8").glob("*.ort")), "mobile twin of the int8 model missing"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["reference"] == "teacher" and metrics["final"] == "int8"
+    assert list(metrics["variants"]) == ["teacher", "student", "pruned", "onnx", "int8"]
+    assert (run_dir / "report.md").exists() and (run_dir / "report.html").exists()
+    assert report.metrics["final"] == "int8"
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "leftover partials"
+
+    lines.clear()
+    run_recipe(tiny_recipe(teacher, data_dir), run_dir=run_dir, log=lines.append)
+    skipped = [line for line in lines if "skipped" in line]
+    assert len(skipped) == 5, lines
+
+    # A changed distillation redoes the student and what follows, never the teacher.
+    lines.clear()
+    changed = tiny_recipe(teacher, data_dir, distill={"max_steps": 2, "batch_size": 16})
+    run_recipe(changed, run_dir=run_dir, log=lines.append)
+    assert any("[teacher]" in line and "skipped" in line for line in lines)
+    assert any(line == "[student] running" for line in lines)
+    assert any(line == "[int8] running" for line in lines)
+
+
+def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_path):
+    from transformers import TrainerCallback
+
+    root, teacher, data_dir = tiny_setup
+    run_dir = tmp_path / "run"
+
+    class KillAtStep2(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 2:
+                raise KeyboardInterrupt
+
+    recipe = tiny_recipe(
+        teacher,
+        data_dir,
+        distill={"max_steps": 4, "batch_size": 16, "save_steps": 1},
+        prune=None,
+        export=None,
+        quantize=None,
+    )
+    for key in ("prune", "export", "quantize"):
+        recipe.pop(key)
+    killing = {**recipe, "distill": {**recipe["distill"], "callbacks": [KillAtStep2()]}}
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(killing, run_dir=run_dir, log=lambda _: None)
+    assert (run_dir / "teacher" / "stage.json").exists()
+    assert not (run_dir / "student").exists(), "an interrupted stage must not appear finished"
+
+    lines: list[str] = []
+    run_recipe(recipe, run_dir=run_dir, log=lines.append)
+    assert any("[teacher]" in line and "skipped" in line for line in lines)
+    record = json.loads((run_dir / "student" / "stage.json").read_text())
+    assert record["stage"] == "student"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"epochs": 3}, "recipe key 'epochs' is unknown"),
+        ({"name": None}, "missing the required key 'name'"),
+        ({"distill": {"epochz": 1}}, "distill.epochz is unknown; allowed keys:"),
+        ({"distill": {"epochs": "two"}}, "distill.epochs: expected int"),
+        ({"distill": {"out": "x"}}, "set by the recipe itself"),
+        ({"student": None}, "has `distill` but no `student`"),
+        ({"export": None}, "quantize needs the export stage"),
+        ({"teacher": {"model": "m", "epochs": 1}}, "teacher.epochs is unknown"),
+        ({"task": "summarise"}, "unknown task 'summarise'"),
+        ({"eval": {"reference": "int9"}}, "eval.reference: 'int9' is not a stage"),
+        ({"name": "a/b"}, "must use only letters"),
+    ],
+)
+def test_recipe_validation_names_key_value_and_fix(tiny_setup, change, message):
+    root, teacher, data_dir = tiny_setup
+    recipe = tiny_recipe(teacher, data_dir)
+    for key, value in change.items():
+        if value is None:
+            recipe.pop(key)
+        else:
+            recipe[key] = value
+    if "name" in change and change["name"] is None:
+        recipe["name"] = None
+    with pytest.raises(PocketsizeError, match=message):
+        load_recipe(recipe)
+
+
+def test_overrides_and_run_dir_of_another_recipe(tiny_setup, tmp_path):
+    root, teacher, data_dir = tiny_setup
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(teacher, data_dir)))
+    recipe = load_recipe(path, ["distill.max_steps=7", "quantize.max_drop=0.02"])
+    assert recipe["distill"]["max_steps"] == 7 and recipe["quantize"]["max_drop"] == 0.02
+    with pytest.raises(PocketsizeError, match="key.sub=value"):
+        load_recipe(path, ["distill.max_steps"])
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump({"name": "other"}))
+    (run_dir / "keep.txt").write_text("finished work")
+    with pytest.raises(PocketsizeError, match="belongs to recipe 'other'"):
+        run_recipe(path, run_dir=run_dir, log=lambda _: None)
+    assert (run_dir / "keep.txt").read_text() == "finished work"
+
+
+def test_shipped_recipes_are_valid():
+    for path in sorted((REPO / "recipes").glob("*.yaml")):
+        load_recipe(path)
+
+
+@pytest.mark.e2e
+def test_sentiment_recipe_shortened_on_the_real_model(tmp_path):
+    """The main job's recipe, end to end on minilm-l6 and rt-polarity, cut to a few steps."""
+    overrides = [
+        "teacher.finetune.max_steps=6",
+        "distill.max_steps=4",
+        "prune.recover=false",
+        "prune.max_examples=64",
+        "quantize.method=dynamic",
+        "eval.max_examples=96",
+        "eval.latency_examples=16",
+        "eval.repeats=1",
+        "eval.memory=false",
+    ]
+    run_recipe(REPO / "recipes" / "sentiment.yaml", tmp_path / "run", overrides, log=print)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["final"] == "int8"
+    sizes = {name: v["size_bytes"] for name, v in metrics["variants"].items()}
+    assert sizes["int8"] * 5 < sizes["teacher"], sizes
