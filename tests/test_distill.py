@@ -278,7 +278,9 @@ def test_each_student_trains_saves_and_loads_back(spec, teacher4, data, tmp_path
     if spec.startswith("bilstm"):
         loaded = load_bilstm(out)
     elif spec == "module":
-        loaded = load_module(out)
+        with pytest.raises(PocketsizeError, match="trust_module_code=True"):
+            load_module(out)  # the class lives outside pocketsize: importing it needs consent
+        loaded = load_module(out, trust_module_code=True)
     else:
         loaded = _load_cls(out)
     with torch.no_grad():

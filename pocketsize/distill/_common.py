@@ -165,7 +165,7 @@ def fit_max_length(texts, tokenizer, model=None, percentile: float = 99.0, cap: 
     fitted = int(np.ceil(np.percentile(lengths, percentile) / 8.0) * 8) if lengths else cap
     limit = cap
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if positions:
+    if positions and positions > 0:  # XLNet has no position limit and reports -1
         limit = min(limit, int(positions))
     tok_limit = getattr(tokenizer, "model_max_length", None)
     if tok_limit and tok_limit < 1_000_000:
@@ -177,6 +177,7 @@ def qa_max_length(task, model, max_length: int | None) -> int:
     """The QA window length: the adapter's default within the model's positions; a document
     stride that would not fit the window is shortened (tiny models have short positions)."""
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 512
+    positions = positions if positions > 0 else 512  # XLNet reports -1 (no limit)
     length = min(max_length or getattr(task, "max_length", 384), int(positions))
     if getattr(task, "doc_stride", 0) >= length // 2:
         task.doc_stride = length // 4

@@ -187,8 +187,13 @@ def save_module(model: nn.Module, out_dir, tokenizer=None) -> None:
         tokenizer.save_pretrained(out_dir)
 
 
-def load_module(path) -> nn.Module:
-    """Load a directory written by save_module: import the class, build it, load the tensors."""
+def load_module(path, trust_module_code: bool = False) -> nn.Module:
+    """Load a directory written by save_module: import the class, build it, load the tensors.
+
+    config.json names the class by import path. pocketsize's own classes load as they are; a
+    class from any other module is imported only with trust_module_code=True (like
+    transformers' trust_remote_code), since importing a module named in a file runs its code.
+    """
     from safetensors.torch import load_model
 
     path = Path(path)
@@ -198,6 +203,14 @@ def load_module(path) -> nn.Module:
         )
     config = json.loads((path / "config.json").read_text())
     module_name, _, qualname = config.pop("pocketsize_class").partition(":")
+    if (
+        not (module_name == "pocketsize" or module_name.startswith("pocketsize."))
+        and not trust_module_code
+    ):
+        raise PocketsizeError(
+            f"{path} names the class {module_name}:{qualname} outside pocketsize; pass "
+            "trust_module_code=True to import it if you trust that code"
+        )
     try:
         cls = importlib.import_module(module_name)
         for part in qualname.split("."):
@@ -207,6 +220,10 @@ def load_module(path) -> nn.Module:
             f"cannot import {module_name}:{qualname} to load {path}; install the package that "
             "defines it"
         ) from e
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise PocketsizeError(
+            f"{path}: {module_name}:{qualname} is not a torch.nn.Module class; refusing to call it"
+        )
     try:
         model = cls(config) if config else cls()
     except TypeError as e:

@@ -68,6 +68,9 @@ def distill(
         (aliases: logits=kl, hard=ce, hidden=hidden_mse, attention=attention_kl, ...).
     layer_map: for hidden/attention losses: "auto" (a truncate student's kept layers,
         else uniform), "uniform", "last:K", or (student, teacher) pairs.
+    task: "causal-lm" / "seq2seq" (token-level KL + LM loss, pocketsize.tasks.generative) and
+        "array-classification" (registered modules, pocketsize.tasks.generic) go to their own
+        trainers (distill/other_tasks.py) with the shared options.
     transfer: extra unlabelled text labelled by the teacher; augment: Tang et al. augmented
         copies per training example. cache: "auto" (on when every loss reads outputs only),
         True or False. Intermediate losses need the live teacher, so they disable the cache.
@@ -81,6 +84,14 @@ def distill(
     check_output_dir(out, overwrite)
     data = c.load_data(data)
     task = get_task(task) if task is not None else task_for_dataset(data)
+    from pocketsize.distill import other_tasks
+
+    if task.name in other_tasks.OTHER_TASKS:
+        kw = {k: v for k, v in locals().items() if k in _SIGNATURE_DEFAULTS}
+        return other_tasks.distill_other(
+            teacher, data, student, out, task, losses, temperature,
+            {**kw, **training_kw}, _SIGNATURE_DEFAULTS,
+        )  # fmt: skip
     train = c.require_split(data, "train")
     names = c.class_names(train)
     weights = L.parse_losses(losses)
@@ -396,3 +407,21 @@ def _save_student(student, tokenizer, directory: Path) -> None:
         from pocketsize.distill.bilstm import save_module
 
         save_module(student, directory, tokenizer)
+
+
+def _defaults(fn) -> dict:
+    import inspect
+
+    return {
+        n: p.default
+        for n, p in inspect.signature(fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+# keyword arguments of distill() other than the ones every task shares (for other_tasks)
+_SIGNATURE_DEFAULTS = {
+    k: v
+    for k, v in _defaults(distill).items()
+    if k not in ("student", "out", "losses", "temperature", "task")
+}

@@ -57,6 +57,12 @@ def finetune(
     check_output_dir(out, overwrite)
     data = c.load_data(data)
     task = get_task(task) if task is not None else task_for_dataset(data)
+    from pocketsize.distill import other_tasks
+
+    if task.name in other_tasks.OTHER_TASKS:
+        defaults = _finetune_defaults()
+        kw = {k: v for k, v in locals().items() if k in defaults}
+        return other_tasks.finetune_other(model, data, out, task, {**kw, **training_kw}, defaults)
     train = c.require_split(data, "train")
     names = c.class_names(train)
     bf16 = c.resolve_bf16(bf16)
@@ -163,3 +169,13 @@ class _TaskTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = {k: v for k, v in inputs.items() if k not in (c.LENGTH_COLUMN, c.INDEX_COLUMN)}
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+def _finetune_defaults() -> dict:
+    import inspect
+
+    return {
+        n: p.default
+        for n, p in inspect.signature(finetune).parameters.items()
+        if p.default is not inspect.Parameter.empty and n not in ("out", "task")
+    }

@@ -23,11 +23,22 @@ def shipped_files(variant: Variant) -> list[Path]:
         for pattern in TORCH_WEIGHT_PATTERNS:
             files += sorted(directory.glob(pattern))
     else:
-        files.append(variant.path)
-        if variant.kind == "onnx":
-            files += [directory / f for f in onnx_external_files(variant.path)]
+        for graph in graph_files(variant):
+            files.append(graph)
+            if variant.kind == "onnx":
+                files += [directory / f for f in onnx_external_files(graph)]
     files += [directory / f for f in CONFIG_FILES + TOKENIZER_FILES if (directory / f).is_file()]
     return list(dict.fromkeys(f for f in files if f.is_file()))
+
+
+def graph_files(variant: Variant) -> list[Path]:
+    """The model file, plus the decoder graphs that go with an encoder-decoder's encoder file."""
+    from pocketsize.eval.runners import onnx_file_names
+
+    if variant.kind != "onnx" or not variant.path.name.startswith("encoder_model"):
+        return [variant.path]
+    names = onnx_file_names(variant).values()
+    return [variant.model_dir / n for n in names if (variant.model_dir / n).is_file()]
 
 
 def size_bytes(variant: Variant) -> tuple[int, str]:
@@ -51,6 +62,10 @@ def param_count(variant: Variant, model=None) -> int | None:
         onnx_path = variant.path.with_suffix(".onnx")
         if not onnx_path.is_file():
             return None
+    if variant.kind == "onnx":
+        # encoder-decoder: the decoder with past shares the decoder's weights; count it once
+        graphs = [g for g in graph_files(variant) if "with_past" not in g.name]
+        return sum(onnx_param_count(g) for g in graphs)
     return onnx_param_count(onnx_path)
 
 

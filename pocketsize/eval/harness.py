@@ -22,13 +22,13 @@ from pocketsize.eval import memory as peak_memory
 from pocketsize.eval.environment import library_versions, machine_info
 from pocketsize.eval.report import SCHEMA_VERSION, Report, mark_pareto
 from pocketsize.eval.runners import (
-    FEEDABLE_INPUTS,
     default_threads,
     load_tokenizer,
     make_runner,
     resolve_variant,
+    task_inputs,
 )
-from pocketsize.tasks import get_task, task_for_dataset
+from pocketsize.tasks import check_architecture, get_task, task_for_dataset
 
 MAX_DISAGREEMENTS = 1000  # kept per variant in metrics.json; the total is always reported
 
@@ -85,10 +85,17 @@ def evaluate(
 
     # ---- resolve and check everything before any long work ----
     resolved = {name: resolve_variant(name, spec) for name, spec in variants.items()}
+    for variant in resolved.values():
+        check_architecture(variant.config.get("model_type"), task)  # e.g. GPT-2 for extractive QA
     label_names = _check_labels(task, examples, resolved, reference)
-    tokenizers = {name: load_tokenizer(v) for name, v in resolved.items()}
+    # non-text tasks (e.g. arrays of pixels) read their inputs from the data, with no tokenizer
+    needs_tokenizer = getattr(task, "needs_tokenizer", True)
+    tokenizers = {
+        name: load_tokenizer(v) if needs_tokenizer else None for name, v in resolved.items()
+    }
     for name, variant in resolved.items():
-        _check_vocab(variant, tokenizers[name])
+        if needs_tokenizer:
+            _check_vocab(variant, tokenizers[name])
     runners = {}
     for name, variant in resolved.items():
         runners[name] = make_runner(variant, task, threads)
@@ -208,7 +215,8 @@ TASK_COLUMNS = {
 
 
 def _check_columns(task, examples) -> None:
-    missing = [c for c in TASK_COLUMNS.get(task.name, ()) if c not in examples.column_names]
+    needed = TASK_COLUMNS.get(task.name) or getattr(task, "data_columns", ())
+    missing = [c for c in needed if c not in examples.column_names]
     if missing:
         raise PocketsizeError(
             f"the data has no {', '.join(missing)} column(s) for {task.name} (it has "
@@ -229,9 +237,10 @@ def _variant_labels(variant) -> list[str] | None:
 
 def _check_labels(task, examples, resolved, reference) -> list[str] | None:
     """Classification: every variant has the reference's labels and the data's label count."""
-    if task.name != "text-classification":
+    from pocketsize.tasks.classification import TextClassification, label_names
+
+    if not isinstance(task, TextClassification):
         return None
-    from pocketsize.tasks.classification import label_names
 
     data_labels = label_names(examples)
     ref_labels = _variant_labels(resolved[reference])
@@ -272,6 +281,16 @@ def _check_onnx_label_count(name: str, runner, n_labels: int) -> None:
 
 
 def _check_vocab(variant, tokenizer) -> None:
+    trim = variant.config.get("pocketsize_vocab_trim")
+    if trim:
+        # A vocabulary-trimmed model keeps the full tokenizer on purpose (its loaders clamp
+        # ids beyond the kept rows to [UNK]); its tokenizer must be the original size.
+        if len(tokenizer) != trim.get("original_vocab_size", len(tokenizer)):
+            raise PocketsizeError(
+                f"variant {variant.name!r}: its tokenizer has {len(tokenizer)} tokens but the model "
+                f"was trimmed from {trim['original_vocab_size']}; use the tokenizer pocketsize.prune saved"
+            )
+        return
     vocab = variant.config.get("vocab_size")
     if variant.model is not None and hasattr(variant.model, "get_input_embeddings"):
         embeddings = variant.model.get_input_embeddings()
@@ -285,7 +304,7 @@ def _check_vocab(variant, tokenizer) -> None:
 
 def _max_length(variant, tokenizer, requested: int | None) -> int:
     limits = [requested or 512]
-    positions = variant.config.get("max_position_embeddings")
+    positions = variant.config.get("max_position_embeddings") or variant.config.get("n_positions")
     if positions:
         # RoBERTa-likes reserve two positions for the padding offset
         offset = 2 if variant.config.get("model_type") in ("roberta", "xlm-roberta") else 0
@@ -296,10 +315,10 @@ def _max_length(variant, tokenizer, requested: int | None) -> int:
     return min(limits)
 
 
-def _pad_numpy(collate):
+def _pad_numpy(collate, inputs):
     def pad(rows):
         batch = collate(rows)
-        return {k: np.asarray(v) for k, v in batch.items() if k in FEEDABLE_INPUTS}
+        return {k: np.asarray(v) for k, v in batch.items() if k in inputs}
 
     return pad
 
@@ -307,10 +326,12 @@ def _pad_numpy(collate):
 def _predict(name, runner, tokenizer, task, examples, max_length, batch_size, progress) -> dict:
     """Model outputs for every feature (batched by length to cut padding) and the predictions."""
     features = _quiet_encode(task, examples, tokenizer, max_length, progress)
-    model_inputs = [c for c in FEEDABLE_INPUTS if c in features.column_names]
+    inputs = task_inputs(task)
+    model_inputs = [c for c in inputs if c in features.column_names]
     rows = features.select_columns(model_inputs).to_list()
-    pad = _pad_numpy(task.collator(tokenizer))
-    order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
+    pad = _pad_numpy(task.collator(tokenizer), inputs)
+    main = inputs[0]
+    order = np.argsort([len(r[main]) for r in rows], kind="stable")
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in task.output_names}
     for start in tqdm(
         range(0, len(rows), batch_size), desc=f"predicting {name}", disable=not progress
@@ -324,7 +345,7 @@ def _predict(name, runner, tokenizer, task, examples, max_length, batch_size, pr
         "outputs": outputs,
         "predictions": predictions,
         "rows": rows,
-        "input_ids": [r["input_ids"] for r in rows],
+        "input_ids": [r[main] for r in rows],
         "pad": pad,
     }
 
@@ -383,7 +404,9 @@ def _quality(task, examples, run, ref_run, indices, label_names) -> dict:
         record["per_class"] = scores["per_class"]
     if "confusion_matrix" in scores:
         record["confusion_matrix"] = {"labels": label_names, "matrix": scores["confusion_matrix"]}
-    if task.name == "text-classification":
+    if hasattr(task, "fidelity"):
+        record["fidelity"] = task.fidelity(ref_run, run)
+    elif task.output_names == ("logits",):
         record["fidelity"] = fidelity.classification_fidelity(
             ref_run["outputs"]["logits"], run["outputs"]["logits"]
         )
@@ -407,6 +430,8 @@ def _quality(task, examples, run, ref_run, indices, label_names) -> dict:
 
 def _disagreements(task, examples, predictions, ref_predictions, agree, label_names) -> list:
     def show(p):
+        if hasattr(task, "show_prediction"):
+            return task.show_prediction(p)
         return label_names[p] if label_names is not None else p
 
     listed = []

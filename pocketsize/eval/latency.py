@@ -82,7 +82,9 @@ def summarize(times_ms: np.ndarray, batch_size: int, batches: list[dict]) -> dic
     """Stats of a (repeats, batches) matrix of per-call milliseconds."""
     flat = times_ms.reshape(-1)
     per_pass = np.median(times_ms, axis=1)
-    seq_lens = [b["input_ids"].shape[1] for b in batches]
+    # the main input's second axis: the padded sequence length of token inputs
+    mains = [b.get("input_ids", next(iter(b.values()))) for b in batches]
+    seq_lens = [m.shape[1] for m in mains if m.ndim > 1]
     return {
         "p50": float(np.median(flat)),
         "p95": float(np.percentile(flat, 95)),
@@ -91,6 +93,6 @@ def summarize(times_ms: np.ndarray, batch_size: int, batches: list[dict]) -> dic
         "calls": int(flat.size),
         "inputs": int(len(batches) * batch_size),
         "repeats": int(times_ms.shape[0]),
-        "mean_padded_length": float(np.mean(seq_lens)),
+        "mean_padded_length": float(np.mean(seq_lens)) if seq_lens else None,
         "throughput_per_s": float(batch_size * flat.size / flat.sum() * 1000),
     }

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pocketsize.eval.runners import task_inputs
+
 
 def _current_rss_bytes() -> int:
     with open("/proc/self/statm") as f:
@@ -49,6 +51,8 @@ def measure_peak_memory(variant, task, batch: dict, threads: int, timeout: float
             "path": str(path),
             "task": task.name,
             "output_names": list(task.output_names),
+            "input_names": list(task_inputs(task)),
+            "ort_runner": bool(getattr(task, "ort_runner", False)),
             "threads": threads,
             "batch": str(Path(tmp) / "batch.npz"),
         }
@@ -65,7 +69,7 @@ def measure_peak_memory(variant, task, batch: dict, threads: int, timeout: float
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"memory child failed: {last}"}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["batch_size"] = int(batch["input_ids"].shape[0])
+    result["batch_size"] = int(next(iter(batch.values())).shape[0])
     return result
 
 
@@ -73,30 +77,40 @@ def _child(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     batch = dict(np.load(spec["batch"]))
     output_names = tuple(spec["output_names"])
+    input_names = tuple(spec["input_names"])
     if spec["kind"] == "torch":
         import torch
+        import transformers  # noqa: F401  (imported before the baseline is taken)
 
-        from pocketsize.eval.runners import TorchRunner, _read_config
+        from pocketsize.eval.runners import TorchRunner, _read_config, load_model_dir
         from pocketsize.tasks import get_task
 
         torch.set_num_threads(spec["threads"])
         task = get_task(spec["task"])
-        auto_class = task.auto_model_class()  # imports transformers before the baseline
         baseline = _current_rss_bytes()
-        if _read_config(Path(spec["path"])).get("model_type"):
-            model = auto_class.from_pretrained(spec["path"])
-        else:
-            from pocketsize.assets import load_model
+        path = Path(spec["path"])
+        model = load_model_dir(path, _read_config(path), task)
+        runner = TorchRunner(
+            model, output_names, input_names, getattr(task, "generation_settings", None)
+        )
+    elif spec.get("ort_runner"):
+        # generative graphs (past key values, encoder + decoders) run through optimum
+        import onnxruntime  # noqa: F401
+        import optimum.onnxruntime  # noqa: F401  (both imported before the baseline)
 
-            model = load_model(spec["path"], task=task.name)
-        runner = TorchRunner(model, output_names)
+        from pocketsize.eval.runners import OrtModelRunner, resolve_variant
+        from pocketsize.tasks import get_task
+
+        baseline = _current_rss_bytes()
+        variant = resolve_variant("model", Path(spec["path"]))
+        runner = OrtModelRunner(variant, get_task(spec["task"]), spec["threads"])
     else:
         import onnxruntime  # noqa: F401  (imported before the baseline is taken)
 
         from pocketsize.eval.runners import OnnxRunner
 
         baseline = _current_rss_bytes()
-        runner = OnnxRunner(Path(spec["path"]), output_names, spec["threads"])
+        runner = OnnxRunner(Path(spec["path"]), output_names, spec["threads"], feedable=input_names)
     for _ in range(2):
         runner.run(batch)
     peak = _peak_rss_bytes()

@@ -16,11 +16,15 @@ def task_from_config(config: dict):
     architectures = config.get("architectures") or []
     if any(a.endswith("ForQuestionAnswering") for a in architectures):
         return get_task("extractive-qa")
+    if any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in architectures):
+        return get_task("causal-lm")
+    if any(a.endswith("ForConditionalGeneration") for a in architectures):
+        return get_task("seq2seq")
     if not architectures or any(a.endswith("ForSequenceClassification") for a in architectures):
         return get_task("text-classification")
     raise PocketsizeError(
-        f"cannot tell the task of a {architectures[0]} model; pass task='text-classification' "
-        "or task='extractive-qa'"
+        f"cannot tell the task of a {architectures[0]} model; pass task= one of "
+        "text-classification, extractive-qa, causal-lm, seq2seq"
     )
 
 
@@ -30,6 +34,11 @@ def load_pipeline(model, task=None, threads: int | None = None):
 
     variant = resolve_variant("model", model)
     task = get_task(task) if task is not None else task_from_config(variant.config)
+    if not task.pipeline_task:
+        raise PocketsizeError(
+            f"{task.name} models have no transformers pipeline; load them with "
+            "pocketsize.tasks.generic.load_module_dir (PyTorch) or onnxruntime (ONNX)"
+        )
     tokenizer = load_tokenizer(variant)
     if variant.kind == "torch":
         from pocketsize.eval.runners import load_torch_model
@@ -52,7 +61,9 @@ def load_pipeline(model, task=None, threads: int | None = None):
         config = AutoConfig.from_pretrained(str(variant.model_dir))
         ort_model = ort_class(config=config, session=session, model_save_dir=variant.model_dir)
     else:
+        from pocketsize.eval.runners import onnx_file_names
+
         ort_model = ort_class.from_pretrained(
-            str(variant.model_dir), file_name=variant.path.name, session_options=options
+            str(variant.model_dir), session_options=options, **onnx_file_names(variant)
         )
     return pipeline(task.pipeline_task, model=ort_model, tokenizer=tokenizer)

@@ -25,6 +25,8 @@ from pocketsize.errors import PocketsizeError
 FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # preferred ONNX files in an optimum-style directory, most preferred first
 ONNX_PREFERENCE = ("model_quantized.onnx", "model_optimized.onnx", "model.onnx")
+# an encoder-decoder export (T5): the encoder file stands for the directory's graphs
+SEQ2SEQ_PREFERENCE = ("encoder_model_quantized.onnx", "encoder_model.onnx")
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -127,7 +129,7 @@ def choose_model_file(directory: Path) -> Path:
     """The ONNX file of an optimum-style directory: quantized > optimized > plain > the only one."""
     onnx_files = sorted(directory.glob("*.onnx"))
     by_name = {p.name: p for p in onnx_files}
-    for preferred in ONNX_PREFERENCE:
+    for preferred in ONNX_PREFERENCE + SEQ2SEQ_PREFERENCE:
         if preferred in by_name:
             return by_name[preferred]
     if len(onnx_files) == 1:
@@ -177,29 +179,40 @@ class TorchRunner:
 
     kind = "torch"
 
-    def __init__(self, model, output_names: tuple[str, ...]):
+    def __init__(
+        self, model, output_names: tuple[str, ...], feedable=FEEDABLE_INPUTS, generate=None
+    ):
         import torch
 
         self.torch = torch
         self.model = model.eval()
         self.output_names = output_names
+        self.generate = generate  # generation settings: forward() generates (seq2seq)
         params = inspect.signature(model.forward).parameters
         takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
-        self.input_names = [n for n in FEEDABLE_INPUTS if n in params or takes_kwargs]
-        if "input_ids" not in self.input_names:
+        self.input_names = [n for n in feedable if n in params or takes_kwargs]
+        if feedable[0] not in self.input_names:
             raise PocketsizeError(
                 f"the model's forward() takes {', '.join(params)} but the runner feeds "
-                f"{', '.join(FEEDABLE_INPUTS)}; wrap it so that it takes input_ids"
+                f"{', '.join(feedable)}; wrap it so that it takes {feedable[0]}"
             )
 
     def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        # token ids are int64; non-text inputs (e.g. pixel values) stay floating point
         return {
-            k: self.torch.from_numpy(np.ascontiguousarray(batch[k], dtype=np.int64))
+            k: self.torch.from_numpy(
+                np.ascontiguousarray(
+                    batch[k],
+                    dtype=np.float32 if np.issubdtype(batch[k].dtype, np.floating) else np.int64,
+                )
+            )
             for k in self.input_names
             if k in batch
         }
 
     def forward(self, prepared: dict[str, Any]) -> dict[str, np.ndarray]:
+        if self.generate is not None:
+            return generated_output(self.model, prepared, self.generate, self.output_names)
         with self.torch.inference_mode():
             out = self.model(**prepared)
         if isinstance(out, self.torch.Tensor):
@@ -217,7 +230,14 @@ class TorchRunner:
 class OnnxRunner:
     """An onnxruntime InferenceSession over an .onnx or .ort file, with fixed thread counts."""
 
-    def __init__(self, path: Path, output_names: tuple[str, ...], threads: int, name: str = ""):
+    def __init__(
+        self,
+        path: Path,
+        output_names: tuple[str, ...],
+        threads: int,
+        name: str = "",
+        feedable=FEEDABLE_INPUTS,
+    ):
         import onnxruntime as ort
 
         self.kind = "ort" if Path(path).suffix == ".ort" else "onnx"
@@ -232,16 +252,15 @@ class OnnxRunner:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         inputs = {i.name: i for i in self.session.get_inputs()}
-        unfeedable = [n for n in inputs if n not in FEEDABLE_INPUTS]
-        if unfeedable or "input_ids" not in inputs:
+        unfeedable = [n for n in inputs if n not in feedable]
+        if unfeedable or feedable[0] not in inputs:
             raise PocketsizeError(
                 f"variant {name!r}: {Path(path).name} has inputs {', '.join(inputs)} but the "
-                f"runner can feed only {', '.join(FEEDABLE_INPUTS)} (input_ids required); "
-                "re-export the model for a text task"
+                f"runner can feed only {', '.join(feedable)} ({feedable[0]} required); "
+                "re-export the model for this task"
             )
-        self.input_types = {
-            n: np.int32 if "int32" in i.type else np.int64 for n, i in inputs.items()
-        }
+        self.primary_input = feedable[0]
+        self.input_types = {n: _numpy_type(i.type) for n, i in inputs.items()}
         have = [o.name for o in self.session.get_outputs()]
         if all(n in have for n in output_names):
             self.fetch = list(output_names)
@@ -263,9 +282,9 @@ class OnnxRunner:
             if name in batch:
                 feed[name] = np.ascontiguousarray(batch[name], dtype=dtype)
             elif name == "token_type_ids":
-                feed[name] = np.zeros_like(batch["input_ids"], dtype=dtype)
+                feed[name] = np.zeros_like(batch[self.primary_input], dtype=dtype)
             else:  # attention_mask
-                feed[name] = np.ones_like(batch["input_ids"], dtype=dtype)
+                feed[name] = np.ones_like(batch[self.primary_input], dtype=dtype)
         return feed
 
     def forward(self, prepared: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -276,21 +295,126 @@ class OnnxRunner:
         return self.forward(self.prepare(batch))
 
 
-def load_torch_model(variant: Variant, task):
-    if variant.model is not None:
-        return variant.model
-    if variant.config.get("model_type"):
-        variant.model = task.auto_model_class().from_pretrained(str(variant.path))
-    else:
-        # no transformers architecture (e.g. the BiLSTM student): pocketsize's own loader
-        from pocketsize.assets import load_model
+def _numpy_type(onnx_type: str):
+    if "float" in onnx_type:
+        return np.float32
+    return np.int32 if "int32" in onnx_type else np.int64
 
-        variant.model = load_model(str(variant.path), task=task.name)
+
+def task_inputs(task) -> tuple[str, ...]:
+    """The model inputs a task's features provide (token ids by default), main input first."""
+    return tuple(getattr(task, "input_names", None) or FEEDABLE_INPUTS)
+
+
+def load_model_dir(path, config: dict, task):
+    """Load a PyTorch model directory: transformers Auto class, or pocketsize's own loaders.
+
+    Non-transformers models (the BiLSTM student, registered user modules) are rebuilt from
+    config.json + safetensors by pocketsize's loaders: never pickles, never remote code.
+    """
+    if "pocketsize_module" in config:
+        from pocketsize.tasks.generic import load_module_dir
+
+        return load_module_dir(path)
+    if "pocketsize_class" in config:
+        from pocketsize.distill import load_module
+
+        return load_module(path)
+    if config.get("model_type"):
+        from pocketsize.assets.vocab_clamp import apply_vocab_clamp
+
+        return apply_vocab_clamp(task.auto_model_class().from_pretrained(str(path)))
+    from pocketsize.assets import load_model
+
+    return load_model(str(path), task=task.name)
+
+
+def load_torch_model(variant: Variant, task):
+    if variant.model is None:
+        variant.model = load_model_dir(variant.path, variant.config, task)
     return variant.model
+
+
+class OrtModelRunner:
+    """An ONNX variant run through optimum's ORTModelFor... class of the task.
+
+    Generative graphs (GPT-2 with past key values, T5's encoder + decoder) take inputs a
+    tokenizer does not give; optimum's classes feed them (an empty past for a full forward).
+    """
+
+    def __init__(self, variant: Variant, task, threads: int):
+        import onnxruntime as ort
+        import torch
+
+        self.torch = torch
+        self.kind = variant.kind
+        if variant.kind != "onnx":
+            raise PocketsizeError(
+                f"variant {variant.name!r}: {task.name} runs ONNX directories through optimum; "
+                "pass the exported directory, not an .ort file"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        files = onnx_file_names(variant)
+        self.model = task.ort_model_class().from_pretrained(
+            str(variant.model_dir), session_options=options, **files
+        )
+        self.output_names = task.output_names
+        self.input_names = task_inputs(task)
+        self.generate = getattr(task, "generation_settings", None)
+
+    def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {
+            k: self.torch.from_numpy(np.ascontiguousarray(batch[k], dtype=np.int64))
+            for k in self.input_names
+            if k in batch
+        }
+
+    def forward(self, prepared: dict[str, Any]) -> dict[str, np.ndarray]:
+        if self.generate is not None:
+            return generated_output(self.model, prepared, self.generate, self.output_names)
+        out = self.model(**prepared)
+        return {n: np.asarray(out[n], dtype=np.float32) for n in self.output_names}
+
+    def run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.forward(self.prepare(batch))
+
+
+def onnx_file_names(variant: Variant) -> dict:
+    """from_pretrained file-name arguments: one graph, or T5's encoder + decoder graphs."""
+    name = variant.path.name
+    if not name.startswith("encoder_model"):
+        return {"file_name": name}
+    suffix = name[len("encoder_model") :]  # ".onnx" or "_quantized.onnx"
+    files = {"encoder_file_name": name, "decoder_file_name": f"decoder_model{suffix}"}
+    with_past = variant.model_dir / f"decoder_with_past_model{suffix}"
+    if with_past.is_file():
+        files["decoder_with_past_file_name"] = with_past.name
+    return files
+
+
+def generated_output(model, prepared: dict, settings: dict, output_names) -> dict:
+    """Greedy (or beam) generation; the new token ids as a float array (exact below 2**24)."""
+    import torch
+
+    with torch.inference_mode():
+        ids = model.generate(**prepared, **settings)
+    if not getattr(model.config, "is_encoder_decoder", False):
+        ids = ids[:, prepared["input_ids"].shape[1] :]  # decoder-only: drop the prompt
+    return {output_names[0]: ids.numpy().astype(np.float32)}
 
 
 def make_runner(variant: Variant, task, threads: int):
     """Load the variant's model into the runner of its kind."""
     if variant.kind == "torch":
-        return TorchRunner(load_torch_model(variant, task), task.output_names)
-    return OnnxRunner(variant.path, task.output_names, threads, variant.name)
+        return TorchRunner(
+            load_torch_model(variant, task),
+            task.output_names,
+            task_inputs(task),
+            getattr(task, "generation_settings", None),
+        )
+    if getattr(task, "ort_runner", False):
+        return OrtModelRunner(variant, task, threads)
+    return OnnxRunner(variant.path, task.output_names, threads, variant.name, task_inputs(task))

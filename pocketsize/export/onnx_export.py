@@ -168,6 +168,21 @@ def _task_from_config(config) -> str:
     )
 
 
+def _generative_task(config, task) -> str | None:
+    """causal-lm / seq2seq when asked for or when the saved architecture is a generator."""
+    if task is not None:
+        from pocketsize.tasks import get_task
+
+        name = get_task(task).name
+        return name if name in ("causal-lm", "seq2seq") else None
+    for arch in config.architectures or []:
+        if arch.endswith(("LMHeadModel", "ForCausalLM")):
+            return "causal-lm"
+        if arch.endswith("ForConditionalGeneration"):
+            return "seq2seq"
+    return None
+
+
 def optimum_supports(model_type: str, task: str) -> bool:
     import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the architectures)
     from optimum.exporters.tasks import TasksManager
@@ -190,6 +205,17 @@ def _export_transformers(
     from pocketsize.tasks import get_task
 
     config = AutoConfig.from_pretrained(model_dir)
+    generative = _generative_task(config, task)
+    if generative:
+        # GPT-2 / T5: optimum with past key values, checked by generating (tasks.generative)
+        from pocketsize.tasks.generative import export_generative
+
+        if mobile or exporter == "torch":
+            raise PocketsizeError(
+                f"{generative} models export through optimum only (past key values), without "
+                "the mobile format; use exporter='auto' and mobile=False"
+            )
+        return export_generative(model_dir, out, task=generative, atol=atol, overwrite=overwrite)
     task_obj = get_task(task or _task_from_config(config))
     if task_obj.name not in OPTIMUM_TASKS:
         raise PocketsizeError(

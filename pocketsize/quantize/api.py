@@ -68,6 +68,18 @@ def quantize(
         )
     if method in ("fp16", "bf16"):
         return _cast_torch(model, method, out, task, overwrite)
+    if _is_encoder_decoder_export(model):
+        # T5-style exports hold an encoder and decoder graphs: each is quantized
+        if method != "dynamic":
+            raise PocketsizeError(
+                f"method={method!r} is not supported for encoder-decoder exports (several "
+                "graphs); use method='dynamic'"
+            )
+        from pocketsize.tasks.generative import quantize_generative
+
+        out = Path(out) if out is not None else _default_out(Path(str(model)), "int8")
+        return quantize_generative(model, out, overwrite=overwrite, target=target,
+                                   per_channel=per_channel)  # fmt: skip
     dyn = DynamicSettings(
         target=target,
         weight_type=weight_type,
@@ -245,6 +257,17 @@ def _resolve_onnx(model, stack: contextlib.ExitStack) -> tuple[Path | None, Path
         return exported, exported / "model.onnx"
     raise PocketsizeError(
         f"{path} holds no .onnx file and no config.json; pass an ONNX directory or .onnx file"
+    )
+
+
+def _is_encoder_decoder_export(model) -> bool:
+    if hasattr(model, "forward") or not isinstance(model, (str, os.PathLike)):
+        return False
+    path = Path(model)
+    return (
+        path.is_dir()
+        and (path / "encoder_model.onnx").is_file()
+        and any(path.glob("decoder_*model*.onnx"))
     )
 
 

@@ -18,6 +18,10 @@ _ALIASES = {
     "sequence-classification": "text-classification",
     "qa": "extractive-qa",
     "question-answering": "extractive-qa",
+    "text-generation": "causal-lm",
+    "causal": "causal-lm",
+    "text2text-generation": "seq2seq",
+    "text2text": "seq2seq",
 }
 
 
@@ -82,7 +86,10 @@ def register_task(name: str, factory: Callable[[], Task]) -> None:
 
 def _load_builtin() -> None:
     # Imported here so that registering the built-in tasks costs nothing until a task is asked for.
+    import pocketsize.tasks.causal_lm  # noqa: F401
     import pocketsize.tasks.classification  # noqa: F401
+    import pocketsize.tasks.generic  # noqa: F401
+    import pocketsize.tasks.seq2seq  # noqa: F401
 
     try:
         import pocketsize.tasks.qa  # noqa: F401
@@ -113,7 +120,58 @@ def task_for_dataset(dataset) -> Task:
         return get_task("extractive-qa")
     if "text" in columns and "label" in columns:
         return get_task("text-classification")
+    if "pixel_values" in columns and "label" in columns:
+        return get_task("array-classification")
     raise PocketsizeError(
         f"cannot tell the task from the dataset columns {sorted(columns)}; expected "
-        "text/label (classification) or question/context/answers (extractive QA)"
+        "text/label (classification), question/context/answers (extractive QA) or "
+        "pixel_values/label (array classification)"
+    )
+
+
+# Architecture families by config model_type, for the tasks each can do in this toolkit.
+ENCODER_ONLY = {
+    "bert", "distilbert", "roberta", "xlm-roberta", "albert", "electra", "deberta",
+    "deberta-v2", "mpnet", "ernie", "xlnet", "camembert",
+}  # fmt: skip
+DECODER_ONLY = {"gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "opt", "bloom", "phi"}
+ENCODER_DECODER = {"t5", "mt5", "bart", "mbart", "pegasus", "marian"}
+TASK_FAMILIES = {
+    "text-classification": ("encoder-only", "decoder-only"),
+    "extractive-qa": ("encoder-only",),
+    "causal-lm": ("decoder-only",),
+    "seq2seq": ("encoder-decoder",),
+}
+FIX = {
+    "extractive-qa": "use an encoder (BERT-like) model for extractive QA",
+    "causal-lm": "use a decoder-only model (GPT-2 family) for causal-lm",
+    "seq2seq": "use an encoder-decoder model (T5 family) for seq2seq",
+    "text-classification": "use an encoder or a decoder-only model for classification, or "
+    "task='seq2seq' with the label as target text",
+}
+
+
+def architecture_family(model_type: str | None) -> str | None:
+    for family, types in (
+        ("encoder-only", ENCODER_ONLY),
+        ("decoder-only", DECODER_ONLY),
+        ("encoder-decoder", ENCODER_DECODER),
+    ):
+        if model_type in types:
+            return family
+    return None
+
+
+def check_architecture(model_type: str | None, task) -> None:
+    """Refuse a (known) architecture for a task it cannot do here, e.g. extractive QA with GPT-2.
+
+    Unknown model types pass: the Auto classes decide.
+    """
+    task = get_task(task)
+    family = architecture_family(model_type)
+    allowed = TASK_FAMILIES.get(task.name)
+    if family is None or allowed is None or family in allowed:
+        return
+    raise PocketsizeError(
+        f"a {model_type} model ({family}) cannot do {task.name} in pocketsize; {FIX[task.name]}"
     )

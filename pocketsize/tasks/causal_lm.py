@@ -1,0 +1,151 @@
+"""Causal language modelling (GPT-2 family): next-token prediction over a `text` column.
+
+Prediction per example: the model's next-token distribution at every position of the text.
+Metrics: perplexity (exp of the mean token negative log-likelihood over the split) and
+next-token accuracy; the primary metric is next-token accuracy because the harness bootstraps
+a per-example mean where higher is better (perplexity is reported beside it). Agreement of two
+models: the share of positions where their most likely next token is the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.tasks.base import Task, register_task
+
+# architectures (config model_type) with a causal-LM head that this toolkit has tested
+KNOWN_MODEL_TYPES = ("gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "opt", "bloom")
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    shifted = x - x.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+class CausalLM(Task):
+    name = "causal-lm"
+    output_names = ("logits",)
+    primary_metric = "next_token_accuracy"
+    pipeline_task = "text-generation"
+    input_names = ("input_ids", "attention_mask")
+    data_columns = ("text",)
+    # evaluated ONNX graphs take past key values: run them through optimum's ORTModel class
+    ort_runner = True
+
+    def auto_model_class(self):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
+    def ort_model_class(self):
+        from optimum.onnxruntime import ORTModelForCausalLM
+
+        return ORTModelForCausalLM
+
+    def encode(self, dataset, tokenizer, max_length: int | None = None):
+        if "text" not in dataset.column_names:
+            raise PocketsizeError(
+                f"causal-lm needs a text column (the data has {', '.join(dataset.column_names)})"
+            )
+        keep = list(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
+
+        def tok(batch):
+            enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
+            return {k: v for k, v in enc.items() if k in keep}
+
+        encoded = dataset.map(
+            tok, batched=True, remove_columns=dataset.column_names, desc="tokenizing"
+        )
+        short = sum(len(ids) < 2 for ids in encoded["input_ids"])
+        if short:
+            raise PocketsizeError(
+                f"{short} text(s) have fewer than 2 tokens, so there is no next token to "
+                "predict; drop empty texts from the data"
+            )
+        return encoded
+
+    def collator(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        if tokenizer.pad_token is None:
+            # GPT-2 ships without a pad token; padded positions are masked out anyway
+            tokenizer.pad_token = tokenizer.eos_token
+        return DataCollatorWithPadding(tokenizer)
+
+    def predict(self, outputs: dict[str, Any], features, examples) -> list[dict]:
+        """Per example: token count, summed NLL, correct next tokens, argmax next tokens."""
+        logits_all = outputs["logits"]
+        predictions = []
+        for i, ids in enumerate(features["input_ids"]):
+            n = len(ids)
+            logp = _log_softmax(logits_all[i, : n - 1])
+            target = np.asarray(ids[1:])
+            argmax = logp.argmax(-1)
+            predictions.append(
+                {
+                    "tokens": n - 1,
+                    "nll": float(-logp[np.arange(n - 1), target].sum()),
+                    "correct": int((argmax == target).sum()),
+                    "next_tokens": argmax.tolist(),
+                }
+            )
+        return predictions
+
+    def score(self, predictions: list, examples) -> dict[str, Any]:
+        tokens = sum(p["tokens"] for p in predictions)
+        nll = sum(p["nll"] for p in predictions)
+        return {
+            "next_token_accuracy": float(np.mean(self.example_scores(predictions, examples))),
+            "token_accuracy": sum(p["correct"] for p in predictions) / max(tokens, 1),
+            "perplexity": float(np.exp(nll / max(tokens, 1))),
+            "loss": nll / max(tokens, 1),
+        }
+
+    def example_scores(self, predictions: list, examples):
+        return np.asarray([p["correct"] / max(p["tokens"], 1) for p in predictions])
+
+    def agreement(self, predictions: list, reference_predictions: list):
+        """Per example: the share of positions where both predict the same next token."""
+        out = []
+        for p, r in zip(predictions, reference_predictions):
+            a, b = np.asarray(p["next_tokens"]), np.asarray(r["next_tokens"])
+            out.append(float((a == b).mean()) if a.shape == b.shape and a.size else 0.0)
+        return np.asarray(out)
+
+    def fidelity(self, reference_run: dict, run: dict) -> dict:
+        """KL and logit differences over every real (unpadded) position, same tokenizer only."""
+        from pocketsize.eval.fidelity import kl_divergence
+
+        ref_ids, ids = reference_run["input_ids"], run["input_ids"]
+        if len(ref_ids) != len(ids) or any(a != b for a, b in zip(ref_ids, ids)):
+            return {
+                "kl": None,
+                "max_abs_logit_diff": None,
+                "mean_abs_logit_diff": None,
+                "note": "tokenizers differ, so next-token distributions are not comparable",
+            }
+        kls, diffs = [], []
+        for i, row in enumerate(ids):
+            r = reference_run["outputs"]["logits"][i, : len(row)]
+            v = run["outputs"]["logits"][i, : len(row)]
+            kls.append(kl_divergence(r, v))
+            diffs.append(np.abs(r.astype(float) - v.astype(float)).reshape(-1))
+        flat = np.concatenate(diffs)
+        return {
+            "kl": float(np.concatenate(kls).mean()),
+            "max_abs_logit_diff": float(flat.max()),
+            "mean_abs_logit_diff": float(flat.mean()),
+        }
+
+    def show_example(self, example: dict) -> dict[str, Any]:
+        return {"text": example["text"][:200]}
+
+    def show_prediction(self, prediction: dict) -> list[int]:
+        return prediction["next_tokens"][:32]
+
+
+register_task(CausalLM.name, CausalLM)

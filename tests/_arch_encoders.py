@@ -1,0 +1,128 @@
+"""XLNet and ERNIE classifiers on tiny random configs: the chain every stage runs.
+
+optimum-onnx does not know either architecture, so export takes the torch.onnx fallback.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from _arch_helpers import EVAL_QUICK, QUICK, assert_decreased, loss_recorder
+from conftest import make_tokenizer
+
+from pocketsize.errors import PocketsizeError
+
+LABELS = ["negative", "positive"]
+
+
+def _tiny_config(arch: str, vocab_size: int):
+    if arch == "xlnet":
+        from transformers import XLNetConfig
+
+        return XLNetConfig(vocab_size=vocab_size, d_model=32, n_layer=2, n_head=4, d_inner=37)
+    from transformers import ErnieConfig
+
+    return ErnieConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+
+
+def make_base(path, arch: str):
+    """A tiny random base encoder (no task head) with a real WordPiece tokenizer."""
+    from transformers import AutoModel
+
+    tok = make_tokenizer(path)
+    if arch == "xlnet":
+        # XLNet summarises the last token: pad on the left, as XLNet's own tokenizer does
+        tok.padding_side = "left"
+        tok.save_pretrained(path)
+    torch.manual_seed(0)
+    AutoModel.from_config(_tiny_config(arch, len(tok))).save_pretrained(path)
+    return path
+
+
+def classifier_through_every_stage(arch, tmp_path, data):
+    """Fine-tune, distil, export, quantize and evaluate a tiny `arch` classifier."""
+    from transformers import AutoConfig
+
+    from pocketsize.distill import distill, finetune
+    from pocketsize.eval import evaluate
+    from pocketsize.export import export
+    from pocketsize.prune import prune
+    from pocketsize.quantize import quantize
+
+    base = make_base(tmp_path / "base", arch)
+
+    # fine-tune: a fresh classification head on the base encoder, labels from the data
+    teacher = finetune(base, data, tmp_path / "teacher", max_steps=150, learning_rate=3e-3, **QUICK)
+    config = AutoConfig.from_pretrained(teacher)
+    assert config.model_type == arch
+    assert config.architectures[0].endswith("ForSequenceClassification")
+    assert [config.id2label[i] for i in range(2)] == LABELS
+
+    # distil into a one-layer student of the same architecture (logits + hidden states)
+    record, losses = loss_recorder()
+    student = distill(
+        teacher,
+        data,
+        "config:layers=1",
+        tmp_path / "student",
+        losses={"kl": 1.0, "ce": 0.5, "hidden": 1.0},
+        max_steps=40,
+        learning_rate=1e-3,
+        callbacks=[record],
+        **QUICK,
+    )
+    assert_decreased(losses)
+    stage = json.loads((student / "stage.json").read_text())
+    assert stage["config"]["layer_pairs"] == [[0, 1]]
+    assert AutoConfig.from_pretrained(student).model_type == arch
+
+    # prune: structured pruning knows ERNIE (BERT's layout), not XLNet
+    if arch == "ernie":
+        pruned = prune(student, data, heads=0.5, ffn=0.5, out=tmp_path / "pruned", verbose=False)
+        assert AutoConfig.from_pretrained(pruned).pruned_heads
+        to_export = pruned
+    else:
+        with pytest.raises(PocketsizeError, match="does not support architecture 'xlnet'"):
+            prune(student, data, heads=0.5, out=tmp_path / "pruned", verbose=False)
+        to_export = student
+
+    # export: the torch.onnx fallback, checked against PyTorch on several shapes
+    onnx_dir = export(to_export, tmp_path / "onnx")
+    manifest = json.loads((onnx_dir / "pocketsize.json").read_text())
+    assert manifest["exporter"] == "torch" and manifest["model_type"] == arch
+    parity = json.loads((onnx_dir / "parity.json").read_text())
+    assert parity["max_abs_diff"] < 1e-4
+
+    # quantize: dynamic int8; its logits stay close to the float graph's
+    int8_dir = quantize(onnx_dir, method="dynamic", out=tmp_path / "int8")
+    assert (int8_dir / "model_quantized.onnx").is_file()
+
+    report = evaluate(
+        {"teacher": teacher, "student": to_export, "onnx": onnx_dir, "int8": int8_dir},
+        data["test"],
+        reference="student",
+        **EVAL_QUICK,
+    )
+    report.save(tmp_path / "report")
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    variants = metrics["variants"]
+    assert metrics["task"] == "text-classification"
+    assert variants["onnx"]["fidelity"]["max_abs_logit_diff"] < 1e-4
+    assert variants["onnx"]["agreement"] == 1.0
+    assert variants["int8"]["fidelity"]["max_abs_logit_diff"] < 0.25
+    assert variants["int8"]["agreement"] >= 0.9
+    assert variants["int8"]["size_bytes"] < variants["onnx"]["size_bytes"]
+    # the distilled student learned the task, not just the teacher's noise
+    assert variants["student"]["metric"]["value"] > 0.6
+    assert np.isfinite(variants["teacher"]["fidelity"]["kl"])
+    assert (tmp_path / "report" / "report.md").is_file()

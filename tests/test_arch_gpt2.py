@@ -1,0 +1,170 @@
+"""GPT-2 (causal LM) on a tiny random config: fine-tune, distil into fewer layers, export with
+past key values (generation parity), dynamic int8, evaluation (perplexity, next-token agreement)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from _arch_helpers import (
+    EVAL_QUICK,
+    assert_decreased,
+    loss_recorder,
+    make_word_tokenizer,
+    one_thread,
+)
+from conftest import NEGATIVE, POSITIVE
+
+from pocketsize.errors import PocketsizeError
+
+QUICK = dict(progress=False, logging_steps=2, batch_size=16, max_length=32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = one_thread()
+    yield
+    torch.set_num_threads(before)
+
+
+def make_tiny_gpt2(path, n_layer=2, seed=0, words=None):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = make_word_tokenizer(path, words)
+    config = GPT2Config(
+        vocab_size=len(tok), n_embd=32, n_layer=n_layer, n_head=4, n_positions=64,
+        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    return path
+
+
+def templated_sentences(n: int, seed: int) -> list[str]:
+    """Sentences with a learnable structure: fixed function words, one sentiment per sentence."""
+    rng = random.Random(seed)
+    nouns = ["film", "movie", "story", "plot", "cast", "script", "ending", "music"]
+    out = []
+    for _ in range(n):
+        adjectives = POSITIVE if rng.random() < 0.5 else NEGATIVE
+        a, b = rng.sample(nouns, 2)
+        out.append(f"the {a} was {rng.choice(adjectives)} and the {b} was {rng.choice(adjectives)}")
+    return out
+
+
+def lm_data(n_train=128, n_val=16, n_test=24):
+    from datasets import Dataset, DatasetDict
+
+    sizes = [("train", n_train), ("validation", n_val), ("test", n_test)]
+    return DatasetDict(
+        {
+            name: Dataset.from_dict({"text": templated_sentences(n, seed=k)})
+            for k, (name, n) in enumerate(sizes)
+        }
+    )
+
+
+def test_gpt2_finetune_distill_export_quantize_eval(tmp_path):
+    from transformers import AutoConfig
+
+    from pocketsize.distill import distill, finetune
+    from pocketsize.eval import evaluate
+    from pocketsize.export import export
+    from pocketsize.quantize import quantize
+    from pocketsize.tasks.generative import generate, load_generator
+
+    data = lm_data()
+    base = make_tiny_gpt2(tmp_path / "base", n_layer=2)
+    # ps.finetune / ps.distill hand causal-lm data to the token-level trainer
+    teacher = finetune(base, data, tmp_path / "teacher", task="causal-lm", max_steps=60,
+                       learning_rate=3e-3, **QUICK)  # fmt: skip
+    assert json.loads((teacher / "stage.json").read_text())["stage"] == "finetune"
+
+    record, losses = loss_recorder()
+    student = distill(
+        teacher, data, "truncate:0", tmp_path / "student", task="causal-lm",
+        losses={"token_kl": 1.0, "token_ce": 0.5}, temperature=2.0,
+        max_steps=40, learning_rate=3e-3, callbacks=[record], **QUICK,
+    )  # fmt: skip
+    assert_decreased(losses)
+    assert AutoConfig.from_pretrained(student).n_layer == 1
+
+    # export with past key values; the export itself refuses logit or token mismatches
+    onnx_dir = export(student, tmp_path / "onnx")  # ps.export sees a GPT-2 LM head
+    parity = json.loads((onnx_dir / "parity.json").read_text())
+    assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
+    assert all(len(t) == 8 for t in parity["onnx_tokens"])
+    import onnxruntime as ort
+
+    graph_inputs = [i.name for i in ort.InferenceSession(str(onnx_dir / "model.onnx")).get_inputs()]
+    assert "past_key_values.0.key" in graph_inputs
+
+    # the exported directory is a drop-in text-generation pipeline
+    from pocketsize.eval import load_pipeline
+
+    settings = dict(max_new_tokens=4, do_sample=False)
+    from_onnx = load_pipeline(onnx_dir)("the film", **settings)[0]["generated_text"]
+    assert from_onnx == load_pipeline(student)("the film", **settings)[0]["generated_text"]
+    assert from_onnx.startswith("the film") and len(from_onnx.split()) == 6
+
+    int8_dir = quantize(onnx_dir, method="dynamic", out=tmp_path / "int8", task="causal-lm")
+    int8_model, tok = load_generator(int8_dir, "causal-lm")
+    torch_model, _ = load_generator(student, "causal-lm")
+    prompts = ["the film", "a good story with"]
+    same = [
+        a[:3] == b[:3]
+        for a, b in zip(generate(int8_model, prompts, tok), generate(torch_model, prompts, tok))
+    ]
+    assert sum(same) >= 1  # int8 keeps the first greedy tokens of at least one prompt
+
+    report = evaluate(
+        {"teacher": teacher, "student": student, "onnx": onnx_dir, "int8": int8_dir},
+        data["test"], reference="student", task="causal-lm", **EVAL_QUICK,
+    )  # fmt: skip
+    report.save(tmp_path / "report")
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    v = metrics["variants"]
+    assert metrics["task"] == "causal-lm"
+    assert v["onnx"]["agreement"] == 1.0
+    assert v["onnx"]["fidelity"]["max_abs_logit_diff"] < 1e-3
+    assert v["int8"]["agreement"] > 0.8
+    vocab = len(tok)
+    for name in ("teacher", "student", "int8"):
+        assert 1.0 < v[name]["metrics"]["perplexity"] < vocab  # learned: better than uniform
+    assert v["teacher"]["metrics"]["perplexity"] < 0.3 * vocab
+    assert v["teacher"]["metrics"]["next_token_accuracy"] > 0.3
+
+
+def test_gpt2_bad_input_is_one_clear_error(tmp_path):
+    from pocketsize.tasks import check_architecture
+    from pocketsize.tasks.generative import (
+        check_generation_settings,
+        distill_generative,
+        export_generative,
+        generate,
+        load_generator,
+    )
+
+    with pytest.raises(PocketsizeError, match="gpt2 model .* cannot do extractive-qa"):
+        check_architecture("gpt2", "extractive-qa")
+    teacher = make_tiny_gpt2(tmp_path / "t")
+    from _distill_helpers import make_qa_dataset
+
+    from pocketsize.eval import evaluate
+
+    with pytest.raises(PocketsizeError, match="gpt2 model .* cannot do extractive-qa"):
+        evaluate({"gpt2": teacher}, make_qa_dataset(2, 2, 2), task="extractive-qa")
+    other = make_tiny_gpt2(tmp_path / "s", words=["x", "y", "z"])
+    with pytest.raises(PocketsizeError, match="different vocabularies"):
+        distill_generative(teacher, lm_data(8, 2, 2), str(other), tmp_path / "out", **QUICK)
+    assert not (tmp_path / "out").exists()
+    model, _ = load_generator(teacher, "causal-lm")
+    with pytest.raises(PocketsizeError, match="exceeds the model's 64 positions"):
+        check_generation_settings(model, {"max_length": 500})
+    onnx_dir = export_generative(teacher, tmp_path / "onnx")
+    ort_model, tok = load_generator(onnx_dir, "causal-lm")
+    with pytest.raises(PocketsizeError, match="output_attentions=True: the exported ONNX graph"):
+        generate(ort_model, ["the film"], tok, output_attentions=True)

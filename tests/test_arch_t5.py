@@ -1,0 +1,123 @@
+"""T5 (seq2seq, text-to-text QA) on a tiny random config: fine-tune, distil into fewer encoder and
+decoder layers with teacher forcing, export encoder + decoders via optimum (generation parity),
+dynamic int8 of every graph, evaluation by EM / token F1 and agreement with the teacher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _arch_helpers import (
+    EVAL_QUICK,
+    assert_decreased,
+    loss_recorder,
+    make_word_tokenizer,
+    one_thread,
+)
+from _distill_helpers import make_qa_dataset
+from conftest import NEGATIVE, NEUTRAL, POSITIVE
+
+from pocketsize.errors import PocketsizeError
+
+QUICK = dict(progress=False, logging_steps=2, batch_size=16, max_length=48)
+WORDS = POSITIVE + NEGATIVE + NEUTRAL + ["question", "context", ":", "which", "word"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = one_thread()
+    yield
+    torch.set_num_threads(before)
+
+
+def make_tiny_t5(path, layers=2, seed=0):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = make_word_tokenizer(path, WORDS, append_eos=True)
+    config = T5Config(
+        vocab_size=len(tok), d_model=32, d_kv=8, d_ff=48, num_heads=4,
+        num_layers=layers, num_decoder_layers=layers,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    T5ForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
+def test_t5_finetune_distill_export_quantize_eval(tmp_path):
+    from transformers import AutoConfig
+
+    from pocketsize.distill import distill, finetune
+    from pocketsize.eval import evaluate
+    from pocketsize.export import export
+    from pocketsize.quantize import quantize
+
+    data = make_qa_dataset(n_train=96, n_val=8, n_test=16)
+    base = make_tiny_t5(tmp_path / "base")
+    teacher = finetune(base, data, tmp_path / "teacher", task="seq2seq",
+                                  max_steps=120, learning_rate=5e-3, **QUICK)  # fmt: skip
+
+    record, losses = loss_recorder()
+    student = distill(
+        teacher, data, "truncate:0", tmp_path / "student", task="seq2seq",
+        losses={"token_kl": 1.0, "token_ce": 0.5}, max_steps=40, learning_rate=5e-3,
+        callbacks=[record], **QUICK,
+    )  # fmt: skip
+    assert_decreased(losses)
+    config = AutoConfig.from_pretrained(student)
+    assert config.num_layers == 1 and config.num_decoder_layers == 1
+
+    onnx_dir = export(student, tmp_path / "onnx")  # ps.export sees a T5 generation head
+    parity = json.loads((onnx_dir / "parity.json").read_text())
+    assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
+    assert {"encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"} <= set(
+        p.name for p in onnx_dir.glob("*.onnx")
+    )
+
+    # the exported directory is a drop-in text2text-generation pipeline
+    from pocketsize.eval import load_pipeline
+
+    question = "question: which word is good context: the film was great"
+    from_onnx = load_pipeline(onnx_dir)(question, max_new_tokens=4)[0]["generated_text"]
+    assert from_onnx == load_pipeline(student)(question, max_new_tokens=4)[0]["generated_text"]
+
+    int8_dir = quantize(onnx_dir, method="dynamic", out=tmp_path / "int8")  # every graph
+    assert (int8_dir / "decoder_with_past_model_quantized.onnx").is_file()
+
+    report = evaluate(
+        {"teacher": teacher, "student": student, "onnx": onnx_dir, "int8": int8_dir},
+        data["test"], reference="student", task="seq2seq", **EVAL_QUICK,
+    )  # fmt: skip
+    report.save(tmp_path / "report")
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    v = metrics["variants"]
+    assert metrics["task"] == "seq2seq"
+    assert set(v["teacher"]["metrics"]) == {"exact_match", "f1"}
+    # the exported student generates exactly what the PyTorch student generates
+    assert v["onnx"]["agreement"] == 1.0 and v["onnx"]["fidelity"]["f1_vs_reference"] == 1.0
+    assert v["teacher"]["metrics"]["f1"] > 0.5
+    assert 0 <= v["int8"]["fidelity"]["f1_vs_reference"] <= 1
+
+
+def test_t5_bad_input_is_one_clear_error(tmp_path):
+    from pocketsize.tasks import check_architecture
+    from pocketsize.tasks.generative import export_generative
+
+    with pytest.raises(PocketsizeError, match="t5 model .* cannot do text-classification"):
+        check_architecture("t5", "text-classification")
+    with pytest.raises(PocketsizeError, match="bert model .* cannot do seq2seq"):
+        check_architecture("bert", "seq2seq")
+    base = make_tiny_t5(tmp_path / "t5")
+    with pytest.raises(PocketsizeError, match="t5 model .* cannot do causal-lm"):
+        export_generative(base, tmp_path / "out", task="causal-lm")
+    assert not (tmp_path / "out").exists()
+    from pocketsize.quantize import quantize
+
+    graphs = tmp_path / "graphs"  # the file names are what quantize() checks first
+    graphs.mkdir()
+    for name in ("encoder_model.onnx", "decoder_model.onnx"):
+        (graphs / name).write_bytes(b"")
+    with pytest.raises(PocketsizeError, match="not supported for encoder-decoder exports"):
+        quantize(graphs, method="static", out=tmp_path / "q")

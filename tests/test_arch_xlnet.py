@@ -1,0 +1,25 @@
+"""XLNet classification on a tiny random config through every stage."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _arch_encoders import classifier_through_every_stage
+from _arch_helpers import one_thread
+from conftest import make_cls_dataset
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = one_thread()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("POCKETSIZE_CACHE", str(tmp_path / "cache"))
+
+
+def test_xlnet_classifier_finetune_distill_export_quantize_eval(tmp_path):
+    classifier_through_every_stage("xlnet", tmp_path, make_cls_dataset(n_train=96))
