@@ -33,5 +33,10 @@ __all__ = sorted(_API)
 
 def __getattr__(name: str):
     if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+        module = importlib.import_module(_API[name])
+        # `ps.distill` / `ps.prune` / ... are their (callable) stage packages, so that
+        # `ps.distill.register_loss` works as well as `ps.distill(...)`.
+        if module.__name__ == f"pocketsize.{name}":
+            return module
+        return getattr(module, name)
     raise AttributeError(f"module 'pocketsize' has no attribute {name!r}")

@@ -233,6 +233,10 @@ def validate_recipe(recipe: dict) -> None:
             "recipe key student.init is required: truncate, config, bilstm or a model directory"
         )
 
+    if recipe.get("student") is not None:
+        from pocketsize.distill.students import parse_spec
+
+        parse_spec(recipe["student"])
     functions = _stage_functions()
     if isinstance(finetune, dict):
         _check_kwargs("teacher.finetune", finetune, functions["teacher.finetune"])
@@ -321,6 +325,10 @@ class Run:
             self.log(f"--fresh: removing the stages in {self.dir}")
             for name in STAGE_ORDER + ["report"]:
                 shutil.rmtree(self.dir / name, ignore_errors=True)
+                # and what an interrupted stage left to resume from
+                (self.dir / f".{name}.in-progress").unlink(missing_ok=True)
+                for leftover in self.dir.glob(f"..{name}.partial*"):
+                    shutil.rmtree(leftover, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         # Objects a Python caller put in the recipe (e.g. Trainer callbacks) are recorded by name.
         plain = json.loads(json.dumps(self.recipe, default=str))
@@ -572,21 +580,18 @@ def _has_checkpoint(out: Path) -> bool:
 
 
 def _read_metrics(out: Path) -> dict:
-    """Metrics a stage left in its output directory (stage functions write metrics.json)."""
-    for name in (
-        "metrics.json",
-        "eval_results.json",
-        "parity.json",
-        "quantization.json",
-        "pruning.json",
-    ):
+    """What a stage recorded about itself in its output directory, before the recipe's own
+    stage.json replaces the stage's (finetune/distill: stage.json; prune: pruning.json;
+    export/quantize: pocketsize.json and parity.json)."""
+    found = {}
+    for name in ("stage.json", "pruning.json", "pocketsize.json", "parity.json"):
         p = out / name
         if p.exists():
             try:
-                return {name: json.loads(p.read_text(encoding="utf-8"))}
+                found[name.removesuffix(".json")] = json.loads(p.read_text(encoding="utf-8"))
             except json.JSONDecodeError:
                 continue
-    return {}
+    return found
 
 
 def _save_report(report, run_dir: Path) -> None:

@@ -61,6 +61,7 @@ def test_recipe_runs_every_stage_then_skips_them(tiny_setup, tmp_path):
         record = json.loads((run_dir / stage / "stage.json").read_text())
         assert record["stage"] == stage and record["seed"] == 1
         assert (run_dir / stage / "README.md").read_text().startswith("#")
+        assert record["metrics"], f"{stage}: the stage's own record was lost"
     assert list((run_dir / "int8").glob("*.ort")), "mobile twin of the int8 model missing"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["reference"] == "teacher" and metrics["final"] == "int8"
@@ -131,6 +132,7 @@ def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_pat
         ({"task": "summarise"}, "unknown task 'summarise'"),
         ({"eval": {"reference": "int9"}}, "eval.reference: 'int9' is not a stage"),
         ({"name": "a/b"}, "must use only letters"),
+        ({"student": {"init": "truncate", "layerz": [0]}}, "no option layerz"),
     ],
 )
 def test_recipe_validation_names_key_value_and_fix(tiny_setup, change, message):

@@ -24,8 +24,17 @@ def parse_spec(spec) -> tuple[str, dict]:
     if isinstance(spec, dict):
         opts = dict(spec)
         kind = opts.pop("init", None) or opts.pop("type", None)
+        if not kind:
+            raise PocketsizeError(
+                f"student spec {spec!r} needs init: one of {STUDENT_TYPES} or a model directory"
+            )
         if kind not in STUDENT_TYPES:
-            raise PocketsizeError(f"student spec {spec!r} needs init: one of {STUDENT_TYPES}")
+            if opts:
+                raise PocketsizeError(
+                    f"student {kind!r} is a model reference and takes no options; got {sorted(opts)}"
+                )
+            return "path", {"path": str(kind)}
+        check_spec_options(kind, opts, spec)
         return kind, opts
     kind, _, rest = str(spec).partition(":")
     if kind not in STUDENT_TYPES:
@@ -46,7 +55,26 @@ def parse_spec(spec) -> tuple[str, dict]:
                     f"cannot read student option {part!r} in {spec!r}; write key=value pairs"
                 )
             opts[key.strip()] = _number(value.strip())
+    check_spec_options(kind, opts, spec)
     return kind, opts
+
+
+SPEC_OPTIONS = {
+    "truncate": {"layers"},
+    "config": {"layers", "hidden", "heads", "ffn", "init"},
+    "bilstm": {"embed", "hidden", "layers", "fc_size", "dropout"}
+    | {"embed_dim", "hidden_size", "num_layers"},
+}
+
+
+def check_spec_options(kind: str, opts: dict, spec) -> None:
+    """Unknown student options are errors, found before any training starts."""
+    unknown = sorted(set(opts) - SPEC_OPTIONS[kind])
+    if unknown:
+        raise PocketsizeError(
+            f"student {kind!r} has no option {', '.join(unknown)} (in {spec!r}); "
+            f"allowed: {', '.join(sorted(SPEC_OPTIONS[kind]))}"
+        )
 
 
 def _number(value: str):

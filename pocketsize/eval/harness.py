@@ -76,8 +76,9 @@ def evaluate(
 
         dataset = load_dataset(dataset)
     examples = _select_split(dataset, split)
-    if max_examples is not None:
-        examples = examples.select(range(min(max_examples, len(examples))))
+    if max_examples is not None and max_examples < len(examples):
+        # A seeded sample, not the first rows: splits are often sorted (e.g. by label).
+        examples = examples.shuffle(seed=seed).select(range(max_examples))
     task = get_task(task) if task is not None else task_for_dataset(examples)
     _check_columns(task, examples)
     threads = threads or default_threads()

@@ -323,7 +323,9 @@ def load_model_dir(path, config: dict, task):
     if config.get("model_type"):
         from pocketsize.assets.vocab_clamp import apply_vocab_clamp
 
-        return apply_vocab_clamp(task.auto_model_class().from_pretrained(str(path)))
+        return apply_vocab_clamp(
+            task.auto_model_class().from_pretrained(str(path), use_safetensors=True)
+        )
     from pocketsize.assets import load_model
 
     return load_model(str(path), task=task.name)

@@ -223,7 +223,9 @@ def _export_transformers(
             "generative models with their own exporter (past key values)"
         )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    torch_model = apply_vocab_clamp(task_obj.auto_model_class().from_pretrained(model_dir).eval())
+    torch_model = apply_vocab_clamp(
+        task_obj.auto_model_class().from_pretrained(model_dir, use_safetensors=True).eval()
+    )
     notes = {}
     with atomic_dir(out, overwrite) as tmp:
         used = exporter

@@ -69,7 +69,7 @@ def _load_model(path, task, data):
     except ImportError:
         load_model = None
     if load_model is None:
-        model = task.auto_model_class().from_pretrained(path)
+        model = task.auto_model_class().from_pretrained(path, use_safetensors=True)
     else:
         labels = None
         split = data["train"] if data is not None and hasattr(data, "keys") else data
@@ -87,7 +87,7 @@ def load_pruned(path, task=None):
 
     path = _resolve(path)
     task = _task_for(task, None, AutoConfig.from_pretrained(path))
-    model = task.auto_model_class().from_pretrained(path)
+    model = task.auto_model_class().from_pretrained(path, use_safetensors=True)
     return vocab_mod.apply_vocab_clamp(model).eval()
 
 
@@ -268,7 +268,7 @@ def prune(
             tokenizer.save_pretrained(student_dir)
             result = run_recovery(teacher, student_dir, data, work, recover_options, tokenizer)
             model = (
-                task.auto_model_class().from_pretrained(result)
+                task.auto_model_class().from_pretrained(result, use_safetensors=True)
                 if isinstance(result, Path)
                 else result
             )

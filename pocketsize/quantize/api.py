@@ -367,7 +367,7 @@ def _cast_torch(model, dtype: str, out, task, overwrite) -> Path:
         raise PocketsizeError(
             "cannot tell the model's task; pass task='text-classification' or 'extractive-qa'"
         )
-    torch_model = task_obj.auto_model_class().from_pretrained(path)
+    torch_model = task_obj.auto_model_class().from_pretrained(path, use_safetensors=True)
     with atomic_dir(out, overwrite) as tmp:
         quantize_torch(torch_model, dtype).save_pretrained(tmp)
         AutoTokenizer.from_pretrained(path).save_pretrained(tmp)

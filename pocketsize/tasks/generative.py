@@ -324,7 +324,7 @@ def load_generator(model, task, onnx: bool | None = None):
 
         variant = resolve_variant("model", path)
         return task.ort_model_class().from_pretrained(path, **onnx_file_names(variant)), tok
-    return task.auto_model_class().from_pretrained(path).eval(), tok
+    return task.auto_model_class().from_pretrained(path, use_safetensors=True).eval(), tok
 
 
 def check_generation_settings(model, settings: dict) -> None:
