@@ -41,8 +41,9 @@ fi
 echo "[install] installing pocketsize and its dependencies into $VENV"
 # One resolver call for everything else: installing datasets on its own later has pulled an
 # incompatible huggingface_hub (STACK.md).
-"${pip[@]}" install -q -e ".[dev]" "torch==$TORCH_VERSION" 2>&1 \
-    | grep -v "is ignored: it is neither a file nor a directory" || true
+# (The filter drops pip's noise about local index folders; pip's own exit status still counts.)
+"${pip[@]}" install -q -e ".[dev]" "torch==$TORCH_VERSION" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 "$VENV/bin/python" -c "import pocketsize, torch, transformers, optimum.onnxruntime, onnxruntime, sklearn, datasets"
 echo "$want" > "$STAMP"
 echo "[install] done"
