@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import platform
 from pathlib import Path
 
@@ -121,17 +123,31 @@ def quantize_dynamic_file(
 
     s = settings.resolved()
     check_node_names(src, s.exclude_nodes)
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        op_types_to_quantize=s.op_types,
-        per_channel=s.per_channel,
-        reduce_range=s.reduce_range,
-        weight_type=QuantType[s.weight_type],
-        nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize else None,
-        nodes_to_exclude=s.exclude_nodes or None,
-        # Needed after graph optimisation, or quantization fails with "Unable to find data type
-        # for weight_name" on fused nodes (STACK.md).
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    with quiet_root_logger():
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            op_types_to_quantize=s.op_types,
+            per_channel=s.per_channel,
+            reduce_range=s.reduce_range,
+            weight_type=QuantType[s.weight_type],
+            nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize else None,
+            nodes_to_exclude=s.exclude_nodes or None,
+            # Needed after graph optimisation, or quantization fails with "Unable to find data
+            # type for weight_name" on fused nodes (STACK.md).
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     return s
+
+
+@contextlib.contextmanager
+def quiet_root_logger():
+    """onnxruntime.quantization warns on the root logger once per call ("consider running
+    pre-processing"); the auto search makes dozens of calls, which buried the progress output."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
