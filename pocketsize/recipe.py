@@ -287,6 +287,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
+# Settings that change how a stage reports, not what it makes: they never force a redo.
+_NOT_FINGERPRINTED = {"callbacks", "progress", "logging_steps", "verbose"}
+
+
+def _result_relevant(config: Any) -> Any:
+    if isinstance(config, dict):
+        return {k: _result_relevant(v) for k, v in config.items() if k not in _NOT_FINGERPRINTED}
+    return config
+
+
 def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -345,7 +355,7 @@ class Run:
         fingerprint = _fingerprint(
             {
                 "stage": name,
-                "config": config,
+                "config": _result_relevant(config),
                 "seed": self.seed,
                 "data": self.recipe["data"],
                 "inputs": [i.fingerprint for i in inputs],

@@ -110,12 +110,17 @@ def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_pat
         run_recipe(killing, run_dir=run_dir, log=lambda _: None)
     assert (run_dir / "teacher" / "stage.json").exists()
     assert not (run_dir / "student").exists(), "an interrupted stage must not appear finished"
+    checkpoints = list(run_dir.glob("..student.partial.checkpoints/checkpoint-*"))
+    assert checkpoints, "the killed Trainer stage should leave checkpoints to resume from"
 
     lines: list[str] = []
     run_recipe(recipe, run_dir=run_dir, log=lines.append)
     assert any("[teacher]" in line and "skipped" in line for line in lines)
     record = json.loads((run_dir / "student" / "stage.json").read_text())
     assert record["stage"] == "student"
+    own = record["metrics"]["stage"]
+    assert own["resumed_from"], "the rerun should continue from the checkpoint"
+    assert not list(run_dir.glob("..student.partial*")), "checkpoints of a finished stage remain"
 
 
 @pytest.mark.parametrize(

@@ -241,6 +241,7 @@ def distill(
             cache=cache_info,
             train_examples=len(s_features),
             steps=result.global_step,
+            resumed_from=checkpoint,
             train_loss=result.training_loss,
             train_runtime_s=result.metrics.get("train_runtime"),
             parameters=params,
