@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.fsutil import write_json
+from pocketsize.fsutil import atomic_write_text, write_json
 
 STAGE_ORDER = ["teacher", "student", "pruned", "onnx", "int8"]
 TOP_LEVEL = {
@@ -297,6 +297,11 @@ def _result_relevant(config: Any) -> Any:
     return config
 
 
+def _yaml(obj: Any) -> str:
+    # Objects a Python caller put in the recipe (e.g. Trainer callbacks) are written by name.
+    return yaml.safe_dump(json.loads(json.dumps(obj, default=str)), sort_keys=False)
+
+
 def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -340,9 +345,7 @@ class Run:
                 for leftover in self.dir.glob(f"..{name}.partial*"):
                     shutil.rmtree(leftover, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
-        # Objects a Python caller put in the recipe (e.g. Trainer callbacks) are recorded by name.
-        plain = json.loads(json.dumps(self.recipe, default=str))
-        marker.write_text(yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
+        marker.write_text(_yaml(self.recipe), encoding="utf-8")
 
     def stage(
         self,
@@ -432,14 +435,7 @@ def _write_model_card(path: Path, name: str, record: dict, recipe: dict) -> None
         "## How it was made",
         "",
         "```yaml",
-        yaml.safe_dump(
-            json.loads(
-                json.dumps(
-                    {"stage": name, "config": record["config"], "seed": record["seed"]}, default=str
-                )
-            ),
-            sort_keys=False,
-        ).strip(),
+        _yaml({"stage": name, "config": record["config"], "seed": record["seed"]}).strip(),
         "```",
         "",
         "## Metrics",
@@ -458,7 +454,7 @@ def _write_model_card(path: Path, name: str, record: dict, recipe: dict) -> None
     if card.exists():
         # The stage wrote its own card: keep it and add how the recipe made it.
         lines = [card.read_text(encoding="utf-8").rstrip(), "", "## Recipe stage", ""] + lines[2:]
-    card.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(card, "\n".join(lines))
 
 
 # --------------------------------------------------------------------------- the chain

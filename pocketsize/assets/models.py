@@ -50,6 +50,30 @@ def _head_suffix(auto_class) -> str:
     return auto_class.__name__.replace("AutoModel", "", 1)
 
 
+# The files a saved tokenizer may consist of (any tokenizer family); the vocabulary files are
+# the ones after the three JSON configs.
+TOKENIZER_CONFIG_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+VOCAB_FILES = (
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+TOKENIZER_FILES = TOKENIZER_CONFIG_FILES + VOCAB_FILES
+
+
+def has_tokenizer(model_dir) -> bool:
+    """Whether a directory holds a complete saved tokenizer (AutoTokenizer can load it)."""
+    model_dir = Path(model_dir)
+    return (model_dir / "tokenizer.json").is_file() or (
+        (model_dir / "tokenizer_config.json").is_file()
+        and any((model_dir / f).is_file() for f in VOCAB_FILES)
+    )
+
+
 def load_model(
     ref,
     task: str = "text-classification",

@@ -41,6 +41,7 @@ import random
 import re
 from collections import defaultdict
 
+from pocketsize.data.splits import split_of
 from pocketsize.errors import PocketsizeError
 
 PASSAGE_SENTENCES = 3
@@ -79,8 +80,7 @@ def _seeded(key: str) -> random.Random:
 
 
 def _split_of(editorial: str) -> str:
-    b = int(hashlib.md5(f"nyt-editorial-{editorial}".encode()).hexdigest(), 16) % 10
-    return "test" if b == 0 else "validation" if b == 1 else "train"
+    return split_of(f"nyt-editorial-{editorial}")
 
 
 def answer_candidates(sentence: str) -> list[tuple[int, int, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -96,21 +97,10 @@ def load_model(ref, task, labels: list[str] | None = None) -> nn.Module:
 
     if isinstance(ref, (str, os.PathLike)) and is_module_dir(ref):
         return load_module(ref)
+    from pocketsize.assets import load_model as assets_load_model
+
     try:
-        from pocketsize.assets import load_model as assets_load_model
-    except ImportError:
-        assets_load_model = None
-    try:
-        if assets_load_model is not None:
-            return assets_load_model(str(ref), task=task.name, labels=labels)
-        kw = {}
-        if labels is not None:
-            kw = dict(
-                num_labels=len(labels),
-                id2label=dict(enumerate(labels)),
-                label2id={n: i for i, n in enumerate(labels)},
-            )
-        return task.auto_model_class().from_pretrained(str(ref), use_safetensors=True, **kw)
+        return assets_load_model(str(ref), task=task.name, labels=labels)
     except PocketsizeError:
         raise
     except (OSError, ValueError) as e:
@@ -136,16 +126,10 @@ def load_tokenizer(ref, model=None):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(str(ref))
-    try:
-        from pocketsize.assets import load_tokenizer as assets_load_tokenizer
-    except ImportError:
-        assets_load_tokenizer = None
-    try:
-        if assets_load_tokenizer is not None:
-            return assets_load_tokenizer(str(ref))
-        from transformers import AutoTokenizer
+    from pocketsize.assets import load_tokenizer as assets_load_tokenizer
 
-        return AutoTokenizer.from_pretrained(str(ref))
+    try:
+        return assets_load_tokenizer(str(ref))
     except PocketsizeError:
         raise
     except (OSError, ValueError) as e:
@@ -348,6 +332,23 @@ def training_arguments(
     )
     kw.update(extra)
     return TrainingArguments(**kw)
+
+
+def prepare_work_dir(out: Path, resume: bool) -> tuple[Path, str | None]:
+    """The Trainer's checkpoint directory beside `out` and the checkpoint to resume from.
+
+    Without resume, checkpoints of an earlier attempt are removed so training starts over.
+    """
+    work = work_dir_for(out)
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+        return work, None
+    checkpoint = last_checkpoint(work)
+    if checkpoint is None:
+        raise PocketsizeError(
+            f"resume=True but {work} holds no checkpoint; run without resume to start over"
+        )
+    return work, checkpoint
 
 
 def last_checkpoint(work_dir: Path) -> str | None:

@@ -11,30 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pocketsize.assets import cache_dir as user_cache_dir
 from pocketsize.distill import _common as c
 
 CACHE_VERSION = 1
 _NEG = -1e4  # padded span positions (masked by the losses anyway)
-
-
-def cache_root() -> Path:
-    try:
-        from pocketsize.assets import cache_dir
-
-        return cache_dir()
-    except ImportError:
-        pass
-    if os.environ.get("POCKETSIZE_CACHE"):
-        return Path(os.environ["POCKETSIZE_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pocketsize"
 
 
 def teacher_fingerprint(model: torch.nn.Module) -> str:
@@ -132,7 +119,7 @@ def load_or_compute(
 
     started = time.time()
     key = cache_key(teacher, features, tuple(output_names))
-    directory = Path(cache_dir or cache_root() / "teacher-outputs") / key
+    directory = Path(cache_dir or user_cache_dir() / "teacher-outputs") / key
     info = {"key": key, "dir": str(directory)}
     if (directory / "outputs.safetensors").is_file():
         tensors = load_file(str(directory / "outputs.safetensors"))

@@ -147,12 +147,7 @@ def distill(
             layer_map, projection, context, projections,
         )  # fmt: skip
 
-    work = c.work_dir_for(out)
-    checkpoint = c.last_checkpoint(work) if resume else None
-    if resume and checkpoint is None:
-        raise PocketsizeError(
-            f"resume=True but {work} holds no checkpoint; run without resume to start over"
-        )
+    work, checkpoint = c.prepare_work_dir(out, resume)
 
     # -- teacher outputs: from the disk cache when only output losses are used
     teacher_outputs, cache_info = None, {"used": False}
@@ -162,8 +157,6 @@ def distill(
         )
         cache_info["used"] = True
 
-    if not resume and work.exists():
-        shutil.rmtree(work)
     args = c.training_arguments(
         work,
         epochs=epochs,

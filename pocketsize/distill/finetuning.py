@@ -13,7 +13,6 @@ from pathlib import Path
 from transformers import Trainer, set_seed
 
 from pocketsize.distill import _common as c
-from pocketsize.errors import PocketsizeError
 from pocketsize.fsutil import atomic_dir, check_output_dir
 
 
@@ -85,14 +84,7 @@ def finetune(
         max_length = c.qa_max_length(task, model_obj, max_length)
     features = c.encode_split(task, train, tokenizer, max_length, with_index=False)
 
-    work = c.work_dir_for(out)
-    checkpoint = c.last_checkpoint(work) if resume else None
-    if resume and checkpoint is None:
-        raise PocketsizeError(
-            f"resume=True but {work} holds no checkpoint; run without resume to start over"
-        )
-    if not resume and work.exists():
-        shutil.rmtree(work)
+    work, checkpoint = c.prepare_work_dir(out, resume)
     args = c.training_arguments(
         work,
         epochs=epochs,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketsize.eval.runners import TOKENIZER_FILES, TORCH_WEIGHT_PATTERNS, Variant
+from pocketsize.assets.models import TOKENIZER_FILES
+from pocketsize.eval.runners import TORCH_WEIGHT_PATTERNS, Variant
 
 CONFIG_FILES = ("config.json", "generation_config.json")
 # initializer types that hold weights; int64/int32 initializers are shapes and indices
@@ -41,13 +42,17 @@ def graph_files(variant: Variant) -> list[Path]:
     return [variant.model_dir / n for n in names if (variant.model_dir / n).is_file()]
 
 
-def size_bytes(variant: Variant) -> tuple[int, str]:
-    """(bytes, how it was measured); an in-memory model counts its tensors' bytes."""
+def size_bytes(variant: Variant, files: list[Path] | None = None) -> tuple[int, str]:
+    """(bytes, how it was measured); an in-memory model counts its tensors' bytes.
+
+    `files`: shipped_files(variant) when the caller has them already (listing an ONNX
+    variant's files parses its graph)."""
     if variant.path is None:
         model = variant.model
         tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
         return sum(t.numel() * t.element_size() for t in tensors.values()), "in-memory tensors"
-    return sum(f.stat().st_size for f in shipped_files(variant)), "files on disk"
+    files = shipped_files(variant) if files is None else files
+    return sum(f.stat().st_size for f in files), "files on disk"
 
 
 def param_count(variant: Variant, model=None) -> int | None:

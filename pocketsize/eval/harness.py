@@ -448,8 +448,8 @@ def _disagreements(task, examples, predictions, ref_predictions, agree, label_na
 
 
 def _cost(variant, runner) -> dict:
-    size, how = cost.size_bytes(variant)
     files = cost.shipped_files(variant)
+    size, how = cost.size_bytes(variant, files)
     model = getattr(runner, "model", None)
     return {
         "files": [f.name for f in files],

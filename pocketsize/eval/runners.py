@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pocketsize.assets.models import has_tokenizer
 from pocketsize.errors import PocketsizeError
 
 # the inputs a tokenizer gives us; an ONNX graph needing anything else cannot be fed
@@ -27,18 +28,6 @@ FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ONNX_PREFERENCE = ("model_quantized.onnx", "model_optimized.onnx", "model.onnx")
 # an encoder-decoder export (T5): the encoder file stands for the directory's graphs
 SEQ2SEQ_PREFERENCE = ("encoder_model_quantized.onnx", "encoder_model.onnx")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "tokenizer.model",
-)
 TORCH_WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin")
 
 
@@ -127,6 +116,13 @@ def _catalogue_path(name: str, ref: Path) -> Path:
 
 def choose_model_file(directory: Path) -> Path:
     """The ONNX file of an optimum-style directory: quantized > optimized > plain > the only one."""
+    # the file the export / quantize stage named in the directory's manifest wins, so that
+    # every stage reads the same graph
+    manifest = directory / "pocketsize.json"
+    if manifest.is_file():
+        named = json.loads(manifest.read_text()).get("file")
+        if named and (directory / named).is_file():
+            return directory / named
     onnx_files = sorted(directory.glob("*.onnx"))
     by_name = {p.name: p for p in onnx_files}
     for preferred in ONNX_PREFERENCE + SEQ2SEQ_PREFERENCE:
@@ -159,9 +155,7 @@ def load_tokenizer(variant: Variant):
         return variant.tokenizer
     from transformers import AutoTokenizer
 
-    if variant.model_dir is None or not any(
-        (variant.model_dir / f).is_file() for f in TOKENIZER_FILES
-    ):
+    if variant.model_dir is None or not has_tokenizer(variant.model_dir):
         where = variant.model_dir or "the in-memory model"
         raise PocketsizeError(
             f"variant {variant.name!r}: no tokenizer found in {where}; save the tokenizer next to "

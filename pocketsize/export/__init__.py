@@ -12,9 +12,10 @@ from pocketsize.export.onnx_files import (
     write_manifest,
 )
 from pocketsize.export.optimize import optimize
-from pocketsize.export.parity import check_parity
+from pocketsize.export.parity import check_parity, ort_session
 
 __all__ = [
+    "ort_session",
     "MANIFEST",
     "check_onnx_file",
     "check_parity",

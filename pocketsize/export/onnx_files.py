@@ -11,21 +11,11 @@ import json
 import shutil
 from pathlib import Path
 
+from pocketsize.assets.models import TOKENIZER_FILES, has_tokenizer  # noqa: F401 (re-exported)
 from pocketsize.errors import PocketsizeError
 from pocketsize.fsutil import write_json
 
 MANIFEST = "pocketsize.json"
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "added_tokens.json",
-)
 
 
 def read_manifest(model_dir: str | Path) -> dict:
@@ -86,14 +76,6 @@ def check_onnx_file(path: str | Path) -> None:
             f"{path} is not a valid ONNX model ({type(e).__name__}); re-export it "
             "(the file may be truncated or corrupted)"
         ) from None
-
-
-def has_tokenizer(model_dir: str | Path) -> bool:
-    model_dir = Path(model_dir)
-    return (model_dir / "tokenizer.json").is_file() or (
-        (model_dir / "tokenizer_config.json").is_file()
-        and any((model_dir / f).is_file() for f in TOKENIZER_FILES[3:])
-    )
 
 
 def copy_model_side_files(src: str | Path, dst: str | Path) -> None:

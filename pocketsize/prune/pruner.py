@@ -26,26 +26,17 @@ WEIGHT_FILES = ("*.safetensors", "*.bin")
 
 
 def _load_data(data):
+    """A dataset reference (catalogue name, files, save_to_disk directory) -> DatasetDict."""
     if data is None or not isinstance(data, (str, os.PathLike)):
         return data
-    if (Path(data) / "dataset_dict.json").is_file():  # a DatasetDict.save_to_disk directory
-        import datasets
+    from pocketsize.data import load_dataset
 
-        return datasets.load_from_disk(str(data))
-    try:
-        from pocketsize.data import load_dataset
-    except ImportError:
-        load_dataset = None
-    if load_dataset is not None:
-        return load_dataset(str(data))
-    raise PocketsizeError(f"cannot load dataset {data!r}: pocketsize.data is not available")
+    return load_dataset(str(data))
 
 
 def _resolve(ref) -> str:
-    try:
-        from pocketsize.assets import resolve_model
-    except ImportError:
-        return str(ref)
+    from pocketsize.assets import resolve_model
+
     return str(resolve_model(str(ref)))
 
 
@@ -63,32 +54,30 @@ def _task_for(task, data, model_config=None):
 
 
 def _load_model(path, task, data):
-    """The model for `task`; a base encoder gets a fresh head named after the data's labels."""
-    try:
-        from pocketsize.assets import load_model
-    except ImportError:
-        load_model = None
-    if load_model is None:
-        model = task.auto_model_class().from_pretrained(path, use_safetensors=True)
-    else:
-        labels = None
-        split = data["train"] if data is not None and hasattr(data, "keys") else data
-        if task.name == "text-classification" and split is not None and "label" in split.features:
-            from pocketsize.tasks.classification import label_names
+    """The model for `task`; a base encoder gets a fresh head named after the data's labels.
 
-            labels = label_names(split)
-        model = load_model(path, task=task.name, labels=labels)
-    return vocab_mod.apply_vocab_clamp(model)
+    pocketsize.assets.load_model also installs the [UNK] clamp of a vocabulary-trimmed model.
+    """
+    from pocketsize.assets import load_model
+
+    labels = None
+    split = data["train"] if data is not None and hasattr(data, "keys") else data
+    if task.name == "text-classification" and split is not None and "label" in split.features:
+        from pocketsize.tasks.classification import label_names
+
+        labels = label_names(split)
+    return load_model(path, task=task.name, labels=labels)
 
 
 def load_pruned(path, task=None):
     """Load a pocketsize-pruned directory with the standard Auto class plus the [UNK] clamp."""
     from transformers import AutoConfig
 
+    from pocketsize.assets import load_model
+
     path = _resolve(path)
     task = _task_for(task, None, AutoConfig.from_pretrained(path))
-    model = task.auto_model_class().from_pretrained(path, use_safetensors=True)
-    return vocab_mod.apply_vocab_clamp(model).eval()
+    return load_model(path, task=task.name)
 
 
 def _weights_size(model, source_dir) -> int:

@@ -11,20 +11,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
 from pocketsize.errors import PocketsizeError
-
-
-def ort_session(path: str | Path, threads: int = 2):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+from pocketsize.export import ort_session  # noqa: F401 (the export stage's session, re-used)
 
 
 class TaskData:

@@ -20,7 +20,6 @@ values and are checked by generating, not by one forward pass.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import tempfile
@@ -163,11 +162,12 @@ def distill_generative(
     progress: bool = True,
 ) -> Path:
     """Distil a causal LM or seq2seq teacher into a smaller student; returns the student dir."""
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import Trainer, set_seed
 
     from pocketsize.assets import load_model, load_tokenizer
     from pocketsize.distill import LOSSES, LossContext
     from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
+    from pocketsize.tasks.generic import plain_training_arguments
 
     started = time.time()
     task = get_task(task)
@@ -232,20 +232,15 @@ def distill_generative(
             return (loss, {"logits": s_logits}) if return_outputs else loss
 
     with atomic_dir(out, overwrite) as tmp:
-        args = TrainingArguments(
-            output_dir=str(tmp / ".work"),
-            num_train_epochs=epochs,
-            max_steps=max_steps,
-            per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            use_cpu=True,
-            save_strategy="no",
-            logging_steps=logging_steps,
-            report_to=[],
-            disable_tqdm=not progress,
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
+        args = plain_training_arguments(
+            tmp / ".work",
+            epochs,
+            max_steps,
+            batch_size,
+            learning_rate,
+            seed,
+            logging_steps,
+            progress,
         )
         trainer = _TokenDistillTrainer(
             model=student_model,
@@ -467,6 +462,8 @@ def quantize_generative(onnx_dir, out, *, overwrite: bool = False, **settings) -
     graphs = [p for p in graphs if not p.stem.endswith("_quantized")]
     if not graphs:
         raise PocketsizeError(f"{onnx_dir} holds no .onnx graphs; export the model first")
+    from pocketsize.export import read_manifest
+
     manifest = read_manifest(onnx_dir)
     with atomic_dir(out, overwrite) as tmp, tempfile.TemporaryDirectory() as work:
         for graph in graphs:
@@ -521,8 +518,3 @@ def generation_parity(torch_model, ort_model, tokenizer, prompts, atol, max_new_
             f"({ort_ids[first]} vs {torch_ids[first]}); the export is wrong"
         )
     return report
-
-
-def read_manifest(directory) -> dict:
-    path = Path(directory) / "pocketsize.json"
-    return json.loads(path.read_text()) if path.is_file() else {}

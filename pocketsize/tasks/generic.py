@@ -279,7 +279,7 @@ def train_module(
     {"kl": 0.5, "ce": 0.5} at `temperature` (Hinton et al.). transformers' Trainer runs the loop.
     """
     import torch
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import Trainer, set_seed
 
     from pocketsize.distill import LOSSES, LossContext
     from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
@@ -334,20 +334,15 @@ def train_module(
             return (loss, {"logits": logits}) if return_outputs else loss
 
     with atomic_dir(out, overwrite) as tmp:
-        args = TrainingArguments(
-            output_dir=str(tmp / ".work"),
-            num_train_epochs=epochs,
-            max_steps=max_steps,
-            per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            use_cpu=True,
-            save_strategy="no",
-            logging_steps=logging_steps,
-            report_to=[],
-            disable_tqdm=not progress,
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
+        args = plain_training_arguments(
+            tmp / ".work",
+            epochs,
+            max_steps,
+            batch_size,
+            learning_rate,
+            seed,
+            logging_steps,
+            progress,
         )
         trainer = _ModuleTrainer(
             model=model,
@@ -384,3 +379,27 @@ def train_module(
             },
         )
     return out
+
+
+def plain_training_arguments(
+    work, epochs, max_steps, batch_size, learning_rate, seed, logging_steps, progress
+):
+    """TrainingArguments of the non-encoder trainers (generic modules, GPT-2, T5): CPU, no
+    checkpoints (these runs are short), inputs passed through as the task collates them."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(work),
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=logging_steps,
+        report_to=[],
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
