@@ -2,10 +2,10 @@
 
 Two measurements of one model:
   - "first" and "second": the same model entered twice into one evaluate() call, so the two are
-    interleaved call by call (how the report compares variants);
+    timed in the same rotating rounds (how the report compares variants);
   - "rerun": a second, separate evaluate() call right after the first.
 For each batch size it prints each measurement's p50 and the spread the report gives for it
-(the range of the per-pass medians), and whether the other measurements' p50 fall inside it.
+(the range of the per-round medians), and whether the other measurements' p50 fall inside it.
 
     .venv/bin/python benchmarks/eval_repeatability.py                       # minilm-l6, rt-polarity
     .venv/bin/python benchmarks/eval_repeatability.py --model out/int8 --threads 2
@@ -17,7 +17,6 @@ import argparse
 import os
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `pocketsize eval` does; see latency.py
 
 
 def load_variant(ref: str):
@@ -63,18 +62,18 @@ def main() -> None:
     rerun = ps.evaluate({"first": variant}, data, **common)
     measurements = {
         "first": both["first"]["latency_ms"],
-        "second (interleaved)": both["second"]["latency_ms"],
+        "second (same rounds)": both["second"]["latency_ms"],
         "rerun (separate call)": rerun["first"]["latency_ms"],
     }
     settings = both.metrics["settings"]["latency"]
     print(
-        f"model {args.model}, {settings['inputs_timed']} inputs timed, {args.repeats} passes, "
+        f"model {args.model}, {settings['inputs_timed']} inputs timed, {args.repeats} rounds, "
         f"{args.threads} threads"
     )
-    pairs = [("first", "second (interleaved)"), ("first", "rerun (separate call)")]
+    pairs = [("first", "second (same rounds)"), ("first", "rerun (separate call)")]
     verdicts = []
     for bs in map(str, batch_sizes):
-        print(f"\nbatch {bs}: p50 ms [spread = min..max of per-pass medians], p95")
+        print(f"\nbatch {bs}: p50 ms [spread = min..max of per-round medians], p95")
         for name, lat in measurements.items():
             s = lat[bs]
             low, high = s["p50_spread"]
@@ -94,7 +93,7 @@ def main() -> None:
         "\nall pairs within each other's reported spread"
         if all(verdicts)
         else "\nsome pair fell outside the reported spread (NO above): the machine's load changed "
-        "between the measurements; interleaved variants share such drift, separate calls do not"
+        "between the measurements; variants in the same rounds share such drift, separate calls do not"
     )
 
 

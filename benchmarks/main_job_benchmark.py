@@ -2,7 +2,7 @@
 
     python benchmarks/main_job_benchmark.py --run-dir runs/sentiment --out /tmp/main-bench
 
-Variants, evaluated side by side by pocketsize's harness (interleaved latency, 2 threads):
+Variants, evaluated side by side by pocketsize's harness (latency in rotating blocks, 2 threads):
 - teacher        the fine-tuned teacher in PyTorch fp32 (the reference)
 - optimum-int8   the same teacher through optimum only: export, ORTOptimizer O2, ORTQuantizer
                  dynamic int8 for this CPU (AutoQuantizationConfig for avx512_vnni / avx2 / arm64)
@@ -14,11 +14,8 @@ It prints ratios and writes metrics.json (the harness's schema) and report.md to
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 from pathlib import Path
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle threads must not spin
 
 
 def optimum_only_int8(teacher_dir: Path, work: Path) -> Path:

@@ -46,9 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Before torch is imported: idle OpenMP threads that spin made PyTorch latency up to 6x
-    # worse whenever another process (or ONNX Runtime in the same one) wanted the cores.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)

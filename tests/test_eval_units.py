@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pocketsize.eval import bootstrap, fidelity
-from pocketsize.eval.latency import summarize
+from pocketsize.eval.latency import measure_latency, summarize
 from pocketsize.eval.report import mark_pareto
 
 
@@ -104,3 +104,33 @@ def test_latency_summary_statistics():
     assert s["calls"] == 8 and s["inputs"] == 8 and s["repeats"] == 2
     assert s["throughput_per_s"] == pytest.approx(2 * 8 / times.sum() * 1000)
     assert s["mean_padded_length"] == 6.0
+
+
+def test_latency_times_each_variant_in_one_block_per_round_with_rotating_order():
+    calls = []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def prepare(self, batch):
+            return batch
+
+        def forward(self, batch):
+            calls.append(self.name)
+
+    names = ["a", "b", "c"]
+    batches = [{"input_ids": np.zeros((1, 4))} for _ in range(4)]
+    results = measure_latency(
+        {n: Recorder(n) for n in names},
+        {n: {1: batches} for n in names},
+        repeats=3,
+        warmup=2,
+        progress=False,
+    )
+    # per round and variant: 2 warm-up calls then 4 timed ones, never split by another variant
+    blocks = [calls[i : i + 6] for i in range(0, len(calls), 6)]
+    assert len(blocks) == 9 and all(len(set(b)) == 1 for b in blocks)
+    firsts = [blocks[r * 3][0] for r in range(3)]
+    assert firsts == ["a", "b", "c"]  # the order rotates, so no variant always goes first
+    assert results["b"]["1"]["calls"] == 12 and results["b"]["1"]["repeats"] == 3

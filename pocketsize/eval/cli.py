@@ -32,7 +32,9 @@ def add_commands(sub) -> None:
     p.add_argument("--threads", type=int, help="threads for PyTorch and ORT (default: all cores)")
     p.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
     p.add_argument("--latency-examples", type=int, default=256, help="test inputs timed")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved timing passes")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timing rounds (each variant timed once per round)"
+    )
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--no-memory", action="store_true")
     p.set_defaults(func=run_eval)
@@ -64,10 +66,6 @@ def parse_models(specs: list[str]) -> dict[str, str]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import os
-
-    # before torch is imported: idle OpenMP threads sleep instead of spinning (see latency.py)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pocketsize.fsutil import check_output_dir
 
     models = parse_models(args.model)

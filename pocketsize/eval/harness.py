@@ -2,7 +2,7 @@
 
 Order of work: resolve and check every variant and the data (cheap, fails fast with a
 PocketsizeError), then predictions per variant, fidelity and bootstrap intervals, then the
-interleaved latency run, then peak memory in one child process per variant.
+latency run (variants in rotating blocks), then peak memory in one child process per variant.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def evaluate(
     config and tokenizer beside it), a transformers model, or (model, tokenizer).
     dataset: a datasets.Dataset, a DatasetDict of which `split` is used, or a dataset name.
     latency_examples: how many test inputs are timed (per batch size: that many examples,
-    i.e. latency_examples // batch_size calls per pass), `repeats` passes after `warmup` calls.
+    i.e. latency_examples // batch_size calls per round), `repeats` rounds, `warmup` calls per block.
     """
     if not variants:
         raise PocketsizeError("no variants given; pass {name: model_dir_or_model, ...}")
@@ -174,9 +174,10 @@ def evaluate(
                 "inputs_timed": timed,
                 "repeats": repeats,
                 "warmup_calls": warmup,
-                "interleaved": True,
+                "interleaved": False,
+                "protocol": "rotating blocks",
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                "ort_spinning": False,
+                "ort_spinning": True,
                 "timed": "model call only; inputs pre-tokenized, padded per batch to its longest",
             },
             "bootstrap": {"samples": bootstrap_samples, "confidence": 0.95, "seed": seed},

@@ -1,20 +1,22 @@
-"""Latency and throughput, all variants interleaved in one process.
+"""Latency and throughput of all variants, in one process, in rotating blocks.
 
-Why hand-written: the timing loop has to interleave variants call by call (so machine drift
-and neighbours' load hit all of them alike) and to time only the model call on batches that
-are already tokenized and padded; benchmark tools time one model at a time.
+Why hand-written: the timing loop has to rotate variants round by round (so machine drift
+hits all of them alike) and to time only the model call on batches that are already
+tokenized and padded; benchmark tools time one model at a time.
 
-Protocol: the same real test inputs for every variant, padded per batch to its longest input;
-`warmup` untimed calls per variant and batch size; then `repeats` passes over all batches, each
-batch run by every variant in an order that rotates from batch to batch. Reported per batch
-size: median (p50) and p95 of the per-call wall time, the range of the per-pass medians (the
-spread a second measurement is expected to fall in), throughput in examples per second.
+Protocol: the same real test inputs for every variant, padded per batch to its longest input.
+Per batch size, `repeats` rounds; in each round every variant, in an order that rotates from
+round to round, runs `warmup` untimed calls and then one timed pass over all batches. Reported
+per batch size: median (p50) and p95 of the per-call wall time, the range of the per-round
+medians (the spread a second measurement is expected to fall in), throughput in examples/s.
 
-Idle threads wait passively in both runtimes, so that one variant's idle pool does not steal
-the cores of the next: ONNX Runtime sessions are made with spinning off (runners.py), and
-PyTorch's OpenMP pool needs OMP_WAIT_POLICY=PASSIVE in the environment before torch is
-imported (the `pocketsize eval` command sets it; `settings.latency.omp_wait_policy` records it).
-On a machine shared with other work, active spinning made PyTorch at 2 threads 6x slower.
+Each runtime runs with its own defaults, as a user deploys it: ONNX Runtime's pool threads spin
+between calls and PyTorch's OpenMP pool keeps its default wait policy. That is why variants run
+in blocks, not call by call: a pool that spins after its own call steals the cores of the next
+variant's call (measured: PyTorch batch-1 latency 2.5x worse beside two spinning ONNX Runtime
+sessions), while forcing every pool to sleep instead (OMP_WAIT_POLICY=PASSIVE, ORT spinning
+off) made the teacher 1.5x and a small int8 model 1.5x slower than either runs by default.
+The warm-up calls at the start of each block let the previous block's pool go idle.
 """
 
 from __future__ import annotations
@@ -59,19 +61,18 @@ def measure_latency(
         n_batches = len(prepared[names[0]][bs])
         if n_batches == 0:
             continue
-        for name in names:
-            for b in prepared[name][bs][: max(1, warmup)]:
-                runners[name].forward(b)
         times = {name: np.zeros((repeats, n_batches)) for name in names}
         for r in range(repeats):
-            for i in range(n_batches):
-                shift = (i + r) % len(names)
-                for name in names[shift:] + names[:shift]:
-                    inputs = prepared[name][bs][i]
+            shift = r % len(names)
+            for name in names[shift:] + names[:shift]:
+                runner, inputs = runners[name], prepared[name][bs]
+                for b in inputs[: max(1, warmup)]:
+                    runner.forward(b)
+                for i, b in enumerate(inputs):
                     t0 = time.perf_counter()
-                    runners[name].forward(inputs)
+                    runner.forward(b)
                     times[name][r, i] = (time.perf_counter() - t0) * 1000
-                    bar.update()
+                bar.update(n_batches)
         for name in names:
             results[name][str(bs)] = summarize(times[name], bs, batches[name][bs])
     bar.close()

@@ -15,7 +15,7 @@ from typing import Any
 
 from pocketsize.fsutil import atomic_dir, write_json
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 PARETO_PNG = "pareto.png"
 CONFUSION_PNG = "confusion_matrix.png"
 
@@ -172,7 +172,8 @@ class Report:
         if lat["measured"]:
             notes.append(
                 f"Latency: {lat['inputs_timed']} real test inputs timed per batch size, "
-                f"{lat['repeats']} interleaved passes after {lat['warmup_calls']} warm-up calls, "
+                f"{lat['repeats']} rounds of one block per variant (order rotating), each after "
+                f"{lat['warmup_calls']} warm-up calls; "
                 f"{s['threads']} thread(s) for PyTorch and ONNX Runtime alike; "
                 f"{lat['timed']}. Speed-up = reference p50 / variant p50 at batch 1."
             )

@@ -240,10 +240,8 @@ class OnnxRunner:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
-        # Idle pool threads must sleep, not spin: variants are interleaved call by call, and a
-        # spinning ORT pool steals the cores the next variant (PyTorch or another session) needs
-        # (measured: torch batch-1 latency 2.5x worse beside two spinning sessions).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ORT's default thread spinning stays on (as users deploy it); latency.py times the
+        # variants in blocks so that a spinning pool never competes with another variant's call.
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         inputs = {i.name: i for i in self.session.get_inputs()}
         unfeedable = [n for n in inputs if n not in feedable]
@@ -352,7 +350,6 @@ class OrtModelRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         files = onnx_file_names(variant)
         self.model = task.ort_model_class().from_pretrained(
             str(variant.model_dir), session_options=options, **files
