@@ -157,7 +157,11 @@ def _check_kwargs(section: str, cfg: dict, fn: Callable) -> None:
         p = params.get(key)
         default = p.default if p is not None else inspect.Parameter.empty
         # A default of a plain type tells what the stage expects: catch `epochs: "two"` early.
+        # bf16 takes "auto" too (on where the CPU has native bf16), whatever its default
+        auto_bf16 = key == "bf16" and value == "auto"
         if default is not inspect.Parameter.empty and default is not None and value is not None:
+            if auto_bf16:
+                continue
             for plain in (bool, int, float, str):
                 if type(default) is plain:
                     ok = isinstance(value, plain) or (plain is float and isinstance(value, int))

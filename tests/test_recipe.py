@@ -130,6 +130,7 @@ def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_pat
         ({"name": None}, "missing the required key 'name'"),
         ({"distill": {"epochz": 1}}, "distill.epochz is unknown; allowed keys:"),
         ({"distill": {"epochs": "two"}}, "distill.epochs: expected int"),
+        ({"distill": {"bf16": "on"}}, "distill.bf16: expected bool"),  # only "auto" is a str
         ({"distill": {"out": "x"}}, "set by the recipe itself"),
         ({"student": None}, "has `distill` but no `student`"),
         ({"export": None}, "quantize needs the export stage"),
