@@ -5,9 +5,9 @@
 
 The model is exported (optimum / torch.onnx, ORT fusions) and quantized with pocketsize; every
 model is scored on the test split (never seen by the accuracy-budget search, which uses the
-validation split). Latency is the median of batch-1 runs over the same real test sentences,
-measured in interleaved rounds (PyTorch, ORT fp32, ORT int8, repeat) so that a change in
-machine load hits all models alike.
+validation split). Accuracy and batch-1 latency come from `pocketsize.evaluate` (the same real
+test inputs, each model timed in rotating blocks with its runtime's defaults); sizes compare
+the PyTorch weights file with the one ONNX model file.
 """
 
 from __future__ import annotations
@@ -15,66 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from pathlib import Path
-
-
-def torch_model_runner(model_dir: Path, task, tokenizer, test, max_length):
-    """(metric, size in bytes, one batch-1 call per test sentence)."""
-    import numpy as np
-    import torch
-
-    model = task.auto_model_class().from_pretrained(model_dir).eval()
-    features = task.encode(test, tokenizer, max_length=max_length)
-    collate = task.collator(tokenizer)
-    cols = [c for c in features.column_names if c in tokenizer.model_input_names]
-    outputs = {n: [] for n in task.output_names}
-    with torch.inference_mode():
-        for start in range(0, len(features), 64):
-            rows = features[start : start + 64]
-            batch = collate([{c: rows[c][i] for c in cols} for i in range(len(rows[cols[0]]))])
-            out = model(**{k: v for k, v in batch.items() if k in cols})
-            for n in task.output_names:
-                outputs[n].append(out[n].float().numpy())
-    stacked = {n: np.concatenate(v) for n, v in outputs.items()}
-    metric = task.score(task.predict(stacked, features, test), test)[task.primary_metric]
-    size = sum(p.stat().st_size for p in model_dir.glob("*.safetensors"))
-
-    def one(i):
-        with torch.inference_mode():
-            model(**{c: torch.tensor([features[i][c]]) for c in cols})
-
-    return metric, size, one
-
-
-def onnx_model_runner(onnx_file: Path, task, tokenizer, test, max_length, threads):
-    from pocketsize.quantize.scoring import TaskData, ort_session
-
-    session = ort_session(onnx_file, threads=threads)
-    data = TaskData(task, tokenizer, test, max_length=max_length)
-    metric = data.primary(data.run(session))
-    names = [i.name for i in session.get_inputs()]
-    singles = list(data.batches(names, batch_size=1))
-
-    def one(i):
-        session.run(None, singles[i])
-
-    return metric, onnx_file.stat().st_size, one
-
-
-def interleaved_latency(runners: dict, n: int, rounds: int = 5) -> dict[str, float]:
-    times = {name: [] for name in runners}
-    for run in runners.values():  # warm-up
-        for i in range(min(5, n)):
-            run(i)
-    for _ in range(rounds):
-        for name, run in runners.items():
-            for i in range(n):
-                t = time.perf_counter()
-                run(i)
-                times[name].append(time.perf_counter() - t)
-    return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -92,21 +34,13 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    import torch
-    from transformers import AutoTokenizer
-
     import pocketsize as ps
     from pocketsize.tasks import task_for_dataset
 
-    torch.set_num_threads(args.threads)
     out = Path(args.out)
     model_dir = Path(args.model) if Path(args.model).exists() else Path(ps.fetch(args.model))
     data = ps.load_dataset(args.data)
     task = task_for_dataset(data)
-    test = data["test"]
-    if args.test_size is not None:
-        test = test.select(range(min(args.test_size, len(test))))
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
 
     t0 = time.time()
     onnx_dir = ps.export(model_dir, out / "onnx", overwrite=True)
@@ -124,24 +58,43 @@ def main() -> None:
     t2 = time.time()
     manifest = json.loads((int8_dir / "pocketsize.json").read_text())
 
-    built = {
-        "pytorch fp32": torch_model_runner(model_dir, task, tokenizer, test, args.max_length),
-        "onnx fp32 (fused)": onnx_model_runner(
-            onnx_dir / "model.onnx", task, tokenizer, test, args.max_length, args.threads
-        ),
-        f"onnx int8 ({args.method})": onnx_model_runner(
-            int8_dir / manifest["file"], task, tokenizer, test, args.max_length, args.threads
-        ),
+    files = {
+        "pytorch fp32": model_dir,
+        "onnx fp32 (fused)": onnx_dir / "model.onnx",
+        f"onnx int8 ({args.method})": int8_dir / manifest["file"],
     }
-    n = min(args.latency_samples, len(test))
-    latency = interleaved_latency({k: v[2] for k, v in built.items()}, n)
+    report = ps.evaluate(
+        files,
+        data,
+        reference="pytorch fp32",
+        batch_sizes=(1,),
+        threads=args.threads,
+        memory=False,
+        max_examples=args.test_size,
+        latency_examples=args.latency_samples,
+        repeats=5,
+    )
+    variants = report.metrics["variants"]
+    weights = {
+        name: sum(f.stat().st_size for f in path.glob("*.safetensors")) if path.is_dir()
+        else path.stat().st_size
+        for name, path in files.items()
+    }  # fmt: skip
     rows = {
-        k: {"metric": v[0], "size_bytes": v[1], "latency_ms": latency[k]} for k, v in built.items()
+        name: {
+            "metric": variants[name]["metric"]["value"],
+            "size_bytes": weights[name],
+            "latency_ms": variants[name]["latency_ms"]["1"]["p50"],
+        }
+        for name in files
     }
     ref = rows["pytorch fp32"]
+    timing = report.metrics["settings"]["latency"]
     print(
-        f"\n{task.primary_metric} on {args.data} test ({len(test)} examples); batch-1 latency: median "
-        f"over {n} test sentences x 5 interleaved rounds, {args.threads} threads"
+        f"\n{task.primary_metric} on {args.data} test ({report.metrics['settings']['examples']} "
+        f"examples); batch-1 latency: median over {timing['inputs_timed']} test inputs x "
+        f"{timing['repeats']} rounds (pocketsize.evaluate, blocks), {args.threads} threads; "
+        "size = weights file vs model file"
     )
     print(
         f"{'model':24} {task.primary_metric:>9} {'of fp32':>8} {'size MB':>8} {'smaller':>8} {'ms':>7} {'faster':>7}"
@@ -152,7 +105,7 @@ def main() -> None:
             f"{ref['size_bytes'] / r['size_bytes']:7.2f}x {r['latency_ms']:7.2f} {ref['latency_ms'] / r['latency_ms']:6.2f}x"
         )
     q = manifest["quantization"]
-    keys = ("method", "per_channel", "weight_type", "reduce_range", "exclude_nodes")
+    keys = ("method", "per_channel", "weight_type", "reduce_range", "exclude_nodes", "smooth_nodes")
     print("quantization:", json.dumps({k: q[k] for k in keys if k in q}))
     budget = manifest.get("accuracy_budget")
     if budget:
