@@ -6,6 +6,9 @@
 
     # accuracy: students with and without the teacher, mean over seeds, paired bootstrap
     python benchmarks/distill_benchmark.py accuracy --work /tmp/distill-bench --seeds 0,1,2
+    # ... reusing a fine-tuned teacher, bf16 autocast, a chosen set of students
+    python benchmarks/distill_benchmark.py accuracy --teacher runs/sentiment/teacher --bf16 on \
+        --only "L3 no teacher,L3 KD,BiLSTM no teacher,BiLSTM KD+transfer+aug"
 
 Every model is trained through pocketsize's public functions (finetune, distill); the baseline
 "without the teacher" is the same student, same initialisation, same trainer, hard labels only.
@@ -205,13 +208,17 @@ def accuracy(args) -> None:
 
     work = Path(args.work) / "accuracy"
     data = _data(args.data, args.limit)
-    teacher_dir = work / "teacher"
+    teacher_dir = Path(args.teacher) if args.teacher else work / "teacher"
     if not (teacher_dir / "stage.json").exists():
         finetune(args.model, data, teacher_dir, epochs=args.teacher_epochs,
                  batch_size=args.batch_size, bf16=args.bf16, progress=False)  # fmt: skip
     t_correct, t_params = _correct(teacher_dir, data)
     print(f"teacher: test accuracy {t_correct.mean():.4f}, {t_params:,} parameters")
-    names = [n for n in CONFIGS if not args.only or any(k in n for k in args.only.split(","))]
+    only = [k.strip() for k in args.only.split(",") if k.strip()]
+    unknown = [k for k in only if k not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"--only: unknown {unknown}; names: {', '.join(CONFIGS)}")
+    names = [n for n in CONFIGS if not only or n in only]
     per_seed: dict[str, list[np.ndarray]] = {}
     params = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -224,7 +231,7 @@ def accuracy(args) -> None:
             if not (out / "stage.json").exists():
                 distill(teacher_dir, data, spec, out, losses=losses, seed=seed,
                         epochs=args.student_epochs, batch_size=args.batch_size,
-                        evaluate=False, progress=False, **extra)  # fmt: skip
+                        evaluate=False, progress=False, bf16=args.bf16, **extra)  # fmt: skip
             correct, params[name] = _correct(out, data)
             per_seed.setdefault(name, []).append(correct)
             print(f"seed {seed} {name:26s} test accuracy {correct.mean():.4f}", flush=True)
@@ -269,9 +276,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--teacher-epochs", type=float, default=2)
     parser.add_argument("--student-epochs", type=float, default=3)
-    parser.add_argument("--bf16", default=False, type=lambda s: s == "on", help="on|off (teacher)")
+    parser.add_argument("--bf16", default=False, type=lambda s: s == "on",
+                        help="on|off: bf16 autocast for the teacher and the students")  # fmt: skip
+    parser.add_argument("--teacher", help="accuracy: a fine-tuned teacher directory to reuse")
     parser.add_argument("--transfer", default="vader-amazon,vader-nyt,vader-tweets")
-    parser.add_argument("--only", default="", help="comma-separated name filters, e.g. L2,BiLSTM")
+    parser.add_argument("--only", default="", help="accuracy: comma-separated student names")
     parser.add_argument("--limit", type=int, default=None, help="examples per split (smoke runs)")
     args = parser.parse_args()
     started = time.time()

@@ -5,6 +5,9 @@ One run prints ratios measured side by side:
          changed test predictions, share of test tokens outside the kept pieces;
   heads+ffn: accuracy kept vs the unpruned model, speed-up at batch 1 and 32 in PyTorch and
          ONNX Runtime.
+Accuracy, changed predictions and latency come from one `pocketsize.evaluate` call over all
+variants (the unpruned model is the reference; latency over the same 256 real test inputs,
+variants timed in rotating blocks, each runtime at its defaults).
 
     python benchmarks/prune_benchmark.py --model minilm-l6 --data rt-polarity
     python benchmarks/prune_benchmark.py --model runs/sentiment/student --recover
@@ -20,71 +23,9 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def predict(model, tokenizer, split, task, batch_size=64, max_length=128):
-    import numpy as np
-    import torch
-
-    features = task.encode(split, tokenizer, max_length=max_length)
-    features = features.remove_columns([c for c in features.column_names if c == "labels"])
-    collate = task.collator(tokenizer)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(features), batch_size):
-            batch = collate(
-                [features[i] for i in range(start, min(start + batch_size, len(features)))]
-            )
-            out.append(model(**batch).logits.numpy())
-    return np.concatenate(out).argmax(-1)
-
-
-def best_latency(fn, repeats=30, warmup=5):
-    """Fastest of `repeats` runs: on a shared machine the minimum is the least disturbed by
-    other processes (the median moved 2-5x between runs here under load)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def latencies(model_dir, texts, onnx_dir, load_pruned):
-    """Best-of-N seconds at batch 1 and 32, PyTorch fp32 and ONNX Runtime fp32."""
-    import onnxruntime as ort
-    import torch
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = load_pruned(model_dir)
-    sess_opts = ort.SessionOptions()
-    sess_opts.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(
-        str(onnx_dir / "model.onnx"), sess_opts, providers=["CPUExecutionProvider"]
-    )
-    names = {i.name for i in session.get_inputs()}
-    result = {}
-    for bs in (1, 32):
-        enc = tok(texts[:bs], padding=True, return_tensors="pt")
-        feed = {k: v.numpy() for k, v in enc.items() if k in names}
-        repeats = 30 if bs == 1 else 10
-
-        def run_torch(enc=enc):
-            with torch.inference_mode():
-                model(**enc)
-
-        result[f"torch_b{bs}"] = best_latency(run_torch, repeats=repeats)
-        result[f"ort_b{bs}"] = best_latency(
-            lambda feed=feed: session.run(None, feed), repeats=repeats
-        )
-    return result
 
 
 def export_onnx(model_dir, out):
@@ -134,8 +75,6 @@ def main():
     test = data["test"]
     import numpy as np
 
-    labels = np.asarray(test["label"])
-
     model_ref = args.model
     if args.finetune_epochs:
         model_ref = work / "finetuned"
@@ -152,16 +91,7 @@ def main():
         base = ps.load_model(model_ref, task=task.name, labels=label_names(data["train"]))
         base.save_pretrained(base_dir)
         ps.load_tokenizer(model_ref).save_pretrained(base_dir)
-    base_model = load_pruned(base_dir)
     from transformers import AutoTokenizer
-
-    base_tok = AutoTokenizer.from_pretrained(base_dir)
-    base_pred = predict(base_model, base_tok, test, task)
-
-    def acc(pred):
-        return float((pred == labels).mean())
-
-    report = {"model": str(args.model), "data": args.data, "unpruned_test_accuracy": acc(base_pred)}
 
     # --- vocabulary trimming alone ---
     extra = []
@@ -173,58 +103,77 @@ def main():
         overwrite=True,
     )  # fmt: skip
     rec = json.loads((vocab_dir / "pruning.json").read_text())
-    vocab_model, vocab_tok = load_pruned(vocab_dir), AutoTokenizer.from_pretrained(vocab_dir)
-    vocab_pred = predict(vocab_model, vocab_tok, test, task)
-    kept = vocab_model.config.vocab_size
+    vocab_tok = AutoTokenizer.from_pretrained(vocab_dir)
+    kept = load_pruned(vocab_dir).config.vocab_size
     test_ids = vocab_tok(list(test["text"]), add_special_tokens=False)["input_ids"]
     n_tokens = sum(len(r) for r in test_ids)
     n_out = sum(sum(i >= kept for i in r) for r in test_ids)
-    emb_before = rec["vocab"]["original_vocab_size"] * base_model.config.hidden_size
+    variants = {"unpruned": base_dir, "vocab": vocab_dir}
+
+    if not args.skip_structured:
+        opts = {"epochs": args.recover_epochs, "max_steps": args.recover_steps, "progress": False,
+                "bf16": "auto"}  # fmt: skip
+        pruned_dir = ps.prune(
+            base_dir, data, heads=args.heads, ffn=args.ffn, recover=args.recover,
+            recover_options=opts if args.recover else None, out=work / "structured", overwrite=True,
+            max_examples=args.max_examples,
+        )  # fmt: skip
+        variants["structured"] = pruned_dir
+        variants["unpruned-onnx"] = export_onnx(base_dir, work / "onnx-unpruned") / "model.onnx"
+        variants["structured-onnx"] = (
+            export_onnx(pruned_dir, work / "onnx-structured") / "model.onnx"
+        )
+    evaluation = ps.evaluate(
+        variants, data, reference="unpruned", threads=args.threads, memory=False
+    )
+    evaluation.save(work / "report", overwrite=True)
+    v = evaluation.metrics["variants"]
+
+    def acc(name):
+        return v[name]["metric"]["value"]
+
+    report = {
+        "model": str(args.model),
+        "data": args.data,
+        "unpruned_test_accuracy": acc("unpruned"),
+    }
     report["vocab"] = {
         "extra_texts": len(extra),
         "kept_vocab_size": kept,
         "original_vocab_size": rec["vocab"]["original_vocab_size"],
         "embedding_shrink": rec["vocab"]["embedding_shrink"],
-        "embedding_params_before": emb_before,
         "file_ratio": round(rec["file_bytes_before"] / rec["file_bytes_after"], 3),
         "file_mb_before_after": [
             round(rec["file_bytes_before"] / 1e6, 2),
             round(rec["file_bytes_after"] / 1e6, 2),
         ],
-        "test_accuracy": acc(vocab_pred),
-        "accuracy_change_points": round(100 * (acc(vocab_pred) - acc(base_pred)), 3),
-        "changed_predictions": float((vocab_pred != base_pred).mean()),
+        "test_accuracy": acc("vocab"),
+        "accuracy_change_points": round(100 * (acc("vocab") - acc("unpruned")), 3),
+        "changed_predictions": round(1 - v["vocab"]["agreement"], 4),
         "test_tokens_outside_kept": round(n_out / n_tokens, 4),
         "test_sentences_with_dropped_piece": round(
             float(np.mean([any(i >= kept for i in r) for r in test_ids])), 4
         ),
     }
     print(json.dumps({"vocab": report["vocab"]}, indent=2))
+    if "structured" in v:
 
-    if not args.skip_structured:
-        opts = {"epochs": args.recover_epochs, "max_steps": args.recover_steps, "progress": False}
-        pruned_dir = ps.prune(
-            base_dir, data, heads=args.heads, ffn=args.ffn, recover=args.recover,
-            recover_options=opts if args.recover else None, out=work / "structured", overwrite=True,
-            max_examples=args.max_examples,
-        )  # fmt: skip
-        pruned_pred = predict(
-            load_pruned(pruned_dir), AutoTokenizer.from_pretrained(pruned_dir), test, task
-        )
-        texts = sorted(test["text"], key=len)[len(test) // 2 :][:32]  # median-length sentences
-        lat_base = latencies(
-            base_dir, texts, export_onnx(base_dir, work / "onnx-unpruned"), load_pruned
-        )
-        lat_pruned = latencies(
-            pruned_dir, texts, export_onnx(pruned_dir, work / "onnx-structured"), load_pruned
-        )
+        def p50(name, bs):
+            return v[name]["latency_ms"][bs]["p50"]
+
+        pairs = {"torch": ("unpruned", "structured"), "ort": ("unpruned-onnx", "structured-onnx")}
+        latency = {
+            f"{rt}_b{bs}": [round(p50(a, bs), 3), round(p50(b, bs), 3)]
+            for rt, (a, b) in pairs.items()
+            for bs in ("1", "32")
+        }
         report["structured"] = {
             "heads": args.heads, "ffn": args.ffn, "recover": args.recover,
-            "test_accuracy": acc(pruned_pred),
-            "accuracy_kept": round(acc(pruned_pred) / max(acc(base_pred), 1e-9), 4),
-            "latency_ms_unpruned": {k: round(v * 1e3, 3) for k, v in lat_base.items()},
-            "latency_ms_pruned": {k: round(v * 1e3, 3) for k, v in lat_pruned.items()},
-            "speedup": {k: round(lat_base[k] / lat_pruned[k], 2) for k in lat_base},
+            "test_accuracy": acc("structured"),
+            "accuracy_kept": round(acc("structured") / max(acc("unpruned"), 1e-9), 4),
+            "params_before_after": [v["unpruned"]["params"], v["structured"]["params"]],
+            "latency_ms_unpruned_pruned": latency,
+            "speedup": {k: round(a / b, 2) for k, (a, b) in latency.items()},
         }  # fmt: skip
         print(json.dumps({"structured": report["structured"]}, indent=2))
     (work / "prune_benchmark.json").write_text(json.dumps(report, indent=2))
