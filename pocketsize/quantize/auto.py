@@ -20,14 +20,31 @@ from pocketsize.fsutil import write_json
 from pocketsize.quantize.dynamic import DynamicSettings, quantize_dynamic_file
 from pocketsize.quantize.scoring import TaskData, divergence, latency_ms, ort_session
 from pocketsize.quantize.sensitivity import candidate_nodes, rank_nodes
+from pocketsize.quantize.smooth import input_absmax, smooth_file, smoothable_nodes
 from pocketsize.quantize.static import StaticSettings, calibrate, prepare, quantize_with_ranges
 
 log = logging.getLogger(__name__)
 EXCLUDE_STEPS = (1, 2, 4, 8)  # how many of the most sensitive nodes to keep in float, in turn
+SMOOTH_STEPS = (1, 2, 4)  # how many of the most sensitive MatMuls to smooth, in turn
+
+
+@dataclasses.dataclass
+class SmoothedDynamic:
+    """Dynamic int8 after SmoothQuant rescaling of `nodes` (smooth.py)."""
+
+    base: DynamicSettings
+    nodes: list[str]
+    alpha: float = 0.5
+
+    def to_dict(self) -> dict:
+        return {**self.base.to_dict(), "smooth_nodes": self.nodes, "smooth_alpha": self.alpha}
 
 
 def _trials(
-    base: DynamicSettings, sensitive: Callable[[], list[str]], static: StaticSettings | None
+    base: DynamicSettings,
+    sensitive: Callable[[], list[str]],
+    smoothable: Callable[[list[str]], list[str]],
+    static: StaticSettings | None,
 ) -> Iterator[tuple[str, object]]:
     """Configurations in the order tried: fastest first, then progressively safer.
 
@@ -38,6 +55,14 @@ def _trials(
     """
     yield "dynamic-per-channel", dataclasses.replace(base, per_channel=True)
     ranked = sensitive()
+    # Smoothing keeps every node int8 (full size) where exclusion keeps nodes in float; on the
+    # MiniLM-L6 teacher the one node that broke the budget was an FFN output MatMul.
+    per_channel = dataclasses.replace(base, per_channel=True)
+    smooth = smoothable(ranked[: max(SMOOTH_STEPS)])
+    for k in SMOOTH_STEPS:
+        if k > len(smooth):
+            break
+        yield f"dynamic-per-channel-smooth-top{k}", SmoothedDynamic(per_channel, smooth[:k])
     # At least one node stays quantized: excluding every candidate would return the float model.
     for k in EXCLUDE_STEPS:
         if k >= len(ranked):
@@ -114,7 +139,12 @@ def auto_quantize(
     with tempfile.TemporaryDirectory(prefix="pocketsize-auto-") as tmp:
         tmp = Path(tmp)
         for i, (name, settings) in enumerate(
-            _trials(base, sensitive_nodes, static if calibration else None)
+            _trials(
+                base,
+                sensitive_nodes,
+                lambda nodes: smoothable_nodes(src, nodes),
+                static if calibration else None,
+            )
         ):
             path = tmp / f"trial{i}.onnx"
             started = time.perf_counter()
@@ -124,6 +154,15 @@ def auto_quantize(
                     pre = prepare(src, tmp)
                     ranges, _ = calibrate(pre, calibration[0](), settings, tmp)
                     quantize_with_ranges(pre, path, ranges, settings)
+                elif isinstance(settings, SmoothedDynamic):
+                    batches = val.subset(sensitivity_examples).batches(names, batch_size=32)
+                    smoothed = tmp / f"trial{i}-smoothed.onnx"
+                    smooth_file(
+                        src, smoothed, input_absmax(src, settings.nodes, batches), settings.alpha
+                    )
+                    resolved = quantize_dynamic_file(smoothed, path, settings.base)
+                    settings = dataclasses.replace(settings, base=resolved)
+                    smoothed.unlink()
                 else:
                     settings = quantize_dynamic_file(src, path, settings)
             except PocketsizeError:
