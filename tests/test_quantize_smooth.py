@@ -66,3 +66,27 @@ def test_smoothing_keeps_the_float_function_and_cuts_int8_error(tmp_path):
 def test_only_matmuls_with_their_own_constant_weight_are_smoothable(tmp_path):
     assert smoothable_nodes(_matmul_model(tmp_path / "m.onnx"), ["mm", "absent"]) == ["mm"]
     assert smoothable_nodes(_matmul_model(tmp_path / "t.onnx", tied=True), ["mm", "mm2"]) == []
+
+
+def test_auto_tries_smoothing_before_keeping_nodes_in_float():
+    from pocketsize.quantize.auto import SmoothedDynamic, _trials
+
+    ranked = ["Attention_0", "mm_b", "mm_a", "Gather_0"]
+    trials = list(
+        _trials(
+            DynamicSettings(target="avx512_vnni"),
+            lambda: ranked,
+            lambda nodes: [n for n in nodes if n.startswith("mm")],
+            None,
+        )
+    )
+    names = [name for name, _ in trials]
+    assert names[:4] == [
+        "dynamic-per-channel",
+        "dynamic-per-channel-smooth-top1",
+        "dynamic-per-channel-smooth-top2",
+        "dynamic-per-channel-exclude-top1",
+    ]
+    smoothed = [s for _, s in trials if isinstance(s, SmoothedDynamic)]
+    assert [s.nodes for s in smoothed] == [["mm_b"], ["mm_b", "mm_a"]]
+    assert smoothed[0].to_dict()["smooth_nodes"] == ["mm_b"]
