@@ -81,11 +81,14 @@ def test_auto_tries_smoothing_before_keeping_nodes_in_float():
         )
     )
     names = [name for name, _ in trials]
-    assert names[:4] == [
+    # per depth: smoothing the MatMuls among the top k (when there are new ones), then exclusion
+    assert names[:6] == [
         "dynamic-per-channel",
-        "dynamic-per-channel-smooth-top1",
-        "dynamic-per-channel-smooth-top2",
         "dynamic-per-channel-exclude-top1",
+        "dynamic-per-channel-smooth-top2",
+        "dynamic-per-channel-exclude-top2",
+        "dynamic-per-channel-smooth-top4",
+        "dynamic-per-channel-reduce-range",
     ]
     smoothed = [s for _, s in trials if isinstance(s, SmoothedDynamic)]
     assert [s.nodes for s in smoothed] == [["mm_b"], ["mm_b", "mm_a"]]

@@ -8,20 +8,15 @@ from __future__ import annotations
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.eval.runners import default_threads, load_tokenizer, resolve_variant
-from pocketsize.tasks import get_task
+from pocketsize.tasks import get_task, task_from_architectures
 
 
 def task_from_config(config: dict):
     """The task a saved model was built for, from its config's architecture name."""
     architectures = config.get("architectures") or []
-    if any(a.endswith("ForQuestionAnswering") for a in architectures):
-        return get_task("extractive-qa")
-    if any(a.endswith(("LMHeadModel", "ForCausalLM")) for a in architectures):
-        return get_task("causal-lm")
-    if any(a.endswith("ForConditionalGeneration") for a in architectures):
-        return get_task("seq2seq")
-    if not architectures or any(a.endswith("ForSequenceClassification") for a in architectures):
-        return get_task("text-classification")
+    name = task_from_architectures(architectures)
+    if name is not None or not architectures:
+        return get_task(name or "text-classification")
     raise PocketsizeError(
         f"cannot tell the task of a {architectures[0]} model; pass task= one of "
         "text-classification, extractive-qa, causal-lm, seq2seq"

@@ -157,11 +157,11 @@ def _resolve_model_dir(model) -> Path:
 
 
 def _task_from_config(config) -> str:
-    for arch in config.architectures or []:
-        if arch.endswith("ForQuestionAnswering"):
-            return "extractive-qa"
-        if arch.endswith("ForSequenceClassification"):
-            return "text-classification"
+    from pocketsize.tasks import task_from_architectures
+
+    name = task_from_architectures(config.architectures)
+    if name in ("extractive-qa", "text-classification"):
+        return name
     raise PocketsizeError(
         f"cannot tell the task of a {config.architectures} model; pass task='text-classification' "
         "or task='extractive-qa'"
@@ -175,12 +175,10 @@ def _generative_task(config, task) -> str | None:
 
         name = get_task(task).name
         return name if name in ("causal-lm", "seq2seq") else None
-    for arch in config.architectures or []:
-        if arch.endswith(("LMHeadModel", "ForCausalLM")):
-            return "causal-lm"
-        if arch.endswith("ForConditionalGeneration"):
-            return "seq2seq"
-    return None
+    from pocketsize.tasks import task_from_architectures
+
+    name = task_from_architectures(config.architectures)
+    return name if name in ("causal-lm", "seq2seq") else None
 
 
 def optimum_supports(model_type: str, task: str) -> bool:

@@ -282,11 +282,12 @@ def _task_of(task, manifest: dict, src_dir):
 
     name = task or manifest.get("task")
     if not name and src_dir is not None and (src_dir / "config.json").is_file():
-        archs = json.loads((src_dir / "config.json").read_text()).get("architectures") or []
-        if any(a.endswith("ForQuestionAnswering") for a in archs):
-            name = "extractive-qa"
-        elif any(a.endswith("ForSequenceClassification") for a in archs):
-            name = "text-classification"
+        from pocketsize.tasks import task_from_architectures
+
+        archs = json.loads((src_dir / "config.json").read_text()).get("architectures")
+        found = task_from_architectures(archs)
+        if found in ("extractive-qa", "text-classification"):
+            name = found
     return get_task(name) if name else None
 
 

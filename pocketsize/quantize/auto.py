@@ -25,7 +25,6 @@ from pocketsize.quantize.static import StaticSettings, calibrate, prepare, quant
 
 log = logging.getLogger(__name__)
 EXCLUDE_STEPS = (1, 2, 4, 8)  # how many of the most sensitive nodes to keep in float, in turn
-SMOOTH_STEPS = (1, 2, 4)  # how many of the most sensitive MatMuls to smooth, in turn
 
 
 @dataclasses.dataclass
@@ -55,22 +54,24 @@ def _trials(
     """
     yield "dynamic-per-channel", dataclasses.replace(base, per_channel=True)
     ranked = sensitive()
-    # Smoothing keeps every node int8 (full size) where exclusion keeps nodes in float; on the
-    # MiniLM-L6 teacher the one node that broke the budget was an FFN output MatMul.
+    # At each depth k, the size-free fix first: SmoothQuant rescaling of the MatMuls among the k
+    # most sensitive nodes keeps every node int8, where exclusion keeps nodes in float (on the
+    # MiniLM-L6 teacher the one node that broke the budget was an FFN output MatMul).
     per_channel = dataclasses.replace(base, per_channel=True)
-    smooth = smoothable(ranked[: max(SMOOTH_STEPS)])
-    for k in SMOOTH_STEPS:
-        if k > len(smooth):
-            break
-        yield f"dynamic-per-channel-smooth-top{k}", SmoothedDynamic(per_channel, smooth[:k])
-    # At least one node stays quantized: excluding every candidate would return the float model.
+    smoothable_ranked = smoothable(ranked[: max(EXCLUDE_STEPS)])
+    tried: list[str] = []
     for k in EXCLUDE_STEPS:
+        smooth = [n for n in smoothable_ranked if n in ranked[:k]]
+        if smooth and smooth != tried:
+            tried = smooth
+            yield f"dynamic-per-channel-smooth-top{k}", SmoothedDynamic(per_channel, smooth)
+        # At least one node stays quantized: excluding every candidate returns the float model.
         if k >= len(ranked):
             break
         excluded = list(dict.fromkeys(base.exclude_nodes + ranked[:k]))
         yield (
             f"dynamic-per-channel-exclude-top{k}",
-            dataclasses.replace(base, per_channel=True, exclude_nodes=excluded),
+            dataclasses.replace(per_channel, exclude_nodes=excluded),
         )
     if not base.resolved().reduce_range:
         # 7-bit weights: safe on CPUs without VNNI where full-range int8 can saturate.

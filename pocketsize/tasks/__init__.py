@@ -7,6 +7,7 @@ from pocketsize.tasks.base import (
     get_task,
     register_task,
     task_for_dataset,
+    task_from_architectures,
     task_names,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "get_task",
     "register_task",
     "task_for_dataset",
+    "task_from_architectures",
     "task_names",
 ]

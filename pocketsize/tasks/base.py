@@ -112,6 +112,25 @@ def get_task(name: str | Task) -> Task:
     return _REGISTRY[key]()
 
 
+# A saved model's task, by the suffix of its config's architecture name (transformers naming).
+ARCHITECTURE_SUFFIXES = (
+    ("ForQuestionAnswering", "extractive-qa"),
+    ("ForSequenceClassification", "text-classification"),
+    ("LMHeadModel", "causal-lm"),
+    ("ForCausalLM", "causal-lm"),
+    ("ForConditionalGeneration", "seq2seq"),
+)
+
+
+def task_from_architectures(architectures) -> str | None:
+    """The task name a config's `architectures` list was saved for, or None when unknown."""
+    for arch in architectures or []:
+        for suffix, name in ARCHITECTURE_SUFFIXES:
+            if arch.endswith(suffix):
+                return name
+    return None
+
+
 def task_for_dataset(dataset) -> Task:
     """Infer the task from a Dataset or DatasetDict's columns."""
     split = dataset[next(iter(dataset))] if hasattr(dataset, "keys") else dataset
