@@ -155,23 +155,34 @@ def _check_kwargs(section: str, cfg: dict, fn: Callable) -> None:
                 f"recipe key {section}.{key} is unknown; allowed keys: {', '.join(sorted(allowed))}"
             )
         p = params.get(key)
-        default = p.default if p is not None else inspect.Parameter.empty
-        # A default of a plain type tells what the stage expects: catch `epochs: "two"` early.
-        # bf16 takes "auto" too (on where the CPU has native bf16), whatever its default
-        auto_bf16 = key == "bf16" and value == "auto"
-        if default is not inspect.Parameter.empty and default is not None and value is not None:
-            if auto_bf16:
-                continue
-            for plain in (bool, int, float, str):
-                if type(default) is plain:
-                    ok = isinstance(value, plain) or (plain is float and isinstance(value, int))
-                    if plain is not bool and isinstance(value, bool):
-                        ok = False
-                    if not ok:
-                        raise PocketsizeError(
-                            f"recipe key {section}.{key}: expected {plain.__name__} "
-                            f"(like the default {default!r}), got {value!r}"
-                        )
+        expected = _expected_types(p)
+        if expected and value is not None and not any(_is(value, t) for t in expected):
+            names = " or ".join(t.__name__ for t in expected)
+            raise PocketsizeError(
+                f"recipe key {section}.{key}: expected {names} "
+                f"(like the default {p.default!r}), got {value!r}"
+            )
+
+
+_PLAIN = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def _expected_types(p: inspect.Parameter | None) -> list[type]:
+    """What a stage parameter takes, to catch `epochs: "two"` early: the plain types of its
+    annotation (`bool | str` for bf16's True/False/"auto"), else the type of a plain default."""
+    if p is None:
+        return []
+    if isinstance(p.annotation, str):
+        names = [n.strip() for n in p.annotation.split("|")]
+        if names and all(n in _PLAIN or n == "None" for n in names):
+            return [_PLAIN[n] for n in names if n in _PLAIN]
+    return [type(p.default)] if type(p.default) in _PLAIN.values() else []
+
+
+def _is(value, plain: type) -> bool:
+    if isinstance(value, bool):
+        return plain is bool  # True is an int to Python, not to a recipe
+    return isinstance(value, plain) or (plain is float and isinstance(value, int))
 
 
 def validate_recipe(recipe: dict) -> None:

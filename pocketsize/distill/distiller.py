@@ -46,7 +46,7 @@ def distill(
     tokenizer=None,
     student_tokenizer=None,
     seed: int = 0,
-    bf16=False,
+    bf16: bool | str = False,
     max_steps: int = -1,
     save_steps: int | None = None,
     warmup_ratio: float = 0.06,

@@ -27,7 +27,7 @@ def finetune(
     batch_size: int = 32,
     learning_rate: float = 5e-5,
     max_length: int | None = None,
-    bf16="auto",
+    bf16: bool | str = "auto",
     seed: int = 0,
     max_steps: int = -1,
     save_steps: int | None = None,
