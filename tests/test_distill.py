@@ -290,6 +290,34 @@ def test_each_student_trains_saves_and_loads_back(spec, teacher4, data, tmp_path
     assert not list(tmp_path.glob(".student*")), "work directories must be cleaned up"
 
 
+def test_user_module_student_exports_and_evaluates_with_trust_module_code(
+    teacher4, data, tmp_path
+):
+    from transformers import AutoTokenizer
+
+    from pocketsize.distill import distill
+    from pocketsize.eval import evaluate
+    from pocketsize.export import export
+
+    tok = AutoTokenizer.from_pretrained(teacher4)
+    user = TinyUserModule({"vocab_size": len(tok), "num_labels": 2})
+    student = distill(teacher4, data, user, tmp_path / "student", max_steps=1, **QUICK)
+    with pytest.raises(PocketsizeError, match="--trust-module-code"):
+        export(student, tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists(), "a refused export must leave nothing behind"
+    onnx_dir = export(student, tmp_path / "onnx", trust_module_code=True)
+    with pytest.raises(PocketsizeError, match="trust_module_code=True"):
+        evaluate({"student": student}, data["test"], latency=False, memory=False)
+    report = evaluate(
+        {"student": student, "onnx": onnx_dir}, data["test"], latency=False, memory=True,
+        trust_module_code=True, progress=False,
+    )  # fmt: skip
+    assert report["onnx"]["agreement"] == 1.0
+    assert report["onnx"]["fidelity"]["max_abs_logit_diff"] < 1e-4
+    # the memory child imports the user's class too (it sees the parent's import path)
+    assert report["student"]["memory"]["model_peak_bytes"] > 0
+
+
 def test_bilstm_is_small_and_padding_free(teacher4):
     from transformers import AutoTokenizer
 

@@ -209,7 +209,7 @@ def load_module(path, trust_module_code: bool = False) -> nn.Module:
     ):
         raise PocketsizeError(
             f"{path} names the class {module_name}:{qualname} outside pocketsize; pass "
-            "trust_module_code=True to import it if you trust that code"
+            "trust_module_code=True (CLI: --trust-module-code) to import it if you trust that code"
         )
     try:
         cls = importlib.import_module(module_name)

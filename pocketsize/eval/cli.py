@@ -37,6 +37,11 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument(
+        "--trust-module-code",
+        action="store_true",
+        help="import a module directory's class from outside pocketsize (runs that code)",
+    )
     p.set_defaults(func=run_eval)
 
     q = sub.add_parser(
@@ -94,6 +99,7 @@ def run_eval(args: argparse.Namespace) -> int:
         max_examples=args.max_examples,
         latency_examples=args.latency_examples,
         repeats=args.repeats,
+        trust_module_code=args.trust_module_code,
     )
     out = report.save(args.out, overwrite=args.overwrite)
     print(report.table())

@@ -53,6 +53,7 @@ def evaluate(
     max_length: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    trust_module_code: bool = False,
 ) -> Report:
     """Measure every variant against `reference` (default: the first) on one split.
 
@@ -61,6 +62,7 @@ def evaluate(
     dataset: a datasets.Dataset, a DatasetDict of which `split` is used, or a dataset name.
     latency_examples: how many test inputs are timed (per batch size: that many examples,
     i.e. latency_examples // batch_size calls per round), `repeats` rounds, `warmup` calls per block.
+    trust_module_code: import the classes of module directories from outside pocketsize.
     """
     if not variants:
         raise PocketsizeError("no variants given; pass {name: model_dir_or_model, ...}")
@@ -86,6 +88,8 @@ def evaluate(
 
     # ---- resolve and check everything before any long work ----
     resolved = {name: resolve_variant(name, spec) for name, spec in variants.items()}
+    for variant in resolved.values():
+        variant.trust_module_code = trust_module_code
     for variant in resolved.values():
         check_architecture(variant.config.get("model_type"), task)  # e.g. GPT-2 for extractive QA
     label_names = _check_labels(task, examples, resolved, reference)

@@ -54,10 +54,14 @@ def measure_peak_memory(variant, task, batch: dict, threads: int, timeout: float
             "input_names": list(task_inputs(task)),
             "ort_runner": bool(getattr(task, "ort_runner", False)),
             "threads": threads,
+            "trust_module_code": variant.trust_module_code,
             "batch": str(Path(tmp) / "batch.npz"),
         }
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(threads))
+        if variant.trust_module_code:
+            # the user's module class must import in the child as it did here
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         proc = subprocess.run(
             [sys.executable, "-m", "pocketsize.eval.memory", str(Path(tmp) / "spec.json")],
             capture_output=True,
@@ -89,7 +93,7 @@ def _child(spec_path: str) -> None:
         task = get_task(spec["task"])
         baseline = _current_rss_bytes()
         path = Path(spec["path"])
-        model = load_model_dir(path, _read_config(path), task)
+        model = load_model_dir(path, _read_config(path), task, spec["trust_module_code"])
         runner = TorchRunner(
             model, output_names, input_names, getattr(task, "generation_settings", None)
         )

@@ -50,6 +50,7 @@ class Variant:
     config: dict[str, Any] = field(default_factory=dict)
     model: Any = None  # an in-memory torch model, when given one
     tokenizer: Any = None
+    trust_module_code: bool = False  # import a module directory's class from outside pocketsize
 
     @property
     def source(self) -> str:
@@ -298,7 +299,7 @@ def task_inputs(task) -> tuple[str, ...]:
     return tuple(getattr(task, "input_names", None) or FEEDABLE_INPUTS)
 
 
-def load_model_dir(path, config: dict, task):
+def load_model_dir(path, config: dict, task, trust_module_code: bool = False):
     """Load a PyTorch model directory: transformers Auto class, or pocketsize's own loaders.
 
     Non-transformers models (the BiLSTM student, registered user modules) are rebuilt from
@@ -311,7 +312,7 @@ def load_model_dir(path, config: dict, task):
     if "pocketsize_class" in config:
         from pocketsize.distill import load_module
 
-        return load_module(path)
+        return load_module(path, trust_module_code)
     if config.get("model_type"):
         from pocketsize.assets.vocab_clamp import apply_vocab_clamp
 
@@ -325,7 +326,9 @@ def load_model_dir(path, config: dict, task):
 
 def load_torch_model(variant: Variant, task):
     if variant.model is None:
-        variant.model = load_model_dir(variant.path, variant.config, task)
+        variant.model = load_model_dir(
+            variant.path, variant.config, task, variant.trust_module_code
+        )
     return variant.model
 
 

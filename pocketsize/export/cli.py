@@ -15,6 +15,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--mobile", action="store_true", help="also write the ORT mobile format (.ort)")
     p.add_argument("--opset", type=int, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument(
+        "--trust-module-code",
+        action="store_true",
+        help="import a module directory's class from outside pocketsize (runs that code)",
+    )
     p.set_defaults(func=run_export)
 
 
@@ -30,6 +35,7 @@ def run_export(args) -> int:
         mobile=args.mobile,
         opset=args.opset,
         overwrite=args.overwrite,
+        trust_module_code=args.trust_module_code,
     )
     m = read_manifest(out)
     opt = m.get("optimization", {})

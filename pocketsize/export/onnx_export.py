@@ -48,6 +48,7 @@ def export(
     atol: float = 1e-4,
     rtol: float = 1e-4,
     overwrite: bool = False,
+    trust_module_code: bool = False,
 ) -> Path:
     """Export `model` to an ONNX directory `out` and return its path.
 
@@ -57,6 +58,8 @@ def export(
     exporter: "auto" (optimum where it knows the architecture, else torch), "optimum" or "torch".
     optimize: ONNX Runtime transformer fusions where the model type is known (skipped otherwise).
     mobile: also write the ONNX Runtime mobile format (model.ort), checked against the .onnx.
+    trust_module_code: a module directory whose class lives outside pocketsize imports that
+      class only with this set (importing runs the module's code).
     The output holds model.onnx, config.json, tokenizer files, parity.json and pocketsize.json.
     """
     import torch
@@ -69,7 +72,7 @@ def export(
     if isinstance(model, (str, os.PathLike)) and _is_module_dir(model):
         # a non-transformers model directory (BiLSTM student, registered user module)
         src = Path(model)
-        module = _load_module_dir(src)
+        module = _load_module_dir(src, trust_module_code)
         if example_inputs is None:
             example_inputs = _text_example_inputs(src, module)
         return _export_module(
@@ -296,23 +299,25 @@ def _transformers_input_names(model, tokenizer) -> list[str]:
     return [n for n in tokenizer.model_input_names if n in params]
 
 
-class OutputsAsTuple:
-    """Builds a torch module calling a transformers model with positional inputs, returning the
-    task's outputs as a tuple (what torch.onnx.export traces)."""
+def outputs_as_tuple(module, output_names, input_names=None):
+    """A torch module that torch.onnx.export can trace: positional tensors in, the named outputs
+    of `module` as a tuple out. With `input_names`, `module` is called with those keywords
+    (a transformers model, return_dict=True); without, positionally (a module returning a dict)."""
+    import torch
 
-    def __new__(cls, model, input_names, output_names):
-        import torch
+    class OutputsAsTuple(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.module = module
 
-        class _Wrapper(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+        def forward(self, *args):
+            if input_names is None:
+                out = self.module(*args)
+            else:
+                out = self.module(**dict(zip(input_names, args)), return_dict=True)
+            return tuple(out[n] for n in output_names)
 
-            def forward(self, *args):
-                outputs = self.model(**dict(zip(input_names, args)), return_dict=True)
-                return tuple(outputs[n] for n in output_names)
-
-        return _Wrapper().eval()
+    return OutputsAsTuple().eval()
 
 
 def _torch_export_transformers(model, tokenizer, dest: Path, task_obj, opset: int) -> None:
@@ -331,7 +336,7 @@ def _torch_export_transformers(model, tokenizer, dest: Path, task_obj, opset: in
         {n: dict(axes[input_names[0]]) if per_token else {0: "batch_size"} for n in output_names}
     )
     _torch_onnx_export(
-        OutputsAsTuple(model, input_names, output_names),
+        outputs_as_tuple(model, output_names, input_names),
         args,
         dest / "model.onnx",
         input_names,
@@ -392,7 +397,7 @@ def _parity_transformers(torch_model, tokenizer, onnx_path, task_obj, atol, rtol
     from pocketsize.export.parity import check_parity, sample_inputs
 
     input_names = _transformers_input_names(torch_model, tokenizer)
-    wrapper = OutputsAsTuple(torch_model, input_names, list(task_obj.output_names))
+    wrapper = outputs_as_tuple(torch_model, list(task_obj.output_names), input_names)
     inputs = sample_inputs(tokenizer, task_obj.name, _max_length(torch_model))
 
     def call(**feed):
@@ -443,7 +448,7 @@ def _export_module(
     if hasattr(sample_out, "keys"):
         # a dict / transformers ModelOutput: export its tensors (by output_names when given)
         names = output_names or [k for k, v in sample_out.items() if torch.is_tensor(v)]
-        module = _PickOutputs(module, names)
+        module = outputs_as_tuple(module, names)
         sample_out = tuple(sample_out[n] for n in names)
     n_out = len(sample_out) if isinstance(sample_out, (tuple, list)) else 1
     output_names = output_names or [f"output_{i}" for i in range(n_out)]
@@ -491,21 +496,6 @@ def _export_module(
     return Path(out)
 
 
-def _PickOutputs(module, names):  # noqa: N802  (builds a module, like OutputsAsTuple)
-    import torch
-
-    class PickOutputs(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.module = module
-
-        def forward(self, *args):
-            out = self.module(*args)
-            return tuple(out[n] for n in names)
-
-    return PickOutputs().eval()
-
-
 def _is_module_dir(path) -> bool:
     import json
 
@@ -519,7 +509,7 @@ def _is_module_dir(path) -> bool:
     return "pocketsize_class" in keys or "pocketsize_module" in keys
 
 
-def _load_module_dir(path: Path):
+def _load_module_dir(path: Path, trust_module_code: bool):
     import json
 
     if "pocketsize_module" in json.loads((path / "config.json").read_text()):
@@ -528,7 +518,7 @@ def _load_module_dir(path: Path):
         return load_module_dir(path)
     from pocketsize.distill import load_module
 
-    return load_module(path)
+    return load_module(path, trust_module_code)
 
 
 def _module_task(path: Path) -> str | None:
