@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
@@ -112,18 +113,14 @@ def quantize(
         check_node_names(onnx_file, dyn.exclude_nodes)
         manifest = _read_manifest(src_dir)
         task_obj = _task_of(task, manifest, src_dir)
-        tokenizer, splits = None, None
-        if data is not None:
-            tokenizer, splits = _prepare_data(data, task_obj, src_dir)
+        source = _prepare_data(data, task_obj, src_dir, max_length) if data is not None else None
         with atomic_dir(out, overwrite) as tmp:
             dst = tmp / QUANTIZED_FILE
             info: dict = {}
             if method == "dynamic":
                 info["quantization"] = quantize_dynamic_file(onnx_file, dst, dyn).to_dict()
             elif method == "static":
-                cal = _task_data(
-                    task_obj, tokenizer, splits, calibration_split, max_length, calibration_size
-                )
+                cal = source.split(calibration_split, calibration_size)
                 names = _input_names(onnx_file)
                 cal.check_inputs(names)
                 applied = quantize_static_file(
@@ -133,54 +130,30 @@ def quantize(
             else:
                 info.update(
                     _run_auto(
-                        onnx_file,
-                        dst,
-                        tmp,
-                        task_obj,
-                        tokenizer,
-                        splits,
-                        dyn,
-                        stat,
-                        max_drop,
-                        eval_split,
-                        eval_size,
-                        calibration_split,
-                        calibration_size,
-                        max_length,
-                        exhaustive,
+                        onnx_file, dst, tmp, source, dyn, stat,
+                        max_drop=max_drop,
+                        eval_split=eval_split,
+                        eval_size=eval_size,
+                        calibration_split=calibration_split,
+                        exhaustive=exhaustive,
                     )
-                )
+                )  # fmt: skip
             info["seed"] = seed
             _finish_dir(tmp, src_dir, manifest, task_obj, model, info, mobile)
     return out
 
 
 def _run_auto(
-    onnx_file,
-    dst,
-    tmp,
-    task_obj,
-    tokenizer,
-    splits,
-    dyn,
-    stat,
-    max_drop,
-    eval_split,
-    eval_size,
-    calibration_split,
-    calibration_size,
-    max_length,
-    exhaustive,
-) -> dict:
+    onnx_file, dst, tmp, source, dyn, stat, *, max_drop, eval_split, eval_size,
+    calibration_split, exhaustive,
+) -> dict:  # fmt: skip
     from pocketsize.quantize.auto import auto_quantize
 
-    val = _task_data(task_obj, tokenizer, splits, eval_split, max_length, eval_size)
+    val = source.split(eval_split, eval_size)
     names = _input_names(onnx_file)
     calib = None
-    if calibration_split in splits and len(splits[calibration_split]) >= MIN_CALIBRATION_EXAMPLES:
-        cal = _task_data(
-            task_obj, tokenizer, splits, calibration_split, max_length, calibration_size
-        )
+    if len(source.splits.get(calibration_split, ())) >= MIN_CALIBRATION_EXAMPLES:
+        cal = source.split(calibration_split, stat.calibration_size)
         calib = (lambda: cal.batches(names, stat.batch_size), len(cal))
     summary = auto_quantize(
         onnx_file, dst, val, dyn, max_drop, tmp / TRIALS_LOG, calib, stat, exhaustive
@@ -291,7 +264,7 @@ def _task_of(task, manifest: dict, src_dir):
     return get_task(name) if name else None
 
 
-def _prepare_data(data, task_obj, src_dir):
+def _prepare_data(data, task_obj, src_dir, max_length):
     from pocketsize.export import has_tokenizer
     from pocketsize.tasks import task_for_dataset
 
@@ -320,19 +293,31 @@ def _prepare_data(data, task_obj, src_dir):
         )
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(src_dir), data
+    return _Splits(task_obj, AutoTokenizer.from_pretrained(src_dir), data, max_length)
 
 
-def _task_data(task_obj, tokenizer, splits, split: str, max_length: int, limit: int | None):
-    from pocketsize.quantize.scoring import TaskData
+@dataclass
+class _Splits:
+    """A task's data splits and what encoding them needs; hands out one split as TaskData."""
 
-    if split not in splits:
-        raise PocketsizeError(
-            f"the data has no {split!r} split (has {', '.join(splits)}); pass another split name"
+    task: object
+    tokenizer: object
+    splits: dict
+    max_length: int | None
+
+    def split(self, name: str, limit: int | None):
+        from pocketsize.quantize.scoring import TaskData
+
+        if name not in self.splits:
+            raise PocketsizeError(
+                f"the data has no {name!r} split (has {', '.join(self.splits)}); pass another "
+                "split name"
+            )
+        if len(self.splits[name]) == 0:
+            raise PocketsizeError(f"the {name!r} split is empty; pass data with examples in it")
+        return TaskData(
+            self.task, self.tokenizer, self.splits[name], max_length=self.max_length, limit=limit
         )
-    if len(splits[split]) == 0:
-        raise PocketsizeError(f"the {split!r} split is empty; pass data with examples in it")
-    return TaskData(task_obj, tokenizer, splits[split], max_length=max_length, limit=limit)
 
 
 def _input_names(onnx_file: Path) -> list[str]:
@@ -410,8 +395,8 @@ def layer_sensitivity(
     with contextlib.ExitStack() as stack:
         src_dir, onnx_file = _resolve_onnx(model, stack)
         task_obj = _task_of(task, _read_manifest(src_dir), src_dir)
-        tokenizer, splits = _prepare_data(data, task_obj, src_dir)
-        val = _task_data(task_obj, tokenizer, splits, split, max_length, num_examples)
+        source = _prepare_data(data, task_obj, src_dir, max_length)
+        val = source.split(split, num_examples)
         float_session = ort_session(onnx_file)
         reference = val.run(float_session)
         ref_metric = val.primary(reference)
@@ -440,9 +425,7 @@ def layer_sensitivity(
                 "calibration_size",
             }
             s = StaticSettings(**{k: v for k, v in settings.items() if k in keys}).resolved()
-            cal = _task_data(
-                task_obj, tokenizer, splits, calibration_split, max_length, s.calibration_size
-            )
+            cal = source.split(calibration_split, s.calibration_size)
             names = [i.name for i in float_session.get_inputs()]
             work = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="pocketsize-sens-cal-"))
