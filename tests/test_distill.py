@@ -275,6 +275,9 @@ def test_each_student_trains_saves_and_loads_back(spec, teacher4, data, tmp_path
     )  # fmt: skip
     stage = json.loads((out / "stage.json").read_text())
     assert stage["steps"] == 3 and stage["stage"] == "distill"
+    # no learning rate given: each student type trains at its own
+    expected_lr = {"truncate": 2e-4, "bilstm": 1e-3}.get(spec.split(":")[0], 5e-5)
+    assert stage["config"]["learning_rate"] == expected_lr
     if spec.startswith("bilstm"):
         loaded = load_bilstm(out)
     elif spec == "module":

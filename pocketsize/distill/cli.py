@@ -31,13 +31,19 @@ def add_commands(subparsers) -> None:
     p.add_argument("--transfer", default=None, help="extra unlabelled text: a file or dataset name")
     p.add_argument("--augment", type=int, default=0, help="augmented copies per training text")
     p.add_argument("--no-cache", action="store_true", help="run the teacher live every step")
-    _common_options(p)
+    _common_options(
+        p,
+        lr=None,
+        lr_help="learning rate (default: by student type, 2e-4 truncate, 1e-3 bilstm, else 5e-5)",
+    )
     p.set_defaults(func=run_distill)
 
 
-def _common_options(p, bf16: str = "off") -> None:
+def _common_options(
+    p, bf16: str = "off", lr: float | None = 5e-5, lr_help: str = "learning rate (default 5e-5)"
+) -> None:
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--lr", type=float, default=lr, help=lr_help)
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=-1)
     p.add_argument("--seed", type=int, default=0)
