@@ -293,9 +293,7 @@ def test_each_student_trains_saves_and_loads_back(spec, teacher4, data, tmp_path
     assert not list(tmp_path.glob(".student*")), "work directories must be cleaned up"
 
 
-def test_user_module_student_exports_and_evaluates_with_trust_module_code(
-    teacher4, data, tmp_path
-):
+def test_user_module_student_exports_and_evaluates_with_trust_module_code(teacher4, data, tmp_path):
     from transformers import AutoTokenizer
 
     from pocketsize.distill import distill
