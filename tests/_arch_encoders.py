@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from _arch_helpers import EVAL_QUICK, QUICK, assert_decreased, loss_recorder
@@ -121,7 +122,11 @@ def classifier_through_every_stage(arch, tmp_path, data):
     assert variants["onnx"]["agreement"] == 1.0
     assert variants["int8"]["fidelity"]["max_abs_logit_diff"] < 0.25
     assert variants["int8"]["agreement"] >= 0.9
-    assert variants["int8"]["size_bytes"] < variants["onnx"]["size_bytes"]
+    # the weights are stored as int8 (the file of a model this tiny barely shrinks: its node
+    # names weigh as much as its weights)
+    graph = onnx.load(str(int8_dir / "model_quantized.onnx")).graph
+    assert any(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer)
+    assert any(n.op_type == "MatMulInteger" for n in graph.node)
     # the distilled student learned the task, not just the teacher's noise
     assert variants["student"]["metric"]["value"] > 0.6
     assert np.isfinite(variants["teacher"]["fidelity"]["kl"])

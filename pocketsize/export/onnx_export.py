@@ -308,13 +308,13 @@ def outputs_as_tuple(module, output_names, input_names=None):
     class OutputsAsTuple(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.module = module
+            self.model = module  # "model": the prefix of every exported node name
 
         def forward(self, *args):
             if input_names is None:
-                out = self.module(*args)
+                out = self.model(*args)
             else:
-                out = self.module(**dict(zip(input_names, args)), return_dict=True)
+                out = self.model(**dict(zip(input_names, args)), return_dict=True)
             return tuple(out[n] for n in output_names)
 
     return OutputsAsTuple().eval()
