@@ -168,6 +168,8 @@ CONFIGS = {
     "L3 KD+hidden": ("truncate:0,2,4", "kl=0.5,ce=0.5,hidden=1", {}),
     "L3 no teacher lr5e-5": ("truncate:0,2,4", "ce=1", OLD_LR),
     "L3 KD lr5e-5": ("truncate:0,2,4", "kl=0.5,ce=0.5", OLD_LR),
+    "L2 no teacher": ("truncate:0,5", "ce=1", {}),
+    "L2 KD+transfer+aug": ("truncate:0,5", "kl=0.5,ce=0.5", {"transfer": "TRANSFER", "augment": 1}),
     "L2 no teacher lr5e-5": ("truncate:0,5", "ce=1", OLD_LR),
     "L2 KD lr5e-5": ("truncate:0,5", "kl=0.5,ce=0.5", OLD_LR),
     "L2 KD+transfer+aug lr5e-5": (
@@ -188,6 +190,7 @@ PAIRS = [
     ("L3 KD+hidden", "L3 no teacher"),
     ("L3 KD lr5e-5", "L3 no teacher lr5e-5"),
     ("L3 KD", "L3 KD lr5e-5"),
+    ("L2 KD+transfer+aug", "L2 no teacher"),
     ("L2 KD lr5e-5", "L2 no teacher lr5e-5"),
     ("L2 KD+transfer+aug lr5e-5", "L2 no teacher lr5e-5"),
     ("BiLSTM KD", "BiLSTM no teacher"),
