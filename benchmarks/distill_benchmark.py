@@ -8,7 +8,7 @@
     python benchmarks/distill_benchmark.py accuracy --work /tmp/distill-bench --seeds 0,1,2
     # ... reusing a fine-tuned teacher, bf16 autocast, a chosen set of students
     python benchmarks/distill_benchmark.py accuracy --teacher runs/sentiment/teacher --bf16 on \
-        --only "L3 no teacher,L3 KD,L3 KD+hidden,BiLSTM no teacher,BiLSTM KD+transfer+aug"
+        --only "L3 no teacher,L3 KD,L3 KD+transfer+aug,BiLSTM no teacher,BiLSTM KD+transfer+aug"
 
 Every model is trained through pocketsize's public functions (finetune, distill); the baseline
 "without the teacher" is the same student, same initialisation, same trainer, hard labels only.
@@ -166,6 +166,11 @@ CONFIGS = {
     "L3 no teacher": ("truncate:0,2,4", "ce=1", {}),
     "L3 KD": ("truncate:0,2,4", "kl=0.5,ce=0.5", {}),
     "L3 KD+hidden": ("truncate:0,2,4", "kl=0.5,ce=0.5,hidden=1", {}),
+    "L3 KD+transfer+aug": (
+        "truncate:0,2,4",
+        "kl=0.5,ce=0.5",
+        {"transfer": "TRANSFER", "augment": 1},
+    ),
     "L3 no teacher lr5e-5": ("truncate:0,2,4", "ce=1", OLD_LR),
     "L3 KD lr5e-5": ("truncate:0,2,4", "kl=0.5,ce=0.5", OLD_LR),
     "L2 no teacher": ("truncate:0,5", "ce=1", {}),
@@ -188,6 +193,7 @@ CONFIGS = {
 PAIRS = [
     ("L3 KD", "L3 no teacher"),
     ("L3 KD+hidden", "L3 no teacher"),
+    ("L3 KD+transfer+aug", "L3 no teacher"),
     ("L3 KD lr5e-5", "L3 no teacher lr5e-5"),
     ("L3 KD", "L3 KD lr5e-5"),
     ("L2 KD+transfer+aug", "L2 no teacher"),
