@@ -17,6 +17,7 @@ Every model is trained through pocketsize's public functions (finetune, distill)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -239,16 +240,18 @@ def accuracy(args) -> None:
     if unknown:
         raise SystemExit(f"--only: unknown {unknown}; names: {', '.join(CONFIGS)}")
     names = [n for n in CONFIGS if not only or n in only]
+    # read once, and only when a student trains: it is the same for every seed and student
+    transfer = functools.cache(lambda: _transfer_texts(args.transfer, args.limit))
     per_seed: dict[str, list[np.ndarray]] = {}
     params = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name in names:
             spec, losses, extra = CONFIGS[name]
-            extra = dict(extra)
-            if extra.get("transfer") == "TRANSFER":
-                extra["transfer"] = _transfer_texts(args.transfer, args.limit)
             out = work / f"{name.replace(' ', '_')}-seed{seed}"
             if not (out / "stage.json").exists():
+                extra = dict(extra)
+                if extra.get("transfer") == "TRANSFER":
+                    extra["transfer"] = transfer()
                 distill(teacher_dir, data, spec, out, losses=losses, seed=seed,
                         epochs=args.student_epochs, batch_size=args.batch_size,
                         evaluate=False, progress=False, bf16=args.bf16, **extra)  # fmt: skip
