@@ -27,12 +27,13 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     # project below, in the one resolver call.
     if "${pip[@]}" install -q --no-index --no-deps "torch==$TORCH_VERSION" 2>/dev/null; then
         echo "[install] torch taken from the local wheel directory"
-    elif "${pip[@]}" install -q "torch==$TORCH_VERSION" \
-            --index-url "${POCKETSIZE_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
-            --extra-index-url "${PIP_INDEX_URL:-https://pypi.org/simple}" --retries 1 --timeout 15; then
-        echo "[install] torch taken from the PyTorch CPU index"
+    elif [[ -n "${POCKETSIZE_TORCH_INDEX:-}" ]] && "${pip[@]}" install -q --no-deps "torch==$TORCH_VERSION" \
+            --index-url "$POCKETSIZE_TORCH_INDEX" --retries 1 --timeout 15; then
+        # A CPU-only PyTorch index the user names; the other packages still come from pip's
+        # own configuration (pip.conf, PIP_INDEX_URL).
+        echo "[install] torch taken from POCKETSIZE_TORCH_INDEX"
     else
-        echo "[install] no local CPU wheel and no PyTorch CPU index reachable:"
+        echo "[install] no local CPU wheel, and POCKETSIZE_TORCH_INDEX is unset or unreachable:"
         echo "[install] about to download torch==$TORCH_VERSION from the default index (may be a CUDA build of several GB)"
         "${pip[@]}" install -q "torch==$TORCH_VERSION"
     fi
