@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _API = {
     "PocketsizeError": "pocketsize.errors",
     "fetch": "pocketsize.assets",
-    "load_model": "pocketsize.assets",
+    "load_model": "pocketsize.tasks",
     "load_tokenizer": "pocketsize.assets",
     "load_dataset": "pocketsize.data",
     "get_task": "pocketsize.tasks",

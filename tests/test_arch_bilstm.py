@@ -85,8 +85,9 @@ def test_bilstm_student_distill_export_quantize_eval(tmp_path):
 
 def test_bilstm_peak_memory_child_uses_pocketsize_loader(tmp_path):
     """The peak-memory child process loads a BiLSTM directory too (no transformers Auto class)."""
-    from pocketsize.distill.bilstm import BiLSTMClassifier, BiLSTMConfig, save_module
+    from pocketsize.distill.bilstm import BiLSTMClassifier, BiLSTMConfig
     from pocketsize.eval import evaluate
+    from pocketsize.formats.module_dir import save_module_dir
 
     data = make_cls_dataset(n_train=8, n_val=4, n_test=8)
     tok_dir = make_tiny_bert(tmp_path / "tok")
@@ -94,7 +95,7 @@ def test_bilstm_peak_memory_child_uses_pocketsize_loader(tmp_path):
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
     model = BiLSTMClassifier(BiLSTMConfig(vocab_size=len(tok), embed_dim=8, hidden_size=8))
-    save_module(model, tmp_path / "bilstm", tok)
+    save_module_dir(model, tmp_path / "bilstm", tok, task="text-classification")
     report = evaluate(
         {"bilstm": tmp_path / "bilstm"},
         data["test"],

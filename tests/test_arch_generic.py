@@ -33,8 +33,9 @@ def test_generic_digits_cnn_to_mlp_distill_export_quantize_eval(tmp_path, digits
     from pocketsize.distill import distill, finetune
     from pocketsize.eval import evaluate
     from pocketsize.export import export
+    from pocketsize.formats.module_dir import load_module_dir
     from pocketsize.quantize import quantize
-    from pocketsize.tasks.generic import DigitsCNN, DigitsMLP, load_module_dir
+    from pocketsize.zoo.digits import DigitsCNN, DigitsMLP
 
     assert len(digits["train"]) + len(digits["validation"]) + len(digits["test"]) == 1797
     torch.manual_seed(0)
@@ -55,7 +56,8 @@ def test_generic_digits_cnn_to_mlp_distill_export_quantize_eval(tmp_path, digits
     )
     assert_decreased(losses)
     config = json.loads((student / "config.json").read_text())
-    assert config["pocketsize_module"] == "digits-mlp" and config["num_labels"] == 10
+    assert config["pocketsize_class"] == "pocketsize.zoo.digits:DigitsMLP"
+    assert config["num_labels"] == 10 and config["task"] == "array-classification"
     stage = json.loads((student / "stage.json").read_text())
     assert stage["stage"] == "distill" and stage["config"]["losses"] == {"kl": 1.0, "ce": 0.5}
 
@@ -89,13 +91,13 @@ def test_generic_digits_cnn_to_mlp_distill_export_quantize_eval(tmp_path, digits
 
 
 def test_generic_module_dir_refuses_unregistered_classes(tmp_path):
-    from pocketsize.tasks.generic import save_module_dir
+    from pocketsize.formats.module_dir import save_module_dir
 
     with pytest.raises(PocketsizeError, match="not a registered module"):
         save_module_dir(torch.nn.Linear(2, 2), tmp_path / "m")
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "config.json").write_text('{"pocketsize_module": "os.system"}')
-    from pocketsize.tasks.generic import load_module_dir
+    from pocketsize.formats.module_dir import load_module_dir
 
     with pytest.raises(PocketsizeError, match="no class is registered"):
         load_module_dir(tmp_path / "x")

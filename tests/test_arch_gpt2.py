@@ -73,8 +73,8 @@ def test_gpt2_finetune_distill_export_quantize_eval(tmp_path):
     from pocketsize.distill import distill, finetune
     from pocketsize.eval import evaluate
     from pocketsize.export import export
+    from pocketsize.export.generative import generate, load_generator
     from pocketsize.quantize import quantize
-    from pocketsize.tasks.generative import generate, load_generator
 
     data = lm_data()
     base = make_tiny_gpt2(tmp_path / "base", n_layer=2)
@@ -139,14 +139,14 @@ def test_gpt2_finetune_distill_export_quantize_eval(tmp_path):
 
 
 def test_gpt2_bad_input_is_one_clear_error(tmp_path):
-    from pocketsize.tasks import check_architecture
-    from pocketsize.tasks.generative import (
+    from pocketsize.export.generative import (
         check_generation_settings,
-        distill_generative,
         export_generative,
         generate,
         load_generator,
     )
+    from pocketsize.tasks import check_architecture
+    from pocketsize.tasks.generative import distill_generative
 
     with pytest.raises(PocketsizeError, match="gpt2 model .* cannot do extractive-qa"):
         check_architecture("gpt2", "extractive-qa")

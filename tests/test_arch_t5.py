@@ -102,8 +102,8 @@ def test_t5_finetune_distill_export_quantize_eval(tmp_path):
 
 
 def test_t5_bad_input_is_one_clear_error(tmp_path):
+    from pocketsize.export.generative import export_generative
     from pocketsize.tasks import check_architecture
-    from pocketsize.tasks.generative import export_generative
 
     with pytest.raises(PocketsizeError, match="t5 model .* cannot do text-classification"):
         check_architecture("t5", "text-classification")

@@ -232,7 +232,8 @@ def test_cli_fetch_dataset_from_dir(cache, small_archive, capsys):
 
 
 def test_load_local_model_and_tokenizer(tiny_cls_dir):
-    from pocketsize.assets import load_model, load_tokenizer, resolve_model
+    from pocketsize import load_model
+    from pocketsize.assets import load_tokenizer, resolve_model
 
     assert resolve_model(tiny_cls_dir) == str(tiny_cls_dir)
     model = load_model(tiny_cls_dir)
@@ -248,7 +249,7 @@ def test_base_encoder_gets_dataset_label_names(tmp_path):
     from conftest import make_tokenizer, tiny_bert_config
     from transformers import BertModel
 
-    from pocketsize.assets import load_model
+    from pocketsize import load_model
 
     make_tokenizer(tmp_path)
     BertModel(tiny_bert_config(64)).save_pretrained(tmp_path)
@@ -259,10 +260,9 @@ def test_base_encoder_gets_dataset_label_names(tmp_path):
 
 
 def test_model_loading_errors(tiny_cls_dir, tmp_path):
-    import torch
     from transformers import AutoModelForSequenceClassification
 
-    from pocketsize.assets import load_model
+    from pocketsize import load_model
 
     with pytest.raises(PocketsizeError, match="2-label classification head but 3 labels"):
         load_model(tiny_cls_dir, num_labels=3)
@@ -276,7 +276,7 @@ def test_model_loading_errors(tiny_cls_dir, tmp_path):
     AutoModelForSequenceClassification.from_pretrained(tiny_cls_dir).save_pretrained(
         pickled, safe_serialization=False
     )
-    assert (pickled / "pytorch_model.bin").exists() and torch.cuda.is_available() in (True, False)
+    assert (pickled / "pytorch_model.bin").exists()
     with pytest.raises(PocketsizeError, match="no safetensors weights"):
         load_model(pickled)
     with pytest.raises(PocketsizeError, match="unknown catalogue model name 'rt-polarity'"):

@@ -2,7 +2,7 @@
 
 fetch(name) -> Path                      download + verify + unpack a catalogue asset
 catalogue(kind=None) -> [Asset]          the entries (`pocketsize assets list`)
-load_model(ref, task=..., num_labels=..., labels=...) -> transformers model
+load_pretrained(ref, auto_class, num_labels=..., labels=...) -> transformers model
 load_tokenizer(ref), resolve_model(ref) -> str
 """
 
@@ -14,7 +14,7 @@ from pocketsize.assets.catalogue import (
     register_asset,
     unregister_asset,
 )
-from pocketsize.assets.models import load_model, load_tokenizer, resolve_model
+from pocketsize.assets.models import load_pretrained, load_tokenizer, resolve_model
 
 __all__ = [
     "Asset",
@@ -22,7 +22,7 @@ __all__ = [
     "catalogue",
     "fetch",
     "get_asset",
-    "load_model",
+    "load_pretrained",
     "load_tokenizer",
     "register_asset",
     "resolve_model",

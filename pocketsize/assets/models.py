@@ -50,42 +50,18 @@ def _head_suffix(auto_class) -> str:
     return auto_class.__name__.replace("AutoModel", "", 1)
 
 
-# The files a saved tokenizer may consist of (any tokenizer family); the vocabulary files are
-# the ones after the three JSON configs.
-TOKENIZER_CONFIG_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-VOCAB_FILES = (
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "tokenizer.model",
-)
-TOKENIZER_FILES = TOKENIZER_CONFIG_FILES + VOCAB_FILES
-
-
-def has_tokenizer(model_dir) -> bool:
-    """Whether a directory holds a complete saved tokenizer (AutoTokenizer can load it)."""
-    model_dir = Path(model_dir)
-    return (model_dir / "tokenizer.json").is_file() or (
-        (model_dir / "tokenizer_config.json").is_file()
-        and any((model_dir / f).is_file() for f in VOCAB_FILES)
-    )
-
-
-def load_model(
+def load_pretrained(
     ref,
-    task: str = "text-classification",
+    auto_class,
     num_labels: int | None = None,
     labels: list[str] | None = None,
     trust_remote_code: bool = False,
     **kwargs,
 ):
-    """A transformers model for `task`.
+    """A transformers model with the head of `auto_class` (a task adapter's Auto class).
 
-    A base encoder (no head for the task yet) gets a fresh head; for classification its label
-    names come from `labels` (e.g. the dataset's ClassLabel names), else LABEL_0.. for
+    A base encoder (no such head yet) gets a fresh head; a classification head's label names
+    come from `labels` (e.g. the dataset's ClassLabel names), else LABEL_0.. for
     `num_labels`. A model that already has a head keeps it; a different label count is an error
     unless `ignore_mismatched_sizes=True` asks for a fresh head.
     """
@@ -95,10 +71,6 @@ def load_model(
         return ref
     from transformers import AutoConfig
 
-    from pocketsize.tasks import get_task
-
-    task_obj = get_task(task)
-    auto_class = task_obj.auto_model_class()
     path = resolve_model(ref)
     local = os.path.isdir(path)
     try:
@@ -125,7 +97,7 @@ def load_model(
         num_labels = len(labels)
     has_head = any(a.endswith(_head_suffix(auto_class)) for a in (config.architectures or []))
     fresh_head = not has_head or kwargs.get("ignore_mismatched_sizes", False)
-    if task_obj.name == "text-classification" and num_labels is not None:
+    if num_labels is not None:
         if not fresh_head and num_labels != config.num_labels:
             raise PocketsizeError(
                 f"{ref} has a {config.num_labels}-label classification head but {num_labels} labels "
@@ -154,11 +126,11 @@ def load_model(
         raise _hub_error(path, e) from e
     except ValueError as e:
         raise PocketsizeError(
-            f"{ref} cannot be loaded for {task_obj.name}: {str(e).splitlines()[0]}"
+            f"{ref} cannot be loaded as {auto_class.__name__}: {str(e).splitlines()[0]}"
         ) from e
     model.eval()
     # A vocabulary-trimmed model (pocketsize.prune) maps dropped pieces to [UNK] on load.
-    from pocketsize.assets.vocab_clamp import apply_vocab_clamp
+    from pocketsize.formats.vocab_clamp import apply_vocab_clamp
 
     return apply_vocab_clamp(model)
 

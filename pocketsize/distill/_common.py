@@ -49,20 +49,6 @@ def require_split(data, name: str):
     return data[name]
 
 
-def class_names(dataset) -> list[str] | None:
-    """The ClassLabel names of a classification split, or None for other tasks."""
-    if "label" not in dataset.column_names:
-        return None
-    feature = dataset.features["label"]
-    names = getattr(feature, "names", None)
-    if not names:
-        raise PocketsizeError(
-            "the dataset's label column is not a ClassLabel; cast it with "
-            "dataset.class_encode_column('label') so the label names are known"
-        )
-    return list(names)
-
-
 def _default_label_names(config) -> bool:
     return all(str(v) == f"LABEL_{k}" for k, v in (config.id2label or {}).items())
 
@@ -93,14 +79,8 @@ def load_model(ref, task, labels: list[str] | None = None) -> nn.Module:
     """
     if isinstance(ref, nn.Module):
         return ref
-    from pocketsize.distill.bilstm import is_module_dir, load_module
-
-    if isinstance(ref, (str, os.PathLike)) and is_module_dir(ref):
-        return load_module(ref)
-    from pocketsize.assets import load_model as assets_load_model
-
     try:
-        return assets_load_model(str(ref), task=task.name, labels=labels)
+        return task.load_model(str(ref), labels=labels)
     except PocketsizeError:
         raise
     except (OSError, ValueError) as e:
@@ -120,7 +100,7 @@ def load_tokenizer(ref, model=None):
             raise PocketsizeError(
                 "an in-memory model needs its tokenizer: pass tokenizer=... (or a model directory)"
             )
-    from pocketsize.distill.bilstm import is_module_dir
+    from pocketsize.formats.module_dir import is_module_dir
 
     if is_module_dir(ref):
         from transformers import AutoTokenizer

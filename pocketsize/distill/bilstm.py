@@ -1,24 +1,19 @@
-"""The BiLSTM student (Tang et al. 2019) and pocketsize's loader for non-transformers models.
+"""The BiLSTM student (Tang et al. 2019).
 
-A non-transformers model directory holds `config.json` (with `pocketsize_class`, the import
-path of the module's class, and its constructor arguments), `model.safetensors` and the
-tokenizer files. Loading imports that class from installed code and loads the tensors:
-never pickles, never code from the directory itself.
+It saves and loads as a pocketsize module directory (pocketsize.formats.module_dir), like any
+other non-transformers model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats.module_dir import load_module_dir as load_module  # noqa: F401
 
 MODEL_TYPE = "pocketsize-bilstm"
 
@@ -155,84 +150,6 @@ def bilstm_from_teacher(
     model = BiLSTMClassifier(config)
     with torch.no_grad():
         model.embeddings.weight.copy_(weight)
-    return model
-
-
-def is_module_dir(path) -> bool:
-    config = Path(path) / "config.json" if isinstance(path, (str, os.PathLike)) else None
-    if config is None or not config.is_file():
-        return False
-    try:
-        return "pocketsize_class" in json.loads(config.read_text())
-    except (OSError, ValueError):
-        return False
-
-
-def save_module(model: nn.Module, out_dir, tokenizer=None) -> None:
-    """Save a non-transformers module: config.json (class path + its config) + safetensors."""
-    from safetensors.torch import save_model
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config = getattr(model, "config", None)
-    if hasattr(config, "to_dict"):
-        config = config.to_dict()
-    elif not isinstance(config, dict):
-        config = {}
-    cls = type(model)
-    config = {**config, "pocketsize_class": f"{cls.__module__}:{cls.__qualname__}"}
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
-    save_model(model, str(out_dir / "model.safetensors"))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out_dir)
-
-
-def load_module(path, trust_module_code: bool = False) -> nn.Module:
-    """Load a directory written by save_module: import the class, build it, load the tensors.
-
-    config.json names the class by import path. pocketsize's own classes load as they are; a
-    class from any other module is imported only with trust_module_code=True (like
-    transformers' trust_remote_code), since importing a module named in a file runs its code.
-    """
-    from safetensors.torch import load_model
-
-    path = Path(path)
-    if not is_module_dir(path):
-        raise PocketsizeError(
-            f"{path} is not a pocketsize module directory (no config.json with pocketsize_class)"
-        )
-    config = json.loads((path / "config.json").read_text())
-    module_name, _, qualname = config.pop("pocketsize_class").partition(":")
-    if (
-        not (module_name == "pocketsize" or module_name.startswith("pocketsize."))
-        and not trust_module_code
-    ):
-        raise PocketsizeError(
-            f"{path} names the class {module_name}:{qualname} outside pocketsize; pass "
-            "trust_module_code=True (CLI: --trust-module-code) to import it if you trust that code"
-        )
-    try:
-        cls = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-    except (ImportError, AttributeError) as e:
-        raise PocketsizeError(
-            f"cannot import {module_name}:{qualname} to load {path}; install the package that "
-            "defines it"
-        ) from e
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise PocketsizeError(
-            f"{path}: {module_name}:{qualname} is not a torch.nn.Module class; refusing to call it"
-        )
-    try:
-        model = cls(config) if config else cls()
-    except TypeError as e:
-        raise PocketsizeError(
-            f"cannot build {qualname} from {path}/config.json ({e}); give the class a "
-            "constructor that takes its config dict"
-        ) from e
-    load_model(model, str(path / "model.safetensors"))
-    model.eval()
     return model
 
 

@@ -103,7 +103,7 @@ def distill(
             {**kw, **training_kw}, _SIGNATURE_DEFAULTS,
         )  # fmt: skip
     train = c.require_split(data, "train")
-    names = c.class_names(train)
+    names = task.labels(train)
     weights = L.parse_losses(losses)
     needs = L.needs_of(weights)
     bf16 = c.resolve_bf16(bf16)
@@ -219,7 +219,7 @@ def distill(
     params = sum(p.numel() for p in student_model.parameters())
     t_params = sum(p.numel() for p in teacher_model.parameters())
     with atomic_dir(out, overwrite) as tmp:
-        _save_student(student_model, s_tok, tmp)
+        _save_student(student_model, s_tok, tmp, task)
         c.write_stage(
             tmp,
             "distill",
@@ -403,16 +403,16 @@ def _prepare_intermediate(
         projections[key] = nn.Linear(w_s, w_t)
 
 
-def _save_student(student, tokenizer, directory: Path) -> None:
+def _save_student(student, tokenizer, directory: Path, task) -> None:
     from transformers import PreTrainedModel
 
     if isinstance(student, PreTrainedModel):
         student.save_pretrained(directory, safe_serialization=True)
         tokenizer.save_pretrained(directory)
     else:
-        from pocketsize.distill.bilstm import save_module
+        from pocketsize.formats.module_dir import save_module_dir
 
-        save_module(student, directory, tokenizer)
+        save_module_dir(student, directory, tokenizer, task=task.name)
 
 
 def _defaults(fn) -> dict:

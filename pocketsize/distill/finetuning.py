@@ -63,7 +63,7 @@ def finetune(
         kw = {k: v for k, v in locals().items() if k in defaults}
         return other_tasks.finetune_other(model, data, out, task, {**kw, **training_kw}, defaults)
     train = c.require_split(data, "train")
-    names = c.class_names(train)
+    names = task.labels(train)
     bf16 = c.resolve_bf16(bf16)
 
     set_seed(seed)  # the new head's initialisation

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketsize.assets.models import TOKENIZER_FILES
-from pocketsize.eval.runners import TORCH_WEIGHT_PATTERNS, Variant
+from pocketsize.eval.runners import Variant
+from pocketsize.formats.model_dir import TORCH_WEIGHT_PATTERNS
+from pocketsize.formats.onnx_dir import graph_files as graph_file_names
+from pocketsize.formats.side_files import TOKENIZER_FILES
 
 CONFIG_FILES = ("config.json", "generation_config.json")
 # initializer types that hold weights; int64/int32 initializers are shapes and indices
@@ -34,11 +36,9 @@ def shipped_files(variant: Variant) -> list[Path]:
 
 def graph_files(variant: Variant) -> list[Path]:
     """The model file, plus the decoder graphs that go with an encoder-decoder's encoder file."""
-    from pocketsize.eval.runners import onnx_file_names
-
     if variant.kind != "onnx" or not variant.path.name.startswith("encoder_model"):
         return [variant.path]
-    names = onnx_file_names(variant).values()
+    names = graph_file_names(variant.path).values()
     return [variant.model_dir / n for n in names if (variant.model_dir / n).is_file()]
 
 

@@ -86,14 +86,15 @@ def _child(spec_path: str) -> None:
         import torch
         import transformers  # noqa: F401  (imported before the baseline is taken)
 
-        from pocketsize.eval.runners import TorchRunner, _read_config, load_model_dir
+        from pocketsize.eval.runners import TorchRunner, Variant, load_torch_model
         from pocketsize.tasks import get_task
 
         torch.set_num_threads(spec["threads"])
         task = get_task(spec["task"])
         baseline = _current_rss_bytes()
         path = Path(spec["path"])
-        model = load_model_dir(path, _read_config(path), task, spec["trust_module_code"])
+        variant = Variant("model", "torch", path, path, trust_module_code=spec["trust_module_code"])
+        model = load_torch_model(variant, task)
         runner = TorchRunner(
             model, output_names, input_names, getattr(task, "generation_settings", None)
         )

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.eval.runners import default_threads, load_tokenizer, resolve_variant
-from pocketsize.tasks import get_task, task_from_architectures
+from pocketsize.tasks import get_task, task_of_model
 
 
-def task_from_config(config: dict):
-    """The task a saved model was built for, from its config's architecture name."""
+def task_from_config(config: dict, directory=None):
+    """The task a saved model was built for (pocketsize.tasks.task_of_model); a model with no
+    recorded task and no architecture is taken for a text classifier."""
+    found = task_of_model(directory if directory is not None else config)
     architectures = config.get("architectures") or []
-    name = task_from_architectures(architectures)
-    if name is not None or not architectures:
-        return get_task(name or "text-classification")
+    if found is not None or not architectures:
+        return found or get_task("text-classification")
     raise PocketsizeError(
         f"cannot tell the task of a {architectures[0]} model; pass task= one of "
         "text-classification, extractive-qa, causal-lm, seq2seq"
@@ -28,11 +29,13 @@ def load_pipeline(model, task=None, threads: int | None = None):
     from transformers import pipeline
 
     variant = resolve_variant("model", model)
-    task = get_task(task) if task is not None else task_from_config(variant.config)
+    task = (
+        get_task(task) if task is not None else task_from_config(variant.config, variant.model_dir)
+    )
     if not task.pipeline_task:
         raise PocketsizeError(
             f"{task.name} models have no transformers pipeline; load them with "
-            "pocketsize.tasks.generic.load_module_dir (PyTorch) or onnxruntime (ONNX)"
+            "pocketsize.formats.module_dir.load_module_dir (PyTorch) or onnxruntime (ONNX)"
         )
     tokenizer = load_tokenizer(variant)
     if variant.kind == "torch":
@@ -56,9 +59,9 @@ def load_pipeline(model, task=None, threads: int | None = None):
         config = AutoConfig.from_pretrained(str(variant.model_dir))
         ort_model = ort_class(config=config, session=session, model_save_dir=variant.model_dir)
     else:
-        from pocketsize.eval.runners import onnx_file_names
+        from pocketsize.formats.onnx_dir import graph_files
 
         ort_model = ort_class.from_pretrained(
-            str(variant.model_dir), session_options=options, **onnx_file_names(variant)
+            str(variant.model_dir), session_options=options, **graph_files(variant.path)
         )
     return pipeline(task.pipeline_task, model=ort_model, tokenizer=tokenizer)

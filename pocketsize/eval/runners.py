@@ -11,7 +11,6 @@ runtime its variant needs (onnxruntime alone for ONNX variants).
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from pocketsize.assets.models import has_tokenizer
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats.model_dir import is_torch_dir, load_model_dir, read_config
+from pocketsize.formats.module_dir import is_module_dir
+from pocketsize.formats.onnx_dir import graph_files, model_file
+from pocketsize.formats.side_files import has_tokenizer
 
 # the inputs a tokenizer gives us; an ONNX graph needing anything else cannot be fed
 FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-# preferred ONNX files in an optimum-style directory, most preferred first
-ONNX_PREFERENCE = ("model_quantized.onnx", "model_optimized.onnx", "model.onnx")
-# an encoder-decoder export (T5): the encoder file stands for the directory's graphs
-SEQ2SEQ_PREFERENCE = ("encoder_model_quantized.onnx", "encoder_model.onnx")
-TORCH_WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin")
 
 
 def default_threads() -> int:
@@ -92,12 +89,17 @@ def _resolve_path(name: str, path: Path) -> Variant:
                 f"variant {name!r}: {path} is not an .onnx or .ort file; pass the model directory"
             )
         kind = "ort" if path.suffix == ".ort" else "onnx"
-        return Variant(name, kind, path, path.parent, _read_config(path.parent))
-    if any(path.glob(p) for p in TORCH_WEIGHT_PATTERNS) and not list(path.glob("*.onnx")):
-        return Variant(name, "torch", path, path, _read_config(path))
-    model_file = choose_model_file(path)
-    kind = "ort" if model_file.suffix == ".ort" else "onnx"
-    return Variant(name, kind, model_file, path, _read_config(path))
+        return Variant(name, kind, path, path.parent, read_config(path.parent))
+    if is_torch_dir(path):
+        return Variant(name, "torch", path, path, read_config(path))
+    if not any(path.glob("*.onnx")) and not any(path.glob("*.ort")):
+        raise PocketsizeError(
+            f"{path} holds no model (no *.onnx, *.ort, model.safetensors or "
+            "pytorch_model.bin); pass a save_pretrained or optimum ONNX directory"
+        )
+    found = model_file(path)
+    kind = "ort" if found.suffix == ".ort" else "onnx"
+    return Variant(name, kind, found, path, read_config(path))
 
 
 def _catalogue_path(name: str, ref: Path) -> Path:
@@ -113,42 +115,6 @@ def _catalogue_path(name: str, ref: Path) -> Path:
             f"variant {name!r}: {ref} does not exist; pass a model directory or an .onnx/.ort file"
         )
     return resolved
-
-
-def choose_model_file(directory: Path) -> Path:
-    """The ONNX file of an optimum-style directory: quantized > optimized > plain > the only one."""
-    # the file the export / quantize stage named in the directory's manifest wins, so that
-    # every stage reads the same graph
-    manifest = directory / "pocketsize.json"
-    if manifest.is_file():
-        named = json.loads(manifest.read_text()).get("file")
-        if named and (directory / named).is_file():
-            return directory / named
-    onnx_files = sorted(directory.glob("*.onnx"))
-    by_name = {p.name: p for p in onnx_files}
-    for preferred in ONNX_PREFERENCE + SEQ2SEQ_PREFERENCE:
-        if preferred in by_name:
-            return by_name[preferred]
-    if len(onnx_files) == 1:
-        return onnx_files[0]
-    ort_files = sorted(directory.glob("*.ort"))
-    if not onnx_files and ort_files:
-        plain = [p for p in ort_files if ".with_runtime_opt" not in p.name]
-        return (plain or ort_files)[0]
-    if not onnx_files:
-        raise PocketsizeError(
-            f"{directory} holds no model (no *.onnx, *.ort, model.safetensors or "
-            "pytorch_model.bin); pass a save_pretrained or optimum ONNX directory"
-        )
-    raise PocketsizeError(
-        f"{directory} holds several ONNX files ({', '.join(by_name)}); pass the one to "
-        "evaluate as a path, e.g. name=DIR/model.onnx"
-    )
-
-
-def _read_config(directory: Path) -> dict[str, Any]:
-    config = directory / "config.json"
-    return json.loads(config.read_text()) if config.is_file() else {}
 
 
 def load_tokenizer(variant: Variant):
@@ -299,35 +265,15 @@ def task_inputs(task) -> tuple[str, ...]:
     return tuple(getattr(task, "input_names", None) or FEEDABLE_INPUTS)
 
 
-def load_model_dir(path, config: dict, task, trust_module_code: bool = False):
-    """Load a PyTorch model directory: transformers Auto class, or pocketsize's own loaders.
-
-    Non-transformers models (the BiLSTM student, registered user modules) are rebuilt from
-    config.json + safetensors by pocketsize's loaders: never pickles, never remote code.
-    """
-    if "pocketsize_module" in config:
-        from pocketsize.tasks.generic import load_module_dir
-
-        return load_module_dir(path)
-    if "pocketsize_class" in config:
-        from pocketsize.distill import load_module
-
-        return load_module(path, trust_module_code)
-    if config.get("model_type"):
-        from pocketsize.assets.vocab_clamp import apply_vocab_clamp
-
-        return apply_vocab_clamp(
-            task.auto_model_class().from_pretrained(str(path), use_safetensors=True)
-        )
-    from pocketsize.assets import load_model
-
-    return load_model(str(path), task=task.name)
+def _auto_class(task, variant: Variant):
+    # a module directory needs no Auto class (and array tasks have none)
+    return None if variant.path is None or is_module_dir(variant.path) else task.auto_model_class()
 
 
 def load_torch_model(variant: Variant, task):
     if variant.model is None:
         variant.model = load_model_dir(
-            variant.path, variant.config, task, variant.trust_module_code
+            variant.path, _auto_class(task, variant), variant.trust_module_code
         )
     return variant.model
 
@@ -353,7 +299,7 @@ class OrtModelRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        files = onnx_file_names(variant)
+        files = graph_files(variant.path)
         self.model = task.ort_model_class().from_pretrained(
             str(variant.model_dir), session_options=options, **files
         )
@@ -376,19 +322,6 @@ class OrtModelRunner:
 
     def run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.forward(self.prepare(batch))
-
-
-def onnx_file_names(variant: Variant) -> dict:
-    """from_pretrained file-name arguments: one graph, or T5's encoder + decoder graphs."""
-    name = variant.path.name
-    if not name.startswith("encoder_model"):
-        return {"file_name": name}
-    suffix = name[len("encoder_model") :]  # ".onnx" or "_quantized.onnx"
-    files = {"encoder_file_name": name, "decoder_file_name": f"decoder_model{suffix}"}
-    with_past = variant.model_dir / f"decoder_with_past_model{suffix}"
-    if with_past.is_file():
-        files["decoder_with_past_file_name"] = with_past.name
-    return files
 
 
 def generated_output(model, prepared: dict, settings: dict, output_names) -> dict:

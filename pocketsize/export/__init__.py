@@ -1,18 +1,29 @@
-"""Export: ONNX (optimum or torch.onnx), parity check, CPU graph optimisation, ORT mobile format."""
+"""Export: ONNX (optimum or torch.onnx), parity check, CPU graph optimisation, ORT mobile format.
 
-from pocketsize.export.mobile import to_mobile
+The ONNX-directory helpers (manifest, which file is the model, the .ort conversion) live in
+pocketsize.formats; the names below stay importable from here.
+"""
+
 from pocketsize.export.onnx_export import export
-from pocketsize.export.onnx_files import (
+from pocketsize.export.optimize import optimize
+from pocketsize.export.parity import check_parity
+from pocketsize.formats.onnx_dir import (
     MANIFEST,
     check_onnx_file,
-    copy_model_side_files,
-    find_onnx_file,
-    has_tokenizer,
+    ort_session,
     read_manifest,
     write_manifest,
 )
-from pocketsize.export.optimize import optimize
-from pocketsize.export.parity import check_parity, ort_session
+from pocketsize.formats.ort_format import to_mobile
+from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
+
+
+def find_onnx_file(model):
+    """The .onnx model file of an ONNX file or directory (pocketsize.formats.onnx_dir.model_file)."""
+    from pocketsize.formats.onnx_dir import model_file
+
+    return model_file(model, allow_ort=False)
+
 
 __all__ = [
     "ort_session",

@@ -12,22 +12,14 @@ import tempfile
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.export.onnx_files import (
-    MANIFEST,
-    check_onnx_file,
-    copy_model_side_files,
-    has_tokenizer,
-    write_manifest,
-)
+from pocketsize.formats.module_dir import is_module_dir, load_module_dir
+from pocketsize.formats.onnx_dir import MANIFEST, check_onnx_file, write_manifest
+from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
 from pocketsize.fsutil import atomic_dir, check_output_dir
+from pocketsize.tasks import get_task, task_names, task_of_model
 
 log = logging.getLogger(__name__)
 
-# pocketsize task name -> optimum exporter task name
-OPTIMUM_TASKS = {
-    "text-classification": "text-classification",
-    "extractive-qa": "question-answering",
-}
 DEFAULT_OPSET = 17
 
 
@@ -69,10 +61,10 @@ def export(
     check_output_dir(out, overwrite)
     from transformers import PreTrainedModel
 
-    if isinstance(model, (str, os.PathLike)) and _is_module_dir(model):
+    if is_module_dir(model):
         # a non-transformers model directory (BiLSTM student, registered user module)
         src = Path(model)
-        module = _load_module_dir(src, trust_module_code)
+        module = load_module_dir(src, trust_module_code)
         if example_inputs is None:
             example_inputs = _text_example_inputs(src, module)
         return _export_module(
@@ -88,7 +80,7 @@ def export(
             mobile,
             overwrite,
             side_files_from=src,
-            task=task or _module_task(src),
+            task=task or _task_name(task_of_model(src)),
         )
     if isinstance(model, torch.nn.Module) and not isinstance(model, PreTrainedModel):
         return _export_module(
@@ -159,32 +151,11 @@ def _resolve_model_dir(model) -> Path:
     return path
 
 
-def _task_from_config(config) -> str:
-    from pocketsize.tasks import task_from_architectures
-
-    name = task_from_architectures(config.architectures)
-    if name in ("extractive-qa", "text-classification"):
-        return name
-    raise PocketsizeError(
-        f"cannot tell the task of a {config.architectures} model; pass task='text-classification' "
-        "or task='extractive-qa'"
-    )
+def _task_name(task) -> str | None:
+    return task.name if task is not None else None
 
 
-def _generative_task(config, task) -> str | None:
-    """causal-lm / seq2seq when asked for or when the saved architecture is a generator."""
-    if task is not None:
-        from pocketsize.tasks import get_task
-
-        name = get_task(task).name
-        return name if name in ("causal-lm", "seq2seq") else None
-    from pocketsize.tasks import task_from_architectures
-
-    name = task_from_architectures(config.architectures)
-    return name if name in ("causal-lm", "seq2seq") else None
-
-
-def optimum_supports(model_type: str, task: str) -> bool:
+def optimum_supports(model_type: str, optimum_task: str | None) -> bool:
     import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the architectures)
     from optimum.exporters.tasks import TasksManager
 
@@ -194,7 +165,7 @@ def optimum_supports(model_type: str, task: str) -> bool:
         )
     except (KeyError, ValueError):
         return False
-    return OPTIMUM_TASKS[task] in tasks
+    return optimum_task in tasks
 
 
 def _export_transformers(
@@ -202,38 +173,35 @@ def _export_transformers(
 ):
     from transformers import AutoConfig, AutoTokenizer
 
-    from pocketsize.assets.vocab_clamp import add_vocab_clamp_to_onnx, apply_vocab_clamp
-    from pocketsize.tasks import get_task
+    from pocketsize.formats.model_dir import load_model_dir
+    from pocketsize.formats.vocab_clamp import add_vocab_clamp_to_onnx
 
     config = AutoConfig.from_pretrained(model_dir)
-    generative = _generative_task(config, task)
-    if generative:
-        # GPT-2 / T5: optimum with past key values, checked by generating (tasks.generative)
-        from pocketsize.tasks.generative import export_generative
+    task_obj = get_task(task) if task is not None else task_of_model(model_dir)
+    if task_obj is None:
+        raise PocketsizeError(
+            f"cannot tell the task of a {config.architectures} model; pass task= one of "
+            f"{', '.join(task_names())}"
+        )
+    if task_obj.generates:
+        # GPT-2 / T5: optimum with past key values, checked by generating
+        from pocketsize.export.generative import export_generative
 
         if mobile or exporter == "torch":
             raise PocketsizeError(
-                f"{generative} models export through optimum only (past key values), without "
+                f"{task_obj.name} models export through optimum only (past key values), without "
                 "the mobile format; use exporter='auto' and mobile=False"
             )
-        return export_generative(model_dir, out, task=generative, atol=atol, overwrite=overwrite)
-    task_obj = get_task(task or _task_from_config(config))
-    if task_obj.name not in OPTIMUM_TASKS:
-        raise PocketsizeError(
-            f"export handles {', '.join(OPTIMUM_TASKS)} models, not {task_obj.name}; export "
-            "generative models with their own exporter (past key values)"
-        )
+        return export_generative(model_dir, out, task=task_obj, atol=atol, overwrite=overwrite)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    torch_model = apply_vocab_clamp(
-        task_obj.auto_model_class().from_pretrained(model_dir, use_safetensors=True).eval()
-    )
+    torch_model = load_model_dir(model_dir, task_obj.auto_model_class())
     notes = {}
     with atomic_dir(out, overwrite) as tmp:
         used = exporter
         if exporter in ("auto", "optimum"):
-            if optimum_supports(config.model_type, task_obj.name):
+            if optimum_supports(config.model_type, task_obj.optimum_task):
                 try:
-                    _optimum_export(model_dir, tmp, task_obj.name, opset)
+                    _optimum_export(model_dir, tmp, task_obj.optimum_task, opset)
                     used = "optimum"
                 except Exception as e:  # e.g. a pruned model with uneven layers
                     if exporter == "optimum":
@@ -272,20 +240,20 @@ def _export_transformers(
             **notes,
         )
         if mobile:
-            from pocketsize.export.mobile import to_mobile
+            from pocketsize.formats.ort_format import to_mobile
 
             to_mobile(tmp)
     return Path(out)
 
 
-def _optimum_export(model_dir: Path, dest: Path, task: str, opset: int | None) -> None:
+def _optimum_export(model_dir: Path, dest: Path, optimum_task: str, opset: int | None) -> None:
     from optimum.exporters.onnx import main_export
 
     # Validation is ours (parity.py, several shapes, after optimisation), not optimum's.
     main_export(
         str(model_dir),
         dest,
-        task=OPTIMUM_TASKS[task],
+        task=optimum_task,
         opset=opset,
         do_validation=False,
         local_files_only=True,
@@ -327,11 +295,11 @@ def _torch_export_transformers(model, tokenizer, dest: Path, task_obj, opset: in
 
     input_names = _transformers_input_names(model, tokenizer)
     output_names = list(task_obj.output_names)
-    dummy = sample_inputs(tokenizer, task_obj.name, _max_length(model))[1]  # batch 2, padded
+    dummy = sample_inputs(tokenizer, task_obj, _max_length(model))[1]  # batch 2, padded
     args = tuple(torch.from_numpy(dummy[n]) for n in input_names)
     axes = {n: {0: "batch_size", 1: "sequence_length"} for n in input_names}
-    # QA heads give one logit per token: their outputs have a sequence axis too.
-    per_token = task_obj.name == "extractive-qa"
+    # per-token heads (QA spans) give one logit per token: their outputs have a sequence axis
+    per_token = task_obj.per_token_outputs
     axes.update(
         {n: dict(axes[input_names[0]]) if per_token else {0: "batch_size"} for n in output_names}
     )
@@ -398,7 +366,7 @@ def _parity_transformers(torch_model, tokenizer, onnx_path, task_obj, atol, rtol
 
     input_names = _transformers_input_names(torch_model, tokenizer)
     wrapper = outputs_as_tuple(torch_model, list(task_obj.output_names), input_names)
-    inputs = sample_inputs(tokenizer, task_obj.name, _max_length(torch_model))
+    inputs = sample_inputs(tokenizer, task_obj, _max_length(torch_model))
 
     def call(**feed):
         return wrapper(*[feed[n] for n in input_names])
@@ -490,44 +458,10 @@ def _export_module(
             optimization={"applied": False, "reason": "not a transformers architecture"},
         )
         if mobile:
-            from pocketsize.export.mobile import to_mobile
+            from pocketsize.formats.ort_format import to_mobile
 
             to_mobile(tmp)
     return Path(out)
-
-
-def _is_module_dir(path) -> bool:
-    import json
-
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        keys = json.loads(config.read_text())
-    except ValueError:
-        return False
-    return "pocketsize_class" in keys or "pocketsize_module" in keys
-
-
-def _load_module_dir(path: Path, trust_module_code: bool):
-    import json
-
-    if "pocketsize_module" in json.loads((path / "config.json").read_text()):
-        from pocketsize.tasks.generic import load_module_dir
-
-        return load_module_dir(path)
-    from pocketsize.distill import load_module
-
-    return load_module(path, trust_module_code)
-
-
-def _module_task(path: Path) -> str | None:
-    import json
-
-    config = json.loads((path / "config.json").read_text())
-    if "pocketsize_module" in config:
-        return "array-classification" if config.get("id2label") else None
-    return "text-classification" if config.get("id2label") else None
 
 
 def _text_example_inputs(path: Path, module) -> dict:

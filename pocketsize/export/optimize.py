@@ -32,9 +32,9 @@ def optimize(
     rather than guessed: a wrong fusion silently changes outputs (the export's parity check runs
     on the optimised graph anyway).
     """
-    from pocketsize.export.onnx_files import find_onnx_file, read_manifest
+    from pocketsize.formats.onnx_dir import model_file, read_manifest
 
-    path = find_onnx_file(model)
+    path = model_file(model, allow_ort=False)
     if model_type is None and Path(model).is_dir():
         model_type = _config_model_type(Path(model)) or read_manifest(model).get("model_type")
     family = ort_model_type(model_type)

@@ -40,44 +40,28 @@ def _resolve(ref) -> str:
     return str(resolve_model(str(ref)))
 
 
-def _task_for(task, data, model_config=None):
-    from pocketsize.tasks import get_task, task_for_dataset
+def _task_for(task, data, model_dir=None):
+    from pocketsize.tasks import get_task, task_for_dataset, task_of_model
 
     if task is not None:
         return get_task(task)
     if data is not None:
         return task_for_dataset(data)
-    archs = getattr(model_config, "architectures", None) or []
-    if any("QuestionAnswering" in a for a in archs):
-        return get_task("extractive-qa")
-    return get_task("text-classification")
+    return (model_dir and task_of_model(model_dir)) or get_task("text-classification")
 
 
 def _load_model(path, task, data):
-    """The model for `task`; a base encoder gets a fresh head named after the data's labels.
-
-    pocketsize.assets.load_model also installs the [UNK] clamp of a vocabulary-trimmed model.
-    """
-    from pocketsize.assets import load_model
-
-    labels = None
+    """The model for `task` (with its [UNK] clamp, if vocabulary-trimmed); a base encoder gets a
+    fresh head named after the data's labels."""
     split = data["train"] if data is not None and hasattr(data, "keys") else data
-    if task.name == "text-classification" and split is not None and "label" in split.features:
-        from pocketsize.tasks.classification import label_names
-
-        labels = label_names(split)
-    return load_model(path, task=task.name, labels=labels)
+    labels = task.labels(split) if split is not None else None
+    return task.load_model(path, labels=labels)
 
 
 def load_pruned(path, task=None):
     """Load a pocketsize-pruned directory with the standard Auto class plus the [UNK] clamp."""
-    from transformers import AutoConfig
-
-    from pocketsize.assets import load_model
-
     path = _resolve(path)
-    task = _task_for(task, None, AutoConfig.from_pretrained(path))
-    return load_model(path, task=task.name)
+    return _task_for(task, None, path).load_model(path)
 
 
 def _weights_size(model, source_dir) -> int:
@@ -162,14 +146,14 @@ def prune(
     extra_texts = vocab_mod.read_lines(vocab_extra_text) if vocab else []
     keep_tokens = vocab_mod.read_lines(vocab_keep) if vocab else []
 
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if source_dir is not None:
-        task = _task_for(task, data, AutoConfig.from_pretrained(source_dir))
+        task = _task_for(task, data, source_dir)
         model = _load_model(source_dir, task, data)
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(source_dir)
     else:
-        task = _task_for(task, data, model.config)
+        task = _task_for(task, data, model.config.to_dict())
         model = copy.deepcopy(model)  # the caller's model stays unpruned
         if tokenizer is None:
             raise PocketsizeError("an in-memory model needs its tokenizer: pass tokenizer=")

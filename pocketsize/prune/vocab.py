@@ -25,13 +25,13 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from pocketsize.assets.vocab_clamp import (  # noqa: F401  (re-exported)
+from pocketsize.errors import PocketsizeError
+from pocketsize.formats.vocab_clamp import (  # noqa: F401  (re-exported)
     CONFIG_KEY,
     add_vocab_clamp_to_onnx,
     apply_vocab_clamp,
     embedding_class,
 )
-from pocketsize.errors import PocketsizeError
 
 TEXT_COLUMNS = ("text", "text_pair", "question", "context")
 

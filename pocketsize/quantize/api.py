@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats.model_dir import load_model_dir
+from pocketsize.formats.onnx_dir import (
+    QUANTIZED_FILE,
+    check_onnx_file,
+    is_multi_graph,
+    model_file,
+    ort_session,
+    read_manifest,
+    write_manifest,
+)
+from pocketsize.formats.ort_format import to_mobile
+from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
 from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
 from pocketsize.quantize.dynamic import DynamicSettings, check_node_names, quantize_dynamic_file
 from pocketsize.quantize.static import (
@@ -19,7 +30,6 @@ from pocketsize.quantize.static import (
 )
 
 METHODS = ("dynamic", "static", "auto", "fp16", "bf16")
-QUANTIZED_FILE = "model_quantized.onnx"
 TRIALS_LOG = "quantize_trials.json"
 
 
@@ -52,7 +62,7 @@ def quantize(
 ) -> Path:
     """Quantize a model and return the output directory.
 
-    model: an ONNX directory or .onnx file (a PyTorch model directory is exported first).
+    model: an ONNX directory or .onnx file (a PyTorch model directory: export it first).
     data: a DatasetDict or dataset name; needed by static (calibration split) and auto (eval split).
     method: dynamic | static | auto (accuracy budget `max_drop`, absolute drop of the task's
       primary metric on `eval_split`) | fp16 | bf16 (PyTorch casts of a PyTorch model directory).
@@ -69,18 +79,18 @@ def quantize(
         )
     if method in ("fp16", "bf16"):
         return _cast_torch(model, method, out, task, overwrite)
-    if _is_encoder_decoder_export(model):
+    if isinstance(model, (str, os.PathLike)) and is_multi_graph(model):
         # T5-style exports hold an encoder and decoder graphs: each is quantized
         if method != "dynamic":
             raise PocketsizeError(
                 f"method={method!r} is not supported for encoder-decoder exports (several "
                 "graphs); use method='dynamic'"
             )
-        from pocketsize.tasks.generative import quantize_generative
+        from pocketsize.quantize.multi_graph import quantize_graphs
 
         out = Path(out) if out is not None else _default_out(Path(str(model)), "int8")
-        return quantize_generative(model, out, overwrite=overwrite, target=target,
-                                   per_channel=per_channel)  # fmt: skip
+        return quantize_graphs(model, out, overwrite=overwrite, target=target,
+                               per_channel=per_channel)  # fmt: skip
     dyn = DynamicSettings(
         target=target,
         weight_type=weight_type,
@@ -106,40 +116,39 @@ def quantize(
         stat = stat.resolved()
         if data is None:
             raise PocketsizeError(f"method={method!r} needs task data; pass data=... (--data NAME)")
-    with contextlib.ExitStack() as stack:
-        src_dir, onnx_file = _resolve_onnx(model, stack)
-        out = Path(out) if out is not None else _default_out(src_dir or onnx_file.parent, "int8")
-        check_output_dir(out, overwrite)
-        check_node_names(onnx_file, dyn.exclude_nodes)
-        manifest = _read_manifest(src_dir)
-        task_obj = _task_of(task, manifest, src_dir)
-        source = _prepare_data(data, task_obj, src_dir, max_length) if data is not None else None
-        with atomic_dir(out, overwrite) as tmp:
-            dst = tmp / QUANTIZED_FILE
-            info: dict = {}
-            if method == "dynamic":
-                info["quantization"] = quantize_dynamic_file(onnx_file, dst, dyn).to_dict()
-            elif method == "static":
-                cal = source.split(calibration_split, calibration_size)
-                names = _input_names(onnx_file)
-                cal.check_inputs(names)
-                applied = quantize_static_file(
-                    onnx_file, dst, lambda: cal.batches(names, stat.batch_size), stat, len(cal)
+    src_dir, onnx_file = _resolve_onnx(model)
+    out = Path(out) if out is not None else _default_out(src_dir or onnx_file.parent, "int8")
+    check_output_dir(out, overwrite)
+    check_node_names(onnx_file, dyn.exclude_nodes)
+    manifest = read_manifest(src_dir)
+    task_obj = _task_of(task, src_dir)
+    source = _prepare_data(data, task_obj, src_dir, max_length) if data is not None else None
+    with atomic_dir(out, overwrite) as tmp:
+        dst = tmp / QUANTIZED_FILE
+        info: dict = {}
+        if method == "dynamic":
+            info["quantization"] = quantize_dynamic_file(onnx_file, dst, dyn).to_dict()
+        elif method == "static":
+            cal = source.split(calibration_split, calibration_size)
+            names = _input_names(onnx_file)
+            cal.check_inputs(names)
+            applied = quantize_static_file(
+                onnx_file, dst, lambda: cal.batches(names, stat.batch_size), stat, len(cal)
+            )
+            info["quantization"] = dict(applied.to_dict(), calibration_examples=len(cal))
+        else:
+            info.update(
+                _run_auto(
+                    onnx_file, dst, tmp, source, dyn, stat,
+                    max_drop=max_drop,
+                    eval_split=eval_split,
+                    eval_size=eval_size,
+                    calibration_split=calibration_split,
+                    exhaustive=exhaustive,
                 )
-                info["quantization"] = dict(applied.to_dict(), calibration_examples=len(cal))
-            else:
-                info.update(
-                    _run_auto(
-                        onnx_file, dst, tmp, source, dyn, stat,
-                        max_drop=max_drop,
-                        eval_split=eval_split,
-                        eval_size=eval_size,
-                        calibration_split=calibration_split,
-                        exhaustive=exhaustive,
-                    )
-                )  # fmt: skip
-            info["seed"] = seed
-            _finish_dir(tmp, src_dir, manifest, task_obj, model, info, mobile)
+            )  # fmt: skip
+        info["seed"] = seed
+        _finish_dir(tmp, src_dir, manifest, task_obj, model, info, mobile)
     return out
 
 
@@ -175,8 +184,6 @@ def _run_auto(
 
 
 def _finish_dir(tmp: Path, src_dir, manifest, task_obj, model, info, mobile) -> None:
-    from pocketsize.export import copy_model_side_files, write_manifest
-
     if src_dir is not None:
         copy_model_side_files(src_dir, tmp)
     write_manifest(
@@ -189,83 +196,47 @@ def _finish_dir(tmp: Path, src_dir, manifest, task_obj, model, info, mobile) -> 
         **info,
     )
     if mobile:
-        from pocketsize.export import to_mobile
-
         to_mobile(tmp)
 
 
-def _resolve_onnx(model, stack: contextlib.ExitStack) -> tuple[Path | None, Path]:
-    """(directory holding config/tokenizer or None, the .onnx file); exports PyTorch dirs first."""
-    from pocketsize.export import check_onnx_file, find_onnx_file
-
+def _resolve_onnx(model) -> tuple[Path | None, Path]:
+    """(directory holding config/tokenizer or None, the .onnx file to quantize)."""
     if hasattr(model, "forward"):
         raise PocketsizeError(
             "quantize takes an ONNX model directory or file; export the model first (ps.export)"
         )
     path = Path(str(model))
     if not path.exists():
-        try:
-            from pocketsize.assets import resolve_model
+        from pocketsize.assets import resolve_model
 
-            path = Path(resolve_model(str(model)))
-        except ImportError:
-            pass
+        path = Path(resolve_model(str(model)))
     if not path.exists():
         raise PocketsizeError(f"model {model} not found; pass an ONNX directory or .onnx file")
     if path.is_file():
         check_onnx_file(path)
         return (path.parent if (path.parent / "config.json").is_file() else None), path
-    if any(path.glob("*.onnx")):
-        onnx_file = find_onnx_file(path)
-        check_onnx_file(onnx_file)
-        return path, onnx_file
-    if (path / "config.json").is_file():
-        from pocketsize.export import export
-
-        exported = (
-            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pocketsize-q-export-")))
-            / "onnx"
+    if not any(path.glob("*.onnx")) and (path / "config.json").is_file():
+        raise PocketsizeError(
+            f"{path} is a PyTorch model directory; export it first (pocketsize export --model "
+            f"{path} --out DIR, or ps.export) and quantize the ONNX directory"
         )
-        export(path, exported, optimize=True)
-        return exported, exported / "model.onnx"
-    raise PocketsizeError(
-        f"{path} holds no .onnx file and no config.json; pass an ONNX directory or .onnx file"
-    )
+    onnx_file = model_file(path, allow_ort=False)
+    if onnx_file.stem.endswith("_quantized"):
+        raise PocketsizeError(
+            f"{onnx_file} is already quantized; pass the float graph (e.g. {path}/model.onnx)"
+        )
+    return path, onnx_file
 
 
-def _is_encoder_decoder_export(model) -> bool:
-    if hasattr(model, "forward") or not isinstance(model, (str, os.PathLike)):
-        return False
-    path = Path(model)
-    return (
-        path.is_dir()
-        and (path / "encoder_model.onnx").is_file()
-        and any(path.glob("decoder_*model*.onnx"))
-    )
+def _task_of(task, src_dir):
+    from pocketsize.tasks import get_task, task_of_model
 
-
-def _read_manifest(src_dir) -> dict:
-    from pocketsize.export import read_manifest
-
-    return read_manifest(src_dir) if src_dir is not None else {}
-
-
-def _task_of(task, manifest: dict, src_dir):
-    from pocketsize.tasks import get_task
-
-    name = task or manifest.get("task")
-    if not name and src_dir is not None and (src_dir / "config.json").is_file():
-        from pocketsize.tasks import task_from_architectures
-
-        archs = json.loads((src_dir / "config.json").read_text()).get("architectures")
-        found = task_from_architectures(archs)
-        if found in ("extractive-qa", "text-classification"):
-            name = found
-    return get_task(name) if name else None
+    if task:
+        return get_task(task)
+    return task_of_model(src_dir) if src_dir is not None else None
 
 
 def _prepare_data(data, task_obj, src_dir, max_length):
-    from pocketsize.export import has_tokenizer
     from pocketsize.tasks import task_for_dataset
 
     if isinstance(data, (str, os.PathLike)):
@@ -281,7 +252,7 @@ def _prepare_data(data, task_obj, src_dir, max_length):
             "cannot tell the model's task; pass task='text-classification' or 'extractive-qa'"
         )
     data_task = task_for_dataset(data)
-    if data_task.name != task_obj.name:
+    if data_task != task_obj:
         raise PocketsizeError(
             f"the data is for {data_task.name} but the model is a {task_obj.name} model; pass matching data"
         )
@@ -321,8 +292,6 @@ class _Splits:
 
 
 def _input_names(onnx_file: Path) -> list[str]:
-    from pocketsize.quantize.scoring import ort_session
-
     return [i.name for i in ort_session(onnx_file).get_inputs()]
 
 
@@ -332,7 +301,6 @@ def _default_out(model_dir: Path, suffix: str) -> Path:
 
 def _cast_torch(model, dtype: str, out, task, overwrite) -> Path:
     """fp16 / bf16 copy of a PyTorch model directory (save_pretrained format)."""
-    from pocketsize.export import has_tokenizer
     from pocketsize.quantize.torch_int8 import quantize_torch
 
     path = Path(str(model))
@@ -348,12 +316,12 @@ def _cast_torch(model, dtype: str, out, task, overwrite) -> Path:
     check_output_dir(out, overwrite)
     from transformers import AutoTokenizer
 
-    task_obj = _task_of(task, {}, path)
+    task_obj = _task_of(task, path)
     if task_obj is None:
         raise PocketsizeError(
             "cannot tell the model's task; pass task='text-classification' or 'extractive-qa'"
         )
-    torch_model = task_obj.auto_model_class().from_pretrained(path, use_safetensors=True)
+    torch_model = load_model_dir(path, task_obj.auto_model_class())
     with atomic_dir(out, overwrite) as tmp:
         quantize_torch(torch_model, dtype).save_pretrained(tmp)
         AutoTokenizer.from_pretrained(path).save_pretrained(tmp)
@@ -384,7 +352,6 @@ def layer_sensitivity(
     metric_drop, rank. `settings` are quantize()'s (per_channel, target, calibration, ...).
     Written to `out` (a .json file) when given.
     """
-    from pocketsize.quantize.scoring import ort_session
     from pocketsize.quantize.sensitivity import candidate_nodes, rank_nodes
     from pocketsize.quantize.static import calibrate, prepare, quantize_with_ranges
 
@@ -393,8 +360,8 @@ def layer_sensitivity(
     if by not in ("divergence", "metric"):
         raise PocketsizeError(f"unknown ranking {by!r}; use 'divergence' or 'metric'")
     with contextlib.ExitStack() as stack:
-        src_dir, onnx_file = _resolve_onnx(model, stack)
-        task_obj = _task_of(task, _read_manifest(src_dir), src_dir)
+        src_dir, onnx_file = _resolve_onnx(model)
+        task_obj = _task_of(task, src_dir)
         source = _prepare_data(data, task_obj, src_dir, max_length)
         val = source.split(split, num_examples)
         float_session = ort_session(onnx_file)

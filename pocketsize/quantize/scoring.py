@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.export import ort_session  # noqa: F401 (the export stage's session, re-used)
+from pocketsize.formats.onnx_dir import ort_session  # noqa: F401 (re-exported)
 
 
 class TaskData:

@@ -5,10 +5,12 @@ from pocketsize.tasks.base import (
     architecture_family,
     check_architecture,
     get_task,
+    load_model,
     register_task,
     task_for_dataset,
     task_from_architectures,
     task_names,
+    task_of_model,
 )
 
 __all__ = [
@@ -16,8 +18,10 @@ __all__ = [
     "architecture_family",
     "check_architecture",
     "get_task",
+    "load_model",
     "register_task",
     "task_for_dataset",
     "task_from_architectures",
     "task_names",
+    "task_of_model",
 ]

@@ -25,6 +25,18 @@ _ALIASES = {
 }
 
 
+# Real sentences of very different lengths, so that padding, truncation and several sequence
+# lengths are exercised (a dynamic-axes bug shows up only when shapes change).
+EXAMPLE_TEXTS = (
+    "a good film",
+    "the plot was dull and the cast was weak, but the music was lovely",
+    "it is a very long story with a brilliant director, a clumsy script, a moving ending and "
+    "a cast that is rather charming in every scene of the film; the music is quite superb too",
+    "boring",
+)
+EXAMPLE_BATCHES = ([0], [1, 3], [0, 1, 2, 3])
+
+
 class Task:
     """Base class. Subclasses set the class attributes and implement the methods."""
 
@@ -35,6 +47,14 @@ class Task:
     primary_metric: str = ""
     # the transformers.pipeline task name
     pipeline_task: str = ""
+    # how transformers names the heads of this task's models (config.architectures suffixes)
+    architecture_suffixes: tuple[str, ...] = ()
+    # optimum's exporter task name (None: optimum has none; the torch exporter is used)
+    optimum_task: str | None = None
+    # the model generates text: exported with past key values, checked by generating
+    generates: bool = False
+    # the outputs have a sequence axis (one value per token), not one value per example
+    per_token_outputs: bool = False
 
     def auto_model_class(self):
         raise NotImplementedError
@@ -42,9 +62,42 @@ class Task:
     def ort_model_class(self):
         raise NotImplementedError
 
+    def load_model(self, ref, labels: list[str] | None = None, trust_module_code=False, **kw):
+        """The model `ref` names (a module directory, a save_pretrained directory, a catalogue
+        name or a hub id) with this task's head; a base encoder gets a fresh head (with
+        `labels` for classification)."""
+        from pocketsize.assets import load_pretrained
+        from pocketsize.formats.module_dir import is_module_dir, load_module_dir
+
+        if is_module_dir(ref):
+            return load_module_dir(ref, trust_module_code)
+        return load_pretrained(ref, self.auto_model_class(), labels=labels, **kw)
+
+    def labels(self, dataset) -> list[str] | None:
+        """The label names of a split, for tasks whose models have one output per label (the
+        head's id2label); None for the others."""
+        return None
+
     def encode(self, dataset, tokenizer, max_length: int | None = None):
         """Tokenize a datasets.Dataset into unpadded model features (a datasets.Dataset)."""
         raise NotImplementedError
+
+    def example_inputs(self, tokenizer, max_length: int = 128) -> list[dict]:
+        """Tokenized example batches of sizes 1, 2 and 4 and different lengths (numpy int64),
+        for tracing an export and checking its parity on several shapes."""
+        import numpy as np
+
+        out = []
+        for idx in EXAMPLE_BATCHES:
+            enc = tokenizer(
+                [EXAMPLE_TEXTS[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="np",
+            )
+            out.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items()})
+        return out
 
     def collator(self, tokenizer):
         """A callable that pads a list of features into a batch of tensors."""
@@ -79,6 +132,13 @@ class Task:
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
+    # Two adapters of one task are the same task, whatever their settings (e.g. QA's stride).
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Task) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
 
 def register_task(name: str, factory: Callable[[], Task]) -> None:
     _REGISTRY[name] = factory
@@ -112,23 +172,45 @@ def get_task(name: str | Task) -> Task:
     return _REGISTRY[key]()
 
 
-# A saved model's task, by the suffix of its config's architecture name (transformers naming).
-ARCHITECTURE_SUFFIXES = (
-    ("ForQuestionAnswering", "extractive-qa"),
-    ("ForSequenceClassification", "text-classification"),
-    ("LMHeadModel", "causal-lm"),
-    ("ForCausalLM", "causal-lm"),
-    ("ForConditionalGeneration", "seq2seq"),
-)
+def load_model(ref, task="text-classification", **kw):
+    """`ps.load_model`: the model `ref` names, with the head of `task` (see Task.load_model)."""
+    return get_task(task).load_model(ref, **kw)
 
 
 def task_from_architectures(architectures) -> str | None:
     """The task name a config's `architectures` list was saved for, or None when unknown."""
+    _load_builtin()
     for arch in architectures or []:
-        for suffix, name in ARCHITECTURE_SUFFIXES:
-            if arch.endswith(suffix):
+        for name, factory in _REGISTRY.items():
+            if any(arch.endswith(s) for s in getattr(factory, "architecture_suffixes", ())):
                 return name
     return None
+
+
+def task_of_model(source) -> Task | None:
+    """The task a saved model is for: the one function every stage asks.
+
+    `source`: a model directory (PyTorch or ONNX), an .onnx/.ort file, or a config dict. Read
+    in order: the ONNX manifest's task, a module directory's recorded task, the head named in
+    config.json's `architectures`. None when nothing says.
+    """
+    import os
+    from pathlib import Path
+
+    from pocketsize.formats.model_dir import read_config
+    from pocketsize.formats.module_dir import saved_task
+    from pocketsize.formats.onnx_dir import read_manifest
+
+    if isinstance(source, dict):
+        config, manifest = source, {}
+    elif isinstance(source, (str, os.PathLike)):
+        directory = Path(source) if Path(source).is_dir() else Path(source).parent
+        config, manifest = read_config(directory), read_manifest(directory)
+    else:
+        return None
+    name = manifest.get("task") or saved_task(config)
+    name = name or task_from_architectures(config.get("architectures"))
+    return get_task(name) if name else None
 
 
 def task_for_dataset(dataset) -> Task:

@@ -31,6 +31,9 @@ class CausalLM(Task):
     output_names = ("logits",)
     primary_metric = "next_token_accuracy"
     pipeline_task = "text-generation"
+    architecture_suffixes = ("LMHeadModel", "ForCausalLM")
+    optimum_task = "text-generation-with-past"
+    generates = True
     input_names = ("input_ids", "attention_mask")
     data_columns = ("text",)
     # evaluated ONNX graphs take past key values: run them through optimum's ORTModel class

@@ -20,6 +20,20 @@ class TextClassification(Task):
     output_names = ("logits",)
     primary_metric = "accuracy"
     pipeline_task = "text-classification"
+    architecture_suffixes = ("ForSequenceClassification",)
+    optimum_task = "text-classification"
+
+    def labels(self, dataset) -> list[str]:
+        """The ClassLabel names of the label column (a plain int column has none to name)."""
+        from pocketsize.errors import PocketsizeError
+
+        names = getattr(dataset.features.get("label"), "names", None)
+        if not names:
+            raise PocketsizeError(
+                "the dataset's label column is not a ClassLabel; cast it with "
+                "dataset.class_encode_column('label') so the label names are known"
+            )
+        return list(names)
 
     def auto_model_class(self):
         from transformers import AutoModelForSequenceClassification

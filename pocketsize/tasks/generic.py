@@ -2,10 +2,10 @@
 
 The adapter is the smallest contract a model can meet: a callable from a batch (a dict of
 tensors named by the task's `input_names`, e.g. `pixel_values`) to logits. Such a model is
-saved as config.json (its registry name and constructor arguments, label names) plus
-model.safetensors, and loaded by looking the name up in `MODULES`: never pickles, never code
-named by the file itself. Register your own classes with `@register_module("name")`; a class
-takes its configuration as keyword arguments and keeps them in `self.config` (a dict).
+saved as a pocketsize module directory (pocketsize.formats.module_dir: config.json with its
+class and constructor arguments, label names, plus model.safetensors): never pickles. A class
+keeps its constructor arguments in `self.config` (a dict); `@register_module("name")` lets its
+directories load without trust_module_code.
 
     data = load_digits_dataset()
     teacher = train_module(DigitsCNN(), data, "out/cnn")                        # fine-tune
@@ -14,7 +14,6 @@ takes its configuration as keyword arguments and keeps them in `self.config` (a 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -27,16 +26,14 @@ from pocketsize.errors import PocketsizeError
 from pocketsize.tasks.base import register_task
 from pocketsize.tasks.classification import TextClassification
 
-MODULES: dict[str, type] = {}
-BUILTIN_MODULES = ("digits-cnn", "digits-mlp")  # defined on first use (imports torch)
-CONFIG_KEY = "pocketsize_module"
-
 
 class ArrayClassification(TextClassification):
     """Classification of fixed-shape float arrays (images, feature vectors): no tokenizer."""
 
     name = "array-classification"
     pipeline_task = ""
+    architecture_suffixes = ()
+    optimum_task = None
     input_names: tuple[str, ...] = ("pixel_values",)
     data_columns = ("pixel_values", "label")
     needs_tokenizer = False
@@ -44,7 +41,7 @@ class ArrayClassification(TextClassification):
     def auto_model_class(self):
         raise PocketsizeError(
             "array-classification models are no transformers architecture; load them with "
-            "pocketsize.tasks.generic.load_module_dir"
+            "pocketsize.formats.module_dir.load_module_dir"
         )
 
     def ort_model_class(self):
@@ -83,89 +80,18 @@ class ArrayClassification(TextClassification):
 register_task(ArrayClassification.name, ArrayClassification)
 
 
-# ---- the module registry, saving and loading ----
-
-
-def register_module(name: str, cls: type | None = None):
-    """Register an nn.Module class under `name` (usable as a class decorator)."""
-
-    def add(c):
-        MODULES[name] = c
-        c.pocketsize_name = name
-        return c
-
-    return add(cls) if cls is not None else add
-
-
-def is_module_dir(path) -> bool:
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        return CONFIG_KEY in json.loads(config.read_text())
-    except (OSError, ValueError):
-        return False
-
-
-def registered_name(model) -> str:
-    name = getattr(type(model), "pocketsize_name", None)
-    if MODULES.get(name) is not type(model):
-        raise PocketsizeError(
-            f"{type(model).__name__} is not a registered module; decorate its class with "
-            "@pocketsize.tasks.generic.register_module('name') so it can be loaded again"
-        )
-    return name
-
-
-def save_module_dir(model, out_dir, labels: list[str] | None = None) -> Path:
-    """Write config.json (registry name, constructor arguments, labels) + model.safetensors."""
-    from safetensors.torch import save_model
-
-    name = registered_name(model)
-    module_config = dict(getattr(model, "config", None) or {})
-    config: dict[str, Any] = {CONFIG_KEY: name, "module_config": module_config}
-    num_labels = module_config.get("num_labels")
-    if labels is not None:
-        config["id2label"] = {str(i): str(n) for i, n in enumerate(labels)}
-        config["label2id"] = {str(n): i for i, n in enumerate(labels)}
-        num_labels = len(labels)
-    if num_labels is not None:
-        config["num_labels"] = int(num_labels)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    save_model(model, str(out_dir / "model.safetensors"))
-    return out_dir
-
-
-def load_module_dir(path):
-    """Rebuild a registered module from its directory and load its safetensors weights."""
-    from safetensors.torch import load_model
-
-    path = Path(path)
-    if not is_module_dir(path):
-        raise PocketsizeError(
-            f"{path} is not a pocketsize module directory (no config.json with {CONFIG_KEY}); "
-            "save the model with save_module_dir"
-        )
-    config = json.loads((path / "config.json").read_text())
-    name = config[CONFIG_KEY]
-    if name in BUILTIN_MODULES and name not in MODULES:
-        _digits_models()
-    if name not in MODULES:
-        raise PocketsizeError(
-            f"{path} holds a {name!r} module but no class is registered under that name "
-            f"(known: {', '.join(sorted(MODULES))}); import the code that registers it first"
-        )
-    try:
-        model = MODULES[name](**config.get("module_config", {}))
-        load_model(model, str(path / "model.safetensors"))
-    except (TypeError, RuntimeError) as e:
-        raise PocketsizeError(
-            f"cannot rebuild {name!r} from {path} ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:160]}); the weights do not match the registered class"
-        ) from None
-    return model.eval()
+# The module directory format and the example models live below the task layer; the names
+# stay importable from here.
+from pocketsize.formats.module_dir import (  # noqa: E402, F401
+    MODULES,
+    init_style,
+    is_module_dir,
+    load_module_dir,
+    module_config,
+    module_labels,
+    register_module,
+    save_module_dir,
+)
 
 
 def load_module(ref):
@@ -176,73 +102,12 @@ def load_module(ref):
     return load_module_dir(ref)
 
 
-def module_labels(path) -> list[str] | None:
-    config = json.loads((Path(path) / "config.json").read_text())
-    id2label = config.get("id2label")
-    return [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
-
-
-# ---- two small image classifiers for the digits example ----
-
-
-def _digits_models():
-    if "DigitsCNN" not in globals():
-        globals().update(zip(("DigitsCNN", "DigitsMLP"), _define_digits_models()))
-    return globals()["DigitsCNN"], globals()["DigitsMLP"]
-
-
-def _define_digits_models():
-    import torch
-    from torch import nn
-
-    @register_module("digits-cnn")
-    class DigitsCNN(nn.Module):
-        """Two 3x3 convolutions, a max-pool and two linear layers: the teacher."""
-
-        def __init__(self, channels: int = 16, hidden: int = 64, num_labels: int = 10):
-            super().__init__()
-            self.config = dict(channels=channels, hidden=hidden, num_labels=num_labels)
-            self.features = nn.Sequential(
-                nn.Conv2d(1, channels, 3, padding=1),
-                nn.ReLU(),
-                nn.Conv2d(channels, 2 * channels, 3, padding=1),
-                nn.ReLU(),
-                nn.MaxPool2d(2),
-            )
-            self.head = nn.Sequential(
-                nn.Flatten(),
-                nn.Linear(2 * channels * 4 * 4, hidden),
-                nn.ReLU(),
-                nn.Linear(hidden, num_labels),
-            )
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return self.head(self.features(pixel_values))
-
-    @register_module("digits-mlp")
-    class DigitsMLP(nn.Module):
-        """One hidden layer over the 64 pixels: the student."""
-
-        def __init__(self, hidden: int = 32, num_labels: int = 10, in_features: int = 64):
-            super().__init__()
-            self.config = dict(hidden=hidden, num_labels=num_labels, in_features=in_features)
-            self.net = nn.Sequential(
-                nn.Flatten(),
-                nn.Linear(in_features, hidden),
-                nn.ReLU(),
-                nn.Linear(hidden, num_labels),
-            )
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return self.net(pixel_values)
-
-    return DigitsCNN, DigitsMLP
-
-
 def __getattr__(name: str):
-    # torch is imported only when a model class is asked for
+    # torch is imported only when an example model class is asked for
     if name in ("DigitsCNN", "DigitsMLP"):
-        return dict(zip(("DigitsCNN", "DigitsMLP"), _digits_models()))[name]
+        from pocketsize.zoo import digits
+
+        return getattr(digits, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -294,7 +159,7 @@ def train_module(
     names = list(data["train"].features["label"].names)
     set_seed(seed)
     model = load_module(model)
-    registered_name(model)  # the trained student must be loadable again: checked up front
+    init_style(type(model), module_config(model))  # loadable again? checked up front
     teacher_model = load_module(teacher) if teacher is not None else None
     weights = dict(losses or ({"kl": 0.5, "ce": 0.5} if teacher_model is not None else {"ce": 1}))
     unknown = [n for n in weights if n not in LOSSES]
@@ -354,13 +219,13 @@ def train_module(
         result = trainer.train()
         shutil.rmtree(tmp / ".work", ignore_errors=True)
         model = trainer.model.eval()
-        save_module_dir(model, tmp, labels=names)
+        save_module_dir(model, tmp, labels=names, task=task.name)
         write_json(
             tmp / "stage.json",
             {
                 "stage": "distill" if teacher_model is not None else "finetune",
                 "task": task.name,
-                "module": type(model).pocketsize_name,
+                "module": f"{type(model).__module__}:{type(model).__qualname__}",
                 "teacher": str(teacher) if isinstance(teacher, (str, os.PathLike)) else None,
                 "labels": names,
                 "config": dict(

@@ -64,12 +64,17 @@ def squad_scores(prediction: str, answers: dict) -> tuple[float, float]:
 
 # ---- the task adapter ----
 
+EXAMPLE_QUESTIONS = ("who directed the film?", "what was weak?", "how was the music?", "when?")
+
 
 class ExtractiveQA(Task):
     name = "extractive-qa"
     output_names = ("start_logits", "end_logits")
     primary_metric = "f1"
     pipeline_task = "question-answering"
+    architecture_suffixes = ("ForQuestionAnswering",)
+    optimum_task = "question-answering"
+    per_token_outputs = True
 
     def __init__(
         self,
@@ -139,6 +144,23 @@ class ExtractiveQA(Task):
             remove_columns=dataset.column_names,
             desc="tokenizing",
         )
+
+    def example_inputs(self, tokenizer, max_length: int = 128) -> list[dict]:
+        """Question/context pairs (the contexts of varying length), as the model reads them."""
+        from pocketsize.tasks.base import EXAMPLE_BATCHES, EXAMPLE_TEXTS
+
+        out = []
+        for idx in EXAMPLE_BATCHES:
+            enc = tokenizer(
+                [EXAMPLE_QUESTIONS[i] for i in idx],
+                [EXAMPLE_TEXTS[i] for i in idx],
+                padding=True,
+                truncation="only_second",
+                max_length=max_length,
+                return_tensors="np",
+            )
+            out.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items()})
+        return out
 
     def collator(self, tokenizer):
         from transformers import DataCollatorWithPadding

@@ -50,6 +50,9 @@ class Seq2Seq(Task):
     output_names = ("generated_ids",)
     primary_metric = "f1"
     pipeline_task = "text2text-generation"
+    architecture_suffixes = ("ForConditionalGeneration",)
+    optimum_task = "text2text-generation-with-past"
+    generates = True
     input_names = ("input_ids", "attention_mask")
     data_columns = ()  # source/target or question/context/answers; checked in encode
     ort_runner = True

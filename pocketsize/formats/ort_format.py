@@ -1,4 +1,8 @@
-"""Conversion to the ONNX Runtime mobile format (.ort), checked to load and to match the .onnx."""
+"""The ONNX Runtime mobile format (.ort): conversion, checked to load and to match the .onnx.
+
+Also the two checks any pair of graphs is held to: `random_inputs` (a feed built from a
+session's input metadata) and `compare_outputs` (max absolute difference within tolerance).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from pocketsize.errors import PocketsizeError
-from pocketsize.export.onnx_files import find_onnx_file, write_manifest
-from pocketsize.export.parity import compare_outputs, ort_session, random_inputs, run_session
+from pocketsize.formats.onnx_dir import model_file, ort_session, run_session, write_manifest
 
 
 def to_mobile(model: str | Path, atol: float = 1e-4, rtol: float = 1e-4) -> Path:
@@ -20,7 +25,7 @@ def to_mobile(model: str | Path, atol: float = 1e-4, rtol: float = 1e-4) -> Path
     `model` is an ONNX file or directory; the directory's manifest records the .ort file and its
     check. Returns the .ort path. Raises when the .ort does not load or its outputs differ.
     """
-    onnx_path = find_onnx_file(model)
+    onnx_path = model_file(model, allow_ort=False)
     target = onnx_path.with_suffix(".ort")
     with tempfile.TemporaryDirectory(prefix="pocketsize-ort-") as tmp:
         tmp = Path(tmp)
@@ -55,6 +60,49 @@ def to_mobile(model: str | Path, atol: float = 1e-4, rtol: float = 1e-4) -> Path
     if Path(model).is_dir():
         write_manifest(model, mobile={"file": target.name, "max_abs_diff": figures})
     return target
+
+
+def random_inputs(session, vocab_size: int = 100, shapes=((1, 8), (2, 16))) -> list[dict]:
+    """Inputs built from a session's input metadata, for models without a tokenizer."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for batch, seq in shapes:
+        feed = {}
+        for inp in session.get_inputs():
+            dims = [
+                d if isinstance(d, int) else (batch if i == 0 else seq)
+                for i, d in enumerate(inp.shape)
+            ]
+            if "int" in inp.type:
+                if "mask" in inp.name:
+                    feed[inp.name] = np.ones(dims, dtype=np.int64)
+                elif "type" in inp.name:
+                    feed[inp.name] = np.zeros(dims, dtype=np.int64)
+                else:
+                    feed[inp.name] = rng.integers(0, vocab_size, dims, dtype=np.int64)
+            else:
+                feed[inp.name] = rng.standard_normal(dims).astype(np.float32)
+        cases.append(feed)
+    return cases
+
+
+def compare_outputs(reference: dict, candidate: dict, atol: float, rtol: float) -> dict:
+    """Max absolute difference per output and whether it is within atol + rtol * max|reference|."""
+    figures = {}
+    for name, ref in reference.items():
+        if name not in candidate:
+            raise PocketsizeError(f"output {name!r} is missing from the ONNX model; re-export it")
+        ref = np.asarray(ref, dtype=np.float64)
+        cand = np.asarray(candidate[name], dtype=np.float64)
+        if ref.shape != cand.shape:
+            raise PocketsizeError(
+                f"output {name!r} has shape {cand.shape} in ONNX but {ref.shape} in the reference; "
+                "check the exported dynamic axes"
+            )
+        diff = float(np.max(np.abs(ref - cand))) if ref.size else 0.0
+        tol = atol + rtol * float(np.max(np.abs(ref))) if ref.size else atol
+        figures[name] = {"max_abs_diff": diff, "tolerance": tol, "ok": diff <= tol}
+    return figures
 
 
 def _check_ort_matches(ort_path: Path, onnx_path: Path, atol: float, rtol: float) -> float:

@@ -1,0 +1,52 @@
+"""A saved PyTorch model directory, whichever kind: a transformers `save_pretrained` directory
+or a pocketsize module directory. Every stage loads saved models through `load_model_dir`, so
+each gets the same rules: safetensors only (a pickled `pytorch_model.bin` can run code when
+unpickled), remote code off, the [UNK] clamp of a vocabulary-trimmed model installed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.formats.module_dir import is_module_dir, load_module_dir
+from pocketsize.formats.vocab_clamp import apply_vocab_clamp
+
+TORCH_WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin")
+
+
+def read_config(directory) -> dict:
+    config = Path(directory) / "config.json"
+    return json.loads(config.read_text()) if config.is_file() else {}
+
+
+def is_torch_dir(path) -> bool:
+    """A directory holding PyTorch weights and no ONNX graph."""
+    path = Path(path)
+    return (
+        path.is_dir()
+        and any(any(path.glob(p)) for p in TORCH_WEIGHT_PATTERNS)
+        and not any(path.glob("*.onnx"))
+    )
+
+
+def load_model_dir(path, auto_class=None, trust_module_code: bool = False, **kwargs):
+    """The model saved in `path` (eval mode): a module directory by its recorded class, a
+    transformers directory with `auto_class` (e.g. AutoModelForSequenceClassification)."""
+    path = Path(path)
+    if is_module_dir(path):
+        return load_module_dir(path, trust_module_code)
+    if auto_class is None:
+        raise PocketsizeError(
+            f"{path} is a transformers directory; say which head to load it with (task=...)"
+        )
+    if not any(path.glob("*.safetensors")) and any(path.glob("pytorch_model*.bin")):
+        raise PocketsizeError(
+            f"{path} has no safetensors weights and pocketsize never loads pickled weights; "
+            "re-save the model with save_pretrained(dir, safe_serialization=True)"
+        )
+    try:
+        model = auto_class.from_pretrained(str(path), use_safetensors=True, **kwargs)
+    except (OSError, ValueError) as e:
+        raise PocketsizeError(f"cannot load the model in {path}: {str(e).splitlines()[0]}") from e
+    return apply_vocab_clamp(model.eval())

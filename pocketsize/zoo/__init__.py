@@ -1,0 +1,1 @@
+"""Small example models that are no transformers architecture (plain nn.Modules)."""
