@@ -49,14 +49,19 @@ def is_onnx_dir(path: str | Path) -> bool:
 
 
 def model_file(model: str | Path, allow_ort: bool = True) -> Path:
-    """The model graph of an ONNX file or directory (see the module docstring for the order).
+    """The model graph of an ONNX file or directory (see the module docstring for the order),
+    checked to parse: a truncated or corrupted .onnx is refused here, with the fix.
 
     allow_ort=False: only an .onnx file will do (to quantize, optimise or convert it).
     """
-    model = Path(model)
+    found = _find_model_file(Path(model), allow_ort)
+    if found.suffix != ".ort" or not allow_ort:
+        check_onnx_file(found)
+    return found
+
+
+def _find_model_file(model: Path, allow_ort: bool) -> Path:
     if model.is_file():
-        if model.suffix != ".ort" or not allow_ort:
-            check_onnx_file(model)
         return model
     if not model.is_dir():
         raise PocketsizeError(f"model {model} does not exist; pass an ONNX file or directory")
