@@ -207,12 +207,14 @@ PAIRS = [
 
 def _correct(model_dir, data) -> tuple[np.ndarray, int]:
     """Per-example test correctness and the parameter count of a model directory."""
-    from pocketsize.distill._common import load_model, load_tokenizer, predict_split
+    from pocketsize.assets import load_tokenizer
+    from pocketsize.eval.scoring import encode_split, outputs_of, predict, torch_forward
     from pocketsize.tasks import get_task
 
     task = get_task("text-classification")
-    model = load_model(model_dir, task)
-    predictions = predict_split(model, load_tokenizer(model_dir), task, data["test"])
+    model = task.load_model(model_dir)
+    encoded = encode_split(task, data["test"], load_tokenizer(model_dir))
+    predictions = predict(encoded, outputs_of(encoded, torch_forward(model, task), 64))
     params = sum(p.numel() for p in model.parameters())
     return np.asarray(predictions) == np.asarray(data["test"]["label"]), params
 

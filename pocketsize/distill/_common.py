@@ -337,43 +337,15 @@ def last_checkpoint(work_dir: Path) -> str | None:
     return get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
 
 
-@torch.no_grad()
-def predict_outputs(model, features, collator, output_names, batch_size: int = 64) -> dict:
-    """Stacked numpy outputs by name for encoded features (variable lengths padded with -1e4)."""
-    model.eval()
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in output_names}
-    cols = [c for c in features.column_names if c not in LABEL_COLUMNS]
-    for start in range(0, len(features), batch_size):
-        rows = features.select(range(start, min(start + batch_size, len(features))))
-        batch = collator([{c: r[c] for c in cols} for r in rows])
-        out = model(**forward_kwargs(model, batch))
-        for n in output_names:
-            chunks[n].append(get_output(out, n).float().numpy())
-    stacked = {}
-    for n, parts in chunks.items():
-        if parts and parts[0].ndim == 2 and len({p.shape[1] for p in parts}) > 1:
-            width = max(p.shape[1] for p in parts)
-            parts = [
-                np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1e4) for p in parts
-            ]
-        stacked[n] = np.concatenate(parts) if parts else np.zeros((0,))
-    return stacked
-
-
-def predict_split(model, tokenizer, task, split, max_length=None, batch_size: int = 64) -> list:
-    """The task's predictions of `model` for every example of a dataset split."""
-    features = task.encode(split, tokenizer, max_length=max_length)
-    keep = set(model_input_names(tokenizer))
-    inputs = features.remove_columns([c for c in features.column_names if c not in keep])
-    collator = FeatureCollator(task, tokenizer)
-    outputs = predict_outputs(model, inputs, collator, task.output_names, batch_size)
-    return task.predict(outputs, features, split)
-
-
 def evaluate_model(model, tokenizer, task, split, max_length=None, batch_size: int = 64) -> dict:
-    """The task's metrics of `model` on a dataset split (the adapter tokenizes and scores)."""
-    predictions = predict_split(model, tokenizer, task, split, max_length, batch_size)
-    return task.score(predictions, split)
+    """The task's metrics of `model` on a dataset split, through eval's one scoring path."""
+    from pocketsize.eval.scoring import encode_split, evaluate_forward, torch_forward
+
+    was_training = model.training
+    encoded = encode_split(task, split, tokenizer, max_length)
+    metrics = evaluate_forward(encoded, torch_forward(model, task), batch_size)
+    model.train(was_training)
+    return metrics
 
 
 def headline(metrics: dict, task) -> dict:

@@ -21,13 +21,8 @@ from pocketsize.eval import latency as timing
 from pocketsize.eval import memory as peak_memory
 from pocketsize.eval.environment import library_versions, machine_info
 from pocketsize.eval.report import SCHEMA_VERSION, Report, mark_pareto
-from pocketsize.eval.runners import (
-    default_threads,
-    load_tokenizer,
-    make_runner,
-    resolve_variant,
-    task_inputs,
-)
+from pocketsize.eval.runners import default_threads, load_tokenizer, make_runner, resolve_variant
+from pocketsize.eval.scoring import encode_split, predict, run_batches, stack_outputs
 from pocketsize.tasks import check_architecture, get_task, task_for_dataset
 
 MAX_DISAGREEMENTS = 1000  # kept per variant in metrics.json; the total is always reported
@@ -94,12 +89,11 @@ def evaluate(
         check_architecture(variant.config.get("model_type"), task)  # e.g. GPT-2 for extractive QA
     label_names = _check_labels(task, examples, resolved, reference)
     # non-text tasks (e.g. arrays of pixels) read their inputs from the data, with no tokenizer
-    needs_tokenizer = getattr(task, "needs_tokenizer", True)
     tokenizers = {
-        name: load_tokenizer(v) if needs_tokenizer else None for name, v in resolved.items()
+        name: load_tokenizer(v) if task.needs_tokenizer else None for name, v in resolved.items()
     }
     for name, variant in resolved.items():
-        if needs_tokenizer:
+        if task.needs_tokenizer:
             _check_vocab(variant, tokenizers[name])
     runners = {}
     for name, variant in resolved.items():
@@ -214,14 +208,8 @@ def _select_split(dataset, split: str):
     return dataset
 
 
-TASK_COLUMNS = {
-    "text-classification": ("text", "label"),
-    "extractive-qa": ("question", "context", "answers"),
-}
-
-
 def _check_columns(task, examples) -> None:
-    needed = TASK_COLUMNS.get(task.name) or getattr(task, "data_columns", ())
+    needed = task.data_columns
     missing = [c for c in needed if c not in examples.column_names]
     if missing:
         raise PocketsizeError(
@@ -243,12 +231,9 @@ def _variant_labels(variant) -> list[str] | None:
 
 def _check_labels(task, examples, resolved, reference) -> list[str] | None:
     """Classification: every variant has the reference's labels and the data's label count."""
-    from pocketsize.tasks.classification import TextClassification, label_names
-
-    if not isinstance(task, TextClassification):
+    data_labels = task.labels(examples, strict=False)
+    if data_labels is None:
         return None
-
-    data_labels = label_names(examples)
     ref_labels = _variant_labels(resolved[reference])
     for name, variant in resolved.items():
         labels = _variant_labels(variant)
@@ -321,69 +306,24 @@ def _max_length(variant, tokenizer, requested: int | None) -> int:
     return min(limits)
 
 
-def _pad_numpy(collate, inputs):
-    def pad(rows):
-        batch = collate(rows)
-        return {k: np.asarray(v) for k, v in batch.items() if k in inputs}
-
-    return pad
-
-
 def _predict(name, runner, tokenizer, task, examples, max_length, batch_size, progress) -> dict:
     """Model outputs for every feature (batched by length to cut padding) and the predictions."""
-    features = _quiet_encode(task, examples, tokenizer, max_length, progress)
-    inputs = task_inputs(task)
-    model_inputs = [c for c in inputs if c in features.column_names]
-    rows = features.select_columns(model_inputs).to_list()
-    pad = _pad_numpy(task.collator(tokenizer), inputs)
-    main = inputs[0]
-    order = np.argsort([len(r[main]) for r in rows], kind="stable")
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in task.output_names}
-    for start in tqdm(
-        range(0, len(rows), batch_size), desc=f"predicting {name}", disable=not progress
-    ):
-        batch = pad([rows[i] for i in order[start : start + batch_size]])
-        for key, value in runner.run(batch).items():
-            chunks[key].append(value)
-    outputs = {key: _stack(values, order) for key, values in chunks.items()}
-    predictions = task.predict(outputs, features, examples)
+    encoded = encode_split(task, examples, tokenizer, max_length, progress)
+    per_batch = run_batches(
+        encoded,
+        runner.run,
+        batch_size,
+        by_length=True,
+        progress=f"predicting {name}" if progress else False,
+    )
+    outputs = stack_outputs(per_batch, task.output_names)
     return {
         "outputs": outputs,
-        "predictions": predictions,
-        "rows": rows,
-        "input_ids": [r[main] for r in rows],
-        "pad": pad,
+        "predictions": predict(encoded, outputs),
+        "rows": encoded.rows,
+        "input_ids": [r[encoded.input_names[0]] for r in encoded.rows],
+        "pad": encoded.pad,
     }
-
-
-def _quiet_encode(task, examples, tokenizer, max_length, progress):
-    """task.encode, without datasets' "tokenizing" bar when progress bars are off."""
-    from datasets.utils import logging as ds_logging
-
-    was_enabled = ds_logging.is_progress_bar_enabled()
-    if not progress:
-        ds_logging.disable_progress_bar()
-    try:
-        return task.encode(examples, tokenizer, max_length=max_length)
-    finally:
-        if was_enabled:
-            ds_logging.enable_progress_bar()
-
-
-def _stack(chunks: list[np.ndarray], order: np.ndarray) -> np.ndarray:
-    """Concatenate per-batch outputs (padding sequence axes with -1e4) in the original order."""
-    width = max(c.shape[1] for c in chunks) if chunks[0].ndim > 1 else None
-    if width is not None and any(c.shape[1] != width for c in chunks):
-        chunks = [
-            np.pad(
-                c, [(0, 0), (0, width - c.shape[1])] + [(0, 0)] * (c.ndim - 2), constant_values=-1e4
-            )
-            for c in chunks
-        ]
-    stacked = np.concatenate(chunks)
-    result = np.empty_like(stacked)
-    result[order] = stacked
-    return result
 
 
 def _quality(task, examples, run, ref_run, indices, label_names) -> dict:

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketsize.eval.runners import task_inputs
-
 
 def _current_rss_bytes() -> int:
     with open("/proc/self/statm") as f:
@@ -51,8 +49,8 @@ def measure_peak_memory(variant, task, batch: dict, threads: int, timeout: float
             "path": str(path),
             "task": task.name,
             "output_names": list(task.output_names),
-            "input_names": list(task_inputs(task)),
-            "ort_runner": bool(getattr(task, "ort_runner", False)),
+            "input_names": list(task.input_names),
+            "ort_runner": task.generates,
             "threads": threads,
             "trust_module_code": variant.trust_module_code,
             "batch": str(Path(tmp) / "batch.npz"),
@@ -95,9 +93,7 @@ def _child(spec_path: str) -> None:
         path = Path(spec["path"])
         variant = Variant("model", "torch", path, path, trust_module_code=spec["trust_module_code"])
         model = load_torch_model(variant, task)
-        runner = TorchRunner(
-            model, output_names, input_names, getattr(task, "generation_settings", None)
-        )
+        runner = TorchRunner(model, output_names, input_names, task.generation_settings)
     elif spec.get("ort_runner"):
         # generative graphs (past key values, encoder + decoders) run through optimum
         import onnxruntime  # noqa: F401

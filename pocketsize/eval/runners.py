@@ -260,11 +260,6 @@ def _numpy_type(onnx_type: str):
     return np.int32 if "int32" in onnx_type else np.int64
 
 
-def task_inputs(task) -> tuple[str, ...]:
-    """The model inputs a task's features provide (token ids by default), main input first."""
-    return tuple(getattr(task, "input_names", None) or FEEDABLE_INPUTS)
-
-
 def _auto_class(task, variant: Variant):
     # a module directory needs no Auto class (and array tasks have none)
     return None if variant.path is None or is_module_dir(variant.path) else task.auto_model_class()
@@ -304,8 +299,8 @@ class OrtModelRunner:
             str(variant.model_dir), session_options=options, **files
         )
         self.output_names = task.output_names
-        self.input_names = task_inputs(task)
-        self.generate = getattr(task, "generation_settings", None)
+        self.input_names = task.input_names
+        self.generate = task.generation_settings
 
     def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         return {
@@ -341,9 +336,9 @@ def make_runner(variant: Variant, task, threads: int):
         return TorchRunner(
             load_torch_model(variant, task),
             task.output_names,
-            task_inputs(task),
-            getattr(task, "generation_settings", None),
+            task.input_names,
+            task.generation_settings,
         )
-    if getattr(task, "ort_runner", False):
+    if task.generates:  # graphs with past key values / several graphs: optimum's ORTModel
         return OrtModelRunner(variant, task, threads)
-    return OnnxRunner(variant.path, task.output_names, threads, variant.name, task_inputs(task))
+    return OnnxRunner(variant.path, task.output_names, threads, variant.name, task.input_names)

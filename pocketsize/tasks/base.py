@@ -55,6 +55,14 @@ class Task:
     generates: bool = False
     # the outputs have a sequence axis (one value per token), not one value per example
     per_token_outputs: bool = False
+    # the model inputs the task's features provide, main input first
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+    # the data columns the task reads (checked before any model runs)
+    data_columns: tuple[str, ...] = ()
+    # inputs come from a tokenizer (False: arrays read from the data as they are)
+    needs_tokenizer: bool = True
+    # settings for model.generate() when the task's predictions are generated text (else None)
+    generation_settings: dict | None = None
 
     def auto_model_class(self):
         raise NotImplementedError
@@ -73,7 +81,7 @@ class Task:
             return load_module_dir(ref, trust_module_code)
         return load_pretrained(ref, self.auto_model_class(), labels=labels, **kw)
 
-    def labels(self, dataset) -> list[str] | None:
+    def labels(self, dataset, strict: bool = True) -> list[str] | None:
         """The label names of a split, for tasks whose models have one output per label (the
         head's id2label); None for the others."""
         return None

@@ -36,8 +36,6 @@ class CausalLM(Task):
     generates = True
     input_names = ("input_ids", "attention_mask")
     data_columns = ("text",)
-    # evaluated ONNX graphs take past key values: run them through optimum's ORTModel class
-    ort_runner = True
 
     def auto_model_class(self):
         from transformers import AutoModelForCausalLM

@@ -22,12 +22,16 @@ class TextClassification(Task):
     pipeline_task = "text-classification"
     architecture_suffixes = ("ForSequenceClassification",)
     optimum_task = "text-classification"
+    data_columns = ("text", "label")
 
-    def labels(self, dataset) -> list[str]:
-        """The ClassLabel names of the label column (a plain int column has none to name)."""
+    def labels(self, dataset, strict: bool = True) -> list:
+        """The ClassLabel names of the label column. A plain int column has none to name:
+        strict refuses it (a model's id2label needs names), else its sorted values stand in."""
         from pocketsize.errors import PocketsizeError
 
         names = getattr(dataset.features.get("label"), "names", None)
+        if not names and not strict:
+            return label_names(dataset)
         if not names:
             raise PocketsizeError(
                 "the dataset's label column is not a ClassLabel; cast it with "

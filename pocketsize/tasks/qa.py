@@ -75,6 +75,7 @@ class ExtractiveQA(Task):
     architecture_suffixes = ("ForQuestionAnswering",)
     optimum_task = "question-answering"
     per_token_outputs = True
+    data_columns = ("question", "context", "answers")
 
     def __init__(
         self,

@@ -55,7 +55,6 @@ class Seq2Seq(Task):
     generates = True
     input_names = ("input_ids", "attention_mask")
     data_columns = ()  # source/target or question/context/answers; checked in encode
-    ort_runner = True
 
     def __init__(self, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, num_beams: int = 1):
         self.generation_settings = {
