@@ -94,7 +94,8 @@ def timing(args) -> None:
     import torch
 
     from pocketsize.distill import build_student, distill, finetune
-    from pocketsize.distill._common import bf16_supported, load_model, load_tokenizer
+    from pocketsize.distill.loading import load_model, load_tokenizer
+    from pocketsize.distill.training import bf16_supported
     from pocketsize.tasks import get_task
 
     work = Path(args.work) / "timing"

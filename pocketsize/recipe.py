@@ -595,7 +595,7 @@ def run_recipe(
 
 def _has_checkpoint(out: Path) -> bool:
     """A Trainer stage killed midway left checkpoints beside its output: resume from them."""
-    from pocketsize.distill._common import last_checkpoint, work_dir_for
+    from pocketsize.distill.training import last_checkpoint, work_dir_for
 
     return last_checkpoint(work_dir_for(out)) is not None
 

@@ -104,10 +104,11 @@ def test_generic_module_dir_refuses_unregistered_classes(tmp_path):
 
 
 def test_generic_label_count_mismatch_is_caught_before_training(tmp_path, digits):
-    from pocketsize.tasks.generic import DigitsMLP, train_module
+    from pocketsize.distill import finetune
+    from pocketsize.zoo.digits import DigitsMLP
 
     with pytest.raises(PocketsizeError, match="outputs 3 logits but the data has 10 labels"):
-        train_module(DigitsMLP(num_labels=3), digits, tmp_path / "m", max_steps=1, **QUICK)
+        finetune(DigitsMLP(num_labels=3), digits, tmp_path / "m", max_steps=1, **QUICK)
     assert not (tmp_path / "m").exists()
 
 
@@ -115,15 +116,16 @@ def test_generic_teacher_can_be_any_callable_from_a_batch_to_logits(tmp_path, di
     """A plain function (no nn.Module) teaches; the student is a registered module."""
     import json
 
-    from pocketsize.tasks.generic import DigitsMLP, train_module
+    from pocketsize.distill import distill, finetune
+    from pocketsize.zoo.digits import DigitsMLP
 
     def pixel_sum_teacher(pixel_values):  # bright images -> high digits: a toy rule
         brightness = pixel_values.flatten(1).mean(1, keepdim=True)
         return torch.cat([brightness * k for k in range(10)], dim=1) * 10
 
-    out = train_module(DigitsMLP(hidden=8), digits, tmp_path / "s", teacher=pixel_sum_teacher,
-                       losses={"kl": 1.0}, max_steps=5, **QUICK)  # fmt: skip
+    out = distill(pixel_sum_teacher, digits, DigitsMLP(hidden=8), tmp_path / "s",
+                  losses={"kl": 1.0}, max_steps=5, **QUICK)  # fmt: skip
     assert json.loads((out / "stage.json").read_text())["stage"] == "distill"
     with pytest.raises(PocketsizeError, match="not a registered module"):
-        train_module(torch.nn.Linear(64, 10), digits, tmp_path / "x", max_steps=1, **QUICK)
+        finetune(torch.nn.Linear(64, 10), digits, tmp_path / "x", max_steps=1, **QUICK)
     assert not (tmp_path / "x").exists()

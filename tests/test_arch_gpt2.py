@@ -139,6 +139,7 @@ def test_gpt2_finetune_distill_export_quantize_eval(tmp_path):
 
 
 def test_gpt2_bad_input_is_one_clear_error(tmp_path):
+    from pocketsize.distill import distill
     from pocketsize.export.generative import (
         check_generation_settings,
         export_generative,
@@ -146,7 +147,6 @@ def test_gpt2_bad_input_is_one_clear_error(tmp_path):
         load_generator,
     )
     from pocketsize.tasks import check_architecture
-    from pocketsize.tasks.generative import distill_generative
 
     with pytest.raises(PocketsizeError, match="gpt2 model .* cannot do extractive-qa"):
         check_architecture("gpt2", "extractive-qa")
@@ -159,7 +159,7 @@ def test_gpt2_bad_input_is_one_clear_error(tmp_path):
         evaluate({"gpt2": teacher}, make_qa_dataset(2, 2, 2), task="extractive-qa")
     other = make_tiny_gpt2(tmp_path / "s", words=["x", "y", "z"])
     with pytest.raises(PocketsizeError, match="different vocabularies"):
-        distill_generative(teacher, lm_data(8, 2, 2), str(other), tmp_path / "out", **QUICK)
+        distill(teacher, lm_data(8, 2, 2), str(other), tmp_path / "out", task="causal-lm", **QUICK)
     assert not (tmp_path / "out").exists()
     model, _ = load_generator(teacher, "causal-lm")
     with pytest.raises(PocketsizeError, match="exceeds the model's 64 positions"):

@@ -10,7 +10,7 @@ from _distill_helpers import QUICK, make_qa_dataset
 from conftest import make_cls_dataset, make_tiny_bert, make_tokenizer, tiny_bert_config
 from torch import nn
 
-from pocketsize.distill._common import forward_kwargs
+from pocketsize.distill.features import forward_kwargs
 from pocketsize.errors import PocketsizeError
 
 
@@ -341,17 +341,18 @@ def test_bilstm_is_small_and_padding_free(teacher4):
 def test_cached_teacher_outputs_give_the_live_teacher_loss(teacher4, data, tmp_path):
     from transformers import AutoTokenizer
 
-    from pocketsize.distill import LOSSES, LossContext, _common
+    from pocketsize.distill import LOSSES, LossContext
     from pocketsize.distill.cache import load_or_compute
+    from pocketsize.distill.features import FeatureCollator, training_features
     from pocketsize.distill.trainer import collect
     from pocketsize.tasks import get_task
 
     task = get_task("text-classification")
     tok = AutoTokenizer.from_pretrained(teacher4)
     teacher = _load_cls(teacher4)
-    feats = _common.encode_split(task, data["train"], tok, 32)
+    feats = training_features(task, data["train"], tok, 32)
     inputs = feats.select_columns(["input_ids", "token_type_ids", "attention_mask"])
-    collator = _common.FeatureCollator(task, tok)
+    collator = FeatureCollator(task, tok)
     cached, info = load_or_compute(teacher, inputs, collator, ("logits",), False, tmp_path)
     assert info["hit"] is False
     again, info2 = load_or_compute(teacher, inputs, collator, ("logits",), False, tmp_path)
@@ -359,7 +360,7 @@ def test_cached_teacher_outputs_give_the_live_teacher_loss(teacher4, data, tmp_p
     rows = [feats[i] for i in (5, 0, 17, 3)]
     batch = collator(rows)
     with torch.no_grad():
-        live = collect(teacher(**_common.forward_kwargs(teacher, batch)), ("logits",))
+        live = collect(teacher(**forward_kwargs(teacher, batch)), ("logits",))
     from_cache = again.batch(batch["ps_index"])
     student = {"logits": torch.randn(4, 2)}
     ctx = LossContext(("logits",), 2.0)
@@ -411,13 +412,14 @@ def test_qa_distillation_with_cache_and_eval(qa_teacher, tmp_path):
 def test_answer_positions_point_at_the_answer(qa_teacher):
     from transformers import AutoTokenizer
 
-    from pocketsize.distill import _common
+    from pocketsize.distill.features import training_features
     from pocketsize.tasks import get_task
+    from pocketsize.tasks.qa import qa_max_length
 
     tok = AutoTokenizer.from_pretrained(qa_teacher)
     qa = make_qa_dataset()["train"].select(range(6))
     task = get_task("extractive-qa")
-    feats = _common.encode_split(task, qa, tok, _common.qa_max_length(task, None, 64))
+    feats = training_features(task, qa, tok, qa_max_length(task, None, 64))
     for row, example in zip(feats, qa):
         span = tok.decode(row["input_ids"][row["start_positions"] : row["end_positions"] + 1])
         assert span == example["answers"]["text"][0]

@@ -66,7 +66,7 @@ def test_finetune_trains_a_head_and_saves_labels_and_tokenizer(base_encoder, dat
 
 def test_finetune_bf16_autocast_runs(base_encoder, data, tmp_path):
     from pocketsize.distill import finetune
-    from pocketsize.distill._common import bf16_supported
+    from pocketsize.distill.training import bf16_supported
 
     if not bf16_supported():
         with pytest.raises(PocketsizeError, match="bfloat16"):
@@ -82,7 +82,7 @@ def test_finetune_bf16_autocast_runs(base_encoder, data, tmp_path):
 def test_fit_max_length_uses_the_99th_percentile_and_positions(base_encoder):
     from transformers import AutoTokenizer
 
-    from pocketsize.distill._common import fit_max_length
+    from pocketsize.tasks.classification import fit_max_length
 
     tok = AutoTokenizer.from_pretrained(base_encoder)
     texts = ["good film"] * 200 + [" ".join(["the"] * 300)]

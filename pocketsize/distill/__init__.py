@@ -26,6 +26,7 @@ _API = {
     "load_bilstm": "pocketsize.distill.bilstm",
     "load_module": "pocketsize.distill.bilstm",
     "DistillationTrainer": "pocketsize.distill.trainer",
+    "training_arguments": "pocketsize.distill.training",
 }
 
 __all__ = sorted(_API)

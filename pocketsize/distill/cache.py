@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from pocketsize.assets import cache_dir as user_cache_dir
-from pocketsize.distill import _common as c
+from pocketsize.distill.features import forward_kwargs, get_output
 
 CACHE_VERSION = 1
 _NEG = -1e4  # padded span positions (masked by the losses anyway)
@@ -84,9 +84,9 @@ def compute_outputs(teacher, features, collator, output_names, span: bool, batch
         idx = order[start : start + batch_size].tolist()
         rows = features.select(idx)
         batch = collator([{col: r[col] for col in inputs} for r in rows])
-        out = teacher(**c.forward_kwargs(teacher, batch))
+        out = teacher(**forward_kwargs(teacher, batch))
         for n in output_names:
-            values = c.get_output(out, n).float()
+            values = get_output(out, n).float()
             for k, row in enumerate(idx):
                 per_row[n][row] = values[k, : lengths[row]] if span else values[k]
     offsets = [0]

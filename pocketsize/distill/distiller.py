@@ -1,8 +1,9 @@
 """`distill(teacher, data, student=...)`: checks every input, then trains with DistillationTrainer.
 
-Order of work: load and check (labels, tokenizers, layer mapping, widths, output dir) -> teacher
-outputs from the cache when only output losses are used -> Trainer loop -> evaluation -> the
-student's directory written in one rename.
+One path for every task and every student kind. Order of work: load and check (labels,
+tokenizers, output widths, layer mapping, output dir) -> teacher outputs from the cache when
+only output losses are used -> Trainer loop, validating each epoch -> the student's directory
+written in one rename.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pocketsize.distill import _common as c
+from pocketsize.distill import loading as load
 from pocketsize.distill import losses as L
 from pocketsize.distill import mapping
+from pocketsize.distill import records as R
+from pocketsize.distill import training as T
+from pocketsize.distill.features import FeatureCollator, forward_kwargs, training_features
+from pocketsize.distill.saving import check_output_width, check_reloadable, save_model
 from pocketsize.distill.students import build_student
-from pocketsize.distill.trainer import DistillationTrainer, DistillModule, NonFiniteLoss, collect
+from pocketsize.distill.trainer import collect
 from pocketsize.distill.transfer import augment_texts, transfer_texts, unlabelled_dataset
 from pocketsize.errors import PocketsizeError
 from pocketsize.fsutil import atomic_dir, check_output_dir
@@ -68,13 +73,14 @@ def distill(
     teacher: a fine-tuned model directory, hub id, catalogue name or model.
     student: "truncate[:0,2,4]", "config:layers=3,hidden=192,heads=6,ffn=768[,init=random]",
         "bilstm[:embed=128,hidden=150]", a spec dict, a model directory, or an nn.Module.
-    losses: {name: weight} or "kl=0.5,ce=0.5" (default); names in pocketsize.distill.LOSSES
-        (aliases: logits=kl, hard=ce, hidden=hidden_mse, attention=attention_kl, ...).
+    losses: {name: weight} or "kl=0.5,ce=0.5" (default: the task's, kl + ce, or token_kl +
+        token_ce for generators); names in pocketsize.distill.LOSSES (aliases: logits=kl,
+        hard=ce, hidden=hidden_mse, attention=attention_kl, ...).
     layer_map: for hidden/attention losses: "auto" (a truncate student's kept layers,
         else uniform), "uniform", "last:K", or (student, teacher) pairs.
-    task: "causal-lm" / "seq2seq" (token-level KL + LM loss, pocketsize.tasks.generative) and
-        "array-classification" (registered modules, pocketsize.tasks.generic) go to their own
-        trainers (distill/other_tasks.py) with the shared options.
+    task: any task (inferred from the data when absent); what differs per task (inputs,
+        outputs, default losses: token-level KL + LM loss for causal-lm / seq2seq) is asked
+        of its adapter, the trainer is the same.
     learning_rate: None picks the student type's own (DEFAULT_LEARNING_RATES): 2e-4 for a
         truncated teacher, whose layers must re-adapt to their new neighbours (rt-polarity,
         3 seeds: 84.1% at 2e-4 against 82.9% at the usual 5e-5), 1e-3 for a freshly initialised
@@ -88,56 +94,49 @@ def distill(
     from pocketsize.tasks import get_task, task_for_dataset
 
     started = time.time()
-    out = Path(out) if out is not None else c.default_out("distill")
+    out = Path(out) if out is not None else T.default_out("distill")
     check_output_dir(out, overwrite)
-    data = c.load_data(data)
+    data = load.load_data(data)
     task = get_task(task) if task is not None else task_for_dataset(data)
-    from pocketsize.distill import other_tasks
-
-    if task.name in other_tasks.OTHER_TASKS:
-        if learning_rate is None:
-            learning_rate = FALLBACK_LEARNING_RATE
-        kw = {k: v for k, v in locals().items() if k in _SIGNATURE_DEFAULTS}
-        return other_tasks.distill_other(
-            teacher, data, student, out, task, losses, temperature,
-            {**kw, **training_kw}, _SIGNATURE_DEFAULTS,
-        )  # fmt: skip
-    train = c.require_split(data, "train")
+    train = load.require_split(data, "train")
     names = task.labels(train)
-    weights = L.parse_losses(losses)
+    weights = L.parse_losses(losses if losses is not None else dict(task.default_losses))
     needs = L.needs_of(weights)
-    bf16 = c.resolve_bf16(bf16)
-    use_cache = _decide_cache(cache, needs)
+    intermediate = needs & L.INTERMEDIATE
+    bf16 = T.resolve_bf16(bf16)
+    use_cache = _decide_cache(cache, intermediate, task) and L.reads_teacher(weights)
 
     # -- teacher and student, and the checks that need only them
-    if isinstance(teacher, nn.Module):
-        teacher_model = teacher
-        t_tok = c.load_tokenizer(tokenizer, teacher_model)
-    else:
-        t_tok = c.load_tokenizer(tokenizer if tokenizer is not None else teacher)
-        teacher_model = c.load_model(teacher, task)
-    teacher_model.eval()
-    c.check_labels(teacher_model, names, "teacher")
+    teacher_model = load.load_model(teacher, task)
+    t_tok = None
+    if task.needs_tokenizer:
+        t_tok = load.load_tokenizer(
+            tokenizer if tokenizer is not None or isinstance(teacher, nn.Module) else teacher,
+            teacher_model,
+        )
+    if isinstance(teacher_model, nn.Module):
+        teacher_model.eval()
+    _check_architecture(teacher_model, task)
+    load.check_labels(teacher_model, names, "teacher")
     set_seed(seed)
     student_model, info = build_student(
         teacher_model, student, tokenizer=t_tok, task=task, student_tokenizer=student_tokenizer
     )
-    c.check_labels(student_model, names, "student")
+    _check_architecture(student_model, task)
+    load.check_labels(student_model, names, "student")
+    check_reloadable(student_model)
     if learning_rate is None:
         learning_rate = DEFAULT_LEARNING_RATES.get(info.get("type"), FALLBACK_LEARNING_RATE)
     s_tok = student_tokenizer or info.get("tokenizer") or t_tok
     if isinstance(s_tok, (str, Path)):
-        s_tok = c.load_tokenizer(s_tok)
-    shared_tokenizer = _check_tokenizers(t_tok, s_tok, student_model, task, needs, cache)
+        s_tok = load.load_tokenizer(s_tok)
+    shared_tokenizer = _check_tokenizers(t_tok, s_tok, student_model, task, intermediate, cache)
     if not shared_tokenizer:
         use_cache = True  # the teacher's outputs are matched to examples, not to tokens
 
     # -- training examples: the train split, transfer text, augmented copies
     texts_extra = _extra_texts(transfer, augment, train, task, seed, t_tok)
-    if max_length is None and names is not None:
-        max_length = c.fit_max_length(train["text"], t_tok, teacher_model)
-    elif names is None:
-        max_length = c.qa_max_length(task, teacher_model, max_length)
+    max_length = task.training_max_length(train, t_tok, teacher_model, max_length)
     examples = train
     if texts_extra:
         from datasets import Value, concatenate_datasets
@@ -145,21 +144,25 @@ def distill(
         examples = concatenate_datasets(
             [train.cast_column("label", Value("int64")), unlabelled_dataset(texts_extra)]
         )
-    t_features = c.encode_split(task, examples, t_tok, max_length)
+    t_features = training_features(task, examples, t_tok, max_length)
     s_features = (
-        t_features if shared_tokenizer else c.encode_split(task, examples, s_tok, max_length)
+        t_features if shared_tokenizer else training_features(task, examples, s_tok, max_length)
     )
 
-    # -- layer mapping and projections (checked on one real batch before any training)
-    context = L.LossContext(output_names=tuple(task.output_names), temperature=temperature)
+    # -- output widths, layer mapping and projections (checked on real examples first)
+    outputs = task.training_outputs or task.output_names
+    context = L.LossContext(output_names=tuple(outputs), temperature=temperature)
+    check_output_width(student_model, s_features, task, s_tok, names, "student")
+    if L.reads_teacher(weights):
+        check_output_width(teacher_model, t_features, task, t_tok, names, "teacher")
     projections = nn.ModuleDict()
-    if needs:
+    if intermediate:
         _prepare_intermediate(
-            teacher_model, student_model, t_features, task, t_tok, needs, weights, info,
+            teacher_model, student_model, t_features, task, t_tok, intermediate, weights, info,
             layer_map, projection, context, projections,
         )  # fmt: skip
 
-    work, checkpoint = c.prepare_work_dir(out, resume)
+    work, checkpoint = T.prepare_work_dir(out, resume)
 
     # -- teacher outputs: from the disk cache when only output losses are used
     teacher_outputs, cache_info = None, {"used": False}
@@ -169,7 +172,7 @@ def distill(
         )
         cache_info["used"] = True
 
-    args = c.training_arguments(
+    args = T.training_arguments(
         work,
         epochs=epochs,
         batch_size=batch_size,
@@ -181,51 +184,41 @@ def distill(
         logging_steps=logging_steps,
         warmup_ratio=warmup_ratio,
         weight_decay=weight_decay,
-        group_by_length=True,
+        group_by_length=T.grouped_by_length(s_features),
         progress=progress,
         **training_kw,
     )
-    trainer = DistillationTrainer(
-        model=DistillModule(student_model, projections),
-        args=args,
-        train_dataset=s_features,
-        data_collator=c.FeatureCollator(task, s_tok),
-        processing_class=s_tok,
-        callbacks=callbacks,
-        loss_weights=weights,
-        loss_context=context,
-        needs=needs,
-        teacher=None if use_cache else teacher_model,
-        teacher_outputs=teacher_outputs,
-    )
-    try:
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-    except NonFiniteLoss as e:
-        last = c.last_checkpoint(work)
-        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
-        raise PocketsizeError(
-            f"the distillation loss became NaN/inf at step {e.step} ({e.parts}); training "
-            f"stopped and {kept}; lower the learning rate or the loss weights and retry"
-        ) from None
-    student_model = trainer.model.student
+    validate = None
+    if evaluate and "validation" in data:
+
+        def validate(model):
+            return T.evaluate_model(model, s_tok, task, data["validation"], max_length)
+
+    result, student_model, per_epoch = T.train(
+        student_model, task, s_features, s_tok, args,
+        loss_weights=weights, loss_context=context, needs=needs,
+        teacher=None if use_cache else teacher_model, teacher_outputs=teacher_outputs,
+        projections=projections, callbacks=callbacks, checkpoint=checkpoint, validate=validate,
+    )  # fmt: skip
 
     metrics, teacher_metrics = {}, {}
-    if evaluate and "validation" in data:
-        metrics = c.evaluate_model(student_model, s_tok, task, data["validation"], max_length)
-        teacher_metrics = c.evaluate_model(
-            teacher_model, t_tok, task, data["validation"], max_length
-        )
+    if validate is not None:
+        metrics = _final_validation(per_epoch, result, validate, student_model)
+        if isinstance(teacher_model, nn.Module):  # a plain callable teacher is not scored
+            teacher_metrics = T.evaluate_model(
+                teacher_model, t_tok, task, data["validation"], max_length
+            )
 
     params = sum(p.numel() for p in student_model.parameters())
-    t_params = sum(p.numel() for p in teacher_model.parameters())
+    t_params = _parameters(teacher_model)
     with atomic_dir(out, overwrite) as tmp:
-        _save_student(student_model, s_tok, tmp, task)
-        c.write_stage(
+        save_model(student_model, s_tok, tmp, task, names)
+        R.write_stage(
             tmp,
             "distill",
-            teacher=c.describe(teacher),
+            teacher=load.describe(teacher),
             student=info.get("type"),
-            student_spec=c.describe(student),
+            student_spec=load.describe(student),
             task=task.name,
             labels=names,
             config=dict(
@@ -251,28 +244,34 @@ def distill(
             train_runtime_s=result.metrics.get("train_runtime"),
             parameters=params,
             teacher_parameters=t_params,
-            validation=c.headline(metrics, task),
-            teacher_validation=c.headline(teacher_metrics, task),
+            validation=R.headline(metrics, task),
+            teacher_validation=R.headline(teacher_metrics, task),
+            validation_per_epoch=per_epoch,
             wall_time_s=round(time.time() - started, 2),
         )
-        c.write_model_card(
+        share = f" ({params / t_params:.1%} of the teacher's {t_params:,})" if t_params else ""
+        R.write_model_card(
             tmp,
-            f"{info.get('type')} student distilled from {c.describe(teacher)}",
+            f"{info.get('type')} student distilled from {load.describe(teacher)}",
             [
                 "Written by `pocketsize distill`.",
-                f"- parameters: {params:,} ({params / t_params:.1%} of the teacher's {t_params:,})",
+                f"- parameters: {params:,}{share}",
                 f"- losses: {weights}, temperature {temperature}, layer pairs {context.layer_pairs}",
-                f"- validation: {c.headline(metrics, task)}; teacher: "
-                f"{c.headline(teacher_metrics, task)}",
+                f"- validation: {R.headline(metrics, task)}; teacher: "
+                f"{R.headline(teacher_metrics, task)}",
             ],
         )
     shutil.rmtree(work, ignore_errors=True)
     return out
 
 
-def _decide_cache(cache, needs) -> bool:
+def _decide_cache(cache, needs, task) -> bool:
+    if cache is True and not task.cacheable:
+        raise PocketsizeError(
+            f"the teacher-output cache does not hold {task.name} outputs; use cache='auto'"
+        )
     if cache == "auto":
-        return not needs
+        return not needs and task.cacheable
     if cache and needs:
         raise PocketsizeError(
             f"losses needing {sorted(needs)} use the live teacher and cannot be cached; "
@@ -287,7 +286,7 @@ def _same_vocab(a, b) -> bool:
 
 def _check_tokenizers(t_tok, s_tok, student, task, needs, cache) -> bool:
     """True when both models read the same token ids; refuse mismatches that cannot work."""
-    if _same_vocab(t_tok, s_tok):
+    if t_tok is None or _same_vocab(t_tok, s_tok):
         emb = student.get_input_embeddings() if hasattr(student, "get_input_embeddings") else None
         if emb is not None and emb.num_embeddings < len(t_tok):
             raise PocketsizeError(
@@ -301,10 +300,11 @@ def _check_tokenizers(t_tok, s_tok, student, task, needs, cache) -> bool:
             "tokenizer mismatch: hidden-state/attention losses compare token positions, so the "
             "student must use the teacher's tokenizer; use output losses only (kl, ce, mse)"
         )
-    if task.name != "text-classification":
+    if task.per_token_outputs:
         raise PocketsizeError(
-            f"tokenizer mismatch: {task.name} outputs are per token, so the student must use "
-            "the teacher's tokenizer"
+            f"tokenizer mismatch: teacher and student have different vocabularies, and "
+            f"{task.name} outputs are per token, so the student must use the teacher's "
+            "tokenizer; build the student from the teacher (student='truncate')"
         )
     if cache is False:
         raise PocketsizeError(
@@ -317,9 +317,10 @@ def _check_tokenizers(t_tok, s_tok, student, task, needs, cache) -> bool:
 def _extra_texts(transfer, augment, train, task, seed, tokenizer) -> list[str]:
     if not transfer and not augment:
         return []
-    if task.name != "text-classification":
+    if not task.accepts_transfer_text:
         raise PocketsizeError(
-            "transfer data and augmentation are supported for text classification only"
+            f"transfer data and augmentation are supported for text classification only, "
+            f"not {task.name}; drop transfer= and augment="
         )
     if "text_pair" in train.column_names:
         raise PocketsizeError(
@@ -335,11 +336,11 @@ def _extra_texts(transfer, augment, train, task, seed, tokenizer) -> list[str]:
 def _cached_outputs(teacher, features, task, tokenizer, context, cache_dir, batch_size):
     from pocketsize.distill.cache import load_or_compute
 
-    inputs = [x for x in features.column_names if x in c.model_input_names(tokenizer)]
+    inputs = [x for x in features.column_names if x in task.input_names]
     return load_or_compute(
         teacher,
         features.select_columns(inputs),
-        c.FeatureCollator(task, tokenizer),
+        FeatureCollator(task, tokenizer),
         context.output_names,
         span=context.span_outputs,
         cache_dir=cache_dir,
@@ -353,15 +354,15 @@ def _prepare_intermediate(
     context, projections,
 ):  # fmt: skip
     """Probe both models on two real examples: depths, widths, the layer map, projections."""
-    inputs = [x for x in features.column_names if x in c.model_input_names(tokenizer)]
-    batch = c.FeatureCollator(task, tokenizer)(
+    inputs = [x for x in features.column_names if x in task.input_names]
+    batch = FeatureCollator(task, tokenizer)(
         [{k: features[i][k] for k in inputs} for i in range(min(2, len(features)))]
     )
     flags = {"output_hidden_states": True, "output_attentions": "attentions" in needs}
     was_training = student.training
     student.eval()
-    s = collect(student(**c.forward_kwargs(student, batch, **flags)), task.output_names)
-    t = collect(teacher(**c.forward_kwargs(teacher, batch, **flags)), task.output_names)
+    s = collect(student(**forward_kwargs(student, batch, **flags)), context.output_names)
+    t = collect(teacher(**forward_kwargs(teacher, batch, **flags)), context.output_names)
     student.train(was_training)
     for side, view in (("student", s), ("teacher", t)):
         if view["hidden_states"] is None:
@@ -403,31 +404,18 @@ def _prepare_intermediate(
         projections[key] = nn.Linear(w_s, w_t)
 
 
-def _save_student(student, tokenizer, directory: Path, task) -> None:
-    from transformers import PreTrainedModel
+def _check_architecture(model, task) -> None:
+    from pocketsize.tasks import check_architecture
 
-    if isinstance(student, PreTrainedModel):
-        student.save_pretrained(directory, safe_serialization=True)
-        tokenizer.save_pretrained(directory)
-    else:
-        from pocketsize.formats.module_dir import save_module_dir
-
-        save_module_dir(student, directory, tokenizer, task=task.name)
+    check_architecture(getattr(getattr(model, "config", None), "model_type", None), task)
 
 
-def _defaults(fn) -> dict:
-    import inspect
-
-    return {
-        n: p.default
-        for n, p in inspect.signature(fn).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+def _final_validation(per_epoch: list, result, validate, model) -> dict:
+    """The last epoch's validation when it was taken at the last step, else a fresh one."""
+    if per_epoch and per_epoch[-1]["step"] == result.global_step:
+        return {k: v for k, v in per_epoch[-1].items() if k not in ("epoch", "step")}
+    return validate(model)
 
 
-# keyword arguments of distill() other than the ones every task shares (for other_tasks)
-_SIGNATURE_DEFAULTS = {
-    k: v
-    for k, v in _defaults(distill).items()
-    if k not in ("student", "out", "losses", "temperature", "task")
-}
+def _parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters()) if isinstance(model, nn.Module) else 0

@@ -1,7 +1,9 @@
 """Teacher fine-tuning: a task head on a base encoder (or further training of any model).
 
-transformers' Trainer does the loop; pocketsize only picks CPU-friendly defaults: dynamic
-padding, length-grouped batches, a max length fitted to the data, optional bf16 autocast.
+The same trainer as distillation, with no teacher: transformers' Trainer does the loop
+(checkpoints, resume, the device), pocketsize adds the non-finite guard, per-epoch validation
+and CPU-friendly defaults: dynamic padding, length-grouped batches, a max length fitted to the
+data, optional bf16 autocast.
 """
 
 from __future__ import annotations
@@ -10,9 +12,14 @@ import shutil
 import time
 from pathlib import Path
 
-from transformers import Trainer, set_seed
+from transformers import PreTrainedModel, set_seed
 
-from pocketsize.distill import _common as c
+from pocketsize.distill import loading as load
+from pocketsize.distill import records as R
+from pocketsize.distill import training as T
+from pocketsize.distill.features import training_features
+from pocketsize.distill.losses import LossContext, needs_of
+from pocketsize.distill.saving import check_output_width, check_reloadable, save_model
 from pocketsize.fsutil import atomic_dir, check_output_dir
 
 
@@ -52,40 +59,43 @@ def finetune(
     from pocketsize.tasks import get_task, task_for_dataset
 
     started = time.time()
-    out = Path(out) if out is not None else c.default_out("finetune")
+    out = Path(out) if out is not None else T.default_out("finetune")
     check_output_dir(out, overwrite)
-    data = c.load_data(data)
+    data = load.load_data(data)
     task = get_task(task) if task is not None else task_for_dataset(data)
-    from pocketsize.distill import other_tasks
-
-    if task.name in other_tasks.OTHER_TASKS:
-        defaults = _finetune_defaults()
-        kw = {k: v for k, v in locals().items() if k in defaults}
-        return other_tasks.finetune_other(model, data, out, task, {**kw, **training_kw}, defaults)
-    train = c.require_split(data, "train")
+    train = load.require_split(data, "train")
     names = task.labels(train)
-    bf16 = c.resolve_bf16(bf16)
+    bf16 = T.resolve_bf16(bf16)
 
     set_seed(seed)  # the new head's initialisation
     if not hasattr(model, "forward"):
-        tokenizer = c.load_tokenizer(tokenizer if tokenizer is not None else model)
-        model_obj = c.load_model(model, task, labels=names)
+        if task.needs_tokenizer:
+            tokenizer = load.load_tokenizer(tokenizer if tokenizer is not None else model)
+        model_obj = load.load_model(model, task, labels=names)
     else:
         model_obj = model
-        tokenizer = c.load_tokenizer(tokenizer, model_obj)
-        if names is not None and hasattr(model_obj, "config"):
+        if task.needs_tokenizer:
+            tokenizer = load.load_tokenizer(tokenizer, model_obj)
+        if names is not None and hasattr(getattr(model_obj, "config", None), "to_dict"):
             model_obj.config.id2label = dict(enumerate(names))
             model_obj.config.label2id = {n: i for i, n in enumerate(names)}
-    c.check_labels(model_obj, names, "model")
+    from pocketsize.tasks import check_architecture
 
-    if max_length is None and names is not None:
-        max_length = c.fit_max_length(train["text"], tokenizer, model_obj)
-    elif names is None:
-        max_length = c.qa_max_length(task, model_obj, max_length)
-    features = c.encode_split(task, train, tokenizer, max_length, with_index=False)
+    check_architecture(getattr(getattr(model_obj, "config", None), "model_type", None), task)
+    load.check_labels(model_obj, names, "model")
+    check_reloadable(model_obj)
 
-    work, checkpoint = c.prepare_work_dir(out, resume)
-    args = c.training_arguments(
+    max_length = task.training_max_length(train, tokenizer, model_obj, max_length)
+    features = training_features(task, train, tokenizer, max_length, with_index=False)
+    check_output_width(model_obj, features, task, tokenizer, names, "model")
+    # a transformers model computes its own loss for the labels (exactly as transformers'
+    # Trainer fine-tunes it); any other module learns from the task's label loss
+    weights = {"model": 1.0} if isinstance(model_obj, PreTrainedModel) else {task.hard_loss: 1.0}
+    outputs = task.training_outputs or task.output_names
+    context = LossContext(output_names=tuple(outputs))
+
+    work, checkpoint = T.prepare_work_dir(out, resume)
+    args = T.training_arguments(
         work,
         epochs=epochs,
         batch_size=batch_size,
@@ -97,34 +107,39 @@ def finetune(
         logging_steps=logging_steps,
         warmup_ratio=warmup_ratio,
         weight_decay=weight_decay,
-        group_by_length=True,
+        group_by_length=T.grouped_by_length(features),
         progress=progress,
         **training_kw,
     )
-    trainer = _TaskTrainer(
-        model=model_obj,
-        args=args,
-        train_dataset=features,
-        data_collator=c.FeatureCollator(task, tokenizer),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    model_obj = trainer.model
-    metrics = {}
+    validate = None
     if evaluate and "validation" in data:
-        metrics = c.evaluate_model(model_obj, tokenizer, task, data["validation"], max_length)
+
+        def validate(m):
+            return T.evaluate_model(m, tokenizer, task, data["validation"], max_length)
+
+    result, model_obj, per_epoch = T.train(
+        model_obj, task, features, tokenizer, args,
+        loss_weights=weights, loss_context=context, needs=needs_of(weights),
+        callbacks=callbacks, checkpoint=checkpoint, validate=validate,
+    )  # fmt: skip
+    metrics = {}
+    if validate is not None:
+        last = per_epoch[-1] if per_epoch else None
+        if last is not None and last["step"] == result.global_step:
+            metrics = {k: v for k, v in last.items() if k not in ("epoch", "step")}
+        else:
+            metrics = validate(model_obj)
 
     with atomic_dir(out, overwrite) as tmp:
-        model_obj.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        c.write_stage(
+        save_model(model_obj, tokenizer, tmp, task, names)
+        R.write_stage(
             tmp,
             "finetune",
-            model=c.describe(model),
+            model=load.describe(model),
             task=task.name,
             labels=names,
             config=dict(
+                losses=weights,
                 epochs=epochs,
                 batch_size=batch_size,
                 learning_rate=learning_rate,
@@ -135,39 +150,23 @@ def finetune(
             ),
             train_examples=len(train),
             steps=result.global_step,
+            resumed_from=checkpoint,
             train_loss=result.training_loss,
             train_runtime_s=result.metrics.get("train_runtime"),
-            validation=c.headline(metrics, task),
+            validation=R.headline(metrics, task),
+            validation_per_epoch=per_epoch,
             wall_time_s=round(time.time() - started, 2),
         )
-        c.write_model_card(
+        R.write_model_card(
             tmp,
-            f"{c.describe(model)} fine-tuned for {task.name}",
+            f"{load.describe(model)} fine-tuned for {task.name}",
             [
                 "Written by `pocketsize finetune`.",
-                f"- labels: {names}" if names else "- task: extractive QA",
+                f"- labels: {names}" if names else f"- task: {task.name}",
                 f"- epochs: {epochs}, batch size {batch_size}, learning rate {learning_rate}, "
                 f"max length {max_length}, bf16 autocast {bf16}, seed {seed}",
-                f"- validation: {c.headline(metrics, task)}",
+                f"- validation: {R.headline(metrics, task)}",
             ],
         )
     shutil.rmtree(work, ignore_errors=True)
     return out
-
-
-class _TaskTrainer(Trainer):
-    """A plain Trainer that drops pocketsize's bookkeeping columns before the forward pass."""
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inputs = {k: v for k, v in inputs.items() if k not in (c.LENGTH_COLUMN, c.INDEX_COLUMN)}
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-
-def _finetune_defaults() -> dict:
-    import inspect
-
-    return {
-        n: p.default
-        for n, p in inspect.signature(finetune).parameters.items()
-        if p.default is not inspect.Parameter.empty and n not in ("out", "task")
-    }

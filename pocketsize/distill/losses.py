@@ -2,10 +2,11 @@
 
 A loss is `fn(student, teacher, batch, ctx) -> scalar tensor` where `student` and `teacher`
 are dicts holding the task's outputs by name (`logits`, or `start_logits`/`end_logits` for
-QA) and, when the loss needs them, `hidden_states` and `attentions`; `batch` is the padded
-batch (attention_mask, labels...); `ctx` is a LossContext. A loss declares what it needs
-(`needs={"hidden_states"}`); losses that need nothing beyond the outputs can run from the
-teacher-output cache, the others need the live teacher.
+QA) and, when the loss needs them, `hidden_states`, `attentions` or the model's own `loss`;
+`batch` is the padded batch (attention_mask, labels...); `ctx` is a LossContext. A loss
+declares what it needs (`needs={"hidden_states"}`) and whether it reads the teacher at all
+(`teacher=False` for losses on the data's labels); losses that need nothing beyond the
+outputs can run from the teacher-output cache, the others need the live teacher.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pocketsize.errors import PocketsizeError
 
 LOSSES: dict[str, Callable] = {}
 _NEG = -1e4  # logit given to padded positions of span outputs: softmax weight ~0
+# what the live teacher (and student) must return beyond their outputs
+INTERMEDIATE = frozenset({"hidden_states", "attentions"})
 
 
 @dataclass
@@ -41,15 +44,21 @@ class LossContext:
         return x
 
 
-def register_loss(name: str, fn: Callable | None = None, *, needs=()):
-    """Register `fn` under `name`; usable as a decorator. `needs` ⊆ {hidden_states, attentions}."""
+def register_loss(name: str, fn: Callable | None = None, *, needs=(), teacher: bool = True):
+    """Register `fn` under `name`; usable as a decorator. `needs` ⊆ {hidden_states, attentions,
+    model_loss}; teacher=False: the loss reads the data's labels only (no teacher is run)."""
 
     def add(f):
         f.needs = frozenset(needs)
+        f.reads_teacher = teacher
         LOSSES[name] = f
         return f
 
     return add(fn) if fn is not None else add
+
+
+def reads_teacher(names) -> bool:
+    return any(getattr(get_loss(n), "reads_teacher", True) for n in names)
 
 
 def get_loss(name: str) -> Callable:
@@ -90,7 +99,7 @@ def kl_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
     return total / len(ctx.output_names)
 
 
-@register_loss("ce")
+@register_loss("ce", teacher=False)
 def ce_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
     """Hard-label cross-entropy; rows without a label (-100: transfer data) are skipped."""
     if ctx.span_outputs:
@@ -121,6 +130,42 @@ def logit_mse_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
         else:
             total = total + F.mse_loss(s, t)
     return total / len(ctx.output_names)
+
+
+@register_loss("model", needs={"model_loss"}, teacher=False)
+def model_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """The loss the model computes for its labels (fine-tuning a transformers model exactly as
+    transformers' Trainer does)."""
+    if student.get("loss") is None:
+        raise PocketsizeError(
+            "the model returns no loss for its labels; use the task's label loss (e.g. ce)"
+        )
+    return student["loss"]
+
+
+def _label_positions(batch) -> torch.Tensor:
+    return batch["labels"] != -100
+
+
+@register_loss("token_kl")
+def token_kl(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """KL(teacher || student) of the per-token distributions over the labelled positions, at
+    temperature T, scaled by T^2 (teacher forcing: both read the same gold prefix)."""
+    mask = _label_positions(batch)
+    T = ctx.temperature
+    s = student["logits"][mask].float() / T
+    t = teacher["logits"][mask].float() / T
+    kl = F.kl_div(
+        F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True
+    )
+    return kl * T * T
+
+
+@register_loss("token_ce", teacher=False)
+def token_ce(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """The language-modelling loss: cross-entropy on the gold next (or target) tokens."""
+    mask = _label_positions(batch)
+    return F.cross_entropy(student["logits"][mask].float(), batch["labels"][mask])
 
 
 def _token_mask(batch, like: torch.Tensor) -> torch.Tensor:

@@ -109,6 +109,9 @@ def every_other(n: int) -> list[int]:
 
 def truncate(teacher: nn.Module, layers: list[int] | None = None) -> tuple[nn.Module, list[int]]:
     """A copy of the teacher keeping `layers` (teacher indices, in order)."""
+    if getattr(teacher.config, "is_encoder_decoder", False):
+        layers = list(layers) if layers else every_other(teacher.config.num_layers)
+        return truncate_encoder_decoder(teacher, layers), layers
     depth = teacher.config.num_hidden_layers
     layers = list(layers) if layers else every_other(depth)
     bad = [i for i in layers if not 0 <= i < depth]
@@ -130,6 +133,36 @@ def truncate(teacher: nn.Module, layers: list[int] | None = None) -> tuple[nn.Mo
     setattr(parent, name.rsplit(".", 1)[-1], kept)
     student.config.num_hidden_layers = len(layers)
     return student, layers
+
+
+def truncate_encoder_decoder(
+    teacher, encoder_layers: list[int], decoder_layers: list[int] | None = None
+):
+    """A T5-like copy keeping the given encoder and decoder blocks (teacher indices; the
+    decoder keeps the encoder's unless told otherwise).
+
+    T5 computes its relative position bias in block 0 only, so block 0 is always kept first.
+    """
+    decoder_layers = list(decoder_layers if decoder_layers is not None else encoder_layers)
+    student = copy.deepcopy(teacher)
+    for stack, keep, key in (
+        (student.encoder, list(encoder_layers), "num_layers"),
+        (student.decoder, decoder_layers, "num_decoder_layers"),
+    ):
+        depth = len(stack.block)
+        if not keep or keep[0] != 0 or any(not 0 <= i < depth for i in keep):
+            raise PocketsizeError(
+                f"T5 student layers {keep} must start with 0 (it holds the position bias) and "
+                f"lie in 0..{depth - 1}; e.g. 'truncate:0' or 'truncate:0,2'"
+            )
+        stack.block = nn.ModuleList([stack.block[i] for i in keep])
+        for new_index, block in enumerate(stack.block):
+            for module in block.modules():
+                if hasattr(module, "layer_idx"):
+                    module.layer_idx = new_index
+        setattr(student.config, key, len(keep))
+        stack.config.num_layers = len(keep)
+    return student
 
 
 def smaller_config(
@@ -189,6 +222,11 @@ def build_student(teacher: nn.Module, spec="truncate", *, tokenizer=None, task=N
     if isinstance(spec, nn.Module):
         return spec, {"type": "module", "tokenizer": kw.get("student_tokenizer")}
     kind, opts = parse_spec(spec)
+    if task is not None and kind != "path" and kind not in task.student_kinds:
+        allowed = ", ".join(task.student_kinds) or "none: pass a module or its directory"
+        raise PocketsizeError(
+            f"the {kind} student does not fit {task.name}; student builders for it: {allowed}"
+        )
     opts.update({k: v for k, v in kw.items() if k != "student_tokenizer"})
     if kind == "truncate":
         student, layers = truncate(teacher, opts.get("layers"))
@@ -201,10 +239,6 @@ def build_student(teacher: nn.Module, spec="truncate", *, tokenizer=None, task=N
     if kind == "bilstm":
         from pocketsize.distill.bilstm import bilstm_from_teacher
 
-        if task is not None and task.name != "text-classification":
-            raise PocketsizeError(
-                "the bilstm student is a text classifier; use a truncate or config student for QA"
-            )
         aliases = {"embed": "embed_dim", "hidden": "hidden_size", "layers": "num_layers"}
         opts = {aliases.get(k, k): v for k, v in opts.items()}
         _check_options(opts, {"embed_dim", "hidden_size", "num_layers", "fc_size", "dropout"}, spec)
@@ -219,15 +253,14 @@ def build_student(teacher: nn.Module, spec="truncate", *, tokenizer=None, task=N
         )
         return student, {"type": "bilstm"}
     # a model directory, catalogue name or hub id
-    from pocketsize.distill import _common as c
+    from pocketsize.distill import loading
+    from pocketsize.formats.side_files import has_tokenizer
 
     path = opts["path"]
-    student = c.load_model(path, task)
+    student = loading.load_model(path, task)
     own = None
-    if Path(path).is_dir() and any(
-        (Path(path) / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
-    ):
-        own = c.load_tokenizer(path)
+    if Path(path).is_dir() and has_tokenizer(path):
+        own = loading.load_tokenizer(path)
     return student, {"type": "model", "path": path, "tokenizer": own}
 
 

@@ -145,7 +145,7 @@ def torch_forward(model, task) -> Callable[[dict], dict]:
     """A PyTorch model as a forward() (eval mode, inference mode, outputs as float32 numpy)."""
     from pocketsize.eval.runners import TorchRunner
 
-    return TorchRunner(model, task.output_names, task.input_names).run
+    return TorchRunner(model, task.output_names, task.input_names, task.generation_settings).run
 
 
 def _quiet(encode, progress: bool):

@@ -64,6 +64,21 @@ class Task:
     # settings for model.generate() when the task's predictions are generated text (else None)
     generation_settings: dict | None = None
 
+    # ---- training (pocketsize.distill) ----
+    # the outputs the losses compare (None: output_names; a generator trains on its logits)
+    training_outputs: tuple[str, ...] | None = None
+    # inputs the model also reads while training (T5 builds its decoder inputs from the labels)
+    teacher_forced_inputs: tuple[str, ...] = ()
+    # the losses distill() uses when none are given, and the loss on the data's own labels
+    default_losses: dict = {"kl": 0.5, "ce": 0.5}
+    hard_loss: str = "ce"
+    # the teacher-output cache stores one output row per feature, keyed by its token ids
+    cacheable: bool = True
+    # the student builders (pocketsize.distill.students) that make sense for the task
+    student_kinds: tuple[str, ...] = ("truncate", "config")
+    # extra unlabelled text / augmented copies can be labelled by the teacher
+    accepts_transfer_text: bool = False
+
     def auto_model_class(self):
         raise NotImplementedError
 
@@ -112,6 +127,22 @@ class Task:
         from transformers import DataCollatorWithPadding
 
         return DataCollatorWithPadding(tokenizer)
+
+    def training_collator(self, tokenizer):
+        """The collator of training batches (default: the prediction collator)."""
+        return self.collator(tokenizer)
+
+    def training_features(self, dataset, tokenizer, max_length: int | None = None):
+        """Features to train on: encode() plus the targets the losses read."""
+        return self.encode(dataset, tokenizer, max_length=max_length)
+
+    def training_max_length(self, dataset, tokenizer, model, requested: int | None):
+        """The max length training (and validation) tokenizes to; None: the tokenizer's."""
+        return requested
+
+    def loss_view(self, student: dict, teacher: dict, batch: dict) -> tuple[dict, dict, dict]:
+        """The outputs and batch as the losses compare them (a causal LM shifts by one)."""
+        return student, teacher, batch
 
     def predict(self, outputs: dict[str, Any], features, examples) -> list:
         """Turn stacked model outputs (numpy arrays by output name) into one prediction per example."""

@@ -16,6 +16,8 @@ import numpy as np
 from pocketsize.errors import PocketsizeError
 from pocketsize.tasks.base import Task, register_task
 
+DEFAULT_MAX_LENGTH = 128  # tokens per training text when none is given
+
 # architectures (config model_type) with a causal-LM head that this toolkit has tested
 KNOWN_MODEL_TYPES = ("gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "opt", "bloom")
 
@@ -34,6 +36,10 @@ class CausalLM(Task):
     architecture_suffixes = ("LMHeadModel", "ForCausalLM")
     optimum_task = "text-generation-with-past"
     generates = True
+    per_token_outputs = True
+    default_losses = {"token_kl": 0.5, "token_ce": 0.5}
+    hard_loss = "token_ce"
+    cacheable = False  # a full-vocabulary distribution per token: too big to cache whole
     input_names = ("input_ids", "attention_mask")
     data_columns = ("text",)
 
@@ -76,6 +82,24 @@ class CausalLM(Task):
             # GPT-2 ships without a pad token; padded positions are masked out anyway
             tokenizer.pad_token = tokenizer.eos_token
         return DataCollatorWithPadding(tokenizer)
+
+    def training_collator(self, tokenizer):
+        """Labels are the input ids (padding -100); the model or loss_view shifts them."""
+        from transformers import DataCollatorForLanguageModeling
+
+        self.collator(tokenizer)  # sets the pad token GPT-2 lacks
+        return DataCollatorForLanguageModeling(tokenizer, mlm=False)
+
+    def training_max_length(self, dataset, tokenizer, model, requested: int | None):
+        return requested or DEFAULT_MAX_LENGTH
+
+    def loss_view(self, student: dict, teacher: dict, batch: dict) -> tuple[dict, dict, dict]:
+        """Position i predicts token i + 1: logits drop the last position, labels the first."""
+        shifted = dict(batch, labels=batch["labels"][:, 1:])
+        student = dict(student, logits=student["logits"][:, :-1])
+        if teacher.get("logits") is not None:
+            teacher = dict(teacher, logits=teacher["logits"][:, :-1])
+        return student, teacher, shifted
 
     def predict(self, outputs: dict[str, Any], features, examples) -> list[dict]:
         """Per example: token count, summed NLL, correct next tokens, argmax next tokens."""

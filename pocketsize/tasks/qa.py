@@ -163,6 +163,15 @@ class ExtractiveQA(Task):
             out.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items()})
         return out
 
+    def training_features(self, dataset, tokenizer, max_length: int | None = None):
+        features = self.encode(dataset, tokenizer, max_length=max_length)
+        if "answers" in dataset.column_names:
+            features = add_answer_positions(features, dataset)
+        return features
+
+    def training_max_length(self, dataset, tokenizer, model, requested: int | None):
+        return qa_max_length(self, model, requested)
+
     def collator(self, tokenizer):
         from transformers import DataCollatorWithPadding
 
@@ -256,6 +265,47 @@ def _model_max_length(tokenizer) -> int:
     # some tokenizers report a sentinel of ~1e30 when they have no limit
     n = getattr(tokenizer, "model_max_length", None) or 512
     return n if n < 100_000 else 512
+
+
+def qa_max_length(task, model, max_length: int | None) -> int:
+    """The QA window length: the adapter's default within the model's positions; a document
+    stride that would not fit the window is shortened (tiny models have short positions)."""
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 512
+    positions = positions if positions > 0 else 512  # XLNet reports -1 (no limit)
+    length = min(max_length or getattr(task, "max_length", 384), int(positions))
+    if getattr(task, "doc_stride", 0) >= length // 2:
+        task.doc_stride = length // 4
+    return length
+
+
+def add_answer_positions(features, examples):
+    """start/end token positions of each window's answer ([CLS] = 0 when it is not inside).
+
+    The QA adapter encodes for prediction (context offsets per window); training needs the
+    answer's token span, found here from those offsets the way the transformers run_qa
+    example does.
+    """
+    ids = [str(i) for i in examples["id"]] if "id" in examples.column_names else None
+    ids = ids or [str(i) for i in range(len(examples))]
+    answers = dict(zip(ids, examples["answers"]))
+
+    def positions(batch):
+        starts, ends = [], []
+        for example_id, offsets in zip(batch["example_id"], batch["offset_mapping"]):
+            answer = answers[example_id]
+            s = e = 0
+            if answer["text"]:
+                a_start = answer["answer_start"][0]
+                a_end = a_start + len(answer["text"][0])
+                inside = [(k, o) for k, o in enumerate(offsets) if o is not None]
+                if inside and inside[0][1][0] <= a_start and inside[-1][1][1] >= a_end:
+                    s = next(k for k, o in inside if o[1] > a_start)
+                    e = max(k for k, o in inside if o[0] < a_end)
+            starts.append(s)
+            ends.append(e)
+        return {"start_positions": starts, "end_positions": ends}
+
+    return features.map(positions, batched=True, desc="answer positions")
 
 
 register_task(ExtractiveQA.name, ExtractiveQA)

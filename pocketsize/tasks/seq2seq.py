@@ -18,6 +18,7 @@ from pocketsize.tasks.base import Task, register_task
 from pocketsize.tasks.qa import exact_match, f1_score, squad_scores
 
 DEFAULT_MAX_NEW_TOKENS = 32
+DEFAULT_MAX_LENGTH = 128  # tokens per source / target text when none is given
 
 
 def source_target(dataset) -> tuple[list[str], list[str] | None]:
@@ -53,6 +54,13 @@ class Seq2Seq(Task):
     architecture_suffixes = ("ForConditionalGeneration",)
     optimum_task = "text2text-generation-with-past"
     generates = True
+    per_token_outputs = True
+    training_outputs = ("logits",)
+    teacher_forced_inputs = ("labels",)
+    default_losses = {"token_kl": 0.5, "token_ce": 0.5}
+    hard_loss = "token_ce"
+    cacheable = False  # a full-vocabulary distribution per token: too big to cache whole
+    student_kinds = ("truncate",)
     input_names = ("input_ids", "attention_mask")
     data_columns = ()  # source/target or question/context/answers; checked in encode
 
@@ -88,6 +96,9 @@ class Seq2Seq(Task):
                 text_target=targets, truncation=True, max_length=max_length
             )["input_ids"]
         return Dataset.from_dict(columns)
+
+    def training_max_length(self, dataset, tokenizer, model, requested: int | None):
+        return requested or DEFAULT_MAX_LENGTH
 
     def collator(self, tokenizer):
         from transformers import DataCollatorForSeq2Seq

@@ -1,0 +1,27 @@
+"""What a training stage writes about itself: stage.json and the model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def headline(metrics: dict, task) -> dict:
+    """The scalar part of a metrics dict (for stage.json and printing)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def write_stage(out_dir: Path, stage: str, **fields) -> None:
+    from pocketsize.fsutil import write_json
+
+    write_json(out_dir / "stage.json", {"stage": stage, **fields})
+
+
+def write_model_card(out_dir: Path, title: str, lines: list[str]) -> None:
+    from pocketsize.fsutil import atomic_write_text
+
+    atomic_write_text(out_dir / "README.md", f"# {title}\n\n" + "\n".join(lines) + "\n")
+
+
+def json_safe(obj):
+    return json.loads(json.dumps(obj, default=str))

@@ -1,0 +1,187 @@
+"""The one training path of finetune and distill: TrainingArguments, the checkpoint directory
+kept for resume, and a DistillationTrainer run with its non-finite guard and validation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from pocketsize.distill.features import LENGTH_COLUMN, FeatureCollator
+from pocketsize.distill.trainer import DistillationTrainer, DistillModule, NonFiniteLoss
+from pocketsize.errors import PocketsizeError
+
+
+def bf16_supported() -> bool:
+    """True when this CPU runs bfloat16 matmuls natively (AVX-512 BF16 or AMX)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    checker = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((checker and checker()) or (amx and amx()))
+
+
+def resolve_bf16(bf16) -> bool:
+    if bf16 == "auto":
+        return bf16_supported()
+    if bf16 and not bf16_supported():
+        raise PocketsizeError(
+            "bf16=True but this machine has no native bfloat16 support; use bf16=False"
+        )
+    return bool(bf16)
+
+
+def default_out(stage: str) -> Path:
+    root = Path(os.environ.get("POCKETSIZE_RUNS", Path(tempfile.gettempdir()) / "pocketsize-runs"))
+    return root / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+
+def work_dir_for(out: Path) -> Path:
+    """Where Trainer checkpoints live while a stage runs: beside the output, kept for resume."""
+    return out.parent / f".{out.name}.checkpoints"
+
+
+def training_arguments(
+    work_dir: Path,
+    *,
+    epochs: float,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    bf16: bool,
+    max_steps: int,
+    save_steps: int | None,
+    logging_steps: int,
+    warmup_ratio: float,
+    weight_decay: float,
+    group_by_length: bool,
+    progress: bool,
+    **extra,
+):
+    from transformers import TrainingArguments
+
+    kw = dict(
+        output_dir=str(work_dir),
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size * 2,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        lr_scheduler_type="linear",
+        seed=seed,
+        data_seed=seed,
+        bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
+        group_by_length=group_by_length,
+        length_column_name=LENGTH_COLUMN,
+        save_strategy="steps" if save_steps else "epoch",
+        save_steps=save_steps or 500,
+        save_total_limit=2,
+        save_safetensors=True,
+        logging_steps=logging_steps,
+        report_to=[],
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        eval_strategy="no",
+    )
+    kw.update(extra)
+    return TrainingArguments(**kw)
+
+
+def prepare_work_dir(out: Path, resume: bool) -> tuple[Path, str | None]:
+    """The Trainer's checkpoint directory beside `out` and the checkpoint to resume from.
+
+    Without resume, checkpoints of an earlier attempt are removed so training starts over.
+    """
+    work = work_dir_for(out)
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+        return work, None
+    checkpoint = last_checkpoint(work)
+    if checkpoint is None:
+        raise PocketsizeError(
+            f"resume=True but {work} holds no checkpoint; run without resume to start over"
+        )
+    return work, checkpoint
+
+
+def last_checkpoint(work_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+
+
+def train(
+    model,
+    task,
+    features,
+    tokenizer,
+    args,
+    *,
+    loss_weights: dict,
+    loss_context,
+    needs=frozenset(),
+    teacher=None,
+    teacher_outputs=None,
+    projections=None,
+    callbacks=None,
+    checkpoint: str | None = None,
+    validate=None,
+):
+    """Train `model` with the weighted losses; returns (TrainOutput, trained model, the
+    validation records). `validate(model) -> metrics` runs at the end of every epoch."""
+    from torch import nn
+
+    from pocketsize.distill.trainer import ValidationCallback
+
+    trainer = DistillationTrainer(
+        model=DistillModule(model, projections if projections is not None else nn.ModuleDict()),
+        args=args,
+        train_dataset=features,
+        data_collator=FeatureCollator(task, tokenizer),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        task=task,
+        loss_weights=loss_weights,
+        loss_context=loss_context,
+        needs=needs,
+        teacher=teacher,
+        teacher_outputs=teacher_outputs,
+    )
+    validation = ValidationCallback(trainer, validate) if validate is not None else None
+    if validation is not None:
+        trainer.add_callback(validation)
+    try:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    except NonFiniteLoss as e:
+        last = last_checkpoint(Path(args.output_dir))
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
+        raise PocketsizeError(
+            f"the training loss became NaN/inf at step {e.step} ({e.parts}); training "
+            f"stopped and {kept}; lower the learning rate or the loss weights and retry"
+        ) from None
+    return result, trainer.model.student, (validation.records if validation else [])
+
+
+def grouped_by_length(features) -> bool:
+    """Batches of similar lengths (less padding) where the features have a length."""
+    return LENGTH_COLUMN in features.column_names
+
+
+def evaluate_model(model, tokenizer, task, split, max_length=None, batch_size: int = 64) -> dict:
+    """The task's metrics of `model` on a dataset split, through eval's one scoring path
+    (distillation's validation is the one allowed call from this stage into eval)."""
+    from pocketsize.eval.scoring import encode_split, evaluate_forward, torch_forward
+
+    was_training = model.training
+    encoded = encode_split(task, split, tokenizer, max_length)
+    metrics = evaluate_forward(encoded, torch_forward(model, task), batch_size)
+    model.train(was_training)
+    return metrics
