@@ -15,7 +15,7 @@ from pocketsize.errors import PocketsizeError
 
 # Modules that register sub-commands; missing ones (stages not built yet) are skipped.
 COMMAND_MODULES = [
-    "pocketsize.assets.cli",
+    "pocketsize.assets_cli",
     "pocketsize.distill.cli",
     "pocketsize.prune.cli",
     "pocketsize.export.cli",

@@ -41,7 +41,7 @@ from pocketsize.fsutil import atomic_write_text, write_json
 STAGE_ORDER = ["teacher", "student", "pruned", "onnx", "int8"]
 TOP_LEVEL = {
     "name": "run name; the run directory is runs/<name>",
-    "task": "text-classification or extractive-qa (inferred from the data when absent)",
+    "task": "a task name (pocketsize.tasks.task_names(); inferred from the data when absent)",
     "data": "a catalogue dataset name, a local file or a hub id (or a mapping with `name` and load_dataset options)",
     "seed": "integer seed for every stage",
     "teacher": "{model: NAME_OR_DIR, finetune: {...} | false}",
@@ -493,6 +493,11 @@ def run_recipe(
     seed = run.seed
     data_cfg = recipe["data"] if isinstance(recipe["data"], dict) else {"name": recipe["data"]}
     data_kwargs = {k: v for k, v in data_cfg.items() if k != "name"}
+    if recipe.get("task"):
+        from pocketsize.tasks import get_task
+
+        # a task whose data has no labels (a causal LM's text) reads a plain text corpus
+        data_kwargs.setdefault("labelled", "label" in get_task(recipe["task"]).data_columns)
     log(f"[data] loading {data_cfg['name']}")
     data = load_dataset(data_cfg["name"], **data_kwargs)
     task = {"task": recipe["task"]} if recipe.get("task") else {}

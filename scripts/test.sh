@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs (idempotent), then lint + format check + the test suite.
+# The test command: installs (idempotent), then lint + format check + the layering contract
+# (import-linter, [tool.importlinter] in pyproject.toml) + the test suite.
 # Extra arguments go to pytest (e.g. `scripts/test.sh -k gpt2`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,4 +8,5 @@ bash scripts/install.sh
 export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 .venv/bin/ruff check pocketsize tests benchmarks
 .venv/bin/ruff format --check pocketsize tests benchmarks
+.venv/bin/lint-imports
 exec .venv/bin/python -m pytest -q "$@"

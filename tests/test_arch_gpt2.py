@@ -4,6 +4,7 @@ past key values (generation parity), dynamic int8, evaluation (perplexity, next-
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -133,7 +134,9 @@ def test_gpt2_finetune_distill_export_quantize_eval(tmp_path):
     assert v["int8"]["agreement"] > 0.8
     vocab = len(tok)
     for name in ("teacher", "student", "int8"):
-        assert 1.0 < v[name]["metrics"]["perplexity"] < vocab  # learned: better than uniform
+        m = v[name]["metrics"]
+        assert m["perplexity"] == pytest.approx(math.exp(m["loss"]))  # exp of the mean NLL
+        assert m["perplexity"] < vocab  # learned: better than uniform
     assert v["teacher"]["metrics"]["perplexity"] < 0.3 * vocab
     assert v["teacher"]["metrics"]["next_token_accuracy"] > 0.3
 

@@ -98,7 +98,9 @@ def test_t5_finetune_distill_export_quantize_eval(tmp_path):
     # the exported student generates exactly what the PyTorch student generates
     assert v["onnx"]["agreement"] == 1.0 and v["onnx"]["fidelity"]["f1_vs_reference"] == 1.0
     assert v["teacher"]["metrics"]["f1"] > 0.5
-    assert 0 <= v["int8"]["fidelity"]["f1_vs_reference"] <= 1
+    # token F1 against the reference's generations counts partial matches: never below the
+    # exact-match agreement
+    assert v["int8"]["agreement"] <= v["int8"]["fidelity"]["f1_vs_reference"] <= 1
 
 
 def test_t5_bad_input_is_one_clear_error(tmp_path):

@@ -315,11 +315,6 @@ def test_cli_prunes_and_reports_errors(tiny, data, tmp_path, capsys):
 
 
 def test_recovery_distils_from_the_unpruned_model(tiny, data, tmp_path):
-    try:
-        import pocketsize.distill  # noqa: F401
-        from pocketsize.distill import distill  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"pocketsize.distill is not available yet ({e})")
     options = {"epochs": 1, "progress": False, "evaluate": False}
     out = prune(
         tiny, data, heads=0.5, ffn=0.5, recover=True, recover_options=options,

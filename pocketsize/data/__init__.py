@@ -30,12 +30,14 @@ def load_dataset(
     label_names=None,
     config: str | None = None,
     trust_remote_code: bool = False,
+    labelled: bool = True,
 ):
     """A DatasetDict with train / validation / test in pocketsize's column layout.
 
     columns maps pocketsize's roles to the data's column names, e.g.
     {"text": "review", "label": "stars"} (text_pair optional). label_names fixes the label set
     and its order (every label must be in it); otherwise string labels are sorted.
+    labelled=False: a text corpus (a causal LM's data): the text column alone, no labels.
     """
     from datasets import Dataset, DatasetDict
 
@@ -44,13 +46,12 @@ def load_dataset(
     from pocketsize.data.normalize import normalize
 
     if isinstance(ref, Dataset):
-        return normalize(DatasetDict({"train": ref}), "the dataset", columns, label_names)
+        ref = DatasetDict({"train": ref})
     if isinstance(ref, DatasetDict):
-        return normalize(ref, "the dataset", columns, label_names)
+        return normalize(ref, "the dataset", columns, label_names, labelled)
     if isinstance(ref, dict):
-        return normalize(
-            DatasetDict(local.read_local(ref)), "the dataset files", columns, label_names
-        )
+        files = DatasetDict(local.read_local(ref))
+        return normalize(files, "the dataset files", columns, label_names, labelled)
     if isinstance(ref, os.PathLike):
         ref = os.fspath(ref)
     if not isinstance(ref, str):
@@ -63,14 +64,13 @@ def load_dataset(
         dd = load_catalogue_dataset(get_asset(ref, kind="dataset"))
         return (
             dd
-            if columns is None and label_names is None
-            else normalize(dd, ref, columns, label_names)
+            if columns is None and label_names is None and labelled
+            else normalize(dd, ref, columns, label_names, labelled)
         )
     if os.path.exists(ref) or local.looks_like_path(ref):
-        return normalize(DatasetDict(local.read_local(ref)), ref, columns, label_names)
-    return normalize(
-        DatasetDict(local.read_hub(ref, config, trust_remote_code)), ref, columns, label_names
-    )
+        return normalize(DatasetDict(local.read_local(ref)), ref, columns, label_names, labelled)
+    hub = local.read_hub(ref, config, trust_remote_code)
+    return normalize(DatasetDict(hub), ref, columns, label_names, labelled)
 
 
 def load_texts(ref, split: str | None = None) -> list[str]:

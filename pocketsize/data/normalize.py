@@ -1,7 +1,8 @@
 """Bring any classification or QA DatasetDict into pocketsize's layout, or say what is wrong.
 
 Classification: columns `text`, optional `text_pair`, `label` (a ClassLabel whose names are
-the label set, sorted when the data gives strings). Extractive QA: the SQuAD columns.
+the label set, sorted when the data gives strings). Extractive QA: the SQuAD columns. A text
+corpus (labelled=False, e.g. for a causal LM): the `text` column alone.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def is_qa(columns) -> bool:
     return {"question", "context", "answers"} <= set(columns)
 
 
-def normalize(dd, source: str, columns: dict | None = None, label_names=None):
+def normalize(dd, source: str, columns: dict | None = None, label_names=None, labelled=True):
     """Rename splits and columns, encode labels, add missing splits, check for emptiness."""
     from datasets import DatasetDict
 
@@ -37,9 +38,10 @@ def normalize(dd, source: str, columns: dict | None = None, label_names=None):
     if is_qa(dd["train"].column_names):
         dd = DatasetDict({k: _qa_columns(v, source) for k, v in dd.items()})
     else:
-        mapping = _column_mapping(dd["train"].column_names, columns, source)
+        mapping = _column_mapping(dd["train"].column_names, columns, source, labelled)
         dd = DatasetDict({k: _classification_columns(v, mapping) for k, v in dd.items()})
-        dd = _encode_labels(dd, source, label_names)
+        if labelled:
+            dd = _encode_labels(dd, source, label_names)
     dd = fill_missing_splits(dd)
     for name in SPLITS:
         if len(dd[name]) == 0:
@@ -50,23 +52,20 @@ def normalize(dd, source: str, columns: dict | None = None, label_names=None):
     return dd
 
 
-def _column_mapping(have: list[str], columns: dict | None, source: str) -> dict:
+def _column_mapping(have: list[str], columns: dict | None, source: str, labelled=True) -> dict:
     columns = dict(columns or {})
     unknown = set(columns) - {"text", "text_pair", "label"}
     if unknown:
         raise PocketsizeError(
             f"column mapping keys must be text, text_pair, label; got {sorted(unknown)}"
         )
-    for role, guesses in (
-        ("text", _TEXT_GUESSES),
-        ("text_pair", _PAIR_GUESSES),
-        ("label", _LABEL_GUESSES),
-    ):
+    roles = (("text", _TEXT_GUESSES), ("text_pair", _PAIR_GUESSES), ("label", _LABEL_GUESSES))
+    for role, guesses in roles if labelled else roles[:1]:
         if role not in columns:
             found = next((g for g in guesses if g in have), None)
             if found:
                 columns[role] = found
-    for role in ("text", "label"):
+    for role in ("text", "label") if labelled else ("text",):
         if role not in columns or columns[role] not in have:
             asked = f" (mapped to {columns[role]!r})" if role in columns else ""
             raise PocketsizeError(

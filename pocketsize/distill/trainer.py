@@ -37,9 +37,21 @@ class DistillModule(nn.Module):
         super().__init__()
         self.student = student
         self.projections = projections
+        # Tied weights (GPT-2's embedding and LM head) are one tensor under two names, which
+        # safetensors refuses in a plain state dict: checkpoints keep the first name, and the
+        # Trainer re-ties the others after loading one (transformers' own convention).
+        seen, duplicates = set(), []
+        for name, tensor in self.state_dict().items():
+            key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
+            (duplicates.append(name) if key in seen else seen.add(key))
+        self._keys_to_ignore_on_save = duplicates or None
 
     def forward(self, **inputs):
         return self.student(**inputs)
+
+    def tie_weights(self):
+        if hasattr(self.student, "tie_weights"):
+            self.student.tie_weights()
 
 
 def collect(outputs, output_names) -> dict:
@@ -120,17 +132,9 @@ class DistillationTrainer(Trainer):
         return (loss, s_out) if return_outputs else loss
 
     def _save(self, output_dir=None, state_dict=None):
-        # Tied weights (GPT-2's embedding and LM head) are one tensor under two names, which
-        # safetensors refuses in a plain state dict: keep the first name; loading the
-        # checkpoint fills the tie.
         state_dict = self.model.state_dict() if state_dict is None else state_dict
-        unique, seen = {}, set()
-        for name, tensor in state_dict.items():
-            key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
-            if key not in seen:
-                seen.add(key)
-                unique[name] = tensor
-        super()._save(output_dir, state_dict=unique)
+        tied = set(self.model._keys_to_ignore_on_save or ())
+        super()._save(output_dir, state_dict={k: v for k, v in state_dict.items() if k not in tied})
 
     def log(self, logs: dict, *args, **kw) -> None:
         # Each loss's mean since the last log line, beside the Trainer's total.

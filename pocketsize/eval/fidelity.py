@@ -30,15 +30,67 @@ def classification_fidelity(reference_logits: np.ndarray, logits: np.ndarray) ->
     }
 
 
+NOT_COMPARABLE = {"kl": None, "max_abs_logit_diff": None, "mean_abs_logit_diff": None}
+
+
+def of_task(task, reference: dict, variant: dict) -> dict:
+    """How closely `variant`'s run follows `reference`'s, the way the task's outputs compare
+    (task.fidelity_kind). A run holds outputs, predictions and each feature's input ids."""
+    kind = task.fidelity_kind
+    if kind == "logits":
+        return classification_fidelity(reference["outputs"]["logits"], variant["outputs"]["logits"])
+    if kind == "spans":
+        found = span_fidelity(reference, variant) or dict(
+            NOT_COMPARABLE,
+            note="tokenizers differ, so the logits are not position-for-position comparable",
+        )
+    elif kind == "token_logits":
+        found = token_fidelity(reference, variant) or dict(
+            NOT_COMPARABLE,
+            note="tokenizers differ, so next-token distributions are not comparable",
+        )
+    elif kind == "text":
+        found = dict(NOT_COMPARABLE, note="generated text is compared, not logits")
+    else:
+        raise ValueError(f"unknown fidelity kind {kind!r} of task {task.name}")
+    f1 = task.f1_against(variant["predictions"], reference["predictions"])
+    if f1 is not None:
+        found["f1_vs_reference"] = float(np.mean(f1))
+    return found
+
+
+def _same_inputs(reference: dict, variant: dict) -> bool:
+    ref_ids, var_ids = reference["input_ids"], variant["input_ids"]
+    return len(ref_ids) == len(var_ids) and all(a == b for a, b in zip(ref_ids, var_ids))
+
+
+def token_fidelity(reference: dict, variant: dict) -> dict | None:
+    """KL and logit differences over every real (unpadded) position; same tokenizer only."""
+    if not _same_inputs(reference, variant):
+        return None
+    kls, diffs = [], []
+    for i, row in enumerate(reference["input_ids"]):
+        r = reference["outputs"]["logits"][i, : len(row)]
+        v = variant["outputs"]["logits"][i, : len(row)]
+        kls.append(kl_divergence(r, v))
+        diffs.append(np.abs(r.astype(float) - v.astype(float)).reshape(-1))
+    flat = np.concatenate(diffs)
+    return {
+        "kl": float(np.concatenate(kls).mean()),
+        "max_abs_logit_diff": float(flat.max()),
+        "mean_abs_logit_diff": float(flat.mean()),
+    }
+
+
 def span_fidelity(reference: dict, variant: dict) -> dict | None:
     """KL and logit differences of start/end distributions over each window's real tokens.
 
     Only defined when both variants cut the examples into the same token windows (same
     tokenizer); otherwise the logits of the two are not position-for-position comparable.
     """
-    ref_ids, var_ids = reference["input_ids"], variant["input_ids"]
-    if len(ref_ids) != len(var_ids) or any(a != b for a, b in zip(ref_ids, var_ids)):
+    if not _same_inputs(reference, variant):
         return None
+    ref_ids = reference["input_ids"]
     kls, diffs = [], []
     for name in ("start_logits", "end_logits"):
         for i, ids in enumerate(ref_ids):

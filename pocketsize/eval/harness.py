@@ -350,23 +350,7 @@ def _quality(task, examples, run, ref_run, indices, label_names) -> dict:
         record["per_class"] = scores["per_class"]
     if "confusion_matrix" in scores:
         record["confusion_matrix"] = {"labels": label_names, "matrix": scores["confusion_matrix"]}
-    if hasattr(task, "fidelity"):
-        record["fidelity"] = task.fidelity(ref_run, run)
-    elif task.output_names == ("logits",):
-        record["fidelity"] = fidelity.classification_fidelity(
-            ref_run["outputs"]["logits"], run["outputs"]["logits"]
-        )
-    else:
-        record["fidelity"] = fidelity.span_fidelity(ref_run, run) or {
-            "kl": None,
-            "max_abs_logit_diff": None,
-            "mean_abs_logit_diff": None,
-            "note": "tokenizers differ, so the logits are not position-for-position comparable",
-        }
-        if hasattr(task, "f1_against"):
-            record["fidelity"]["f1_vs_reference"] = float(
-                np.mean(task.f1_against(predictions, ref_predictions))
-            )
+    record["fidelity"] = fidelity.of_task(task, ref_run, run)
     record["disagreements_total"] = int((agree < 1).sum())
     record["disagreements"] = _disagreements(
         task, examples, predictions, ref_predictions, agree, label_names
@@ -376,9 +360,7 @@ def _quality(task, examples, run, ref_run, indices, label_names) -> dict:
 
 def _disagreements(task, examples, predictions, ref_predictions, agree, label_names) -> list:
     def show(p):
-        if hasattr(task, "show_prediction"):
-            return task.show_prediction(p)
-        return label_names[p] if label_names is not None else p
+        return task.show_prediction(p, label_names)
 
     listed = []
     for i in np.flatnonzero(agree < 1)[:MAX_DISAGREEMENTS]:

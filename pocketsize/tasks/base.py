@@ -64,6 +64,11 @@ class Task:
     # settings for model.generate() when the task's predictions are generated text (else None)
     generation_settings: dict | None = None
 
+    # how eval compares a variant's outputs with the reference's (pocketsize.eval.fidelity):
+    # "logits" (one distribution per example), "spans" (per-token start/end distributions),
+    # "token_logits" (a next-token distribution per position), "text" (generated text)
+    fidelity_kind: str = "logits"
+
     # ---- training (pocketsize.distill) ----
     # the outputs the losses compare (None: output_names; a generator trains on its logits)
     training_outputs: tuple[str, ...] | None = None
@@ -168,6 +173,15 @@ class Task:
         """The input fields of one example worth showing in a report (e.g. the text)."""
         return {k: v for k, v in example.items() if isinstance(v, str)}
 
+    def show_prediction(self, prediction, label_names: list[str] | None = None):
+        """One prediction as a report shows it (a label's name rather than its index)."""
+        return label_names[prediction] if label_names is not None else prediction
+
+    def f1_against(self, predictions: list, reference_predictions: list):
+        """Per-example token F1 of one model's text predictions against another's (None for
+        tasks whose predictions are no text)."""
+        return None
+
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
@@ -253,19 +267,23 @@ def task_of_model(source) -> Task | None:
 
 
 def task_for_dataset(dataset) -> Task:
-    """Infer the task from a Dataset or DatasetDict's columns."""
+    """Infer the task from a Dataset or DatasetDict's columns: the task whose data columns are
+    all present, the most specific first (QA's three before classification's text + label
+    before a causal LM's text alone)."""
     split = dataset[next(iter(dataset))] if hasattr(dataset, "keys") else dataset
     columns = set(split.column_names)
-    if {"question", "context", "answers"} <= columns:
-        return get_task("extractive-qa")
-    if "text" in columns and "label" in columns:
-        return get_task("text-classification")
-    if "pixel_values" in columns and "label" in columns:
-        return get_task("array-classification")
+    _load_builtin()
+    candidates = sorted(
+        (factory for factory in _REGISTRY.values() if factory.data_columns),
+        key=lambda factory: -len(factory.data_columns),
+    )
+    for factory in candidates:
+        if set(factory.data_columns) <= columns:
+            return get_task(factory.name)
     raise PocketsizeError(
         f"cannot tell the task from the dataset columns {sorted(columns)}; expected "
-        "text/label (classification), question/context/answers (extractive QA) or "
-        "pixel_values/label (array classification)"
+        "text/label (classification), question/context/answers (extractive QA), text "
+        "(causal LM) or pixel_values/label (array classification); or pass task="
     )
 
 

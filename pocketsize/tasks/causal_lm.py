@@ -40,6 +40,7 @@ class CausalLM(Task):
     default_losses = {"token_kl": 0.5, "token_ce": 0.5}
     hard_loss = "token_ce"
     cacheable = False  # a full-vocabulary distribution per token: too big to cache whole
+    fidelity_kind = "token_logits"
     input_names = ("input_ids", "attention_mask")
     data_columns = ("text",)
 
@@ -141,35 +142,10 @@ class CausalLM(Task):
             out.append(float((a == b).mean()) if a.shape == b.shape and a.size else 0.0)
         return np.asarray(out)
 
-    def fidelity(self, reference_run: dict, run: dict) -> dict:
-        """KL and logit differences over every real (unpadded) position, same tokenizer only."""
-        from pocketsize.eval.fidelity import kl_divergence
-
-        ref_ids, ids = reference_run["input_ids"], run["input_ids"]
-        if len(ref_ids) != len(ids) or any(a != b for a, b in zip(ref_ids, ids)):
-            return {
-                "kl": None,
-                "max_abs_logit_diff": None,
-                "mean_abs_logit_diff": None,
-                "note": "tokenizers differ, so next-token distributions are not comparable",
-            }
-        kls, diffs = [], []
-        for i, row in enumerate(ids):
-            r = reference_run["outputs"]["logits"][i, : len(row)]
-            v = run["outputs"]["logits"][i, : len(row)]
-            kls.append(kl_divergence(r, v))
-            diffs.append(np.abs(r.astype(float) - v.astype(float)).reshape(-1))
-        flat = np.concatenate(diffs)
-        return {
-            "kl": float(np.concatenate(kls).mean()),
-            "max_abs_logit_diff": float(flat.max()),
-            "mean_abs_logit_diff": float(flat.mean()),
-        }
-
     def show_example(self, example: dict) -> dict[str, Any]:
         return {"text": example["text"][:200]}
 
-    def show_prediction(self, prediction: dict) -> list[int]:
+    def show_prediction(self, prediction: dict, label_names=None) -> list[int]:
         return prediction["next_tokens"][:32]
 
 

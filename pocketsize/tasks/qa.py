@@ -76,6 +76,7 @@ class ExtractiveQA(Task):
     optimum_task = "question-answering"
     per_token_outputs = True
     data_columns = ("question", "context", "answers")
+    fidelity_kind = "spans"
 
     def __init__(
         self,

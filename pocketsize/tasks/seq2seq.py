@@ -61,6 +61,7 @@ class Seq2Seq(Task):
     hard_loss = "token_ce"
     cacheable = False  # a full-vocabulary distribution per token: too big to cache whole
     student_kinds = ("truncate",)
+    fidelity_kind = "text"
     input_names = ("input_ids", "attention_mask")
     data_columns = ()  # source/target or question/context/answers; checked in encode
 
@@ -131,16 +132,8 @@ class Seq2Seq(Task):
     def agreement(self, predictions: list, reference_predictions: list):
         return np.asarray([exact_match(p, r) for p, r in zip(predictions, reference_predictions)])
 
-    def fidelity(self, reference_run: dict, run: dict) -> dict:
-        """Generations are compared as text: token F1 of the variant's against the reference's."""
-        f1 = [f1_score(p, r) for p, r in zip(run["predictions"], reference_run["predictions"])]
-        return {
-            "kl": None,
-            "max_abs_logit_diff": None,
-            "mean_abs_logit_diff": None,
-            "f1_vs_reference": float(np.mean(f1)),
-            "note": "generated text is compared, not logits",
-        }
+    def f1_against(self, predictions: list, reference_predictions: list):
+        return np.asarray([f1_score(p, r) for p, r in zip(predictions, reference_predictions)])
 
     def show_example(self, example: dict) -> dict[str, Any]:
         shown = {k: example[k] for k in ("source", "question") if k in example}

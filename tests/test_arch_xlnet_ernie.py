@@ -1,4 +1,5 @@
-"""XLNet classification on a tiny random config through every stage."""
+"""XLNet and ERNIE classification on tiny random configs through every stage (optimum has no
+exporter for either: export takes the torch.onnx fallback)."""
 
 from __future__ import annotations
 
@@ -21,5 +22,6 @@ def _cache_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("POCKETSIZE_CACHE", str(tmp_path / "cache"))
 
 
-def test_xlnet_classifier_finetune_distill_export_quantize_eval(tmp_path):
-    classifier_through_every_stage("xlnet", tmp_path, make_cls_dataset(n_train=96))
+@pytest.mark.parametrize("arch", ["xlnet", "ernie"])
+def test_classifier_finetune_distill_export_quantize_eval(arch, tmp_path):
+    classifier_through_every_stage(arch, tmp_path, make_cls_dataset(n_train=96))
