@@ -38,7 +38,36 @@ import yaml
 from pocketsize.errors import PocketsizeError
 from pocketsize.fsutil import atomic_write_text, write_json
 
-STAGE_ORDER = ["teacher", "student", "pruned", "onnx", "int8"]
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the chain after the teacher: where its options live in a recipe, which
+    public function runs it, and what it reads besides the previous stage's model."""
+
+    name: str  # its directory in the run (and its variant in the report)
+    section: str  # the recipe section holding its options
+    inputs: Callable[[dict, Path, Any], dict]  # (recipe, source model dir, data) -> arguments
+    # a section that must be present for the stage to run (the student's spec, for distill)
+    needs: str | None = None
+
+
+# The chain, in order: each stage reads the model the stage before it wrote.
+CHAIN = (
+    Stage(
+        "student",
+        "distill",
+        lambda recipe, src, data: {
+            "teacher": src,
+            "data": data,
+            "student": dict(recipe["student"]),
+        },
+        needs="student",
+    ),
+    Stage("pruned", "prune", lambda recipe, src, data: {"model": src, "data": data}),
+    Stage("onnx", "export", lambda recipe, src, data: {"model": src}),
+    Stage("int8", "quantize", lambda recipe, src, data: {"model": src, "data": data}),
+)
+STAGE_ORDER = ["teacher"] + [stage.name for stage in CHAIN]
 TOP_LEVEL = {
     "name": "run name; the run directory is runs/<name>",
     "task": "a task name (pocketsize.tasks.task_names(); inferred from the data when absent)",
@@ -211,7 +240,7 @@ def validate_recipe(recipe: dict) -> None:
         _check_type("task", recipe["task"], str, "a task name")
         get_task(recipe["task"])
 
-    for section in ("teacher", "student", "distill", "prune", "export", "quantize", "eval"):
+    for section in ("teacher", "student", *(stage.section for stage in CHAIN), "eval"):
         if recipe.get(section) is not None:
             _check_type(section, recipe[section], dict, "a mapping of options")
 
@@ -255,7 +284,7 @@ def validate_recipe(recipe: dict) -> None:
     functions = _stage_functions()
     if isinstance(finetune, dict):
         _check_kwargs("teacher.finetune", finetune, functions["teacher.finetune"])
-    for section in ("distill", "prune", "export", "quantize", "eval"):
+    for section in (*(stage.section for stage in CHAIN), "eval"):
         if recipe.get(section):
             _check_kwargs(section, recipe[section], functions[section])
     reference = (recipe.get("eval") or {}).get("reference", "teacher")
@@ -266,17 +295,12 @@ def validate_recipe(recipe: dict) -> None:
         )
 
 
+def _runs(recipe: dict, stage: Stage) -> bool:
+    return recipe.get(stage.needs or stage.section) is not None
+
+
 def planned_variants(recipe: dict) -> list[str]:
-    names = ["teacher"]
-    if recipe.get("student") is not None:
-        names.append("student")
-    if recipe.get("prune") is not None:
-        names.append("pruned")
-    if recipe.get("export") is not None:
-        names.append("onnx")
-    if recipe.get("quantize") is not None:
-        names.append("int8")
-    return names
+    return ["teacher"] + [stage.name for stage in CHAIN if _runs(recipe, stage)]
 
 
 # --------------------------------------------------------------------------- running
@@ -490,7 +514,6 @@ def run_recipe(
     recipe = load_recipe(source, overrides)
     fn = _stage_functions()
     run = Run(recipe, Path(run_dir or Path("runs") / recipe["name"]), fresh, force, log)
-    seed = run.seed
     data_cfg = recipe["data"] if isinstance(recipe["data"], dict) else {"name": recipe["data"]}
     data_kwargs = {k: v for k, v in data_cfg.items() if k != "name"}
     if recipe.get("task"):
@@ -514,7 +537,7 @@ def run_recipe(
                 teacher_cfg["model"],
                 data,
                 out=out,
-                seed=seed,
+                seed=run.seed,
                 resume=resume,
                 **task,
                 **finetune_cfg,
@@ -531,61 +554,11 @@ def run_recipe(
     variants: dict[str, Any] = {"teacher": teacher.path}
     last = teacher
 
-    if recipe.get("student") is not None:
-        distill_cfg = dict(recipe.get("distill") or {})
-        spec = dict(recipe["student"])
-
-        def build_student(out: Path) -> dict:
-            resume = _has_checkpoint(out)
-            fn["distill"](
-                teacher.path,
-                data,
-                student=spec,
-                out=out,
-                seed=seed,
-                resume=resume,
-                **task,
-                **distill_cfg,
-            )
-            return _read_metrics(out)
-
-        last = run.stage(
-            "student", {"student": spec, "distill": distill_cfg}, [teacher], build_student
-        )
-        variants["student"] = last.path
-
-    if recipe.get("prune") is not None:
-        prune_cfg = dict(recipe["prune"])
-        source_stage = last
-
-        def build_pruned(out: Path) -> dict:
-            fn["prune"](source_stage.path, data, out=out, seed=seed, **task, **prune_cfg)
-            return _read_metrics(out)
-
-        last = run.stage("pruned", prune_cfg, [source_stage], build_pruned)
-        variants["pruned"] = last.path
-
-    if recipe.get("export") is not None:
-        export_cfg = dict(recipe["export"])
-        source_stage = last
-
-        def build_onnx(out: Path) -> dict:
-            fn["export"](source_stage.path, out, **task, **export_cfg)
-            return _read_metrics(out)
-
-        last = run.stage("onnx", export_cfg, [source_stage], build_onnx)
-        variants["onnx"] = last.path
-
-    if recipe.get("quantize") is not None:
-        quant_cfg = dict(recipe["quantize"])
-        source_stage = last
-
-        def build_int8(out: Path) -> dict:
-            fn["quantize"](source_stage.path, data, out=out, seed=seed, **task, **quant_cfg)
-            return _read_metrics(out)
-
-        last = run.stage("int8", quant_cfg, [source_stage], build_int8)
-        variants["int8"] = last.path
+    for stage in CHAIN:
+        if not _runs(recipe, stage):
+            continue
+        last = _run_stage(run, stage, recipe, fn[stage.section], last, data, task)
+        variants[stage.name] = last.path
 
     eval_cfg = dict(recipe.get("eval") or {})
     eval_cfg.setdefault("reference", "teacher")
@@ -596,6 +569,25 @@ def run_recipe(
     log(report.to_markdown())
     log(f"report: {run.dir / 'report.md'} (also report.html, metrics.json, plots)")
     return report
+
+
+def _run_stage(run: Run, stage: Stage, recipe: dict, function, source, data, task) -> StageResult:
+    """Run one stage of the chain on the model `source` wrote (skipped when unchanged)."""
+    cfg = dict(recipe.get(stage.section) or {})
+    # the student's fingerprint covers its spec too (as it always has)
+    config = {"student": dict(recipe["student"]), "distill": cfg} if stage.needs else cfg
+    accepts = inspect.signature(function).parameters
+
+    def build(out: Path) -> dict:
+        kwargs = dict(stage.inputs(recipe, source.path, data), out=out, **task, **cfg)
+        if "seed" in accepts:
+            kwargs["seed"] = run.seed
+        if "resume" in accepts:
+            kwargs["resume"] = _has_checkpoint(out)
+        function(**kwargs)
+        return _read_metrics(out)
+
+    return run.stage(stage.name, config, [source], build)
 
 
 def _has_checkpoint(out: Path) -> bool:
