@@ -203,7 +203,7 @@ def distill(
 
     metrics, teacher_metrics = {}, {}
     if validate is not None:
-        metrics = _final_validation(per_epoch, result, validate, student_model)
+        metrics = T.final_validation(per_epoch, result, validate, student_model)
         if isinstance(teacher_model, nn.Module):  # a plain callable teacher is not scored
             teacher_metrics = T.evaluate_model(
                 teacher_model, t_tok, task, data["validation"], max_length
@@ -408,13 +408,6 @@ def _check_architecture(model, task) -> None:
     from pocketsize.tasks import check_architecture
 
     check_architecture(getattr(getattr(model, "config", None), "model_type", None), task)
-
-
-def _final_validation(per_epoch: list, result, validate, model) -> dict:
-    """The last epoch's validation when it was taken at the last step, else a fresh one."""
-    if per_epoch and per_epoch[-1]["step"] == result.global_step:
-        return {k: v for k, v in per_epoch[-1].items() if k not in ("epoch", "step")}
-    return validate(model)
 
 
 def _parameters(model) -> int:

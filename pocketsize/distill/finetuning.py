@@ -122,13 +122,7 @@ def finetune(
         loss_weights=weights, loss_context=context, needs=needs_of(weights),
         callbacks=callbacks, checkpoint=checkpoint, validate=validate,
     )  # fmt: skip
-    metrics = {}
-    if validate is not None:
-        last = per_epoch[-1] if per_epoch else None
-        if last is not None and last["step"] == result.global_step:
-            metrics = {k: v for k, v in last.items() if k not in ("epoch", "step")}
-        else:
-            metrics = validate(model_obj)
+    metrics = T.final_validation(per_epoch, result, validate, model_obj) if validate else {}
 
     with atomic_dir(out, overwrite) as tmp:
         save_model(model_obj, tokenizer, tmp, task, names)

@@ -170,6 +170,13 @@ def train(
     return result, trainer.model.student, (validation.records if validation else [])
 
 
+def final_validation(per_epoch: list, result, validate, model) -> dict:
+    """The last epoch's validation when it was taken at the last step, else a fresh one."""
+    if per_epoch and per_epoch[-1]["step"] == result.global_step:
+        return {k: v for k, v in per_epoch[-1].items() if k not in ("epoch", "step")}
+    return validate(model)
+
+
 def grouped_by_length(features) -> bool:
     """Batches of similar lengths (less padding) where the features have a length."""
     return LENGTH_COLUMN in features.column_names
