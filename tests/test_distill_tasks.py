@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from _arch_helpers import one_thread
 from _distill_helpers import make_qa_dataset
 from test_arch_gpt2 import lm_data, make_tiny_gpt2
 from test_arch_t5 import make_tiny_t5
@@ -19,8 +20,7 @@ from pocketsize.errors import PocketsizeError
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    before = one_thread()
     yield
     torch.set_num_threads(before)
 
