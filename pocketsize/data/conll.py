@@ -1,0 +1,127 @@
+"""Token-classification (NER) data in the CoNLL layout, read into IOB2 tags.
+
+One token per line, the token first and its tag last, separated by any whitespace (so the
+4-column CoNLL-2003 files read as well as `token<TAB>tag` files); a whitespace-only line ends a
+sentence; `-DOCSTART-` lines are skipped. Tags in IOB1 (an `I-` may start an entity) or BIOES /
+IOBES (`S-`, `E-`) are converted to IOB2, the scheme seqeval's default conlleval mode reads;
+any other tag is refused by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pocketsize.errors import PocketsizeError
+
+SCHEMES = ("iob2", "iob1", "bioes")
+
+
+def read_conll(path, scheme: str = "auto") -> list[tuple[list[str], list[str]]]:
+    """(tokens, IOB2 tags) per sentence of a CoNLL file, in file order."""
+    path = Path(path)
+    sentences, tokens, tags = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                if tokens:
+                    sentences.append((tokens, tags))
+                tokens, tags = [], []
+                continue
+            if parts[0] == "-DOCSTART-":
+                continue
+            if len(parts) < 2:
+                raise PocketsizeError(
+                    f"{path}:{n} has a token but no tag ({line.strip()!r}); write token<TAB>tag "
+                    "lines and a blank line between sentences"
+                )
+            tokens.append(parts[0])
+            tags.append(parts[-1])
+    if tokens:
+        sentences.append((tokens, tags))
+    if not sentences:
+        raise PocketsizeError(f"{path} holds no sentences; expected token<TAB>tag lines")
+    found = detect_scheme([t for _, ts in sentences for t in ts]) if scheme == "auto" else scheme
+    if found not in SCHEMES:
+        raise PocketsizeError(
+            f"unknown tag scheme {scheme!r}; use one of auto, {', '.join(SCHEMES)}"
+        )
+    return [(toks, to_iob2(ts, found)) for toks, ts in sentences]
+
+
+def _split(tag: str, where: str) -> tuple[str, str]:
+    if tag == "O":
+        return "O", ""
+    prefix, dash, kind = tag.partition("-")
+    if not dash or prefix not in ("B", "I", "E", "S") or not kind:
+        raise PocketsizeError(
+            f"tag {tag!r} ({where}) is not O or B-/I-/E-/S-TYPE; give IOB2, IOB1 or BIOES tags"
+        )
+    return prefix, kind
+
+
+def detect_scheme(tags: list[str]) -> str:
+    """bioes when E- or S- tags occur; iob1 when most entities start with I- (IOB1 writes B-
+    only between two touching entities of one type); else iob2, where a stray I- after O is
+    annotation noise that conlleval reads as a start anyway."""
+    parsed = [_split(t, "in the data") for t in tags]
+    if {prefix for prefix, _ in parsed} & {"E", "S"}:
+        return "bioes"
+    starts = [
+        prefix
+        for i, (prefix, kind) in enumerate(parsed)
+        if prefix != "O" and (i == 0 or parsed[i - 1][1] != kind)
+    ]
+    return "iob1" if starts.count("I") > starts.count("B") else "iob2"
+
+
+def to_iob2(tags: list[str], scheme: str) -> list[str]:
+    """One sentence's tags in IOB2: every entity starts with B-."""
+    out = []
+    previous = ""
+    for i, tag in enumerate(tags):
+        prefix, kind = _split(tag, f"position {i}")
+        if prefix == "O":
+            out.append("O")
+        elif scheme == "bioes":
+            out.append(("B-" if prefix in ("B", "S") else "I-") + kind)
+        elif prefix == "I" and (scheme == "iob1" and previous != kind):
+            out.append("B-" + kind)
+        else:
+            out.append(f"{prefix}-{kind}")
+        previous = kind if prefix not in ("O", "E", "S") else ""
+    return out
+
+
+def tag_names(tags: list[str]) -> list[str]:
+    """The label set: O first, then B- and I- of each entity type in alphabetical order."""
+    kinds = sorted({t.partition("-")[2] for t in tags if t != "O"})
+    return ["O"] + [f"{p}-{k}" for k in kinds for p in ("B", "I")]
+
+
+def token_dataset(sentences: list[tuple[list[str], list[str]]], names: list[str] | None = None):
+    """A DatasetDict (train / validation / test by md5 of each sentence's tokens) with columns
+    id, tokens and ner_tags (a sequence of ClassLabel over `names`)."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+    from pocketsize.data.splits import SPLITS, split_of
+
+    names = names or tag_names([t for _, tags in sentences for t in tags])
+    index = {n: i for i, n in enumerate(names)}
+    unknown = sorted({t for _, tags in sentences for t in tags if t not in index})
+    if unknown:
+        raise PocketsizeError(f"tags {unknown[:5]} are not in the label set {names}")
+    features = Features(
+        {
+            "id": Value("string"),
+            "tokens": Sequence(Value("string")),
+            "ner_tags": Sequence(ClassLabel(names=names)),
+        }
+    )
+    rows = {s: {"id": [], "tokens": [], "ner_tags": []} for s in SPLITS}
+    for n, (tokens, tags) in enumerate(sentences):
+        split = rows[split_of(" ".join(tokens))]
+        split["id"].append(str(n))
+        split["tokens"].append(tokens)
+        split["ner_tags"].append([index[t] for t in tags])
+    return DatasetDict({s: Dataset.from_dict(rows[s], features=features) for s in SPLITS})

@@ -1,0 +1,71 @@
+"""CoNLL token-classification data: the reader (any whitespace, sentence breaks, -DOCSTART-,
+IOB1 and BIOES to IOB2, bad tags refused by name) and the packaged W-NUT 2016 set."""
+
+from __future__ import annotations
+
+import pytest
+
+from pocketsize.errors import PocketsizeError
+
+
+def _write(tmp_path, text, name="data.conll"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_reader_takes_the_first_and_last_column_and_breaks_on_blank_lines(tmp_path):
+    from pocketsize.data.conll import read_conll
+
+    conll2003 = (
+        "-DOCSTART- -X- -X- O\n\n"
+        "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\n \t \n"
+        "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n"
+    )
+    assert read_conll(_write(tmp_path, conll2003)) == [
+        (["EU", "rejects", "German"], ["B-ORG", "O", "B-MISC"]),
+        (["Peter", "Blackburn"], ["B-PER", "I-PER"]),
+    ]
+
+
+def test_iob1_and_bioes_become_iob2(tmp_path):
+    from pocketsize.data.conll import detect_scheme, read_conll, to_iob2
+
+    iob1 = "New\tI-LOC\nYork\tI-LOC\nand\tO\nParis\tI-LOC\nLondon\tB-LOC\n"
+    assert read_conll(_write(tmp_path, iob1))[0][1] == ["B-LOC", "I-LOC", "O", "B-LOC", "B-LOC"]
+    bioes = "New\tB-LOC\nYork\tE-LOC\nand\tO\nParis\tS-LOC\n"
+    assert read_conll(_write(tmp_path, bioes, "b.conll"))[0][1] == ["B-LOC", "I-LOC", "O", "B-LOC"]
+    # IOB2 with one stray I- after O stays as it is (conlleval reads it as a start)
+    assert detect_scheme(["B-PER", "I-PER", "O", "I-LOC", "B-ORG", "O", "B-PER"]) == "iob2"
+    assert to_iob2(["I-PER", "I-PER"], "iob1") == ["B-PER", "I-PER"]
+
+
+def test_bad_files_are_one_line_errors(tmp_path):
+    from pocketsize.data.conll import read_conll
+
+    for text, message in (
+        ("word\tB-PER\nalone\n", r"data.conll:2 has a token but no tag"),
+        ("word\tX-PER\n", r"tag 'X-PER' .* is not O or B-/I-/E-/S-TYPE"),
+        ("\n\n", "holds no sentences"),
+    ):
+        with pytest.raises(PocketsizeError, match=message) as e:
+            read_conll(_write(tmp_path, text))
+        assert "\n" not in str(e.value)
+    with pytest.raises(PocketsizeError, match="unknown tag scheme 'bilou'"):
+        read_conll(_write(tmp_path, "a\tO\n"), scheme="bilou")
+
+
+@pytest.mark.e2e
+def test_packaged_wnut16_set():
+    import pocketsize as ps
+
+    data = ps.load_dataset("wnut16")
+    names = data["train"].features["ner_tags"].feature.names
+    assert names[0] == "O" and len(names) == 21  # O + B-/I- of 10 entity types
+    rows = [r for split in data.values() for r in split]
+    assert len(rows) == 2394
+    assert sum(len(r["tokens"]) for r in rows) == 46469
+    assert sum(names[t].startswith("B-") for r in rows for t in r["ner_tags"]) == 1496
+    assert {len(r["tokens"]) == len(r["ner_tags"]) for r in rows} == {True}
+    sizes = {k: len(v) for k, v in data.items()}
+    assert sizes == {"train": 1917, "validation": 228, "test": 249}  # md5 of the tokens
