@@ -69,3 +69,43 @@ def test_packaged_wnut16_set():
     assert {len(r["tokens"]) == len(r["ner_tags"]) for r in rows} == {True}
     sizes = {k: len(v) for k, v in data.items()}
     assert sizes == {"train": 1917, "validation": 228, "test": 249}  # md5 of the tokens
+
+
+def test_local_conll_files_load_with_one_label_set_and_hash_splits(tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+    from pocketsize.data import load_dataset
+
+    sentences = [f"w{i} Paris\tO\nis\tO\nnice\tO\n" for i in range(40)]
+    one = _write(tmp_path, "\n".join(sentences) + "\nAnna\tB-PER\nlives\tO\n", "all.conll")
+    data = load_dataset(str(one))
+    assert set(data) == {"train", "validation", "test"}
+    assert sum(len(s) for s in data.values()) == 41
+    names = data["train"].features["ner_tags"].feature.names
+    assert names == ["O", "B-PER", "I-PER"]
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    _write(folder, "Anna\tB-PER\nKarenina\tI-PER\n", "train.conll")
+    _write(folder, "Acme\tB-ORG\nsells\tO\n", "validation.conll")
+    _write(folder, "Bob\tS-PER\n", "test.conll")
+    data = load_dataset(str(folder))
+    # one label set over every split, and the test split's BIOES read as IOB2
+    assert data["test"].features["ner_tags"].feature.names == [
+        "O",
+        "B-ORG",
+        "I-ORG",
+        "B-PER",
+        "I-PER",
+    ]
+    assert data["test"][0]["ner_tags"] == [3]
+    # a hub-style set keeps its ClassLabel names (and order)
+    hub_names = ["O", "B-LOC", "I-LOC"]
+    features = Features(
+        {"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=hub_names))}
+    )
+    rows = {"tokens": [["in", f"Rome{i}"] for i in range(30)], "ner_tags": [[0, 1]] * 30}
+    hub = load_dataset(DatasetDict(train=Dataset.from_dict(rows, features=features)))
+    assert hub["train"].features["ner_tags"].feature.names == hub_names
+    ragged = Dataset.from_dict({"tokens": [["a", "b"]] * 20, "ner_tags": [["O"]] * 20})
+    with pytest.raises(PocketsizeError, match="row 0 of train has 2 tokens but 1 tags"):
+        load_dataset(DatasetDict(train=ragged))

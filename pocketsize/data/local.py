@@ -1,5 +1,5 @@
-"""Datasets from local files (CSV, TSV, JSON, JSON Lines, Parquet, SQuAD JSON, save_to_disk
-directories) and from the Hugging Face hub."""
+"""Datasets from local files (CSV, TSV, JSON, JSON Lines, Parquet, SQuAD JSON, CoNLL,
+save_to_disk directories) and from the Hugging Face hub."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
 
-FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".conll")
 _SPLIT_STEMS = ("train", "validation", "valid", "val", "dev", "test")
 
 
@@ -65,6 +65,13 @@ def _read_file(path: Path):
         return Dataset.from_pandas(frame, preserve_index=False)
     if suffix == ".parquet":
         return Dataset.from_parquet(str(path))
+    if suffix == ".conll":  # token classification: tokens and their IOB2 tags, as strings
+        from pocketsize.data.conll import read_conll
+
+        sentences = read_conll(path)
+        return Dataset.from_dict(
+            {"tokens": [t for t, _ in sentences], "ner_tags": [g for _, g in sentences]}
+        )
     text = path.read_text(encoding="utf-8")
     try:
         if suffix == ".jsonl" or (suffix == ".json" and not text.lstrip().startswith(("[", "{"))):

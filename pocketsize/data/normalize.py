@@ -21,6 +21,10 @@ def is_qa(columns) -> bool:
     return {"question", "context", "answers"} <= set(columns)
 
 
+def is_tokens(columns) -> bool:
+    return {"tokens", "ner_tags"} <= set(columns)
+
+
 def normalize(dd, source: str, columns: dict | None = None, label_names=None, labelled=True):
     """Rename splits and columns, encode labels, add missing splits, check for emptiness."""
     from datasets import DatasetDict
@@ -37,6 +41,8 @@ def normalize(dd, source: str, columns: dict | None = None, label_names=None, la
         raise PocketsizeError(f"{source} is empty (no rows); pass a dataset with examples")
     if is_qa(dd["train"].column_names):
         dd = DatasetDict({k: _qa_columns(v, source) for k, v in dd.items()})
+    elif is_tokens(dd["train"].column_names):
+        dd = _token_columns(dd, source)
     else:
         mapping = _column_mapping(dd["train"].column_names, columns, source, labelled)
         dd = DatasetDict({k: _classification_columns(v, mapping) for k, v in dd.items()})
@@ -138,3 +144,37 @@ def _qa_columns(ds, source: str):
     if "title" in missing:
         ds = ds.add_column("title", [""] * len(ds))
     return ds.select_columns(list(QA_COLUMNS))
+
+
+def _token_columns(dd, source: str):
+    """id, tokens, ner_tags; string tags become a ClassLabel over every split's tags (O first),
+    a ClassLabel sequence (hub NER sets) keeps its names."""
+    from datasets import ClassLabel, DatasetDict, Sequence
+
+    from pocketsize.data.conll import tag_names
+
+    out = {}
+    feature = dd["train"].features["ner_tags"]
+    if not isinstance(getattr(feature, "feature", None), ClassLabel):
+        names = tag_names([t for split in dd.values() for tags in split["ner_tags"] for t in tags])
+        index = {n: i for i, n in enumerate(names)}
+        target = Sequence(ClassLabel(names=names))
+        dd = DatasetDict(
+            {
+                k: v.map(lambda r: {"ner_tags": [index[t] for t in r["ner_tags"]]}).cast_column(
+                    "ner_tags", target
+                )
+                for k, v in dd.items()
+            }
+        )
+    for name, split in dd.items():
+        bad = [i for i, r in enumerate(split) if len(r["tokens"]) != len(r["ner_tags"])]
+        if bad:
+            raise PocketsizeError(
+                f"{source}: row {bad[0]} of {name} has {len(split[bad[0]]['tokens'])} tokens but "
+                f"{len(split[bad[0]]['ner_tags'])} tags; give one tag per token"
+            )
+        if "id" not in split.column_names:
+            split = split.add_column("id", [str(i) for i in range(len(split))])
+        out[name] = split.select_columns(["id", "tokens", "ner_tags"])
+    return DatasetDict(out)

@@ -30,10 +30,13 @@ def canonical_split_name(name: str) -> str:
 
 
 def _keys(ds) -> list[str]:
-    """The hash key of each row that has no id: its text (and pair), or a QA row's passage, so
-    that duplicate texts, and all questions about one passage, land in the same split."""
+    """The hash key of each row that has no id: its text (and pair), a QA row's passage or a
+    token row's tokens, so that duplicate texts, and all questions about one passage, land in
+    the same split."""
     if "context" in ds.column_names:
         return [str(c) for c in ds["context"]]
+    if "tokens" in ds.column_names:
+        return [" ".join(tokens) for tokens in ds["tokens"]]
     texts = [str(t) for t in ds["text"]]
     if "text_pair" not in ds.column_names:
         return texts
