@@ -20,7 +20,12 @@ from pocketsize.distill import losses as L
 from pocketsize.distill import mapping
 from pocketsize.distill import records as R
 from pocketsize.distill import training as T
-from pocketsize.distill.features import FeatureCollator, forward_kwargs, training_features
+from pocketsize.distill.features import (
+    FeatureCollator,
+    forward_kwargs,
+    probe_batch,
+    training_features,
+)
 from pocketsize.distill.saving import check_output_width, check_reloadable, save_model
 from pocketsize.distill.students import build_student
 from pocketsize.distill.trainer import collect
@@ -190,9 +195,7 @@ def distill(
     )
     validate = None
     if evaluate and "validation" in data:
-
-        def validate(model):
-            return T.evaluate_model(model, s_tok, task, data["validation"], max_length)
+        validate = T.validator(task, s_tok, data["validation"], max_length)
 
     result, student_model, per_epoch = T.train(
         student_model, task, s_features, s_tok, args,
@@ -205,9 +208,11 @@ def distill(
     if validate is not None:
         metrics = T.final_validation(per_epoch, result, validate, student_model)
         if isinstance(teacher_model, nn.Module):  # a plain callable teacher is not scored
-            teacher_metrics = T.evaluate_model(
-                teacher_model, t_tok, task, data["validation"], max_length
-            )
+            # with one tokenizer the student's encoding of the split is the teacher's too
+            score = validate
+            if not shared_tokenizer:
+                score = T.validator(task, t_tok, data["validation"], max_length)
+            teacher_metrics = score(teacher_model)
 
     params = sum(p.numel() for p in student_model.parameters())
     t_params = _parameters(teacher_model)
@@ -354,10 +359,7 @@ def _prepare_intermediate(
     context, projections,
 ):  # fmt: skip
     """Probe both models on two real examples: depths, widths, the layer map, projections."""
-    inputs = [x for x in features.column_names if x in task.input_names]
-    batch = FeatureCollator(task, tokenizer)(
-        [{k: features[i][k] for k in inputs} for i in range(min(2, len(features)))]
-    )
+    batch = probe_batch(features, task, tokenizer)
     flags = {"output_hidden_states": True, "output_attentions": "attentions" in needs}
     was_training = student.training
     student.eval()

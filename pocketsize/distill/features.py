@@ -48,6 +48,14 @@ class FeatureCollator:
         return batch
 
 
+def probe_batch(features, task, tokenizer, n: int = 2) -> dict:
+    """A padded batch of the first `n` features' model inputs, to check models on before
+    any training."""
+    inputs = [c for c in features.column_names if c in task.input_names]
+    rows = [{k: features[i][k] for k in inputs} for i in range(min(n, len(features)))]
+    return FeatureCollator(task, tokenizer)(rows)
+
+
 def model_inputs(task, with_labels: bool = False) -> tuple[str, ...]:
     """The batch entries a model of the task is called with (labels: for its own loss)."""
     names = tuple(task.input_names) + tuple(task.teacher_forced_inputs) + POSITION_INPUTS

@@ -113,9 +113,7 @@ def finetune(
     )
     validate = None
     if evaluate and "validation" in data:
-
-        def validate(m):
-            return T.evaluate_model(m, tokenizer, task, data["validation"], max_length)
+        validate = T.validator(task, tokenizer, data["validation"], max_length)
 
     result, model_obj, per_epoch = T.train(
         model_obj, task, features, tokenizer, args,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -21,7 +20,3 @@ def write_model_card(out_dir: Path, title: str, lines: list[str]) -> None:
     from pocketsize.fsutil import atomic_write_text
 
     atomic_write_text(out_dir / "README.md", f"# {title}\n\n" + "\n".join(lines) + "\n")
-
-
-def json_safe(obj):
-    return json.loads(json.dumps(obj, default=str))

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pocketsize.distill.features import FeatureCollator, forward_kwargs, get_output, model_inputs
+from pocketsize.distill.features import forward_kwargs, get_output, model_inputs, probe_batch
 from pocketsize.errors import PocketsizeError
 
 
@@ -16,10 +16,7 @@ def check_output_width(model, features, task, tokenizer, names, who: str) -> Non
     """A classifier's outputs must have one logit per label: run it on two real examples."""
     if names is None or len(features) == 0:
         return
-    inputs = [c for c in features.column_names if c in task.input_names]
-    batch = FeatureCollator(task, tokenizer)(
-        [{k: features[i][k] for k in inputs} for i in range(min(2, len(features)))]
-    )
+    batch = probe_batch(features, task, tokenizer)
     was_training = getattr(model, "training", False)
     if isinstance(model, nn.Module):
         model.eval()

@@ -182,13 +182,20 @@ def grouped_by_length(features) -> bool:
     return LENGTH_COLUMN in features.column_names
 
 
-def evaluate_model(model, tokenizer, task, split, max_length=None, batch_size: int = 64) -> dict:
-    """The task's metrics of `model` on a dataset split, through eval's one scoring path
-    (distillation's validation is the one allowed call from this stage into eval)."""
+def validator(task, tokenizer, split, max_length=None, batch_size: int = 64):
+    """model -> the task's metrics on `split` through eval's one scoring path (distillation's
+    validation is the one allowed call from this stage into eval). The split is tokenized once,
+    at the first call, and reused by every epoch's validation."""
     from pocketsize.eval.scoring import encode_split, evaluate_forward, torch_forward
 
-    was_training = model.training
-    encoded = encode_split(task, split, tokenizer, max_length)
-    metrics = evaluate_forward(encoded, torch_forward(model, task), batch_size)
-    model.train(was_training)
-    return metrics
+    encoded = []
+
+    def validate(model) -> dict:
+        if not encoded:
+            encoded.append(encode_split(task, split, tokenizer, max_length))
+        was_training = model.training
+        metrics = evaluate_forward(encoded[0], torch_forward(model, task), batch_size)
+        model.train(was_training)
+        return metrics
+
+    return validate

@@ -203,9 +203,3 @@ def saved_task(config: dict) -> str | None:
     if CLASS_KEY in config and config.get("id2label"):
         return "text-classification"
     return None
-
-
-def module_labels(path) -> list[str] | None:
-    config = json.loads((Path(path) / "config.json").read_text())
-    id2label = config.get("id2label")
-    return [id2label[k] for k in sorted(id2label, key=int)] if id2label else None

@@ -43,11 +43,6 @@ def write_manifest(model_dir: str | Path, **fields) -> dict:
     return manifest
 
 
-def is_onnx_dir(path: str | Path) -> bool:
-    path = Path(path)
-    return path.is_dir() and (any(path.glob("*.onnx")) or any(path.glob("*.ort")))
-
-
 def model_file(model: str | Path, allow_ort: bool = True) -> Path:
     """The model graph of an ONNX file or directory (see the module docstring for the order),
     checked to parse: a truncated or corrupted .onnx is refused here, with the fix.

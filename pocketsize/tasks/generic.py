@@ -93,7 +93,6 @@ from pocketsize.formats.module_dir import (  # noqa: E402, F401
     is_module_dir,
     load_module_dir,
     module_config,
-    module_labels,
     register_module,
     save_module_dir,
 )
