@@ -45,7 +45,8 @@ def test_bad_files_are_one_line_errors(tmp_path):
 
     for text, message in (
         ("word\tB-PER\nalone\n", r"data.conll:2 has a token but no tag"),
-        ("word\tX-PER\n", r"tag 'X-PER' .* is not O or B-/I-/E-/S-TYPE"),
+        ("a x B-PER\nb y z O\n", r"data.conll:2 has 4 columns but line 1 has 3"),
+        ("a\tO\n\nword\tX-PER\n", r"tag 'X-PER' \(.*data.conll:3\) is not O or B-/I-/E-/S-TYPE"),
         ("\n\n", "holds no sentences"),
     ):
         with pytest.raises(PocketsizeError, match=message) as e:
@@ -76,7 +77,7 @@ def test_local_conll_files_load_with_one_label_set_and_hash_splits(tmp_path):
 
     from pocketsize.data import load_dataset
 
-    sentences = [f"w{i} Paris\tO\nis\tO\nnice\tO\n" for i in range(40)]
+    sentences = [f"w{i}_Paris\tO\nis\tO\nnice\tO\n" for i in range(40)]
     one = _write(tmp_path, "\n".join(sentences) + "\nAnna\tB-PER\nlives\tO\n", "all.conll")
     data = load_dataset(str(one))
     assert set(data) == {"train", "validation", "test"}

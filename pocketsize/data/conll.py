@@ -20,6 +20,7 @@ def read_conll(path, scheme: str = "auto") -> list[tuple[list[str], list[str]]]:
     """(tokens, IOB2 tags) per sentence of a CoNLL file, in file order."""
     path = Path(path)
     sentences, tokens, tags = [], [], []
+    width = None  # the column count of the file's first token line, which every line keeps
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             parts = line.split()
@@ -35,6 +36,14 @@ def read_conll(path, scheme: str = "auto") -> list[tuple[list[str], list[str]]]:
                     f"{path}:{n} has a token but no tag ({line.strip()!r}); write token<TAB>tag "
                     "lines and a blank line between sentences"
                 )
+            width = width or (len(parts), n)
+            if len(parts) != width[0]:
+                raise PocketsizeError(
+                    f"{path}:{n} has {len(parts)} columns but line {width[1]} has {width[0]} "
+                    f"({line.strip()!r}); a token holding a space splits the line: give every "
+                    "line the same columns, the token first and the tag last"
+                )
+            _split(parts[-1], f"{path}:{n}")
             tokens.append(parts[0])
             tags.append(parts[-1])
     if tokens:
