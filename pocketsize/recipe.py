@@ -519,8 +519,8 @@ def run_recipe(
     if recipe.get("task"):
         from pocketsize.tasks import get_task
 
-        # a task whose data has no labels (a causal LM's text) reads a plain text corpus
-        data_kwargs.setdefault("labelled", "label" in get_task(recipe["task"]).data_columns)
+        # a task that reads text alone (a causal LM) takes a plain text corpus, without labels
+        data_kwargs.setdefault("labelled", get_task(recipe["task"]).data_columns != ("text",))
     log(f"[data] loading {data_cfg['name']}")
     data = load_dataset(data_cfg["name"], **data_kwargs)
     task = {"task": recipe["task"]} if recipe.get("task") else {}

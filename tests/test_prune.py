@@ -357,7 +357,7 @@ def _qa_dataset(n=40, seed=0):
     return DatasetDict(train=ds, validation=ds.select(range(8)), test=ds.select(range(8, 16)))
 
 
-def test_extractive_qa_model_prunes_without_labels_in_features(tiny_qa_dir, tmp_path):
+def test_extractive_qa_model_prunes_scored_on_its_answer_spans(tiny_qa_dir, tmp_path):
     from transformers import AutoModelForQuestionAnswering
 
     data = _qa_dataset()
@@ -366,7 +366,7 @@ def test_extractive_qa_model_prunes_without_labels_in_features(tiny_qa_dir, tmp_
     )
     record = json.loads((out / "pruning.json").read_text())
     assert record["task"] == "extractive-qa"
-    assert record["heads"]["scoring_loss"] == "the model's own predictions"
+    assert record["heads"]["scoring_loss"] == "task labels"
     model = load_pruned(out)
     assert isinstance(model, AutoModelForQuestionAnswering._model_mapping[type(model.config)])
     in_memory = AutoModelForQuestionAnswering.from_pretrained(tiny_qa_dir).eval()

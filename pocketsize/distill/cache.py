@@ -20,7 +20,7 @@ import torch
 from pocketsize.assets import cache_dir as user_cache_dir
 from pocketsize.distill.features import forward_kwargs, get_output
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: per-token outputs keep their trailing shape
 _NEG = -1e4  # padded span positions (masked by the losses anyway)
 
 
@@ -44,11 +44,14 @@ def features_fingerprint(features, columns) -> str:
 
 
 class TeacherOutputs:
-    """Teacher outputs per feature row: flat values + offsets, gathered into padded batches."""
+    """Teacher outputs per feature row: flat values + row offsets (in positions), gathered into
+    padded batches. A per-token output keeps its trailing shape (e.g. one logit per tag for
+    each token of a token classifier; nothing for QA's one logit per token)."""
 
-    def __init__(self, values: dict[str, torch.Tensor], offsets: torch.Tensor):
+    def __init__(self, values: dict[str, torch.Tensor], offsets: torch.Tensor, trailing=None):
         self.values = values
         self.offsets = offsets
+        self.trailing = {n: tuple(trailing.get(n, ())) for n in values} if trailing else {}
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -58,16 +61,40 @@ class TeacherOutputs:
         starts, ends = self.offsets[index], self.offsets[index + 1]
         lengths = ends - starts
         for name, flat in self.values.items():
-            rows = [flat[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
+            trailing = self.trailing.get(name, ())
+            size = int(np.prod(trailing)) if trailing else 1
+            rows = [
+                flat[s * size : e * size].reshape(-1, *trailing)
+                for s, e in zip(starts.tolist(), ends.tolist())
+            ]
             if bool((lengths == lengths[0]).all()) and width is None:
                 out[name] = torch.stack(rows)
             else:
                 w = width or int(lengths.max())
-                padded = torch.full((len(rows), w), _NEG, dtype=flat.dtype)
+                padded = torch.full((len(rows), w, *trailing), _NEG, dtype=flat.dtype)
                 for r, row in enumerate(rows):
                     padded[r, : len(row)] = row[:w]
                 out[name] = padded
         return out
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What the cache file stores: values, offsets and each output's trailing shape."""
+        shapes = {
+            f"__trailing__{n}": torch.tensor(self.trailing.get(n, ()), dtype=torch.int64)
+            for n in self.values
+        }
+        return {**self.values, "__offsets__": self.offsets, **shapes}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> TeacherOutputs:
+        tensors = dict(tensors)
+        offsets = tensors.pop("__offsets__")
+        trailing = {
+            k[len("__trailing__") :]: tuple(tensors.pop(k).tolist())
+            for k in list(tensors)
+            if k.startswith("__trailing__")
+        }
+        return cls(tensors, offsets, trailing)
 
 
 @torch.no_grad()
@@ -89,11 +116,13 @@ def compute_outputs(teacher, features, collator, output_names, span: bool, batch
             values = get_output(out, n).float()
             for k, row in enumerate(idx):
                 per_row[n][row] = values[k, : lengths[row]] if span else values[k]
+    # span rows are (positions, *trailing); a per-example row is one vector (its positions)
+    trailing = {n: tuple(rows[0].shape[1:]) if span else () for n, rows in per_row.items()}
     offsets = [0]
     for row in per_row[output_names[0]]:
-        offsets.append(offsets[-1] + row.numel())
+        offsets.append(offsets[-1] + row.shape[0])
     values = {n: torch.cat([r.reshape(-1) for r in rows]) for n, rows in per_row.items()}
-    return TeacherOutputs(values, torch.tensor(offsets, dtype=torch.int64))
+    return TeacherOutputs(values, torch.tensor(offsets, dtype=torch.int64), trailing)
 
 
 def cache_key(teacher, features, output_names) -> str:
@@ -122,17 +151,13 @@ def load_or_compute(
     directory = Path(cache_dir or user_cache_dir() / "teacher-outputs") / key
     info = {"key": key, "dir": str(directory)}
     if (directory / "outputs.safetensors").is_file():
-        tensors = load_file(str(directory / "outputs.safetensors"))
-        offsets = tensors.pop("__offsets__")
-        outputs = TeacherOutputs(tensors, offsets)
+        outputs = TeacherOutputs.from_tensors(load_file(str(directory / "outputs.safetensors")))
         if len(outputs) == len(features):
             info.update(hit=True, seconds=round(time.time() - started, 3))
             return outputs, info
     outputs = compute_outputs(teacher, features, collator, tuple(output_names), span, batch_size)
     with atomic_dir(directory, overwrite=True) as tmp:
-        save_file(
-            {**outputs.values, "__offsets__": outputs.offsets}, str(tmp / "outputs.safetensors")
-        )
+        save_file(outputs.tensors(), str(tmp / "outputs.safetensors"))
         write_json(
             tmp / "meta.json",
             {"rows": len(outputs), "outputs": list(output_names), "version": CACHE_VERSION},

@@ -347,7 +347,7 @@ def _cached_outputs(teacher, features, task, tokenizer, context, cache_dir, batc
         features.select_columns(inputs),
         FeatureCollator(task, tokenizer),
         context.output_names,
-        span=context.span_outputs,
+        span=task.per_token_outputs,
         cache_dir=cache_dir,
         batch_size=max(batch_size, 64),
     )

@@ -105,7 +105,7 @@ class DistillationTrainer(Trainer):
         if not self.uses_teacher:
             return {}
         if self.teacher_outputs is not None:
-            width = inputs["input_ids"].shape[1] if self.loss_context.span_outputs else None
+            width = inputs["input_ids"].shape[1] if self.task.per_token_outputs else None
             got = self.teacher_outputs.batch(index.cpu(), width)
             return {n: v.to(self.args.device) for n, v in got.items()}
         with torch.no_grad():

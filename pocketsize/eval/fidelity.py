@@ -60,8 +60,16 @@ def of_task(task, reference: dict, variant: dict) -> dict:
 
 
 def _same_inputs(reference: dict, variant: dict) -> bool:
+    """Both runs cut the examples into the same token positions: the same number of features
+    of the same lengths, and outputs of one width. (A vocabulary-trimmed model renumbers its
+    ids but segments exactly as its original, so ids alone would say no.)"""
     ref_ids, var_ids = reference["input_ids"], variant["input_ids"]
-    return len(ref_ids) == len(var_ids) and all(a == b for a, b in zip(ref_ids, var_ids))
+    if len(ref_ids) != len(var_ids) or any(len(a) != len(b) for a, b in zip(ref_ids, var_ids)):
+        return False
+    return all(
+        np.shape(reference["outputs"][n])[2:] == np.shape(variant["outputs"].get(n))[2:]
+        for n in reference["outputs"]
+    )
 
 
 def token_fidelity(reference: dict, variant: dict) -> dict | None:

@@ -163,6 +163,7 @@ def evaluate(
             "examples": len(examples),
             "dataset_fingerprint": getattr(examples, "_fingerprint", None),
             "primary_metric": task.primary_metric,
+            "agreement": task.agreement_meaning,
             "threads": threads,
             "batch_sizes": list(batch_sizes),
             "eval_batch_size": eval_batch_size,
@@ -329,11 +330,13 @@ def _predict(name, runner, tokenizer, task, examples, max_length, batch_size, pr
 def _quality(task, examples, run, ref_run, indices, label_names) -> dict:
     predictions, ref_predictions = run["predictions"], ref_run["predictions"]
     scores = task.score(predictions, examples)
-    per_example = np.asarray(task.example_scores(predictions, examples), dtype=float)
-    ref_per_example = np.asarray(task.example_scores(ref_predictions, examples), dtype=float)
+    parts = task.metric_parts(predictions, examples)
+    ref_parts = task.metric_parts(ref_predictions, examples)
     agree = np.asarray(task.agreement(predictions, ref_predictions), dtype=float)
-    metric_ci = bootstrap.mean_ci(per_example, indices)
-    agreement_ci = bootstrap.mean_ci(agree, indices)
+    agree_parts = task.agreement_parts(predictions, ref_predictions, examples)
+    metric_ci = bootstrap.ratio_ci(*parts, indices)
+    # two models that both find nothing (e.g. no entity) agree fully
+    agreement_ci = bootstrap.ratio_ci(*agree_parts, indices, empty=1.0)
     record: dict[str, Any] = {
         "metric": {
             "name": task.primary_metric,
@@ -342,10 +345,13 @@ def _quality(task, examples, run, ref_run, indices, label_names) -> dict:
             "ci_high": metric_ci["ci_high"],
         },
         "metrics": {k: v for k, v in scores.items() if k not in ("per_class", "confusion_matrix")},
-        "metric_diff": bootstrap.paired_difference_ci(per_example, ref_per_example, indices),
-        "agreement": float(agree.mean()),
+        "metric_diff": bootstrap.paired_ratio_difference_ci(parts, ref_parts, indices),
+        "agreement": agreement_ci["value"],
         "agreement_ci": [agreement_ci["ci_low"], agreement_ci["ci_high"]],
     }
+    levels = task.agreement_levels(predictions, ref_predictions, examples)
+    if levels:
+        record["agreement_levels"] = levels
     if "per_class" in scores:
         record["per_class"] = scores["per_class"]
     if "confusion_matrix" in scores:
@@ -359,17 +365,17 @@ def _quality(task, examples, run, ref_run, indices, label_names) -> dict:
 
 
 def _disagreements(task, examples, predictions, ref_predictions, agree, label_names) -> list:
-    def show(p):
-        return task.show_prediction(p, label_names)
-
     listed = []
     for i in np.flatnonzero(agree < 1)[:MAX_DISAGREEMENTS]:
         example = examples[int(i)]
         entry = {"index": int(i), **task.show_example(example)}
-        if label_names is not None and "label" in example:
-            entry["gold"] = label_names[example["label"]]
-        entry["reference_prediction"] = show(ref_predictions[i])
-        entry["prediction"] = show(predictions[i])
+        gold = task.show_gold(example, label_names)
+        if gold is not None:
+            entry["gold"] = gold
+        entry["reference_prediction"] = task.show_prediction(
+            ref_predictions[i], label_names, example
+        )
+        entry["prediction"] = task.show_prediction(predictions[i], label_names, example)
         listed.append(entry)
     return listed
 

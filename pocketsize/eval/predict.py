@@ -24,8 +24,10 @@ def task_from_config(config: dict, directory=None):
     )
 
 
-def load_pipeline(model, task=None, threads: int | None = None):
-    """A transformers pipeline over a PyTorch dir, an ONNX dir or an .onnx/.ort file."""
+def load_pipeline(model, task=None, threads: int | None = None, **pipeline_kwargs):
+    """A transformers pipeline over a PyTorch dir, an ONNX dir or an .onnx/.ort file;
+    pipeline_kwargs go to transformers.pipeline (e.g. aggregation_strategy="simple" for
+    token classification)."""
     from transformers import pipeline
 
     variant = resolve_variant("model", model)
@@ -42,7 +44,10 @@ def load_pipeline(model, task=None, threads: int | None = None):
         from pocketsize.eval.runners import load_torch_model
 
         return pipeline(
-            task.pipeline_task, model=load_torch_model(variant, task), tokenizer=tokenizer
+            task.pipeline_task,
+            model=load_torch_model(variant, task),
+            tokenizer=tokenizer,
+            **pipeline_kwargs,
         )
     import onnxruntime as ort
 
@@ -64,4 +69,4 @@ def load_pipeline(model, task=None, threads: int | None = None):
         ort_model = ort_class.from_pretrained(
             str(variant.model_dir), session_options=options, **graph_files(variant.path)
         )
-    return pipeline(task.pipeline_task, model=ort_model, tokenizer=tokenizer)
+    return pipeline(task.pipeline_task, model=ort_model, tokenizer=tokenizer, **pipeline_kwargs)

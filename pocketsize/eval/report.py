@@ -125,6 +125,8 @@ class Report:
 
     def fidelity_rows(self) -> tuple[list[str], list[list[str]]]:
         header = ["variant", "agreement (95% CI)", "KL", "max |Δlogit|", "mean |Δlogit|"]
+        levels = any(r.get("agreement_levels") for r in self.variants.values())
+        header += ["agreement by level"] if levels else []
         header += ["disagreements", "peak memory (model)", "throughput b-max"]
         rows = []
         for name, r in self.variants.items():
@@ -139,6 +141,16 @@ class Report:
                     _num(f.get("kl"), "{:.2e}"),
                     _num(f.get("max_abs_logit_diff"), "{:.2e}"),
                     _num(f.get("mean_abs_logit_diff"), "{:.2e}"),
+                    *(
+                        [
+                            ", ".join(
+                                f"{k} {v:.2%}" for k, v in (r.get("agreement_levels") or {}).items()
+                            )
+                            or "-"
+                        ]
+                        if levels
+                        else []
+                    ),
                     str(r["disagreements_total"]),
                     (
                         f"{_mb(mem['peak_rss_bytes'])} ({_mb(mem['model_peak_bytes'])})"
@@ -169,6 +181,8 @@ class Report:
             f"({s['bootstrap']['samples']} resamples) 95% interval of the metric difference; "
             "* = significant, n.s. = within noise.",
         ]
+        if s.get("agreement"):
+            notes.append(f"Agreement: {s['agreement']}.")
         if lat["measured"]:
             notes.append(
                 f"Latency: {lat['inputs_timed']} real test inputs timed per batch size, "
@@ -202,15 +216,22 @@ class Report:
         }
 
     def _per_class_rows(self, name: str):
+        """Per class (or entity type): the variant's precision, recall and F1, beside the
+        reference's F1."""
         per_class = self.variants[name].get("per_class")
         if not per_class:
             return None
-        header = ["class", "precision", "recall", "f1", "support"]
-        rows = [
-            [c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"])]
-            for c, v in per_class.items()
-        ]
-        return header, rows
+        reference = self.variants[self.reference].get("per_class") or {}
+        beside = name != self.reference and bool(reference)
+        header = ["class", "precision", "recall", "f1"]
+        header += [f"f1 of {self.reference}"] if beside else []
+        rows = []
+        for c, v in per_class.items():
+            row = [c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}"]
+            if beside:
+                row.append(_num((reference.get(c) or {}).get("f1")))
+            rows.append(row + [str(v["support"])])
+        return header + ["support"], rows
 
     def to_markdown(self, images: bool = True) -> str:
         best = self.best_compressed()
@@ -224,7 +245,7 @@ class Report:
         per_class = self._per_class_rows(best)
         if per_class:
             out += [f"## Per-class metrics of {best!r}", "", _md_table(*per_class), ""]
-            if images:
+            if images and self.variants[best].get("confusion_matrix"):
                 out += [f"![confusion matrix of {best}]({CONFUSION_PNG})", ""]
         samples = self._disagreement_samples()
         if samples:

@@ -89,12 +89,15 @@ def gradient_scores(
     """Mask-gradient importance of every head and/or FFN neuron over `split` (summed loss)."""
     import torch
 
-    features = task.encode(split, tokenizer, max_length=max_length)
+    # the task's training features: the model's own loss on the data's labels, where it has them
+    features = task.training_features(split, tokenizer, max_length=max_length)
     accepted = set(inspect.signature(model.forward).parameters)
     features = features.remove_columns([c for c in features.column_names if c not in accepted])
     has_labels = bool({"labels", "start_positions"} & set(features.column_names))
     loader = torch.utils.data.DataLoader(
-        features, batch_size=batch_size, collate_fn=task.collator(tokenizer)
+        features,
+        batch_size=batch_size,
+        collate_fn=task.training_collator(tokenizer) if has_labels else task.collator(tokenizer),
     )
 
     batch_state: dict = {}

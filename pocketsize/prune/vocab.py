@@ -33,7 +33,8 @@ from pocketsize.formats.vocab_clamp import (  # noqa: F401  (re-exported)
     embedding_class,
 )
 
-TEXT_COLUMNS = ("text", "text_pair", "question", "context")
+# columns of text (or, for token classification, of pre-split words) a tokenizer reads
+TEXT_COLUMNS = ("text", "text_pair", "question", "context", "tokens")
 
 
 def require_fast_tokenizer(tokenizer) -> None:
@@ -58,7 +59,8 @@ def texts_of(data, splits: Iterable[str] = ("train", "validation")) -> list[str]
         split = data[name]
         for col in TEXT_COLUMNS:
             if col in split.column_names:
-                texts += [t for t in split[col] if isinstance(t, str) and t]
+                # words are tokenized one by one, so each is a text of its own
+                texts += [w for t in split[col] for w in ([t] if isinstance(t, str) else t) if w]
     return texts
 
 

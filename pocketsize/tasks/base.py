@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from pocketsize.errors import PocketsizeError
 
 _REGISTRY: dict[str, Callable[[], Task]] = {}
@@ -22,6 +24,8 @@ _ALIASES = {
     "causal": "causal-lm",
     "text2text-generation": "seq2seq",
     "text2text": "seq2seq",
+    "ner": "token-classification",
+    "token": "token-classification",
 }
 
 
@@ -64,6 +68,10 @@ class Task:
     # settings for model.generate() when the task's predictions are generated text (else None)
     generation_settings: dict | None = None
 
+    # what the report's agreement figure counts
+    agreement_meaning: str = (
+        "the share of examples where the variant predicts what the reference does"
+    )
     # how eval compares a variant's outputs with the reference's (pocketsize.eval.fidelity):
     # "logits" (one distribution per example), "spans" (per-token start/end distributions),
     # "token_logits" (a next-token distribution per position), "text" (generated text)
@@ -113,8 +121,6 @@ class Task:
     def example_inputs(self, tokenizer, max_length: int = 128) -> list[dict]:
         """Tokenized example batches of sizes 1, 2 and 4 and different lengths (numpy int64),
         for tracing an export and checking its parity on several shapes."""
-        import numpy as np
-
         out = []
         for idx in EXAMPLE_BATCHES:
             enc = tokenizer(
@@ -158,24 +164,47 @@ class Task:
         raise NotImplementedError
 
     def example_scores(self, predictions: list, examples):
-        """Per-example values (numpy float array) whose mean is score()[primary_metric].
-
-        The evaluation harness bootstraps over these, so the primary metric must be a mean of
-        per-example scores (accuracy, SQuAD F1 are).
-        """
+        """Per-example values (numpy float array) whose mean is score()[primary_metric], for
+        tasks whose metric is a mean of per-example scores (accuracy, SQuAD F1 are)."""
         raise NotImplementedError
+
+    def metric_parts(self, predictions: list, examples):
+        """Per-example numerators and denominators (numpy float arrays) whose sums' ratio is
+        score()[primary_metric]; the harness bootstraps that ratio over resampled examples.
+        Default: example_scores over ones, i.e. a mean. A metric such as micro F1, which is no
+        mean of per-example scores, gives its per-example counts instead."""
+        values = np.asarray(self.example_scores(predictions, examples), dtype=float)
+        return values, np.ones_like(values)
 
     def agreement(self, predictions: list, reference_predictions: list):
-        """Per-example agreement (numpy float array in [0, 1]) of two models' predictions."""
+        """Per-example agreement (numpy float array in [0, 1]) of two models' predictions;
+        below 1, the example is listed as a disagreement."""
         raise NotImplementedError
+
+    def agreement_parts(self, predictions: list, reference_predictions: list, examples=None):
+        """Numerators and denominators of the headline agreement, as metric_parts (default:
+        the mean of agreement())."""
+        values = np.asarray(self.agreement(predictions, reference_predictions), dtype=float)
+        return values, np.ones_like(values)
+
+    def agreement_levels(self, predictions, reference_predictions, examples=None) -> dict:
+        """Agreement at other levels than the headline one (e.g. per token), by name."""
+        return {}
 
     def show_example(self, example: dict) -> dict[str, Any]:
         """The input fields of one example worth showing in a report (e.g. the text)."""
         return {k: v for k, v in example.items() if isinstance(v, str)}
 
-    def show_prediction(self, prediction, label_names: list[str] | None = None):
-        """One prediction as a report shows it (a label's name rather than its index)."""
+    def show_prediction(self, prediction, label_names: list[str] | None = None, example=None):
+        """One prediction as a report shows it (a label's name rather than its index; with
+        the example, e.g. a sentence with its tagged entities)."""
         return label_names[prediction] if label_names is not None else prediction
+
+    def show_gold(self, example: dict, label_names: list[str] | None = None):
+        """The example's reference answer as a report shows it (None: the task shows none)."""
+        if label_names is not None and "label" in example:
+            return label_names[example["label"]]
+        return None
 
     def f1_against(self, predictions: list, reference_predictions: list):
         """Per-example token F1 of one model's text predictions against another's (None for
@@ -203,6 +232,7 @@ def _load_builtin() -> None:
     import pocketsize.tasks.classification  # noqa: F401
     import pocketsize.tasks.generic  # noqa: F401
     import pocketsize.tasks.seq2seq  # noqa: F401
+    import pocketsize.tasks.token_classification  # noqa: F401
 
     try:
         import pocketsize.tasks.qa  # noqa: F401
@@ -282,8 +312,9 @@ def task_for_dataset(dataset) -> Task:
             return get_task(factory.name)
     raise PocketsizeError(
         f"cannot tell the task from the dataset columns {sorted(columns)}; expected "
-        "text/label (classification), question/context/answers (extractive QA), text "
-        "(causal LM) or pixel_values/label (array classification); or pass task="
+        "text/label (classification), question/context/answers (extractive QA), "
+        "tokens/ner_tags (token classification), text (causal LM) or pixel_values/label "
+        "(array classification); or pass task="
     )
 
 
@@ -297,11 +328,13 @@ ENCODER_DECODER = {"t5", "mt5", "bart", "mbart", "pegasus", "marian"}
 TASK_FAMILIES = {
     "text-classification": ("encoder-only", "decoder-only"),
     "extractive-qa": ("encoder-only",),
+    "token-classification": ("encoder-only",),
     "causal-lm": ("decoder-only",),
     "seq2seq": ("encoder-decoder",),
 }
 FIX = {
     "extractive-qa": "use an encoder (BERT-like) model for extractive QA",
+    "token-classification": "use an encoder (BERT-like) model for token classification",
     "causal-lm": "use a decoder-only model (GPT-2 family) for causal-lm",
     "seq2seq": "use an encoder-decoder model (T5 family) for seq2seq",
     "text-classification": "use an encoder or a decoder-only model for classification, or "

@@ -41,6 +41,7 @@ class CausalLM(Task):
     hard_loss = "token_ce"
     cacheable = False  # a full-vocabulary distribution per token: too big to cache whole
     fidelity_kind = "token_logits"
+    agreement_meaning = "the share of positions where the variant's most likely next token is the reference's (mean over texts)"
     input_names = ("input_ids", "attention_mask")
     data_columns = ("text",)
 
@@ -145,7 +146,7 @@ class CausalLM(Task):
     def show_example(self, example: dict) -> dict[str, Any]:
         return {"text": example["text"][:200]}
 
-    def show_prediction(self, prediction: dict, label_names=None) -> list[int]:
+    def show_prediction(self, prediction: dict, label_names=None, example=None) -> list[int]:
         return prediction["next_tokens"][:32]
 
 

@@ -77,6 +77,7 @@ class ExtractiveQA(Task):
     per_token_outputs = True
     data_columns = ("question", "context", "answers")
     fidelity_kind = "spans"
+    agreement_meaning = "the share of questions where the variant's answer equals the reference's after SQuAD normalisation"
 
     def __init__(
         self,

@@ -62,6 +62,7 @@ class Seq2Seq(Task):
     cacheable = False  # a full-vocabulary distribution per token: too big to cache whole
     student_kinds = ("truncate",)
     fidelity_kind = "text"
+    agreement_meaning = "the share of inputs where the variant generates the reference's text (after SQuAD normalisation)"
     input_names = ("input_ids", "attention_mask")
     data_columns = ()  # source/target or question/context/answers; checked in encode
 
