@@ -67,12 +67,16 @@ def test_kl_and_logit_differences_on_constructed_logits():
 
 
 def test_span_fidelity_needs_the_same_windows():
-    outputs = {"start_logits": np.zeros((1, 3)), "end_logits": np.zeros((1, 3))}
-    ref = {"input_ids": [[1, 2, 3]], "outputs": outputs}
-    other = {"input_ids": [[1, 2, 4]], "outputs": outputs}
+    outputs = {"start_logits": np.zeros((2, 3)), "end_logits": np.zeros((2, 3))}
+    ref = {"input_ids": [[1, 2, 3], [1, 2]], "outputs": outputs}
+    other = {"input_ids": [[1, 2, 4], [1, 2, 5]], "outputs": outputs}  # another segmentation
     assert fidelity.span_fidelity(ref, other) is None
+    assert fidelity.span_fidelity(ref, {**ref, "input_ids": [[1, 2, 3]]}) is None
     same = fidelity.span_fidelity(ref, ref)
     assert same["kl"] == 0.0 and same["max_abs_logit_diff"] == 0.0
+    # a vocabulary-trimmed model renumbers its ids but keeps every position: comparable
+    renumbered = {"input_ids": [[7, 8, 9], [7, 8]], "outputs": outputs}
+    assert fidelity.span_fidelity(ref, renumbered)["kl"] == 0.0
 
 
 def test_pareto_front_on_constructed_points():
