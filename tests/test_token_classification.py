@@ -230,8 +230,9 @@ def test_the_teacher_cache_holds_per_token_outputs(ner_teacher, tmp_path):
 
 
 @pytest.mark.e2e
-def test_every_stage_runs_for_token_classification(ner_teacher):
+def test_every_stage_runs_for_token_classification(ner_teacher, capsys):
     import pocketsize as ps
+    from pocketsize.cli import main
 
     root, data, teacher = ner_teacher
     teacher_stage = json.loads((teacher / "stage.json").read_text())
@@ -291,3 +292,7 @@ def test_every_stage_runs_for_token_classification(ner_teacher):
         )
         assert {e["entity_group"] for e in found} == {"PER", "MISC"}
         assert next(e["word"] for e in found if e["entity_group"] == "PER") == "director cast"
+    text = "the director cast was music"
+    assert main(["predict", "--model", str(int8), "--aggregation", "simple", text]) == 0
+    found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {e["entity_group"] for e in found} == {"PER", "MISC"}

@@ -52,6 +52,12 @@ def add_commands(sub) -> None:
     q.add_argument("--model", required=True, help="a save_pretrained dir, ONNX dir or file")
     q.add_argument("text", nargs="+", help="the text(s); for QA, the context")
     q.add_argument("--question", help="extractive QA: the question to answer from the text")
+    q.add_argument(
+        "--aggregation",
+        choices=["none", "simple", "first", "average", "max"],
+        help="token classification: how word pieces group into entities (transformers' "
+        "aggregation_strategy; default: one entry per piece)",
+    )
     q.add_argument("--threads", type=int)
     q.set_defaults(func=run_predict)
 
@@ -110,13 +116,15 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from pocketsize.eval import load_pipeline
 
+    extra = {"aggregation_strategy": args.aggregation} if args.aggregation else {}
     pipe = load_pipeline(
-        args.model, task="extractive-qa" if args.question else None, threads=args.threads
+        args.model, task="extractive-qa" if args.question else None, threads=args.threads, **extra
     )
     for text in args.text:
         if args.question:
             result = pipe(question=args.question, context=text)
         else:
             result = pipe(text)
-        print(json.dumps(result, ensure_ascii=False))
+        # pipelines give numpy scores (token classification), which json cannot write
+        print(json.dumps(result, ensure_ascii=False, default=float))
     return 0

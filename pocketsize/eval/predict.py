@@ -20,7 +20,7 @@ def task_from_config(config: dict, directory=None):
         return found or get_task("text-classification")
     raise PocketsizeError(
         f"cannot tell the task of a {architectures[0]} model; pass task= one of "
-        "text-classification, extractive-qa, causal-lm, seq2seq"
+        "text-classification, extractive-qa, token-classification, causal-lm, seq2seq"
     )
 
 

@@ -141,16 +141,7 @@ class Report:
                     _num(f.get("kl"), "{:.2e}"),
                     _num(f.get("max_abs_logit_diff"), "{:.2e}"),
                     _num(f.get("mean_abs_logit_diff"), "{:.2e}"),
-                    *(
-                        [
-                            ", ".join(
-                                f"{k} {v:.2%}" for k, v in (r.get("agreement_levels") or {}).items()
-                            )
-                            or "-"
-                        ]
-                        if levels
-                        else []
-                    ),
+                    *([_levels(r)] if levels else []),
                     str(r["disagreements_total"]),
                     (
                         f"{_mb(mem['peak_rss_bytes'])} ({_mb(mem['model_peak_bytes'])})"
@@ -385,6 +376,12 @@ class Report:
             (tmp / "report.md").write_text(self.to_markdown(), encoding="utf-8")
             (tmp / "report.html").write_text(self.to_html(pngs), encoding="utf-8")
         return Path(out)
+
+
+def _levels(record: dict) -> str:
+    """Agreement at each level the task reports, e.g. "entity 91.2%, token 98.7%"."""
+    levels = record.get("agreement_levels") or {}
+    return ", ".join(f"{k} {v:.2%}" for k, v in levels.items()) or "-"
 
 
 def _describe(entry: dict) -> str:
