@@ -394,6 +394,20 @@ def test_vocab_extra_text_and_keep_list_keep_their_pieces(tiny, data, tmp_path):
         prune(tiny, data, vocab=True, vocab_keep=["nonexistentpiece"], out=tmp_path / "w")
 
 
+def test_vocab_corpora_keep_the_pieces_of_a_dataset_text(tiny, data, tmp_path):
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text(
+        "text,label\n" + "".join(f"the filming {c},a\n" for c in "bcdefghjklmnopqrtuvw")
+    )
+    out = prune(
+        tiny, data, vocab=True, vocab_corpora=[str(corpus)], out=tmp_path / "c", verbose=False
+    )
+    new_tok, kept = tok(out), load_pruned(out).config.vocab_size
+    assert new_tok.convert_tokens_to_ids("##ing") < kept  # "filming": film + ##ing
+    record = json.loads((out / "pruning.json").read_text())
+    assert record["vocab"]["corpora"] == [str(corpus)]
+
+
 def test_pruning_a_pruned_model_again(pruned_all, data, tmp_path):
     out = prune(pruned_all, data, heads=0.5, ffn=0.5, out=tmp_path / "again", verbose=False)
     model = load_pruned(out)

@@ -16,6 +16,13 @@ def add_commands(subparsers) -> None:
     p.add_argument("--ffn", type=float, help="fraction of FFN neurons to remove, in (0, 1)")
     p.add_argument("--vocab", action="store_true", help="trim the vocabulary to the pieces used")
     p.add_argument("--vocab-extra", help="text file (one text a line) whose pieces are also kept")
+    p.add_argument(
+        "--vocab-corpus",
+        action="append",
+        default=[],
+        help="a dataset (catalogue name, file, hub id) whose text's pieces are also kept "
+        "(repeatable)",
+    )
     p.add_argument("--vocab-keep", help="file of tokens (one a line) always kept")
     p.add_argument("--sparsity", type=float, help="unstructured magnitude sparsity (no speed-up)")
     p.add_argument("--scope", choices=["layer", "global"], default="layer", help="head ranking")
@@ -45,6 +52,7 @@ def run(args) -> int:
         ffn_score=args.ffn_score,
         sparsity_scope=args.sparsity_scope,
         vocab_extra_text=args.vocab_extra,
+        vocab_corpora=args.vocab_corpus,
         vocab_keep=args.vocab_keep,
         recover=args.recover,
         task=args.task,

@@ -84,6 +84,7 @@ def prune(
     ffn_score: str = "activation",
     sparsity_scope: str = "global",
     vocab_extra_text=None,
+    vocab_corpora=(),
     vocab_keep=None,
     vocab_splits=("train", "validation"),
     recover: bool = False,
@@ -105,7 +106,9 @@ def prune(
     scope: heads removed per layer ("layer") or ranked over the whole model ("global").
     ffn_score: "activation" (activation x gradient on task data) or "magnitude" (weights).
     vocab: keep only the pieces the `vocab_splits` text (+ vocab_extra_text, a file or list of
-    texts, + vocab_keep, a file or list of tokens) uses.
+    texts, + the text of every dataset in vocab_corpora, + vocab_keep, a file or list of tokens)
+    uses. Open-class words (the names a tagger must find) are often absent from a small
+    training set: a broad corpus keeps their pieces out of [UNK].
     sparsity: unstructured magnitude sparsity of the encoder's Linear weights (no speed-up).
     recover: distil from the unpruned model after removing heads/neurons (pocketsize.distill;
     recover_options are passed to it).
@@ -144,6 +147,7 @@ def prune(
             "give data= (--data NAME)"
         )
     extra_texts = vocab_mod.read_lines(vocab_extra_text) if vocab else []
+    extra_texts += vocab_mod.corpus_texts(vocab_corpora) if vocab else []
     keep_tokens = vocab_mod.read_lines(vocab_keep) if vocab else []
 
     from transformers import AutoTokenizer
@@ -269,6 +273,7 @@ def prune(
             record["vocab"] = {
                 "fit_on": list(vocab_splits),
                 "extra_texts": len(extra_texts),
+                "corpora": [str(c) for c in _as_list(vocab_corpora)],
                 "keep_tokens": len(keep_tokens),
                 "original_vocab_size": original_size,
                 "kept_vocab_size": kept,
@@ -325,3 +330,9 @@ def summary(record: dict) -> str:
     if "recovery" in record:
         lines.append("recovered by distillation from the unpruned model")
     return "\n".join(lines)
+
+
+def _as_list(value) -> list:
+    if not value:
+        return []
+    return [value] if isinstance(value, (str, Path)) else list(value)
