@@ -205,6 +205,36 @@ def test_auto_excludes_the_sensitive_node_to_meet_the_budget(
     assert _ops(out / "model_quantized.onnx")["MatMulInteger"] > 0
 
 
+def test_auto_size_limit_keeps_the_embedding_quantized(
+    broken_embedding_onnx, tiny_cls_data, tmp_path
+):
+    from pocketsize.errors import PocketsizeError
+    from pocketsize.quantize import quantize
+
+    free = quantize(
+        broken_embedding_onnx, tiny_cls_data, method="auto", max_drop=0.02, out=tmp_path / "free"
+    )
+    sizes = [
+        t["size_bytes"] for t in json.loads((free / "quantize_trials.json").read_text())["trials"]
+    ]
+    limit_mb = (sizes[0] + sizes[1]) / 2 / 1e6  # the float embedding of the exclusion trial: over
+    out = quantize(
+        broken_embedding_onnx, tiny_cls_data, method="auto", max_drop=0.02,
+        max_size_mb=limit_mb, out=tmp_path / "limited",
+    )  # fmt: skip
+    trials = json.loads((out / "quantize_trials.json").read_text())
+    excluded = next(t for t in trials["trials"] if t["name"] == "dynamic-per-channel-exclude-top1")
+    assert (
+        excluded["drop"] <= 0.02 and not excluded["within_size"] and not excluded["within_budget"]
+    )
+    manifest = json.loads((out / "pocketsize.json").read_text())
+    assert "EmbedLayerNormalization_0" not in manifest["quantization"]["exclude_nodes"]
+    assert (out / "model_quantized.onnx").stat().st_size <= limit_mb * 1e6
+    assert manifest["accuracy_budget"]["max_size_mb"] == limit_mb
+    with pytest.raises(PocketsizeError, match="max_size_mb=5 applies to method='auto' only"):
+        quantize(broken_embedding_onnx, method="dynamic", max_size_mb=5, out=tmp_path / "d")
+
+
 def test_auto_saves_the_best_quantized_model_when_the_budget_cannot_be_met(
     broken_embedding_onnx, tiny_cls_data, tmp_path
 ):

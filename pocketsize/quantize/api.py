@@ -56,6 +56,7 @@ def quantize(
     eval_size: int | None = None,
     max_length: int | None = None,
     exhaustive: bool = False,
+    max_size_mb: float | None = None,
     mobile: bool = False,
     overwrite: bool = False,
     seed: int = 0,
@@ -65,7 +66,9 @@ def quantize(
     model: an ONNX directory or .onnx file (a PyTorch model directory: export it first).
     data: a DatasetDict or dataset name; needed by static (calibration split) and auto (eval split).
     method: dynamic | static | auto (accuracy budget `max_drop`, absolute drop of the task's
-      primary metric on `eval_split`) | fp16 | bf16 (PyTorch casts of a PyTorch model directory).
+      primary metric on `eval_split`; with max_size_mb, a configuration whose model file is
+      larger is out of budget too, so that keeping a big node such as the embedding in float
+      cannot buy the accuracy) | fp16 | bf16 (PyTorch casts of a PyTorch model directory).
     target: CPU preset auto | avx2 | avx512 | avx512_vnni | arm64 (weight type, reduce_range).
     seed: recorded in the manifest; the quantizers and the search are deterministic.
     Output: model_quantized.onnx + config.json + tokenizer files + pocketsize.json
@@ -76,6 +79,10 @@ def quantize(
     if not 0 <= max_drop <= 1:
         raise PocketsizeError(
             f"max_drop={max_drop} is not an absolute metric drop in [0, 1]; e.g. 0.01 = one point"
+        )
+    if max_size_mb is not None and (method != "auto" or not max_size_mb > 0):
+        raise PocketsizeError(
+            f"max_size_mb={max_size_mb} applies to method='auto' only, as a size in MB above 0"
         )
     if method in ("fp16", "bf16"):
         return _cast_torch(model, method, out, task, overwrite)
@@ -145,6 +152,7 @@ def quantize(
                     eval_size=eval_size,
                     calibration_split=calibration_split,
                     exhaustive=exhaustive,
+                    max_size_mb=max_size_mb,
                 )
             )  # fmt: skip
         info["seed"] = seed
@@ -154,7 +162,7 @@ def quantize(
 
 def _run_auto(
     onnx_file, dst, tmp, source, dyn, stat, *, max_drop, eval_split, eval_size,
-    calibration_split, exhaustive,
+    calibration_split, exhaustive, max_size_mb=None,
 ) -> dict:  # fmt: skip
     from pocketsize.quantize.auto import auto_quantize
 
@@ -165,8 +173,9 @@ def _run_auto(
         cal = source.split(calibration_split, stat.calibration_size)
         calib = (lambda: cal.batches(names, stat.batch_size), len(cal))
     summary = auto_quantize(
-        onnx_file, dst, val, dyn, max_drop, tmp / TRIALS_LOG, calib, stat, exhaustive
-    )
+        onnx_file, dst, val, dyn, max_drop, tmp / TRIALS_LOG, calib, stat, exhaustive,
+        max_size_bytes=None if max_size_mb is None else int(max_size_mb * 1e6),
+    )  # fmt: skip
     chosen = next(t for t in summary["trials"] if t.get("name") == summary["chosen"])
     return {
         "quantization": chosen["settings"],
@@ -178,6 +187,7 @@ def _run_auto(
             "drop": chosen["drop"],
             "budget_met": summary["budget_met"],
             "miss_by": summary["miss_by"],
+            "max_size_mb": max_size_mb,
             "trials_log": TRIALS_LOG,
         },
     }

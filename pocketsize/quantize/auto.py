@@ -94,6 +94,7 @@ def auto_quantize(
     static: StaticSettings | None = None,
     exhaustive: bool = False,
     sensitivity_examples: int = 128,
+    max_size_bytes: int | None = None,
 ) -> dict:
     """Write the chosen quantized model to `dst`; return the summary (also logged to `log_path`)."""
     names = [i.name for i in ort_session(src).get_inputs()]
@@ -104,6 +105,7 @@ def auto_quantize(
     bs1 = list(val.batches(names, batch_size=1, limit=16))
     summary = {
         "max_drop": max_drop,
+        "max_size_bytes": max_size_bytes,
         "metric": val.task.primary_metric,
         "float": {
             "metric": float_metric,
@@ -180,15 +182,18 @@ def auto_quantize(
             session = ort_session(path)
             outputs = val.run(session)
             metric = val.primary(outputs)
+            size = path.stat().st_size
+            fits = max_size_bytes is None or size <= max_size_bytes
             trial = {
                 "name": name,
                 "settings": settings.to_dict(),
                 "metric": metric,
                 "drop": float_metric - metric,
-                "within_budget": float_metric - metric <= max_drop + 1e-12,
+                "within_budget": float_metric - metric <= max_drop + 1e-12 and fits,
+                "within_size": fits,
                 "divergence": divergence(reference, outputs, val.task.output_names),
                 "latency_ms": latency_ms(session, bs1),
-                "size_bytes": path.stat().st_size,
+                "size_bytes": size,
                 "seconds": time.perf_counter() - started,
             }
             summary["trials"].append(trial)
@@ -215,6 +220,8 @@ def auto_quantize(
     summary["chosen"] = best["name"]
     summary["budget_met"] = best["within_budget"]
     summary["miss_by"] = max(0.0, best["drop"] - max_drop)
+    if max_size_bytes is not None:
+        summary["over_size_by_bytes"] = max(0, best["size_bytes"] - max_size_bytes)
     write_json(log_path, summary)
     if not best["within_budget"]:
         log.warning(
@@ -228,11 +235,14 @@ def auto_quantize(
 
 
 def _better(trial: dict, best: dict | None) -> bool:
-    """Within budget beats out of budget; within budget the faster wins; outside, the more accurate."""
+    """Within budget beats out of budget; within budget the faster wins; outside, one within
+    the size limit beats one over it, then the more accurate wins."""
     if best is None:
         return True
     if trial["within_budget"] != best["within_budget"]:
         return trial["within_budget"]
     if trial["within_budget"]:
         return trial["latency_ms"] < best["latency_ms"]
+    if trial.get("within_size", True) != best.get("within_size", True):
+        return trial.get("within_size", True)
     return trial["metric"] > best["metric"]

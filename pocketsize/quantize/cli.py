@@ -17,6 +17,12 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--max-drop", type=float, default=0.01, help="auto: largest allowed absolute metric drop"
     )
+    p.add_argument(
+        "--max-size-mb",
+        type=float,
+        help="auto: largest allowed model file in MB (a configuration keeping big nodes in "
+        "float is out of budget)",
+    )
     p.add_argument("--out", default=None, help="output directory (default: <model>-int8)")
     p.add_argument(
         "--target", default="auto", help="CPU preset: auto, avx2, avx512, avx512_vnni, arm64"
@@ -47,6 +53,7 @@ def run_quantize(args) -> int:
         method=args.method,
         out=args.out,
         max_drop=args.max_drop,
+        max_size_mb=args.max_size_mb,
         target=args.target,
         per_channel=not args.no_per_channel,
         quantize_embeddings=not args.no_embeddings,

@@ -242,8 +242,8 @@ class TokenClassification(Task):
 
 
 def _f1_parts(counts: list[tuple[int, int, int]]):
-    tp, fp, fn = (np.asarray(c, dtype=float) for c in zip(*counts)) if counts else ([],) * 3
-    tp, fp, fn = np.asarray(tp, float), np.asarray(fp, float), np.asarray(fn, float)
+    """2 TP and 2 TP + FP + FN per sentence, from (TP, FP, FN) counts."""
+    tp, fp, fn = np.asarray(counts, dtype=float).reshape(-1, 3).T
     return 2 * tp, 2 * tp + fp + fn
 
 
