@@ -82,9 +82,13 @@ def build_catalogue_dataset(asset: Asset, root: Path):
 
         return build_cloze_qa(read_vader(root / asset.path))
     if asset.loader == "conll":
-        from pocketsize.data.conll import read_conll, token_dataset
+        from datasets import DatasetDict
 
-        return token_dataset(read_conll(root / asset.path))
+        from pocketsize.data.conll import read_conll, sentences_dataset
+        from pocketsize.data.normalize import normalize
+
+        rows = sentences_dataset(read_conll(root / asset.path))
+        return normalize(DatasetDict(train=rows), asset.name)
     raise PocketsizeError(f"catalogue dataset {asset.name!r} has no loader {asset.loader!r}")
 
 

@@ -108,29 +108,15 @@ def tag_names(tags: list[str]) -> list[str]:
     return ["O"] + [f"{p}-{k}" for k in kinds for p in ("B", "I")]
 
 
-def token_dataset(sentences: list[tuple[list[str], list[str]]], names: list[str] | None = None):
-    """A DatasetDict (train / validation / test by md5 of each sentence's tokens) with columns
-    id, tokens and ner_tags (a sequence of ClassLabel over `names`)."""
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+def sentences_dataset(sentences: list[tuple[list[str], list[str]]]):
+    """One Dataset of the sentences in file order: id (the position), tokens, ner_tags (IOB2
+    strings). pocketsize.data.normalize turns the tags into a ClassLabel and splits by hash."""
+    from datasets import Dataset
 
-    from pocketsize.data.splits import SPLITS, split_of
-
-    names = names or tag_names([t for _, tags in sentences for t in tags])
-    index = {n: i for i, n in enumerate(names)}
-    unknown = sorted({t for _, tags in sentences for t in tags if t not in index})
-    if unknown:
-        raise PocketsizeError(f"tags {unknown[:5]} are not in the label set {names}")
-    features = Features(
+    return Dataset.from_dict(
         {
-            "id": Value("string"),
-            "tokens": Sequence(Value("string")),
-            "ner_tags": Sequence(ClassLabel(names=names)),
+            "id": [str(n) for n in range(len(sentences))],
+            "tokens": [tokens for tokens, _ in sentences],
+            "ner_tags": [tags for _, tags in sentences],
         }
     )
-    rows = {s: {"id": [], "tokens": [], "ner_tags": []} for s in SPLITS}
-    for n, (tokens, tags) in enumerate(sentences):
-        split = rows[split_of(" ".join(tokens))]
-        split["id"].append(str(n))
-        split["tokens"].append(tokens)
-        split["ner_tags"].append([index[t] for t in tags])
-    return DatasetDict({s: Dataset.from_dict(rows[s], features=features) for s in SPLITS})

@@ -66,12 +66,9 @@ def _read_file(path: Path):
     if suffix == ".parquet":
         return Dataset.from_parquet(str(path))
     if suffix == ".conll":  # token classification: tokens and their IOB2 tags, as strings
-        from pocketsize.data.conll import read_conll
+        from pocketsize.data.conll import read_conll, sentences_dataset
 
-        sentences = read_conll(path)
-        return Dataset.from_dict(
-            {"tokens": [t for t, _ in sentences], "ner_tags": [g for _, g in sentences]}
-        )
+        return sentences_dataset(read_conll(path))
     text = path.read_text(encoding="utf-8")
     try:
         if suffix == ".jsonl" or (suffix == ".json" and not text.lstrip().startswith(("[", "{"))):

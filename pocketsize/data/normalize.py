@@ -168,11 +168,12 @@ def _token_columns(dd, source: str):
             }
         )
     for name, split in dd.items():
-        bad = [i for i, r in enumerate(split) if len(r["tokens"]) != len(r["ner_tags"])]
+        pairs = zip(split["tokens"], split["ner_tags"])
+        bad = next(((i, t, g) for i, (t, g) in enumerate(pairs) if len(t) != len(g)), None)
         if bad:
             raise PocketsizeError(
-                f"{source}: row {bad[0]} of {name} has {len(split[bad[0]]['tokens'])} tokens but "
-                f"{len(split[bad[0]]['ner_tags'])} tags; give one tag per token"
+                f"{source}: row {bad[0]} of {name} has {len(bad[1])} tokens but {len(bad[2])} "
+                "tags; give one tag per token"
             )
         if "id" not in split.column_names:
             split = split.add_column("id", [str(i) for i in range(len(split))])

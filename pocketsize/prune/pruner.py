@@ -147,7 +147,9 @@ def prune(
             "give data= (--data NAME)"
         )
     extra_texts = vocab_mod.read_lines(vocab_extra_text) if vocab else []
-    extra_texts += vocab_mod.corpus_texts(vocab_corpora) if vocab else []
+    corpora = [vocab_corpora] if isinstance(vocab_corpora, (str, Path)) else vocab_corpora
+    corpora = [str(c) for c in corpora or ()]
+    extra_texts += vocab_mod.corpus_texts(corpora) if vocab else []
     keep_tokens = vocab_mod.read_lines(vocab_keep) if vocab else []
 
     from transformers import AutoTokenizer
@@ -273,7 +275,7 @@ def prune(
             record["vocab"] = {
                 "fit_on": list(vocab_splits),
                 "extra_texts": len(extra_texts),
-                "corpora": [str(c) for c in _as_list(vocab_corpora)],
+                "corpora": corpora,
                 "keep_tokens": len(keep_tokens),
                 "original_vocab_size": original_size,
                 "kept_vocab_size": kept,
@@ -330,9 +332,3 @@ def summary(record: dict) -> str:
     if "recovery" in record:
         lines.append("recovered by distillation from the unpruned model")
     return "\n".join(lines)
-
-
-def _as_list(value) -> list:
-    if not value:
-        return []
-    return [value] if isinstance(value, (str, Path)) else list(value)

@@ -78,13 +78,12 @@ def read_lines(source) -> list[str]:
     return [str(s) for s in source]
 
 
-def corpus_texts(corpora) -> list[str]:
+def corpus_texts(corpora: list[str]) -> list[str]:
     """Every text of the named datasets (catalogue names, local files, hub ids), e.g. a broad
     corpus whose pieces a trimmed vocabulary keeps beside the task's own."""
     from pocketsize.data import load_texts
 
-    names = [corpora] if isinstance(corpora, (str, Path)) else list(corpora or ())
-    return [t for name in names for t in load_texts(str(name)) if isinstance(t, str) and t]
+    return [t for name in corpora for t in load_texts(name) if isinstance(t, str) and t]
 
 
 def used_ids(tokenizer, texts: list[str], keep_tokens: Iterable = (), batch: int = 1000) -> set:
