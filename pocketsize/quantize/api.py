@@ -49,6 +49,9 @@ def quantize(
     op_types: list[str] | None = None,
     exclude_op_types: list[str] | None = None,
     exclude_nodes: list[str] | None = None,
+    embedding_bits: int = 8,
+    matmul_bits: int = 8,
+    block_size: int = 32,
     calibration: str = "minmax",
     calibration_size: int = 256,
     calibration_split: str = "train",
@@ -70,6 +73,9 @@ def quantize(
       larger is out of budget too, so that keeping a big node such as the embedding in float
       cannot buy the accuracy) | fp16 | bf16 (PyTorch casts of a PyTorch model directory).
     target: CPU preset auto | avx2 | avx512 | avx512_vnni | arm64 (weight type, reduce_range).
+    embedding_bits / matmul_bits: 8 (int8) or 4 (dynamic and auto): 4-bit embedding tables
+      (GatherBlockQuantized; a fused EmbedLayerNormalization is unfused first) and 4-bit MatMul
+      weights (MatMulNBits), each block of `block_size` values with its own scale and zero point.
     seed: recorded in the manifest; the quantizers and the search are deterministic.
     Output: model_quantized.onnx + config.json + tokenizer files + pocketsize.json
     (+ quantize_trials.json for auto, + model_quantized.ort with mobile=True).
@@ -96,8 +102,10 @@ def quantize(
         from pocketsize.quantize.multi_graph import quantize_graphs
 
         out = Path(out) if out is not None else _default_out(Path(str(model)), "int8")
-        return quantize_graphs(model, out, overwrite=overwrite, target=target,
-                               per_channel=per_channel)  # fmt: skip
+        bits = dict(embedding_bits=embedding_bits, matmul_bits=matmul_bits, block_size=block_size)
+        return quantize_graphs(
+            model, out, overwrite=overwrite, target=target, per_channel=per_channel, **bits
+        )
     dyn = DynamicSettings(
         target=target,
         weight_type=weight_type,
@@ -107,7 +115,15 @@ def quantize(
         op_types=op_types,
         exclude_op_types=list(exclude_op_types or []),
         exclude_nodes=list(exclude_nodes or []),
+        embedding_bits=embedding_bits,
+        matmul_bits=matmul_bits,
+        block_size=block_size,
     ).resolved()
+    if (embedding_bits, matmul_bits) != (8, 8) and method == "static":
+        raise PocketsizeError(
+            "4-bit weights are weight-only (method='dynamic' or 'auto'); drop embedding_bits / "
+            "matmul_bits for static quantization"
+        )
     stat = None
     if method in ("static", "auto"):
         stat = StaticSettings(
@@ -386,6 +402,9 @@ def layer_sensitivity(
                 "quantize_embeddings",
                 "op_types",
                 "exclude_op_types",
+                "embedding_bits",
+                "matmul_bits",
+                "block_size",
             }
             s = DynamicSettings(**{k: v for k, v in settings.items() if k in keys}).resolved()
             nodes = candidate_nodes(onnx_file, s.op_types)

@@ -29,6 +29,11 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("--no-per-channel", action="store_true", help="per-tensor weight scales")
     p.add_argument("--no-embeddings", action="store_true", help="keep embeddings (Gather) in float")
+    p.add_argument(
+        "--embedding-bits", type=int, default=8, help="8 (int8) or 4 (block-quantized tables)"
+    )
+    p.add_argument("--matmul-bits", type=int, default=8, help="8 (int8) or 4 (MatMulNBits)")
+    p.add_argument("--block-size", type=int, default=32, help="4-bit: values per scale")
     p.add_argument("--exclude-nodes", nargs="*", default=[], help="node names kept in float")
     p.add_argument("--exclude-ops", nargs="*", default=[], help="operator types kept in float")
     p.add_argument("--calibration", default="minmax", help="static: minmax | entropy | percentile")
@@ -59,6 +64,9 @@ def run_quantize(args) -> int:
         quantize_embeddings=not args.no_embeddings,
         exclude_nodes=args.exclude_nodes,
         exclude_op_types=args.exclude_ops,
+        embedding_bits=args.embedding_bits,
+        matmul_bits=args.matmul_bits,
+        block_size=args.block_size,
         calibration=args.calibration,
         calibration_size=args.calibration_size,
         eval_size=args.eval_size,

@@ -9,6 +9,14 @@ import platform
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.quantize.four_bit import (
+    BITS,
+    check_block_size,
+    constant_matmuls,
+    quantize_4bit,
+    table_gathers,
+    unfuse_embeddings,
+)
 
 # Weight type and reduce_range follow from the CPU, as optimum's AutoQuantizationConfig does:
 # u8s8 integer kernels on x86 without VNNI (vpmaddubsw) can saturate with full-range signed int8
@@ -58,6 +66,11 @@ class DynamicSettings:
     op_types: list[str] | None = None
     exclude_op_types: list[str] = dataclasses.field(default_factory=list)
     exclude_nodes: list[str] = dataclasses.field(default_factory=list)
+    # 4 = block-quantized (four_bit.py): embedding tables as GatherBlockQuantized, MatMul weights
+    # as MatMulNBits; 8 = int8. Attention's fused QKV weights stay int8 either way.
+    embedding_bits: int = 8
+    matmul_bits: int = 8
+    block_size: int = 32
 
     def resolved(self) -> DynamicSettings:
         """Fill target-dependent defaults and validate names (before any long work starts)."""
@@ -76,6 +89,18 @@ class DynamicSettings:
             self.op_types or DEFAULT_OPS + (EMBEDDING_OPS if self.quantize_embeddings else [])
         )
         check_op_names(ops + list(self.exclude_op_types), static=False)
+        for what, bits in (
+            ("embedding_bits", self.embedding_bits),
+            ("matmul_bits", self.matmul_bits),
+        ):
+            if bits not in BITS:
+                raise PocketsizeError(f"{what}={bits} is not supported; use 8 (int8) or 4")
+        if self.embedding_bits == 4 and not self.quantize_embeddings:
+            raise PocketsizeError(
+                "embedding_bits=4 asks for quantized embeddings, but quantize_embeddings=False "
+                "keeps them in float; drop one of the two"
+            )
+        check_block_size(self.block_size)
         ops = [o for o in ops if o not in set(self.exclude_op_types)]
         return dataclasses.replace(
             self,
@@ -118,16 +143,24 @@ def quantize_dynamic_file(
     src: str | Path, dst: str | Path, settings: DynamicSettings, nodes_to_quantize=None
 ) -> DynamicSettings:
     """Quantize `src` into `dst`; returns the resolved settings that were applied."""
+    s = settings.resolved()
+    check_node_names(src, s.exclude_nodes)
+    if s.embedding_bits == 4 or s.matmul_bits == 4:
+        _quantize_with_4bit(src, dst, s, nodes_to_quantize)
+        return s
+    _quantize_int8(src, dst, s, s.op_types, nodes_to_quantize)
+    return s
+
+
+def _quantize_int8(src, dst, s: DynamicSettings, op_types, nodes_to_quantize) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    s = settings.resolved()
-    check_node_names(src, s.exclude_nodes)
     with quiet_root_logger():
         quantize_dynamic(
             str(src),
             str(dst),
-            op_types_to_quantize=s.op_types,
+            op_types_to_quantize=op_types,
             per_channel=s.per_channel,
             reduce_range=s.reduce_range,
             weight_type=QuantType[s.weight_type],
@@ -137,7 +170,55 @@ def quantize_dynamic_file(
             # type for weight_name" on fused nodes (STACK.md).
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    return s
+
+
+def _quantize_with_4bit(src, dst, s: DynamicSettings, nodes_to_quantize) -> None:
+    """int8 for what stays 8-bit, then 4 bits for the chosen tables and MatMuls (four_bit.py).
+
+    Node names in nodes_to_quantize / exclude_nodes refer to the source graph: a fused
+    EmbedLayerNormalization's name stands for the tables it holds.
+    """
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    def wanted(name: str) -> bool:
+        chosen = nodes_to_quantize is None or name in set(nodes_to_quantize)
+        return chosen and name not in set(s.exclude_nodes)
+
+    model = onnx.load(str(src))
+    # as ORT's int8 quantizer does first: a Gemm with constant weights becomes MatMul + Add
+    # (named <gemm>_MatMul), which both quantizers can take
+    ONNXModel(model).replace_gemm_with_matmul()
+    four: list[str] = []
+    int8_ops = list(s.op_types)
+    if s.embedding_bits == 4 and set(EMBEDDING_OPS) & set(s.op_types):
+        fused = unfuse_embeddings(model)
+        tables = set(table_gathers(model))
+        for name, gathers in fused.items():
+            four += [g for g in gathers if g in tables and wanted(name)]
+        four += [g for g in tables if wanted(g) and not any(g in v for v in fused.values())]
+        int8_ops = [o for o in int8_ops if o not in EMBEDDING_OPS]
+    if s.matmul_bits == 4 and "MatMul" in s.op_types:
+        four += [
+            m
+            for m in constant_matmuls(model)
+            if wanted(m) and m.removesuffix("_MatMul") not in set(s.exclude_nodes)
+        ]
+        int8_ops = [o for o in int8_ops if o != "MatMul"]
+    present = {x.name for x in model.graph.node}
+    int8_nodes = None
+    if nodes_to_quantize is not None:
+        int8_nodes = [n for n in nodes_to_quantize if n in present and n not in four]
+    with tempfile.TemporaryDirectory(prefix="pocketsize-4bit-") as tmp:
+        unfused, mid = Path(tmp) / "unfused.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(unfused))
+        if int8_ops and int8_nodes != []:
+            _quantize_int8(unfused, mid, s, int8_ops, int8_nodes)
+        else:
+            mid = unfused
+        onnx.save(quantize_4bit(onnx.load(str(mid)), four, s.block_size), str(dst))
 
 
 @contextlib.contextmanager

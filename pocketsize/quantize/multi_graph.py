@@ -37,6 +37,11 @@ def quantize_graphs(onnx_dir, out, *, overwrite: bool = False, **settings) -> Pa
             first = "encoder_model_quantized.onnx"
         write_json(
             tmp / "pocketsize.json",
-            {**manifest, "file": first, "files": files, "quantization": {"method": "dynamic"}},
+            {
+                **manifest,
+                "file": first,
+                "files": files,
+                "quantization": {"method": "dynamic", **settings},
+            },
         )
     return Path(out)
