@@ -14,6 +14,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--heads", type=float, help="fraction of attention heads to remove, in (0, 1)")
     p.add_argument("--ffn", type=float, help="fraction of FFN neurons to remove, in (0, 1)")
+    p.add_argument(
+        "--width", type=float, help="fraction of hidden channels to remove (whole heads)"
+    )
     p.add_argument("--vocab", action="store_true", help="trim the vocabulary to the pieces used")
     p.add_argument("--vocab-extra", help="text file (one text a line) whose pieces are also kept")
     p.add_argument(
@@ -46,6 +49,7 @@ def run(args) -> int:
         args.data,
         heads=args.heads,
         ffn=args.ffn,
+        width=args.width,
         vocab=args.vocab,
         sparsity=args.sparsity,
         scope=args.scope,

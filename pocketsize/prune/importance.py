@@ -89,17 +89,7 @@ def gradient_scores(
     """Mask-gradient importance of every head and/or FFN neuron over `split` (summed loss)."""
     import torch
 
-    # the task's training features: the model's own loss on the data's labels, where it has them
-    features = task.training_features(split, tokenizer, max_length=max_length)
-    accepted = set(inspect.signature(model.forward).parameters)
-    features = features.remove_columns([c for c in features.column_names if c not in accepted])
-    has_labels = bool({"labels", "start_positions"} & set(features.column_names))
-    loader = torch.utils.data.DataLoader(
-        features,
-        batch_size=batch_size,
-        collate_fn=task.training_collator(tokenizer) if has_labels else task.collator(tokenizer),
-    )
-
+    loader, has_labels = _loader(model, split, tokenizer, task, batch_size, max_length)
     batch_state: dict = {}
     trackers_heads, trackers_ffn = [], []
     for layer in encoder_layers(model):
@@ -147,6 +137,92 @@ def gradient_scores(
         examples=examples,
         loss="task labels" if has_labels else "the model's own predictions",
     )
+
+
+def _loader(model, split, tokenizer, task, batch_size, max_length):
+    """Batches of the task's training features: the model's own loss on the data's labels,
+    where it has them. Returns (loader, has_labels)."""
+    import torch
+
+    features = task.training_features(split, tokenizer, max_length=max_length)
+    accepted = set(inspect.signature(model.forward).parameters)
+    features = features.remove_columns([c for c in features.column_names if c not in accepted])
+    has_labels = bool({"labels", "start_positions"} & set(features.column_names))
+    loader = torch.utils.data.DataLoader(
+        features,
+        batch_size=batch_size,
+        collate_fn=task.training_collator(tokenizer) if has_labels else task.collator(tokenizer),
+    )
+    return loader, has_labels
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def first_batch(model, split, tokenizer, task, batch_size: int = 4, max_length=None) -> dict:
+    """The model inputs (no labels) of the first few examples, for tracing."""
+    loader, _ = _loader(model, split, tokenizer, task, batch_size, max_length)
+    batch = next(iter(loader))
+    return {k: v.to(model.device) for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+def width_scores(model, split, tokenizer, task, head_plan, *, batch_size=16, max_length=None):
+    """Activation importance of every hidden channel and of every head layer's own outputs.
+
+    Channels: the root mean square of each LayerNorm's output over the real tokens, summed over
+    the LayerNorms of the embeddings and of every layer (Minitron). A head layer with a space
+    of its own (a pooler): the root mean square of its outputs. Returns (channels, {name: ...}).
+    """
+    import torch
+
+    base = model.base_model
+    norms = [base.embeddings.LayerNorm]
+    for layer in encoder_layers(model):
+        norms += [layer.attention.output.LayerNorm, layer.output.LayerNorm]
+    modules = dict(model.named_modules())
+    state: dict = {}
+    sums: dict = {}
+
+    def hook(key):
+        def record(module, args, out):
+            x = out.detach().float() ** 2
+            if x.dim() == 3:
+                mask = state["attention_mask"][:, :, None].to(x.dtype)
+                x, count = (x * mask).sum((0, 1)), mask.sum()
+            else:
+                x, count = x.sum(0), x.shape[0]
+            total, n = sums.get(key, (0.0, 0))
+            sums[key] = (total + x, n + count)
+
+        return record
+
+    hooks = [m.register_forward_hook(hook(("norm", i))) for i, m in enumerate(norms)]
+    hooks += [
+        modules[h.name].register_forward_hook(hook(("head", h.name)))
+        for h in head_plan
+        if h.own_space
+    ]
+    loader, _ = _loader(model, split, tokenizer, task, batch_size, max_length)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                batch = {k: v.to(model.device) for k, v in batch.items() if k in MODEL_INPUTS}
+                state["attention_mask"] = batch["attention_mask"]
+                model(**batch)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+
+    def rms(key):
+        total, n = sums[key]
+        return (total / n).sqrt()
+
+    channels = sum(rms(("norm", i)) for i in range(len(norms)))
+    heads = {h.name: rms(("head", h.name)) for h in head_plan if h.own_space}
+    return channels, heads
 
 
 def _own_prediction_loss(outputs, task):

@@ -21,6 +21,7 @@ from pocketsize.prune import arch, importance, magnitude
 from pocketsize.prune import ffn as ffn_mod
 from pocketsize.prune import heads as heads_mod
 from pocketsize.prune import vocab as vocab_mod
+from pocketsize.prune import width as width_mod
 
 WEIGHT_FILES = ("*.safetensors", "*.bin")
 
@@ -78,6 +79,7 @@ def prune(
     *,
     heads: float | None = None,
     ffn: float | None = None,
+    width: float | None = None,
     vocab: bool = False,
     sparsity: float | None = None,
     scope: str = "layer",
@@ -103,6 +105,8 @@ def prune(
     """Prune `model` (directory, catalogue name or in-memory model) and write it to `out`.
 
     heads / ffn: fraction of attention heads / FFN neurons to REMOVE, in (0, 1).
+    width: fraction of hidden channels to remove (prune/width.py), rounded to whole heads;
+      every layer must keep at most width / head_size heads, so it usually comes with heads=.
     scope: heads removed per layer ("layer") or ranked over the whole model ("global").
     ffn_score: "activation" (activation x gradient on task data) or "magnitude" (weights).
     vocab: keep only the pieces the `vocab_splits` text (+ vocab_extra_text, a file or list of
@@ -118,16 +122,21 @@ def prune(
     heads = heads_mod.check_fraction("heads", heads)
     ffn = heads_mod.check_fraction("ffn", ffn)
     sparsity = heads_mod.check_fraction("sparsity", sparsity)
-    if not (heads or ffn or vocab or sparsity):
-        raise PocketsizeError("nothing to prune; give heads=, ffn=, vocab=True and/or sparsity=")
+    width = heads_mod.check_fraction("width", width)
+    if not (heads or ffn or width or vocab or sparsity):
+        raise PocketsizeError(
+            "nothing to prune; give heads=, ffn=, width=, vocab=True and/or sparsity="
+        )
     if ffn_score not in ("activation", "magnitude"):
         raise PocketsizeError(
             f"ffn_score={ffn_score!r} is unknown; use 'activation' or 'magnitude'"
         )
     if scope not in ("layer", "global") or sparsity_scope not in ("layer", "global"):
         raise PocketsizeError("scope and sparsity_scope must be 'layer' or 'global'")
-    if recover and not (heads or ffn):
-        raise PocketsizeError("recover=True only applies after removing heads or FFN neurons")
+    if recover and not (heads or ffn or width):
+        raise PocketsizeError(
+            "recover=True only applies after removing heads, FFN neurons or hidden channels"
+        )
 
     source_dir = None if hasattr(model, "state_dict") else _resolve(model)
     if out is None:  # next to a local model; in the working directory for a catalogue name
@@ -139,7 +148,7 @@ def prune(
             out = Path.cwd() / f"{Path(str(model)).name}-pruned"
     out = check_output_dir(out, overwrite)
 
-    needs_data = bool(heads or vocab or recover or (ffn and ffn_score == "activation"))
+    needs_data = bool(heads or width or vocab or recover or (ffn and ffn_score == "activation"))
     data = _load_data(data)
     if needs_data and data is None:
         raise PocketsizeError(
@@ -166,8 +175,10 @@ def prune(
     model.eval()
 
     # every check that can fail comes before the slow work
-    if heads or ffn:
+    if heads or ffn or width:
         arch.check_architecture(model)
+    if width:
+        width_mod.plan_width(model, width, _heads_kept_at_most(model, heads, scope))
     if vocab:
         vocab_mod.require_fast_tokenizer(tokenizer)
         if getattr(model.config, vocab_mod.CONFIG_KEY, None):
@@ -177,7 +188,7 @@ def prune(
 
         distill_function()
     split = None
-    if heads or (ffn and ffn_score == "activation"):
+    if heads or width or (ffn and ffn_score == "activation"):
         split = importance.scoring_split(data, min_examples)
         split = split.shuffle(seed=seed).select(range(min(len(split), max_examples)))
 
@@ -189,7 +200,7 @@ def prune(
     bytes_before = _weights_size(model, source_dir)
 
     scores = None
-    if split is not None:
+    if heads or (ffn and ffn_score == "activation"):
         scores = importance.gradient_scores(
             model,
             split,
@@ -236,6 +247,11 @@ def prune(
             "intermediate_size_after": model.config.intermediate_size,
             "removed": {str(k): v for k, v in plan.items()},
         }
+
+    if width:
+        record["width"] = _remove_width(
+            model, width, split, tokenizer, task, batch_size, max_length
+        )
 
     with tempfile.TemporaryDirectory(prefix="pocketsize-prune-") as work:
         work = Path(work)
@@ -303,6 +319,44 @@ def prune(
     return Path(out)
 
 
+def _heads_kept_at_most(model, heads, scope) -> int:
+    """The most heads any layer will keep once heads= is applied (global scope: all of them)."""
+    present = [len(arch.current_heads(model, i)) for i in range(len(arch.encoder_layers(model)))]
+    if heads and scope == "layer":
+        return max(n - int(round(heads * n)) for n in present)
+    return max(present)
+
+
+def _remove_width(model, fraction, split, tokenizer, task, batch_size, max_length) -> dict:
+    import torch
+
+    before = model.config.hidden_size
+    new_width = width_mod.plan_width(model, fraction)
+    batch = importance.first_batch(model, split, tokenizer, task, max_length=max_length)
+    plan = width_mod.head_layers(model, batch)
+    channels, head_scores = importance.width_scores(
+        model, split, tokenizer, task, plan, batch_size=batch_size, max_length=max_length
+    )
+
+    def best(scores):
+        return sorted(torch.argsort(scores, descending=True)[:new_width].tolist())
+
+    keep = best(channels)
+    head_keeps = {n: best(s) for n, s in head_scores.items()}
+    width_mod.remove_channels(model, keep, plan, head_keeps)
+    return {
+        "fraction_removed": fraction,
+        "score": "LayerNorm output RMS summed over LayerNorms (Minitron)",
+        "hidden_size_before": before,
+        "hidden_size_after": model.config.hidden_size,
+        "num_attention_heads": model.config.num_attention_heads,
+        "kept_channels": keep,
+        "head_layers": [
+            {"name": h.name, "reads": h.reads, "kept_outputs": head_keeps.get(h.name)} for h in plan
+        ],
+    }
+
+
 def summary(record: dict) -> str:
     def mb(n):
         return f"{n / 1e6:.2f} MB"
@@ -320,6 +374,9 @@ def summary(record: dict) -> str:
         lines.append(
             f"FFN neurons per layer: {f['intermediate_size_before']} -> {f['intermediate_size_after']}"
         )
+    if "width" in record:
+        w = record["width"]
+        lines.append(f"hidden width: {w['hidden_size_before']} -> {w['hidden_size_after']}")
     if "vocab" in record:
         v = record["vocab"]
         lines.append(
