@@ -5,7 +5,8 @@
 Variants, evaluated side by side by pocketsize's harness (latency in rotating blocks, 2 threads):
 - teacher        the fine-tuned teacher in PyTorch fp32 (the reference)
 - optimum-int8   the same teacher through optimum only: export, ORTOptimizer O2, ORTQuantizer
-                 dynamic int8 for this CPU (AutoQuantizationConfig for avx512_vnni / avx2 / arm64)
+                 dynamic int8 for this CPU (pocketsize/quantize/baselines.py; the run's own
+                 optimum-int8 stage when the recipe built one)
 - student        the distilled student in PyTorch fp32
 - final          the recipe's shipped model (the run directory's int8 stage)
 It prints ratios and writes metrics.json (the harness's schema) and report.md to --out.
@@ -14,50 +15,7 @@ It prints ratios and writes metrics.json (the harness's schema) and report.md to
 from __future__ import annotations
 
 import argparse
-import platform
 from pathlib import Path
-
-
-def optimum_only_int8(teacher_dir: Path, work: Path) -> Path:
-    """What a user gets from optimum alone: O2 graph optimisation + dynamic int8 for this CPU."""
-    from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
-    from transformers import AutoTokenizer
-
-    from pocketsize.eval.environment import machine_info
-
-    exported, optimized, quantized = work / "exported", work / "optimized", work / "int8"
-    model = ORTModelForSequenceClassification.from_pretrained(teacher_dir, export=True)
-    model.save_pretrained(exported)
-    ORTOptimizer.from_pretrained(exported).optimize(
-        save_dir=optimized, optimization_config=AutoOptimizationConfig.O2()
-    )
-    flags = set(machine_info()["cpu_flags"])
-    if platform.machine() in ("aarch64", "arm64"):
-        qconfig = AutoQuantizationConfig.arm64(is_static=False)
-    elif "avx512_vnni" in flags:
-        qconfig = AutoQuantizationConfig.avx512_vnni(is_static=False)
-    elif "avx512f" in flags:
-        qconfig = AutoQuantizationConfig.avx512(is_static=False)
-    else:
-        qconfig = AutoQuantizationConfig.avx2(is_static=False)
-    try:
-        ORTQuantizer.from_pretrained(optimized, file_name="model_optimized.onnx").quantize(
-            save_dir=quantized, quantization_config=qconfig
-        )
-        path = "O2 + dynamic int8"
-    except RuntimeError as e:
-        # optimum 2.1's ORTQuantizer cannot pass onnxruntime's DefaultTensorType option, so it
-        # fails on an O2-fused graph ("Unable to find data type for weight_name"): a user of
-        # optimum alone then quantizes the plain export.
-        print(f"optimum: O2 + quantize failed ({str(e).splitlines()[0][:80]}...); plain export")
-        ORTQuantizer.from_pretrained(exported).quantize(
-            save_dir=quantized, quantization_config=qconfig
-        )
-        path = "dynamic int8 of the plain export"
-    AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(quantized)
-    print(f"optimum-int8 = {path}, {type(qconfig).__name__} for this CPU")
-    return next(quantized.glob("*.onnx"))
 
 
 def main() -> None:
@@ -78,10 +36,18 @@ def main() -> None:
     if missing:
         raise SystemExit(f"{run} has no finished {', '.join(missing)} stage; run the recipe first")
     out = Path(args.out)
-    optimum_file = optimum_only_int8(run / "teacher", out / "optimum")
+    baseline = run / "optimum-int8"  # the recipe builds it when eval.baselines names it
+    if not (baseline / "stage.json").exists():
+        from pocketsize.quantize.baselines import optimum_int8
+        from pocketsize.tasks import get_task
+
+        baseline = optimum_int8(
+            run / "teacher", out / "optimum-int8", task=get_task("text-classification"),
+            overwrite=True,
+        )  # fmt: skip
     variants = {
         "teacher": run / "teacher",
-        "optimum-int8": optimum_file,
+        "optimum-int8": baseline,
         "student": run / "student",
         "final": run / "int8",
     }
@@ -90,6 +56,7 @@ def main() -> None:
         args.data,
         reference="teacher",
         final="final",
+        baselines=["optimum-int8"],
         threads=args.threads,
         max_examples=args.max_examples,
         latency_examples=args.latency_examples,

@@ -287,6 +287,12 @@ def validate_recipe(recipe: dict) -> None:
     for section in (*(stage.section for stage in CHAIN), "eval"):
         if recipe.get(section):
             _check_kwargs(section, recipe[section], functions[section])
+    baselines = (recipe.get("eval") or {}).get("baselines")
+    if baselines is not None:
+        from pocketsize.quantize.baselines import check_baselines
+
+        _check_type("eval.baselines", baselines, list, "a list of baseline names")
+        check_baselines(baselines)
     reference = (recipe.get("eval") or {}).get("reference", "teacher")
     if reference not in planned_variants(recipe):
         raise PocketsizeError(
@@ -561,6 +567,9 @@ def run_recipe(
         variants[stage.name] = last.path
 
     eval_cfg = dict(recipe.get("eval") or {})
+    # baselines (eval.baselines) are built from the teacher here, then compared in the report
+    for name in eval_cfg.get("baselines") or []:
+        variants[name] = _run_baseline(run, name, teacher, recipe).path
     eval_cfg.setdefault("reference", "teacher")
     eval_cfg.setdefault("split", "test")
     log(f"[report] evaluating {', '.join(variants)} on the {eval_cfg['split']} split")
@@ -588,6 +597,19 @@ def _run_stage(run: Run, stage: Stage, recipe: dict, function, source, data, tas
         return _read_metrics(out)
 
     return run.stage(stage.name, config, [source], build)
+
+
+def _run_baseline(run: Run, name: str, teacher: StageResult, recipe: dict) -> StageResult:
+    """Another tool's result for the teacher (quantize/baselines.py), a stage like the others."""
+    from pocketsize.quantize.baselines import BASELINES
+    from pocketsize.tasks import get_task, task_of_model
+
+    def build(out: Path) -> dict:
+        task = get_task(recipe["task"]) if recipe.get("task") else task_of_model(teacher.path)
+        BASELINES[name](teacher.path, out, task=task)
+        return _read_metrics(out)
+
+    return run.stage(name, {"baseline": name}, [teacher], build)
 
 
 def _has_checkpoint(out: Path) -> bool:

@@ -71,6 +71,9 @@ def test_pytorch_and_onnx_runners_give_the_same_predictions(full_report):
     # int8 moves logits a little, yet not by much on a model this small
     assert 0 < full_report["int8"]["fidelity"]["max_abs_logit_diff"] < 0.1
     assert full_report["int8"]["files"][0] == "model_quantized.onnx"
+    # what ships with a fast tokenizer: tokenizer.json, not the slow tokenizer's vocab.txt twin
+    assert "tokenizer.json" in full_report["int8"]["files"]
+    assert "vocab.txt" not in full_report["int8"]["files"] + full_report["teacher"]["files"]
     # all of the parameters, embeddings included, counted alike in PyTorch and in ONNX
     assert full_report["onnx"]["params"] == pytest.approx(teacher["params"], rel=0.01)
     assert full_report["int8"]["params"] == pytest.approx(teacher["params"], rel=0.01)

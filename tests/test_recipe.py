@@ -45,7 +45,13 @@ def tiny_recipe(teacher, data_dir, **changes) -> dict:
         "prune": {"heads": 0.5, "ffn": 0.5, "vocab": True, "min_examples": 16},
         "export": {"optimize": True},
         "quantize": {"method": "dynamic", "mobile": True},
-        "eval": {"batch_sizes": [1], "latency_examples": 8, "repeats": 1, "memory": False},
+        "eval": {
+            "batch_sizes": [1],
+            "latency_examples": 8,
+            "repeats": 1,
+            "memory": False,
+            "baselines": ["optimum-int8"],
+        },
     }
     recipe.update(changes)
     return recipe
@@ -57,7 +63,7 @@ def test_recipe_runs_every_stage_then_skips_them(tiny_setup, tmp_path):
     lines: list[str] = []
     report = run_recipe(tiny_recipe(teacher, data_dir), run_dir=run_dir, log=lines.append)
 
-    for stage in ("teacher", "student", "pruned", "onnx", "int8"):
+    for stage in ("teacher", "student", "pruned", "onnx", "int8", "optimum-int8"):
         record = json.loads((run_dir / stage / "stage.json").read_text())
         assert record["stage"] == stage and record["seed"] == 1
         assert (run_dir / stage / "README.md").read_text().startswith("#")
@@ -65,7 +71,12 @@ def test_recipe_runs_every_stage_then_skips_them(tiny_setup, tmp_path):
     assert list((run_dir / "int8").glob("*.ort")), "mobile twin of the int8 model missing"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["reference"] == "teacher" and metrics["final"] == "int8"
-    assert list(metrics["variants"]) == ["teacher", "student", "pruned", "onnx", "int8"]
+    assert list(metrics["variants"]) == [
+        "teacher", "student", "pruned", "onnx", "int8", "optimum-int8"
+    ]  # fmt: skip
+    baseline = json.loads((run_dir / "optimum-int8" / "pocketsize.json").read_text())
+    assert baseline["how"].startswith("optimum only")
+    assert "Final 'int8' against baseline 'optimum-int8': " in (run_dir / "report.md").read_text()
     assert (run_dir / "report.md").exists() and (run_dir / "report.html").exists()
     assert report.metrics["final"] == "int8"
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "leftover partials"
@@ -73,7 +84,7 @@ def test_recipe_runs_every_stage_then_skips_them(tiny_setup, tmp_path):
     lines.clear()
     run_recipe(tiny_recipe(teacher, data_dir), run_dir=run_dir, log=lines.append)
     skipped = [line for line in lines if "skipped" in line]
-    assert len(skipped) == 5, lines
+    assert len(skipped) == 6, lines
 
     # A changed distillation redoes the student and what follows, never the teacher.
     lines.clear()
@@ -82,6 +93,7 @@ def test_recipe_runs_every_stage_then_skips_them(tiny_setup, tmp_path):
     assert any("[teacher]" in line and "skipped" in line for line in lines)
     assert any(line == "[student] running" for line in lines)
     assert any(line == "[int8] running" for line in lines)
+    assert any("[optimum-int8]" in line and "skipped" in line for line in lines)
 
 
 def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_path):
@@ -137,6 +149,8 @@ def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_pat
         ({"teacher": {"model": "m", "epochs": 1}}, "teacher.epochs is unknown"),
         ({"task": "summarise"}, "unknown task 'summarise'"),
         ({"eval": {"reference": "int9"}}, "eval.reference: 'int9' is not a stage"),
+        ({"eval": {"baselines": ["onnx-int3"]}}, r"unknown baseline\(s\) \['onnx-int3'\]"),
+        ({"eval": {"baselines": "optimum-int8"}}, "eval.baselines: expected a list"),
         ({"name": "a/b"}, "must use only letters"),
         ({"student": {"init": "truncate", "layerz": [0]}}, "no option layerz"),
     ],

@@ -9,7 +9,7 @@ import numpy as np
 from pocketsize.eval.runners import Variant
 from pocketsize.formats.model_dir import TORCH_WEIGHT_PATTERNS
 from pocketsize.formats.onnx_dir import graph_files as graph_file_names
-from pocketsize.formats.side_files import TOKENIZER_FILES
+from pocketsize.formats.side_files import TOKENIZER_FILES, VOCAB_FILES
 
 CONFIG_FILES = ("config.json", "generation_config.json")
 # initializer types that hold weights; int64/int32 initializers are shapes and indices
@@ -30,7 +30,12 @@ def shipped_files(variant: Variant) -> list[Path]:
             files.append(graph)
             if variant.kind == "onnx":
                 files += [directory / f for f in onnx_external_files(graph)]
-    files += [directory / f for f in CONFIG_FILES + TOKENIZER_FILES if (directory / f).is_file()]
+    tokenizer = TOKENIZER_FILES
+    if (directory / "tokenizer.json").is_file():
+        # a fast tokenizer (and transformers.js) reads tokenizer.json alone: vocab.txt and its
+        # kind are second copies of the vocabulary, for the slow Python tokenizer
+        tokenizer = tuple(f for f in TOKENIZER_FILES if f not in VOCAB_FILES)
+    files += [directory / f for f in CONFIG_FILES + tokenizer if (directory / f).is_file()]
     return list(dict.fromkeys(f for f in files if f.is_file()))
 
 

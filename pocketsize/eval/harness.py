@@ -39,6 +39,7 @@ def evaluate(
     latency: bool = True,
     memory: bool = True,
     final: str | None = None,
+    baselines=(),
     max_examples: int | None = None,
     latency_examples: int = 256,
     repeats: int = 3,
@@ -58,11 +59,18 @@ def evaluate(
     latency_examples: how many test inputs are timed (per batch size: that many examples,
     i.e. latency_examples // batch_size calls per round), `repeats` rounds, `warmup` calls per block.
     trust_module_code: import the classes of module directories from outside pocketsize.
+    baselines: variants that are another tool's result (e.g. optimum's int8 of the teacher);
+    the report sets the final variant's speed, size and agreement against each.
     """
     if not variants:
         raise PocketsizeError("no variants given; pass {name: model_dir_or_model, ...}")
     reference = reference or next(iter(variants))
-    for role, name in (("reference", reference), ("final", final)):
+    baselines = list(baselines or [])
+    for role, name in (
+        ("reference", reference),
+        ("final", final),
+        *(("baseline", b) for b in baselines),
+    ):
         if name is not None and name not in variants:
             raise PocketsizeError(
                 f"{role} {name!r} is not among the variants ({', '.join(variants)}); "
@@ -155,6 +163,7 @@ def evaluate(
         "task": task.name,
         "reference": reference,
         "final": final,
+        "baselines": baselines,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "versions": library_versions(),

@@ -15,7 +15,7 @@ from typing import Any
 
 from pocketsize.fsutil import atomic_dir, write_json
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 PARETO_PNG = "pareto.png"
 CONFUSION_PNG = "confusion_matrix.png"
 
@@ -185,8 +185,31 @@ class Report:
         else:
             notes.append("Latency was not measured.")
         notes.append(
-            "Size = the files a user ships (weights or the one model file, config, tokenizer)."
+            "Size = the files a user ships (weights or the one model file, config, tokenizer; "
+            "with tokenizer.json, not the slow tokenizer's vocab.txt)."
         )
+        notes += self._baseline_notes()
+        return notes
+
+    def _baseline_notes(self) -> list[str]:
+        """The final variant against each baseline (another tool's result), as ratios."""
+        final = self.metrics.get("final")
+        if not final:
+            return []
+        notes = []
+        f = self.variants[final]
+        for name in self.metrics.get("baselines") or []:
+            b = self.variants[name]
+            parts = [
+                f"{b['latency_ms'][k]['p50'] / f['latency_ms'][k]['p50']:.2f}x faster at batch {k}"
+                for k in f.get("latency_ms") or {}
+                if k in (b.get("latency_ms") or {})
+            ]
+            parts.append(f"{b['size_bytes'] / f['size_bytes']:.2f}x smaller")
+            parts.append(
+                f"agreement with {self.reference!r} {f['agreement']:.2%} against {b['agreement']:.2%}"
+            )
+            notes.append(f"Final {final!r} against baseline {name!r}: " + ", ".join(parts) + ".")
         return notes
 
     def _machine_lines(self) -> list[str]:

@@ -1,0 +1,96 @@
+"""What a user gets from another tool alone, built the way that tool's documentation says, so
+that a report can put pocketsize's result beside it (recipe: `eval: {baselines: [...]}`).
+
+optimum-int8: optimum's exporter, ORTOptimizer at O2 and ORTQuantizer's dynamic int8 with the
+AutoQuantizationConfig of this CPU. Nothing of pocketsize touches the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
+
+log = logging.getLogger(__name__)
+
+
+def optimum_int8(model_dir, out, *, task, overwrite: bool = False) -> Path:
+    """Export `model_dir` with optimum, optimise at O2 and quantize with ORTQuantizer into `out`
+    (an ONNX directory with the tokenizer and a pocketsize.json saying how it was made)."""
+    from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig
+    from transformers import AutoTokenizer
+
+    out = check_output_dir(out, overwrite)
+    ort_class = task.ort_model_class()
+    if ort_class is None:
+        raise PocketsizeError(f"optimum has no ORTModel class for {task.name}; drop the baseline")
+    qconfig = _quantization_config()
+    with atomic_dir(out, overwrite) as tmp:
+        exported, optimized, quantized = tmp / "exported", tmp / "optimized", tmp / "int8"
+        ort_class.from_pretrained(model_dir, export=True).save_pretrained(exported)
+        ORTOptimizer.from_pretrained(exported).optimize(
+            save_dir=optimized, optimization_config=AutoOptimizationConfig.O2()
+        )
+        try:
+            ORTQuantizer.from_pretrained(optimized, file_name="model_optimized.onnx").quantize(
+                save_dir=quantized, quantization_config=qconfig
+            )
+            how = "O2 + dynamic int8"
+        except RuntimeError as e:
+            # optimum 2.1's ORTQuantizer cannot pass onnxruntime's DefaultTensorType option, so
+            # it fails on an O2-fused graph ("Unable to find data type for weight_name"): a user
+            # of optimum alone then quantizes the plain export.
+            log.info("optimum: O2 + quantize failed (%s); plain export", str(e).splitlines()[0])
+            ORTQuantizer.from_pretrained(exported).quantize(
+                save_dir=quantized, quantization_config=qconfig
+            )
+            how = "dynamic int8 of the plain export"
+        AutoTokenizer.from_pretrained(model_dir).save_pretrained(quantized)
+        model_file = next(quantized.glob("*.onnx")).name
+        write_json(
+            quantized / "pocketsize.json",
+            {
+                "format": "onnx",
+                "file": model_file,
+                "task": task.name,
+                "baseline": "optimum-int8",
+                "how": f"optimum only: {how}, weights {getattr(qconfig, 'weights_dtype', '?')}",
+                "source": str(model_dir),
+            },
+        )
+        for path in quantized.iterdir():
+            path.rename(tmp / path.name)
+        for sub in (exported, optimized, quantized):
+            _remove_tree(sub)
+    return out
+
+
+def _quantization_config():
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    from pocketsize.quantize.dynamic import detect_target
+
+    # the same CPU presets as pocketsize's own `target="auto"` (avx2 / avx512 / avx512_vnni /
+    # arm64), so that the two int8 models are made for the same kernels
+    return getattr(AutoQuantizationConfig, detect_target())(is_static=False)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+BASELINES: dict[str, Callable] = {"optimum-int8": optimum_int8}
+
+
+def check_baselines(names) -> list[str]:
+    names = list(names or [])
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise PocketsizeError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
+    return names
