@@ -563,7 +563,7 @@ def run_recipe(
     for stage in CHAIN:
         if not _runs(recipe, stage):
             continue
-        last = _run_stage(run, stage, recipe, fn[stage.section], last, data, task)
+        last = _run_stage(run, stage, recipe, fn[stage.section], last, data, task, variants)
         variants[stage.name] = last.path
 
     eval_cfg = dict(recipe.get("eval") or {})
@@ -580,11 +580,23 @@ def run_recipe(
     return report
 
 
-def _run_stage(run: Run, stage: Stage, recipe: dict, function, source, data, task) -> StageResult:
+# Stage options whose value may name an earlier stage of the run (`recover_teacher: teacher`).
+STAGE_REFERENCES = ("recover_teacher",)
+
+
+def _run_stage(
+    run: Run, stage: Stage, recipe: dict, function, source, data, task, earlier=None
+) -> StageResult:
     """Run one stage of the chain on the model `source` wrote (skipped when unchanged)."""
-    cfg = dict(recipe.get(stage.section) or {})
+    raw = dict(recipe.get(stage.section) or {})
     # the student's fingerprint covers its spec too (as it always has)
-    config = {"student": dict(recipe["student"]), "distill": cfg} if stage.needs else cfg
+    config = {"student": dict(recipe["student"]), "distill": raw} if stage.needs else raw
+    cfg = dict(raw)
+    for key in STAGE_REFERENCES:
+        # an earlier stage's name becomes its directory (the name, not the path, is in the
+        # fingerprint: that stage's own fingerprint is upstream of this one already)
+        if isinstance(cfg.get(key), str) and cfg[key] in (earlier or {}):
+            cfg[key] = str(earlier[cfg[key]])
     accepts = inspect.signature(function).parameters
 
     def build(out: Path) -> dict:

@@ -111,16 +111,21 @@ def test_4bit_embeddings_and_matmuls(cls_onnx, tiny_cls_data, tmp_path):
     assert np.abs(_run(all4 / "model_quantized.onnx", feeds) - ref).max() < 0.1 * scale
 
     tok = AutoTokenizer.from_pretrained(emb4)
-    model = ORTModelForSequenceClassification.from_pretrained(emb4, file_name="model_quantized.onnx")
+    model = ORTModelForSequenceClassification.from_pretrained(
+        emb4, file_name="model_quantized.onnx"
+    )
     assert len(pipeline("text-classification", model=model, tokenizer=tok)(["a good film"])) == 1
 
-    # the accuracy-budget search keeps the 4-bit tables in every trial
+    # the accuracy-budget search: 4-bit tables first, then 8-bit ones before anything in float
     auto = quantize(
-        cls_onnx, tiny_cls_data, method="auto", embedding_bits=4, out=tmp_path / "auto"
-    )
+        cls_onnx, tiny_cls_data, method="auto", embedding_bits=4, exhaustive=True,
+        out=tmp_path / "auto",
+    )  # fmt: skip
     trials = json.loads((auto / "quantize_trials.json").read_text())["trials"]
-    assert all(t["settings"]["embedding_bits"] == 4 for t in trials)
-    assert _ops(auto / "model_quantized.onnx")["GatherBlockQuantized"] == 2
+    bits = {t["name"]: t["settings"]["embedding_bits"] for t in trials if "static" not in t["name"]}
+    assert list(bits)[:2] == ["dynamic-per-channel", "dynamic-per-channel-int8-embedding"]
+    assert bits.pop("dynamic-per-channel-int8-embedding") == 8 and set(bits.values()) == {4}
+    assert all("agreement" in t for t in trials)
 
 
 def test_excluded_embedding_stays_float(cls_onnx, tmp_path):
@@ -134,7 +139,11 @@ def test_excluded_embedding_stays_float(cls_onnx, tmp_path):
         exclude_nodes=["EmbedLayerNormalization_0"],
     )
     ops = _ops(out / "model_quantized.onnx")
-    assert ops["GatherBlockQuantized"] == 0 and ops["Gather"] == before + 3 and ops["MatMulInteger"] > 0
+    assert (
+        ops["GatherBlockQuantized"] == 0
+        and ops["Gather"] == before + 3
+        and ops["MatMulInteger"] > 0
+    )
 
 
 @pytest.mark.parametrize(

@@ -336,6 +336,29 @@ def test_recovery_distils_from_the_unpruned_model(tiny, data, tmp_path):
     )
 
 
+def test_recovery_toward_another_teacher(tiny, data, tmp_path):
+    other = make_tiny_bert(tmp_path / "other-teacher", seed=11)
+    options = {"epochs": 1, "progress": False, "evaluate": False}
+    out = prune(
+        tiny, data, heads=0.5, recover=True, recover_options=options, recover_teacher=other,
+        out=tmp_path / "r", verbose=False,
+    )  # fmt: skip
+    own = prune(
+        tiny, data, heads=0.5, recover=True, recover_options=options, out=tmp_path / "own",
+        verbose=False,
+    )  # fmt: skip
+    assert json.loads((out / "pruning.json").read_text())["recovery"]["teacher"] == str(other)
+    assert json.loads((own / "pruning.json").read_text())["recovery"]["teacher"] == (
+        "the unpruned model"
+    )
+    texts = list(data["test"]["text"])
+    assert not torch.allclose(
+        logits(auto_cls(out), tok(out), texts), logits(auto_cls(own), tok(own), texts)
+    )
+    with pytest.raises(PocketsizeError, match="recover_teacher= needs recover=True"):
+        prune(tiny, data, heads=0.5, recover_teacher=other, out=tmp_path / "x", verbose=False)
+
+
 def _qa_dataset(n=40, seed=0):
     import random
 

@@ -235,6 +235,31 @@ def test_auto_size_limit_keeps_the_embedding_quantized(
         quantize(broken_embedding_onnx, method="dynamic", max_size_mb=5, out=tmp_path / "d")
 
 
+def test_auto_agreement_budget_refuses_a_model_that_changed_its_predictions(
+    broken_embedding_onnx, tiny_cls_data, tmp_path
+):
+    from pocketsize.errors import PocketsizeError
+    from pocketsize.quantize import quantize
+
+    # any accuracy drop is allowed: only agreement with the float model decides
+    out = quantize(
+        broken_embedding_onnx, tiny_cls_data, method="auto", max_drop=1.0, min_agreement=0.99,
+        out=tmp_path / "agree",
+    )  # fmt: skip
+    trials = json.loads((out / "quantize_trials.json").read_text())["trials"]
+    first = trials[0]
+    assert first["drop"] <= 1.0 and first["agreement"] < 0.99 and not first["within_budget"]
+    budget = json.loads((out / "pocketsize.json").read_text())["accuracy_budget"]
+    assert budget["budget_met"] and budget["agreement"] >= 0.99 and budget["min_agreement"] == 0.99
+    assert (
+        "EmbedLayerNormalization_0"
+        in json.loads((out / "pocketsize.json").read_text())["quantization"]["exclude_nodes"]
+    )
+    with pytest.raises(PocketsizeError, match="min_agreement=1.5 applies to method='auto' only"):
+        quantize(broken_embedding_onnx, tiny_cls_data, method="auto", min_agreement=1.5,
+                 out=tmp_path / "bad")  # fmt: skip
+
+
 def test_auto_saves_the_best_quantized_model_when_the_budget_cannot_be_met(
     broken_embedding_onnx, tiny_cls_data, tmp_path
 ):

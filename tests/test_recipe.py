@@ -96,6 +96,27 @@ def test_recipe_runs_every_stage_then_skips_them(tiny_setup, tmp_path):
     assert any("[optimum-int8]" in line and "skipped" in line for line in lines)
 
 
+def test_recovery_toward_the_recipe_teacher(tiny_setup, tmp_path):
+    root, teacher, data_dir = tiny_setup
+    run_dir = tmp_path / "run"
+    prune = {
+        "heads": 0.5, "min_examples": 16, "recover": True, "recover_teacher": "teacher",
+        "recover_options": {"max_steps": 2, "batch_size": 16},
+    }  # fmt: skip
+    recipe = tiny_recipe(teacher, data_dir, prune=prune, eval={"latency": False, "memory": False})
+    for key in ("export", "quantize"):
+        recipe.pop(key)
+    run_recipe(recipe, run_dir=run_dir, log=lambda _: None)
+    record = json.loads((run_dir / "pruned" / "pruning.json").read_text())
+    assert record["recovery"]["teacher"] == str(run_dir / "teacher")
+    # the stage's fingerprint holds the name, not the path: a moved run directory still skips
+    moved = tmp_path / "moved"
+    run_dir.rename(moved)
+    lines: list[str] = []
+    run_recipe(recipe, run_dir=moved, log=lines.append)
+    assert any("[pruned]" in line and "skipped" in line for line in lines), lines
+
+
 def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_path):
     from transformers import TrainerCallback
 

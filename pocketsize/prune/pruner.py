@@ -91,6 +91,7 @@ def prune(
     vocab_splits=("train", "validation"),
     recover: bool = False,
     recover_options: dict | None = None,
+    recover_teacher=None,
     task=None,
     tokenizer=None,
     out=None,
@@ -114,6 +115,9 @@ def prune(
     uses. Open-class words (the names a tagger must find) are often absent from a small
     training set: a broad corpus keeps their pieces out of [UNK].
     sparsity: unstructured magnitude sparsity of the encoder's Linear weights (no speed-up).
+    recover_teacher: what recovery distils from (a model directory, catalogue name or model;
+    default the unpruned model). The original teacher aims the pruned model back at the model
+    it must agree with, rather than at an intermediate student.
     recover: distil from the unpruned model after removing heads/neurons (pocketsize.distill;
     recover_options are passed to it).
     Returns the output directory (a save_pretrained directory plus pruning.json).
@@ -133,6 +137,10 @@ def prune(
         )
     if scope not in ("layer", "global") or sparsity_scope not in ("layer", "global"):
         raise PocketsizeError("scope and sparsity_scope must be 'layer' or 'global'")
+    if recover_teacher is not None and not recover:
+        raise PocketsizeError(
+            "recover_teacher= needs recover=True (it is what recovery distils from)"
+        )
     if recover and not (heads or ffn or width):
         raise PocketsizeError(
             "recover=True only applies after removing heads, FFN neurons or hidden channels"
@@ -193,7 +201,15 @@ def prune(
         split = split.shuffle(seed=seed).select(range(min(len(split), max_examples)))
 
     # the unpruned model in memory: a base encoder's fresh head exists only here
-    teacher = copy.deepcopy(model) if recover else None
+    teacher = None
+    if recover and recover_teacher is not None:
+        teacher = (
+            recover_teacher
+            if hasattr(recover_teacher, "state_dict")
+            else _load_model(_resolve(recover_teacher), task, data)
+        )
+    elif recover:
+        teacher = copy.deepcopy(model)
     record: dict = {"stage": "prune", "source": str(source_dir or "<in-memory model>")}
     record["task"] = task.name
     params_before = arch.count_parameters(model)
@@ -268,7 +284,13 @@ def prune(
                 else result
             )
             model.eval()
-            record["recovery"] = {"method": "pocketsize.distill", "options": recover_options or {}}
+            record["recovery"] = {
+                "method": "pocketsize.distill",
+                "options": recover_options or {},
+                "teacher": "the unpruned model"
+                if recover_teacher is None
+                else str(getattr(recover_teacher, "name_or_path", recover_teacher)),
+            }
 
         if sparsity:
             record["sparsity"] = magnitude.magnitude_prune(model, sparsity, sparsity_scope)

@@ -60,6 +60,7 @@ def quantize(
     max_length: int | None = None,
     exhaustive: bool = False,
     max_size_mb: float | None = None,
+    min_agreement: float | None = None,
     mobile: bool = False,
     overwrite: bool = False,
     seed: int = 0,
@@ -71,7 +72,9 @@ def quantize(
     method: dynamic | static | auto (accuracy budget `max_drop`, absolute drop of the task's
       primary metric on `eval_split`; with max_size_mb, a configuration whose model file is
       larger is out of budget too, so that keeping a big node such as the embedding in float
-      cannot buy the accuracy) | fp16 | bf16 (PyTorch casts of a PyTorch model directory).
+      cannot buy the accuracy; with min_agreement, one whose predictions agree with the float
+      model's on less than that share of `eval_split` is out of budget too: "is this still my
+      model" as a budget) | fp16 | bf16 (PyTorch casts of a PyTorch model directory).
     target: CPU preset auto | avx2 | avx512 | avx512_vnni | arm64 (weight type, reduce_range).
     embedding_bits / matmul_bits: 8 (int8) or 4 (dynamic and auto): 4-bit embedding tables
       (GatherBlockQuantized; a fused EmbedLayerNormalization is unfused first) and 4-bit MatMul
@@ -89,6 +92,11 @@ def quantize(
     if max_size_mb is not None and (method != "auto" or not max_size_mb > 0):
         raise PocketsizeError(
             f"max_size_mb={max_size_mb} applies to method='auto' only, as a size in MB above 0"
+        )
+    if min_agreement is not None and (method != "auto" or not 0 < min_agreement <= 1):
+        raise PocketsizeError(
+            f"min_agreement={min_agreement} applies to method='auto' only, as a share of "
+            "examples in (0, 1], e.g. 0.99"
         )
     if method in ("fp16", "bf16"):
         return _cast_torch(model, method, out, task, overwrite)
@@ -169,6 +177,7 @@ def quantize(
                     calibration_split=calibration_split,
                     exhaustive=exhaustive,
                     max_size_mb=max_size_mb,
+                    min_agreement=min_agreement,
                 )
             )  # fmt: skip
         info["seed"] = seed
@@ -178,7 +187,7 @@ def quantize(
 
 def _run_auto(
     onnx_file, dst, tmp, source, dyn, stat, *, max_drop, eval_split, eval_size,
-    calibration_split, exhaustive, max_size_mb=None,
+    calibration_split, exhaustive, max_size_mb=None, min_agreement=None,
 ) -> dict:  # fmt: skip
     from pocketsize.quantize.auto import auto_quantize
 
@@ -191,6 +200,7 @@ def _run_auto(
     summary = auto_quantize(
         onnx_file, dst, val, dyn, max_drop, tmp / TRIALS_LOG, calib, stat, exhaustive,
         max_size_bytes=None if max_size_mb is None else int(max_size_mb * 1e6),
+        min_agreement=min_agreement,
     )  # fmt: skip
     chosen = next(t for t in summary["trials"] if t.get("name") == summary["chosen"])
     return {
@@ -204,6 +214,9 @@ def _run_auto(
             "budget_met": summary["budget_met"],
             "miss_by": summary["miss_by"],
             "max_size_mb": max_size_mb,
+            "min_agreement": min_agreement,
+            "agreement": chosen["agreement"],
+            "agreement_miss_by": summary.get("agreement_miss_by"),
             "trials_log": TRIALS_LOG,
         },
     }

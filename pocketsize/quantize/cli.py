@@ -23,6 +23,11 @@ def add_commands(subparsers) -> None:
         help="auto: largest allowed model file in MB (a configuration keeping big nodes in "
         "float is out of budget)",
     )
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        help="auto: least share of validation examples predicted as the float model does",
+    )
     p.add_argument("--out", default=None, help="output directory (default: <model>-int8)")
     p.add_argument(
         "--target", default="auto", help="CPU preset: auto, avx2, avx512, avx512_vnni, arm64"
@@ -59,6 +64,7 @@ def run_quantize(args) -> int:
         out=args.out,
         max_drop=args.max_drop,
         max_size_mb=args.max_size_mb,
+        min_agreement=args.min_agreement,
         target=args.target,
         per_channel=not args.no_per_channel,
         quantize_embeddings=not args.no_embeddings,
@@ -85,6 +91,7 @@ def run_quantize(args) -> int:
         line += (
             f"; {budget['metric']} {budget['float_metric']:.4f} -> {budget['quantized_metric']:.4f} "
             f"(drop {budget['drop']:.4f}, max {budget['max_drop']}: {status}; trials in {budget['trials_log']})"
+            f"; agreement with the float model {budget['agreement']:.2%}"
         )
     print(line)
     return 0

@@ -87,6 +87,17 @@ class TaskData:
     def primary(self, per_batch: list[tuple]) -> float:
         return float(self.score(per_batch)[self.task.primary_metric])
 
+    def predictions(self, per_batch: list[tuple]) -> list:
+        return predict(self.encoded, stack_outputs(per_batch, self.task.output_names))
+
+    def agreement(self, per_batch: list[tuple], reference: list[tuple]) -> float:
+        """The task's headline agreement of these outputs with the reference's (e.g. the float
+        model's): the share of examples predicted alike, or entity F1 against its entities."""
+        num, den = self.task.agreement_parts(
+            self.predictions(per_batch), self.predictions(reference), self.examples
+        )
+        return float(np.sum(num) / np.sum(den)) if np.sum(den) else 1.0
+
 
 def latency_ms(session, feeds: list[dict], repeats: int = 3) -> float:
     """Median wall time of one batch-1 run over `feeds`, after one warm-up pass."""
