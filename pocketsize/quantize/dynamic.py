@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import platform
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from pocketsize.quantize.four_bit import (
     table_gathers,
     unfuse_embeddings,
 )
+from pocketsize.quantize.quiet import quiet_logger
 
 # Weight type and reduce_range follow from the CPU, as optimum's AutoQuantizationConfig does:
 # u8s8 integer kernels on x86 without VNNI (vpmaddubsw) can saturate with full-range signed int8
@@ -156,7 +155,7 @@ def _quantize_int8(src, dst, s: DynamicSettings, op_types, nodes_to_quantize) ->
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with quiet_root_logger():
+    with quiet_logger():
         quantize_dynamic(
             str(src),
             str(dst),
@@ -219,16 +218,3 @@ def _quantize_with_4bit(src, dst, s: DynamicSettings, nodes_to_quantize) -> None
         else:
             mid = unfused
         onnx.save(quantize_4bit(onnx.load(str(mid)), four, s.block_size), str(dst))
-
-
-@contextlib.contextmanager
-def quiet_root_logger():
-    """onnxruntime.quantization warns on the root logger once per call ("consider running
-    pre-processing"); the auto search makes dozens of calls, which buried the progress output."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)

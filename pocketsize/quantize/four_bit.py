@@ -19,9 +19,9 @@ The [UNK] clamp in front of input_ids is untouched: GatherBlockQuantized reads t
 from __future__ import annotations
 
 import contextlib
-import logging
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.quantize.quiet import quiet_logger
 
 FUSED_EMBEDDING = "EmbedLayerNormalization"
 MIN_TABLE_ROWS = 16  # smaller tables (token types: 2 rows) save nothing worth dequantising
@@ -180,7 +180,8 @@ def quantize_4bit(model, nodes: list[str], block_size: int, accuracy_level: int 
     )
     opsets = {o.domain: o.version for o in model.opset_import}
     ir_version = model.ir_version
-    with _quiet(), np_quiet():
+    # ERROR: the 4-bit quantizer also warns that it raises the opset for int4, undone below
+    with quiet_logger("onnxruntime.quantization.matmul_nbits_quantizer"), np_quiet():
         quantizer.process()
     model = quantizer.model.model
     if _pack_tables_as_uint8(model):
@@ -239,16 +240,3 @@ def np_quiet():
 
     with np.errstate(divide="ignore", invalid="ignore"):
         yield
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The 4-bit quantizer logs one INFO line per node on its own logger."""
-    logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
-    level = logger.level
-    # ERROR: it also warns that it raises the opset for int4, which quantize_4bit undoes
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
