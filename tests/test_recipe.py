@@ -220,8 +220,10 @@ def test_sentiment_recipe_shortened_on_the_real_model(tmp_path):
         "teacher.finetune.max_steps=6",
         "distill.max_steps=4",
         "prune.recover=false",
+        "prune.recover_teacher=null",
         "prune.max_examples=64",
         "quantize.method=dynamic",
+        "quantize.max_size_mb=null",
         "eval.max_examples=96",
         "eval.latency_examples=16",
         "eval.repeats=1",
@@ -232,3 +234,6 @@ def test_sentiment_recipe_shortened_on_the_real_model(tmp_path):
     assert metrics["final"] == "int8"
     sizes = {name: v["size_bytes"] for name, v in metrics["variants"].items()}
     assert sizes["int8"] * 5 < sizes["teacher"], sizes
+    assert metrics["baselines"] == ["optimum-int8"] and sizes["optimum-int8"] > sizes["int8"]
+    pruned = json.loads((tmp_path / "run" / "pruned" / "pruning.json").read_text())
+    assert pruned["width"]["hidden_size_after"] == 256
