@@ -159,17 +159,19 @@ def _loader(model, split, tokenizer, task, batch_size, max_length):
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def first_batch(model, split, tokenizer, task, batch_size: int = 4, max_length=None) -> dict:
-    """The model inputs (no labels) of the first few examples, for tracing."""
+def scoring_batches(model, split, tokenizer, task, batch_size: int = 16, max_length=None) -> list:
+    """The model inputs (no labels) of the scoring split, tokenised once, batched on the model's
+    device: what width pruning traces (the first batch) and scores (all of them) on."""
     loader, _ = _loader(model, split, tokenizer, task, batch_size, max_length)
-    batch = next(iter(loader))
-    return {k: v.to(model.device) for k, v in batch.items() if k in MODEL_INPUTS}
+    return [
+        {k: v.to(model.device) for k, v in batch.items() if k in MODEL_INPUTS} for batch in loader
+    ]
 
 
-def width_scores(model, split, tokenizer, task, head_plan, *, batch_size=16, max_length=None):
+def width_scores(model, batches: list, head_plan):
     """Activation importance of every hidden channel and of every head layer's own outputs.
 
-    Channels: the root mean square of each LayerNorm's output over the real tokens, summed over
+    batches: scoring_batches(). Channels: the root mean square of each LayerNorm's output over the real tokens, summed over
     the LayerNorms of the embeddings and of every layer (Minitron). A head layer with a space
     of its own (a pooler): the root mean square of its outputs. Returns (channels, {name: ...}).
     """
@@ -202,13 +204,11 @@ def width_scores(model, split, tokenizer, task, head_plan, *, batch_size=16, max
         for h in head_plan
         if h.own_space
     ]
-    loader, _ = _loader(model, split, tokenizer, task, batch_size, max_length)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for batch in loader:
-                batch = {k: v.to(model.device) for k, v in batch.items() if k in MODEL_INPUTS}
+            for batch in batches:
                 state["attention_mask"] = batch["attention_mask"]
                 model(**batch)
     finally:

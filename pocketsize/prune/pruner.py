@@ -354,11 +354,9 @@ def _remove_width(model, fraction, split, tokenizer, task, batch_size, max_lengt
 
     before = model.config.hidden_size
     new_width = width_mod.plan_width(model, fraction)
-    batch = importance.first_batch(model, split, tokenizer, task, max_length=max_length)
-    plan = width_mod.head_layers(model, batch)
-    channels, head_scores = importance.width_scores(
-        model, split, tokenizer, task, plan, batch_size=batch_size, max_length=max_length
-    )
+    batches = importance.scoring_batches(model, split, tokenizer, task, batch_size, max_length)
+    plan = width_mod.head_layers(model, batches[0])
+    channels, head_scores = importance.width_scores(model, batches, plan)
 
     def best(scores):
         return sorted(torch.argsort(scores, descending=True)[:new_width].tolist())

@@ -8,11 +8,13 @@ AutoQuantizationConfig of this CPU. Nothing of pocketsize touches the model.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
+from pocketsize.formats.onnx_dir import write_manifest
+from pocketsize.fsutil import atomic_dir, check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +32,14 @@ def optimum_int8(model_dir, out, *, task, overwrite: bool = False) -> Path:
         raise PocketsizeError(f"optimum has no ORTModel class for {task.name}; drop the baseline")
     qconfig = _quantization_config()
     with atomic_dir(out, overwrite) as tmp:
-        exported, optimized, quantized = tmp / "exported", tmp / "optimized", tmp / "int8"
+        exported, optimized = tmp / "exported", tmp / "optimized"
         ort_class.from_pretrained(model_dir, export=True).save_pretrained(exported)
         ORTOptimizer.from_pretrained(exported).optimize(
             save_dir=optimized, optimization_config=AutoOptimizationConfig.O2()
         )
         try:
             ORTQuantizer.from_pretrained(optimized, file_name="model_optimized.onnx").quantize(
-                save_dir=quantized, quantization_config=qconfig
+                save_dir=tmp, quantization_config=qconfig
             )
             how = "O2 + dynamic int8"
         except RuntimeError as e:
@@ -46,26 +48,21 @@ def optimum_int8(model_dir, out, *, task, overwrite: bool = False) -> Path:
             # of optimum alone then quantizes the plain export.
             log.info("optimum: O2 + quantize failed (%s); plain export", str(e).splitlines()[0])
             ORTQuantizer.from_pretrained(exported).quantize(
-                save_dir=quantized, quantization_config=qconfig
+                save_dir=tmp, quantization_config=qconfig
             )
             how = "dynamic int8 of the plain export"
-        AutoTokenizer.from_pretrained(model_dir).save_pretrained(quantized)
-        model_file = next(quantized.glob("*.onnx")).name
-        write_json(
-            quantized / "pocketsize.json",
-            {
-                "format": "onnx",
-                "file": model_file,
-                "task": task.name,
-                "baseline": "optimum-int8",
-                "how": f"optimum only: {how}, weights {getattr(qconfig, 'weights_dtype', '?')}",
-                "source": str(model_dir),
-            },
+        shutil.rmtree(exported)
+        shutil.rmtree(optimized)
+        AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)
+        write_manifest(
+            tmp,
+            format="onnx",
+            file=next(tmp.glob("*.onnx")).name,
+            task=task.name,
+            baseline="optimum-int8",
+            how=f"optimum only: {how}, weights {getattr(qconfig, 'weights_dtype', '?')}",
+            source=str(model_dir),
         )
-        for path in quantized.iterdir():
-            path.rename(tmp / path.name)
-        for sub in (exported, optimized, quantized):
-            _remove_tree(sub)
     return out
 
 
@@ -79,18 +76,10 @@ def _quantization_config():
     return getattr(AutoQuantizationConfig, detect_target())(is_static=False)
 
 
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
 BASELINES: dict[str, Callable] = {"optimum-int8": optimum_int8}
 
 
-def check_baselines(names) -> list[str]:
-    names = list(names or [])
-    unknown = [n for n in names if n not in BASELINES]
+def check_baselines(names) -> None:
+    unknown = [n for n in names or [] if n not in BASELINES]
     if unknown:
         raise PocketsizeError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
-    return names

@@ -182,9 +182,11 @@ def _quantize_with_4bit(src, dst, s: DynamicSettings, nodes_to_quantize) -> None
     import onnx
     from onnxruntime.quantization.onnx_model import ONNXModel
 
+    chosen = None if nodes_to_quantize is None else set(nodes_to_quantize)
+    excluded = set(s.exclude_nodes)
+
     def wanted(name: str) -> bool:
-        chosen = nodes_to_quantize is None or name in set(nodes_to_quantize)
-        return chosen and name not in set(s.exclude_nodes)
+        return (chosen is None or name in chosen) and name not in excluded
 
     model = onnx.load(str(src))
     # as ORT's int8 quantizer does first: a Gemm with constant weights becomes MatMul + Add
@@ -203,7 +205,7 @@ def _quantize_with_4bit(src, dst, s: DynamicSettings, nodes_to_quantize) -> None
         four += [
             m
             for m in constant_matmuls(model)
-            if wanted(m) and m.removesuffix("_MatMul") not in set(s.exclude_nodes)
+            if wanted(m) and m.removesuffix("_MatMul") not in excluded
         ]
         int8_ops = [o for o in int8_ops if o != "MatMul"]
     present = {x.name for x in model.graph.node}

@@ -90,11 +90,12 @@ class TaskData:
     def predictions(self, per_batch: list[tuple]) -> list:
         return predict(self.encoded, stack_outputs(per_batch, self.task.output_names))
 
-    def agreement(self, per_batch: list[tuple], reference: list[tuple]) -> float:
-        """The task's headline agreement of these outputs with the reference's (e.g. the float
-        model's): the share of examples predicted alike, or entity F1 against its entities."""
+    def agreement(self, per_batch: list[tuple], reference_predictions: list) -> float:
+        """The task's headline agreement of these outputs with the reference's predictions (e.g.
+        the float model's, from predictions()): the share of examples predicted alike, or entity
+        F1 against its entities."""
         num, den = self.task.agreement_parts(
-            self.predictions(per_batch), self.predictions(reference), self.examples
+            self.predictions(per_batch), reference_predictions, self.examples
         )
         return float(np.sum(num) / np.sum(den)) if np.sum(den) else 1.0
 
