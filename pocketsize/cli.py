@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 
+from pocketsize import processes
 from pocketsize.errors import PocketsizeError
 
 # Modules that register sub-commands; missing ones (stages not built yet) are skipped.
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not processes.is_main():
+        # one copy of what a verb prints, from the main process of a launched job (torchrun)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:
         return int(args.func(args) or 0)
     except PocketsizeError as e:

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from pocketsize import processes
 from pocketsize.errors import PocketsizeError
 from pocketsize.fsutil import atomic_write_text, write_json
 
@@ -49,6 +50,8 @@ class Stage:
     inputs: Callable[[dict, Path, Any], dict]  # (recipe, source model dir, data) -> arguments
     # a section that must be present for the stage to run (the student's spec, for distill)
     needs: str | None = None
+    # a training stage runs on every process of a launched job (DDP); the others on the main one
+    trains: bool = False
 
 
 # The chain, in order: each stage reads the model the stage before it wrote.
@@ -62,8 +65,9 @@ CHAIN = (
             "student": dict(recipe["student"]),
         },
         needs="student",
+        trains=True,
     ),
-    Stage("pruned", "prune", lambda recipe, src, data: {"model": src, "data": data}),
+    Stage("pruned", "prune", lambda recipe, src, data: {"model": src, "data": data}, trains=True),
     Stage("onnx", "export", lambda recipe, src, data: {"model": src}),
     Stage("int8", "quantize", lambda recipe, src, data: {"model": src, "data": data}),
 )
@@ -371,6 +375,7 @@ class Run:
         self.seed = int(recipe.get("seed", 42))
         self.log = log
         self._claim(fresh, force)
+        processes.wait()  # every process sees the claimed directory
 
     def _claim(self, fresh: bool, force: bool) -> None:
         marker = self.dir / "recipe.yaml"
@@ -381,6 +386,8 @@ class Run:
                     f"run directory {self.dir} belongs to recipe {previous.get('name')!r}, not "
                     f"{self.recipe['name']!r}; pass another --run-dir, or --force to reuse it"
                 )
+        if not processes.is_main():
+            return
         if fresh and self.dir.exists():
             self.log(f"--fresh: removing the stages in {self.dir}")
             for name in STAGE_ORDER + ["report"]:
@@ -398,8 +405,12 @@ class Run:
         config: dict,
         inputs: Sequence[StageResult],
         build: Callable[[Path], dict | None],
+        trains: bool = False,
     ) -> StageResult:
-        """Run `build(partial_dir)` unless a finished stage with the same fingerprint exists."""
+        """Run `build(partial_dir)` unless a finished stage with the same fingerprint exists.
+
+        In a launched job the main process keeps the books (partial directory, record, rename);
+        `build` runs on every process when the stage `trains`, else on the main one alone."""
         fingerprint = _fingerprint(
             {
                 "stage": name,
@@ -416,19 +427,17 @@ class Run:
             if record.get("fingerprint") == fingerprint:
                 self.log(f"[{name}] unchanged since {record.get('finished')}: skipped")
                 return StageResult(name, final, fingerprint, True, record)
-        # The stage function creates `partial` itself (atomically); a leftover from an
-        # interrupted run is incomplete by definition and goes.
         partial = self.dir / f".{name}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        # Checkpoints a killed Trainer stage left beside `partial` are resumed only when they
-        # were made for this very fingerprint.
         marker = self.dir / f".{name}.in-progress"
-        if not marker.exists() or marker.read_text() != fingerprint:
-            for leftover in self.dir.glob(f"..{name}.partial*"):
-                shutil.rmtree(leftover, ignore_errors=True)
-        marker.write_text(fingerprint)
+        processes.on_main(self._clear_partial, name, partial, marker, fingerprint)
         self.log(f"[{name}] running")
         started = time.time()
+        if not processes.is_main():
+            if trains:
+                build(partial)
+            processes.wait()  # for the main process to file the stage
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            return StageResult(name, final, fingerprint, False, record)
         metrics = build(partial) or {}
         if not partial.is_dir():
             raise RuntimeError(f"stage {name} wrote no output directory {partial}")
@@ -458,7 +467,19 @@ class Run:
             os.replace(partial, final)
         marker.unlink(missing_ok=True)
         self.log(f"[{name}] done in {record['wall_time_s']:.0f} s")
+        processes.wait()
         return StageResult(name, final, fingerprint, False, record)
+
+    def _clear_partial(self, name: str, partial: Path, marker: Path, fingerprint: str) -> None:
+        # The stage function creates `partial` itself (atomically); a leftover from an
+        # interrupted run is incomplete by definition and goes.
+        shutil.rmtree(partial, ignore_errors=True)
+        # Checkpoints a killed Trainer stage left beside `partial` are resumed only when they
+        # were made for this very fingerprint.
+        if not marker.exists() or marker.read_text() != fingerprint:
+            for leftover in self.dir.glob(f"..{name}.partial*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+        marker.write_text(fingerprint)
 
 
 _PROVENANCE = {
@@ -513,10 +534,17 @@ def run_recipe(
     force: bool = False,
     log: Callable[[str], None] = print,
 ):
-    """Run a recipe end to end (skipping finished stages); returns the evaluation Report."""
+    """Run a recipe end to end (skipping finished stages); returns the evaluation Report.
+
+    Under torchrun / accelerate launch the training stages (teacher, student, pruned) train on
+    every process; the other stages, the books and the report are the main process's (the
+    others return None)."""
     from pocketsize.assets import resolve_model
     from pocketsize.data import load_dataset
 
+    if not processes.is_main():
+        log = _silent
+    processes.start()
     recipe = load_recipe(source, overrides)
     fn = _stage_functions()
     run = Run(recipe, Path(run_dir or Path("runs") / recipe["name"]), fresh, force, log)
@@ -528,7 +556,8 @@ def run_recipe(
         # a task that reads text alone (a causal LM) takes a plain text corpus, without labels
         data_kwargs.setdefault("labelled", get_task(recipe["task"]).data_columns != ("text",))
     log(f"[data] loading {data_cfg['name']}")
-    data = load_dataset(data_cfg["name"], **data_kwargs)
+    with processes.main_first():  # fetched once, by the main process
+        data = load_dataset(data_cfg["name"], **data_kwargs)
     task = {"task": recipe["task"]} if recipe.get("task") else {}
 
     # teacher: fine-tuned here, or used as given
@@ -551,11 +580,16 @@ def run_recipe(
             return _read_metrics(out)
 
         teacher = run.stage(
-            "teacher", {"model": teacher_cfg["model"], "finetune": finetune_cfg}, [], build_teacher
+            "teacher",
+            {"model": teacher_cfg["model"], "finetune": finetune_cfg},
+            [],
+            build_teacher,
+            trains=True,
         )
     else:
         # A given, already fine-tuned teacher is no stage of this run: its fingerprint is its ref.
-        path = Path(resolve_model(teacher_cfg["model"]))
+        with processes.main_first():
+            path = Path(resolve_model(teacher_cfg["model"]))
         teacher = StageResult("teacher", path, _fingerprint(teacher_cfg), True)
     variants: dict[str, Any] = {"teacher": teacher.path}
     last = teacher
@@ -573,11 +607,19 @@ def run_recipe(
     eval_cfg.setdefault("reference", "teacher")
     eval_cfg.setdefault("split", "test")
     log(f"[report] evaluating {', '.join(variants)} on the {eval_cfg['split']} split")
-    report = fn["eval"](variants, data, final=last.name, **task, **eval_cfg)
-    _save_report(report, run.dir)
-    log(report.to_markdown())
-    log(f"report: {run.dir / 'report.md'} (also report.html, metrics.json, plots)")
-    return report
+
+    def report_and_save():
+        report = fn["eval"](variants, data, final=last.name, **task, **eval_cfg)
+        _save_report(report, run.dir)
+        log(report.to_markdown())
+        log(f"report: {run.dir / 'report.md'} (also report.html, metrics.json, plots)")
+        return report
+
+    return processes.on_main(report_and_save)
+
+
+def _silent(message: str) -> None:
+    """The log of every process but the main one."""
 
 
 # Stage options whose value may name an earlier stage of the run (`recover_teacher: teacher`).
@@ -608,7 +650,7 @@ def _run_stage(
         function(**kwargs)
         return _read_metrics(out)
 
-    return run.stage(stage.name, config, [source], build)
+    return run.stage(stage.name, config, [source], build, trains=stage.trains)
 
 
 def _run_baseline(run: Run, name: str, teacher: StageResult, recipe: dict) -> StageResult:

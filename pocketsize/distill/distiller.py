@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pocketsize import processes
 from pocketsize.distill import loading as load
 from pocketsize.distill import losses as L
 from pocketsize.distill import mapping
@@ -60,6 +61,7 @@ def distill(
     tokenizer=None,
     student_tokenizer=None,
     seed: int = 0,
+    shuffle: bool = True,
     bf16: bool | str = False,
     max_steps: int = -1,
     save_steps: int | None = None,
@@ -93,6 +95,10 @@ def distill(
     transfer: extra unlabelled text labelled by the teacher; augment: Tang et al. augmented
         copies per training example. cache: "auto" (on when every loss reads outputs only),
         True or False. Intermediate losses need the live teacher, so they disable the cache.
+    shuffle=False: examples in order, every epoch (for comparing runs; see training.train).
+
+    Under torchrun / accelerate launch every process trains its share of each batch (DDP);
+    the main process alone fills the cache and writes the output, the others wait for it.
     """
     from transformers import set_seed
 
@@ -101,7 +107,9 @@ def distill(
     started = time.time()
     out = Path(out) if out is not None else T.default_out("distill")
     check_output_dir(out, overwrite)
-    data = load.load_data(data)
+    processes.start()
+    with processes.main_first():  # the main process fetches what is not cached yet
+        data = load.load_data(data)
     task = get_task(task) if task is not None else task_for_dataset(data)
     train = load.require_split(data, "train")
     names = task.labels(train)
@@ -112,7 +120,8 @@ def distill(
     use_cache = _decide_cache(cache, intermediate, task) and L.reads_teacher(weights)
 
     # -- teacher and student, and the checks that need only them
-    teacher_model = load.load_model(teacher, task)
+    with processes.main_first():
+        teacher_model = load.load_model(teacher, task)
     t_tok = None
     if task.needs_tokenizer:
         t_tok = load.load_tokenizer(
@@ -172,10 +181,13 @@ def distill(
     # -- teacher outputs: from the disk cache when only output losses are used
     teacher_outputs, cache_info = None, {"used": False}
     if use_cache:
-        teacher_outputs, cache_info = _cached_outputs(
-            teacher_model, t_features, task, t_tok, context, cache_dir, batch_size
-        )
+        with processes.main_first():  # computed once; the other processes read it
+            teacher_outputs, cache_info = _cached_outputs(
+                teacher_model, t_features, task, t_tok, context, cache_dir, batch_size
+            )
         cache_info["used"] = True
+        computed = processes.gather(not cache_info["hit"])
+        cache_info["computed_by_processes"] = sum(computed)
 
     args = T.training_arguments(
         work,
@@ -189,7 +201,7 @@ def distill(
         logging_steps=logging_steps,
         warmup_ratio=warmup_ratio,
         weight_decay=weight_decay,
-        group_by_length=T.grouped_by_length(s_features),
+        group_by_length=shuffle and T.grouped_by_length(s_features),
         progress=progress,
         **training_kw,
     )
@@ -197,12 +209,16 @@ def distill(
     if evaluate and "validation" in data:
         validate = T.validator(task, s_tok, data["validation"], max_length)
 
-    result, student_model, per_epoch = T.train(
+    result, student_model, per_epoch, losses = T.train(
         student_model, task, s_features, s_tok, args,
         loss_weights=weights, loss_context=context, needs=needs,
         teacher=None if use_cache else teacher_model, teacher_outputs=teacher_outputs,
         projections=projections, callbacks=callbacks, checkpoint=checkpoint, validate=validate,
+        shuffle=shuffle,
     )  # fmt: skip
+    if not processes.is_main():
+        processes.wait()  # for the main process to write the student
+        return out
 
     metrics, teacher_metrics = {}, {}
     if validate is not None:
@@ -240,6 +256,8 @@ def distill(
                 bf16=bf16,
                 seed=seed,
                 max_steps=max_steps,
+                shuffle=shuffle,
+                processes=processes.world_size(),
             ),
             cache=cache_info,
             train_examples=len(s_features),
@@ -252,6 +270,7 @@ def distill(
             validation=R.headline(metrics, task),
             teacher_validation=R.headline(teacher_metrics, task),
             validation_per_epoch=per_epoch,
+            losses=losses,
             wall_time_s=round(time.time() - started, 2),
         )
         share = f" ({params / t_params:.1%} of the teacher's {t_params:,})" if t_params else ""
@@ -267,6 +286,7 @@ def distill(
             ],
         )
     shutil.rmtree(work, ignore_errors=True)
+    processes.wait()
     return out
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, set_seed
 
+from pocketsize import processes
 from pocketsize.distill import loading as load
 from pocketsize.distill import records as R
 from pocketsize.distill import training as T
@@ -36,6 +37,7 @@ def finetune(
     max_length: int | None = None,
     bf16: bool | str = "auto",
     seed: int = 0,
+    shuffle: bool = True,
     max_steps: int = -1,
     save_steps: int | None = None,
     warmup_ratio: float = 0.06,
@@ -55,13 +57,17 @@ def finetune(
     `resume=True` continues from the last checkpoint of an interrupted run into the same `out`.
     bf16="auto" turns bfloat16 autocast on where the hardware has native bf16: MiniLM-L6 steps
     took ~0.5x the wall time with the same loss on an AVX-512-BF16 CPU (distill_benchmark.py).
+    Under torchrun / accelerate launch every process trains its share (DDP) and the main
+    process alone writes `out`.
     """
     from pocketsize.tasks import get_task, task_for_dataset
 
     started = time.time()
     out = Path(out) if out is not None else T.default_out("finetune")
     check_output_dir(out, overwrite)
-    data = load.load_data(data)
+    processes.start()
+    with processes.main_first():  # the main process fetches what is not cached yet
+        data = load.load_data(data)
     task = get_task(task) if task is not None else task_for_dataset(data)
     train = load.require_split(data, "train")
     names = task.labels(train)
@@ -69,9 +75,10 @@ def finetune(
 
     set_seed(seed)  # the new head's initialisation
     if not hasattr(model, "forward"):
-        if task.needs_tokenizer:
-            tokenizer = load.load_tokenizer(tokenizer if tokenizer is not None else model)
-        model_obj = load.load_model(model, task, labels=names)
+        with processes.main_first():  # fetched once, by the main process
+            if task.needs_tokenizer:
+                tokenizer = load.load_tokenizer(tokenizer if tokenizer is not None else model)
+            model_obj = load.load_model(model, task, labels=names)
     else:
         model_obj = model
         if task.needs_tokenizer:
@@ -107,7 +114,7 @@ def finetune(
         logging_steps=logging_steps,
         warmup_ratio=warmup_ratio,
         weight_decay=weight_decay,
-        group_by_length=T.grouped_by_length(features),
+        group_by_length=shuffle and T.grouped_by_length(features),
         progress=progress,
         **training_kw,
     )
@@ -115,11 +122,14 @@ def finetune(
     if evaluate and "validation" in data:
         validate = T.validator(task, tokenizer, data["validation"], max_length)
 
-    result, model_obj, per_epoch = T.train(
+    result, model_obj, per_epoch, losses = T.train(
         model_obj, task, features, tokenizer, args,
         loss_weights=weights, loss_context=context, needs=needs_of(weights),
-        callbacks=callbacks, checkpoint=checkpoint, validate=validate,
+        callbacks=callbacks, checkpoint=checkpoint, validate=validate, shuffle=shuffle,
     )  # fmt: skip
+    if not processes.is_main():
+        processes.wait()  # for the main process to write the model
+        return out
     metrics = T.final_validation(per_epoch, result, validate, model_obj) if validate else {}
 
     with atomic_dir(out, overwrite) as tmp:
@@ -139,6 +149,8 @@ def finetune(
                 bf16=bf16,
                 seed=seed,
                 max_steps=max_steps,
+                shuffle=shuffle,
+                processes=processes.world_size(),
             ),
             train_examples=len(train),
             steps=result.global_step,
@@ -147,6 +159,7 @@ def finetune(
             train_runtime_s=result.metrics.get("train_runtime"),
             validation=R.headline(metrics, task),
             validation_per_epoch=per_epoch,
+            losses=losses,
             wall_time_s=round(time.time() - started, 2),
         )
         R.write_model_card(
@@ -161,4 +174,5 @@ def finetune(
             ],
         )
     shutil.rmtree(work, ignore_errors=True)
+    processes.wait()
     return out

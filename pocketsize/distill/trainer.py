@@ -11,6 +11,8 @@ which inputs the models read, which outputs the losses compare, how to line them
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback
@@ -33,10 +35,15 @@ class NonFiniteLoss(RuntimeError):
 
 
 class DistillModule(nn.Module):
+    """The student and the learned projections, and one forward that runs the student and
+    the weighted losses: under DDP the wrapper's forward must see every parameter it trains
+    (the projections act on the student's outputs), or gradients would not be shared."""
+
     def __init__(self, student: nn.Module, projections: nn.ModuleDict):
         super().__init__()
         self.student = student
         self.projections = projections
+        self.losses = None  # (task, loss weights, LossContext), set by DistillationTrainer
         # Tied weights (GPT-2's embedding and LM head) are one tensor under two names, which
         # safetensors refuses in a plain state dict: checkpoints keep the first name, and the
         # Trainer re-ties the others after loading one (transformers' own convention).
@@ -46,8 +53,15 @@ class DistillModule(nn.Module):
             (duplicates.append(name) if key in seen else seen.add(key))
         self._keys_to_ignore_on_save = duplicates or None
 
-    def forward(self, **inputs):
-        return self.student(**inputs)
+    def forward(self, student_inputs: dict, teacher_view: dict, batch: dict):
+        """(loss, its parts, the student's outputs)."""
+        task, weights, context = self.losses
+        s_out = self.student(**student_inputs)
+        s_view = collect(s_out, context.output_names)
+        s_view, t_view, batch = task.loss_view(s_view, teacher_view, batch)
+        context.projections = self.projections
+        loss, parts = combined_loss(weights, s_view, t_view, batch, context)
+        return loss, parts, s_out
 
     def tie_weights(self):
         if hasattr(self.student, "tie_weights"):
@@ -72,11 +86,13 @@ class DistillationTrainer(Trainer):
         needs: frozenset = frozenset(),
         teacher=None,
         teacher_outputs=None,
+        shuffle: bool = True,
         **kw,
     ):
+        self.shuffle = shuffle
         super().__init__(*args, **kw)
-        # The losses are batch means: the Trainer divides them by the accumulation steps (it
-        # would not for a wrapper whose forward takes **kwargs, as DistillModule's does).
+        # The losses are batch means: told that the model takes no loss kwargs, the Trainer
+        # divides them by the accumulation steps.
         self.model_accepts_loss_kwargs = False
         self.task = task
         self.uses_teacher = reads_teacher(loss_weights)
@@ -88,6 +104,7 @@ class DistillationTrainer(Trainer):
         self.teacher_outputs = teacher_outputs
         self.loss_weights = loss_weights
         self.loss_context = loss_context
+        self.model.losses = (task, loss_weights, loss_context)
         self.needs = needs
         self.student_inputs = model_inputs(task, with_labels="model_loss" in needs)
         self.teacher_inputs = model_inputs(task)
@@ -116,14 +133,10 @@ class DistillationTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         index = inputs.pop(INDEX_COLUMN, None)
         inputs.pop(LENGTH_COLUMN, None)
-        module = getattr(model, "module", model)  # unwrap DDP if any
-        student = module.student
-        s_out = student(**forward_kwargs(student, inputs, self.student_inputs, **self._flags()))
-        s_view = collect(s_out, self.loss_context.output_names)
+        student = getattr(model, "module", model).student  # unwrapped from DDP, if any
+        feed = forward_kwargs(student, inputs, self.student_inputs, **self._flags())
         t_view = self.teacher_view(inputs, index)
-        s_view, t_view, batch = self.task.loss_view(s_view, t_view, inputs)
-        self.loss_context.projections = module.projections
-        loss, parts = combined_loss(self.loss_weights, s_view, t_view, batch, self.loss_context)
+        loss, parts, s_out = model(feed, t_view, inputs)  # through DDP's forward, if any
         if not torch.isfinite(loss):
             raise NonFiniteLoss(self.state.global_step + 1, parts)
         for k, v in parts.items():
@@ -131,16 +144,39 @@ class DistillationTrainer(Trainer):
         self._part_count += 1
         return (loss, s_out) if return_outputs else loss
 
+    def _get_train_sampler(self, train_dataset=None):
+        if self.shuffle:
+            return super()._get_train_sampler(train_dataset)
+        # in order; under several processes accelerate deals consecutive batches out in turn
+        return torch.utils.data.SequentialSampler(train_dataset or self.train_dataset)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        device = self.args.device
+        if checkpoint is None or device.type != "cpu" or device.index is None:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        # accelerate names the CPU of a multi-process job "cpu:0", and the Trainer maps the
+        # optimizer state there on resume, which torch.load refuses ("don't know how to
+        # restore data location"): on the CPU the state is loaded where it is
+        from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
+
+        folder = Path(checkpoint)
+        self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_NAME, weights_only=True))
+        self.lr_scheduler.load_state_dict(torch.load(folder / SCHEDULER_NAME, weights_only=True))
+
     def _save(self, output_dir=None, state_dict=None):
         state_dict = self.model.state_dict() if state_dict is None else state_dict
         tied = set(self.model._keys_to_ignore_on_save or ())
         super()._save(output_dir, state_dict={k: v for k, v in state_dict.items() if k not in tied})
 
     def log(self, logs: dict, *args, **kw) -> None:
-        # Each loss's mean since the last log line, beside the Trainer's total.
+        # Each loss's mean since the last log line, beside the Trainer's total. Every process
+        # logs the training loss at the same step, so the parts are summed over all of them.
         if self._part_count and "loss" in logs:
-            for k, v in self._part_sums.items():
-                logs[f"loss_{k}"] = round(v / self._part_count, 4)
+            names = sorted(self._part_sums)
+            sums = torch.tensor([self._part_sums[k] for k in names] + [self._part_count])
+            sums = self.accelerator.reduce(sums.to(self.args.device), reduction="sum").cpu()
+            for k, v in zip(names, sums[:-1].tolist()):
+                logs[f"loss_{k}"] = round(v / float(sums[-1]), 6)
             self._part_sums, self._part_count = {}, 0
         super().log(logs, *args, **kw)
 
@@ -154,6 +190,8 @@ class ValidationCallback(TrainerCallback):
         self.records: list[dict] = []
 
     def on_epoch_end(self, args, state, control, model=None, **kw):
+        if not state.is_world_process_zero:
+            return control  # one process validates; the others go on to the next epoch
         student = getattr(model, "module", model).student
         metrics = {k: v for k, v in self.validate(student).items() if isinstance(v, (int, float))}
         self.records.append({"epoch": state.epoch, "step": state.global_step, **metrics})

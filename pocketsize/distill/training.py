@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from pocketsize import processes
 from pocketsize.distill.features import LENGTH_COLUMN, FeatureCollator
 from pocketsize.distill.trainer import DistillationTrainer, DistillModule, NonFiniteLoss
 from pocketsize.errors import PocketsizeError
@@ -37,7 +38,10 @@ def resolve_bf16(bf16) -> bool:
 
 def default_out(stage: str) -> Path:
     root = Path(os.environ.get("POCKETSIZE_RUNS", Path(tempfile.gettempdir()) / "pocketsize-runs"))
-    return root / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    # the main process names it (time, pid) for all processes of a launched job
+    return Path(
+        processes.broadcast(str(root / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"))
+    )
 
 
 def work_dir_for(out: Path) -> Path:
@@ -98,11 +102,12 @@ def training_arguments(
 def prepare_work_dir(out: Path, resume: bool) -> tuple[Path, str | None]:
     """The Trainer's checkpoint directory beside `out` and the checkpoint to resume from.
 
-    Without resume, checkpoints of an earlier attempt are removed so training starts over.
+    Without resume, checkpoints of an earlier attempt are removed so training starts over
+    (by the main process, before any process trains).
     """
     work = work_dir_for(out)
     if not resume:
-        shutil.rmtree(work, ignore_errors=True)
+        processes.on_main(shutil.rmtree, work, ignore_errors=True)
         return work, None
     checkpoint = last_checkpoint(work)
     if checkpoint is None:
@@ -134,9 +139,12 @@ def train(
     callbacks=None,
     checkpoint: str | None = None,
     validate=None,
+    shuffle: bool = True,
 ):
     """Train `model` with the weighted losses; returns (TrainOutput, trained model, the
-    validation records). `validate(model) -> metrics` runs at the end of every epoch."""
+    validation records, the logged losses). `validate(model) -> metrics` runs at the end of
+    every epoch (on the main process). shuffle=False feeds the examples in order (with
+    group_by_length off), which makes runs on different numbers of processes comparable."""
     from torch import nn
 
     from pocketsize.distill.trainer import ValidationCallback
@@ -154,6 +162,7 @@ def train(
         needs=needs,
         teacher=teacher,
         teacher_outputs=teacher_outputs,
+        shuffle=shuffle,
     )
     validation = ValidationCallback(trainer, validate) if validate is not None else None
     if validation is not None:
@@ -167,7 +176,12 @@ def train(
             f"the training loss became NaN/inf at step {e.step} ({e.parts}); training "
             f"stopped and {kept}; lower the learning rate or the loss weights and retry"
         ) from None
-    return result, trainer.model.student, (validation.records if validation else [])
+    losses = [
+        {k: v for k, v in entry.items() if k == "step" or k.startswith("loss")}
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+    return result, trainer.model.student, (validation.records if validation else []), losses
 
 
 def final_validation(per_epoch: list, result, validate, model) -> dict:

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pocketsize import processes
 from pocketsize.errors import PocketsizeError
 from pocketsize.fsutil import atomic_dir, check_output_dir, dir_size_bytes, write_json
 from pocketsize.prune import arch, importance, magnitude
@@ -149,7 +150,8 @@ def prune(
     source_dir = None if hasattr(model, "state_dict") else _resolve(model)
     if out is None:  # next to a local model; in the working directory for a catalogue name
         if source_dir is None:
-            out = tempfile.mkdtemp(prefix="pocketsize-pruned-")
+            made = tempfile.mkdtemp(prefix="pocketsize-pruned-") if processes.is_main() else None
+            out = processes.broadcast(made)  # one output for all processes
         elif Path(model).is_dir():
             out = f"{str(model).rstrip('/')}-pruned"
         else:
@@ -269,15 +271,21 @@ def prune(
             model, width, split, tokenizer, task, batch_size, max_length
         )
 
-    with tempfile.TemporaryDirectory(prefix="pocketsize-prune-") as work:
-        work = Path(work)
+    # Under torchrun every process prunes alike (the same scores from the same data), trains
+    # its share of the recovery, and leaves the rest to the main process.
+    with processes.shared_temp_dir("pocketsize-prune-") as work:
         if recover:
             from pocketsize.prune.recovery import recover as run_recovery
 
             student_dir = work / "pruned"
-            model.save_pretrained(student_dir)
-            tokenizer.save_pretrained(student_dir)
+            if processes.is_main():
+                model.save_pretrained(student_dir)
+                tokenizer.save_pretrained(student_dir)
+            processes.wait()
             result = run_recovery(teacher, student_dir, data, work, recover_options, tokenizer)
+        if not processes.is_main():
+            return Path(out)
+        if recover:
             model = (
                 task.auto_model_class().from_pretrained(result, use_safetensors=True)
                 if isinstance(result, Path)
