@@ -24,7 +24,7 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "avx_v
 
 
 def machine_info() -> dict:
-    cpu_model, flags = None, set()
+    cpu_model, flags, ids = None, set(), {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -33,6 +33,8 @@ def machine_info() -> dict:
                     cpu_model = value.strip()
                 elif key.strip() == "flags" and not flags:
                     flags = set(value.split())
+                elif key.strip() in ("cpu family", "model") and key.strip() not in ids:
+                    ids[key.strip()] = value.strip()
     except OSError:
         pass
     try:
@@ -43,6 +45,9 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "cpu": cpu_model or platform.processor() or None,
+        # a virtual machine's model name may be only "AMD EPYC": family and model tell the
+        # generation (AMD family 25: model 1 is Zen 3, model 17 Zen 4)
+        "cpu_family_model": f"{ids['cpu family']}/{ids['model']}" if len(ids) == 2 else None,
         "cpu_flags": [f for f in CPU_FLAGS if f in flags],
         "cores": os.cpu_count(),
         "usable_cores": usable,

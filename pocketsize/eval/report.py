@@ -15,7 +15,7 @@ from typing import Any
 
 from pocketsize.fsutil import atomic_dir, write_json
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 PARETO_PNG = "pareto.png"
 CONFUSION_PNG = "confusion_matrix.png"
 
@@ -215,7 +215,9 @@ class Report:
     def _machine_lines(self) -> list[str]:
         mach, ver = self.metrics["machine"], self.metrics["versions"]
         lines = [
-            f"Machine: {mach.get('cpu')}, {mach.get('usable_cores')} usable cores "
+            f"Machine: {mach.get('cpu')}"
+            + (f" (family/model {fm})" if (fm := mach.get("cpu_family_model")) else "")
+            + f", {mach.get('usable_cores')} usable cores "
             f"({', '.join(mach.get('cpu_flags') or [])}), {mach.get('platform')}, "
             f"Python {mach.get('python')}.",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v) + ".",
