@@ -31,6 +31,13 @@ def add_commands(subparsers) -> None:
     p.add_argument("--transfer", default=None, help="extra unlabelled text: a file or dataset name")
     p.add_argument("--augment", type=int, default=0, help="augmented copies per training text")
     p.add_argument("--no-cache", action="store_true", help="run the teacher live every step")
+    p.add_argument(
+        "--cache-top-k",
+        type=int,
+        default=None,
+        metavar="K",
+        help="cache a causal LM teacher as its K largest logits per position (top-k token KL)",
+    )
     _common_options(
         p,
         lr=None,
@@ -94,6 +101,10 @@ def run_finetune(args) -> int:
 
 def run_distill(args) -> int:
     from pocketsize.distill import distill
+    from pocketsize.errors import PocketsizeError
+
+    if args.no_cache and args.cache_top_k is not None:
+        raise PocketsizeError("--no-cache and --cache-top-k contradict each other; drop one")
 
     out = distill(
         args.teacher,
@@ -107,7 +118,8 @@ def run_distill(args) -> int:
         epochs=args.epochs,
         transfer=args.transfer,
         augment=args.augment,
-        cache=False if args.no_cache else "auto",
+        cache=False if args.no_cache else (True if args.cache_top_k else "auto"),
+        **({"cache_top_k": args.cache_top_k} if args.cache_top_k is not None else {}),
         batch_size=args.batch_size,
         learning_rate=args.lr,
         max_length=args.max_length,

@@ -57,6 +57,7 @@ def distill(
     augment: int = 0,
     cache="auto",
     cache_dir=None,
+    cache_top_k: int = 64,
     task=None,
     tokenizer=None,
     student_tokenizer=None,
@@ -95,6 +96,8 @@ def distill(
     transfer: extra unlabelled text labelled by the teacher; augment: Tang et al. augmented
         copies per training example. cache: "auto" (on when every loss reads outputs only),
         True or False. Intermediate losses need the live teacher, so they disable the cache.
+        A causal LM's teacher is cached only with cache=True, as its `cache_top_k` largest
+        logits per position (the top-k token KL; stage.json records the mass they cover).
     shuffle=False: examples in order, every epoch (for comparing runs; see training.train).
 
     Under torchrun / accelerate launch every process trains its share of each batch (DDP);
@@ -117,6 +120,10 @@ def distill(
     needs = L.needs_of(weights)
     intermediate = needs & L.INTERMEDIATE
     bf16 = T.resolve_bf16(bf16)
+    if not isinstance(cache_top_k, int) or cache_top_k < 1:
+        raise PocketsizeError(
+            f"cache_top_k must be a whole number of at least 1, not {cache_top_k!r}"
+        )
     use_cache = _decide_cache(cache, intermediate, task) and L.reads_teacher(weights)
 
     # -- teacher and student, and the checks that need only them
@@ -183,8 +190,9 @@ def distill(
     if use_cache:
         with processes.main_first():  # computed once; the other processes read it
             teacher_outputs, cache_info = _cached_outputs(
-                teacher_model, t_features, task, t_tok, context, cache_dir, batch_size
-            )
+                teacher_model, t_features, task, t_tok, context, cache_dir, batch_size,
+                cache_top_k if task.distribution_outputs else None,
+            )  # fmt: skip
         cache_info["used"] = True
         computed = processes.gather(not cache_info["hit"])
         cache_info["computed_by_processes"] = sum(computed)
@@ -295,8 +303,8 @@ def _decide_cache(cache, needs, task) -> bool:
         raise PocketsizeError(
             f"the teacher-output cache does not hold {task.name} outputs; use cache='auto'"
         )
-    if cache == "auto":
-        return not needs and task.cacheable
+    if cache == "auto":  # a top-k cache approximates the teacher: only when asked for
+        return not needs and task.cacheable and not task.distribution_outputs
     if cache and needs:
         raise PocketsizeError(
             f"losses needing {sorted(needs)} use the live teacher and cannot be cached; "
@@ -358,7 +366,7 @@ def _extra_texts(transfer, augment, train, task, seed, tokenizer) -> list[str]:
     return texts
 
 
-def _cached_outputs(teacher, features, task, tokenizer, context, cache_dir, batch_size):
+def _cached_outputs(teacher, features, task, tokenizer, context, cache_dir, batch_size, top_k):
     from pocketsize.distill.cache import load_or_compute
 
     inputs = [x for x in features.column_names if x in task.input_names]
@@ -370,6 +378,8 @@ def _cached_outputs(teacher, features, task, tokenizer, context, cache_dir, batc
         span=task.per_token_outputs,
         cache_dir=cache_dir,
         batch_size=max(batch_size, 64),
+        top_k=top_k,
+        temperature=context.temperature,
     )
 
 

@@ -24,6 +24,9 @@ LOSSES: dict[str, Callable] = {}
 _NEG = -1e4  # logit given to padded positions of span outputs: softmax weight ~0
 # what the live teacher (and student) must return beyond their outputs
 INTERMEDIATE = frozenset({"hidden_states", "attentions"})
+# a teacher output `logits` cached as its top k (distill/cache.py) arrives as logits.topk_values,
+# logits.topk_ids and logits.lse (the log-sum-exp of all logits at the temperature)
+TOP_K_VALUES, TOP_K_IDS, LOG_SUM_EXP = ".topk_values", ".topk_ids", ".lse"
 
 
 @dataclass
@@ -154,11 +157,28 @@ def token_kl(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
     mask = _label_positions(batch)
     T = ctx.temperature
     s = student["logits"][mask].float() / T
+    if "logits" + TOP_K_VALUES in teacher:
+        return top_k_kl(F.log_softmax(s, -1), teacher, mask, T) * T * T
     t = teacher["logits"][mask].float() / T
     kl = F.kl_div(
         F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True
     )
     return kl * T * T
+
+
+def top_k_kl(s_logp: torch.Tensor, teacher: dict, mask, T: float) -> torch.Tensor:
+    """KL between teacher and student over k + 1 outcomes: the teacher's k most likely tokens,
+    and all the others together. Equal to the full KL when k is the vocabulary, never above it
+    otherwise (merging outcomes cannot raise a KL); the cache records the mass the k cover."""
+    ids = teacher["logits" + TOP_K_IDS][mask].long()
+    lse = teacher["logits" + LOG_SUM_EXP][mask].float().unsqueeze(-1)
+    t_top = teacher["logits" + TOP_K_VALUES][mask].float() / T - lse
+    s_top = s_logp.gather(-1, ids)
+    t_rest = torch.log1p(-t_top.exp().sum(-1).clamp(max=1 - 1e-6))
+    s_rest = torch.log1p(-s_top.exp().sum(-1).clamp(max=1 - 1e-6))
+    t_all = torch.cat([t_top, t_rest.unsqueeze(-1)], -1)
+    s_all = torch.cat([s_top, s_rest.unsqueeze(-1)], -1)
+    return F.kl_div(s_all, t_all, reduction="batchmean", log_target=True)
 
 
 @register_loss("token_ce", teacher=False)

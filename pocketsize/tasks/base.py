@@ -87,6 +87,9 @@ class Task:
     hard_loss: str = "ce"
     # the teacher-output cache stores one output row per feature, keyed by its token ids
     cacheable: bool = True
+    # outputs that are distributions over a whole vocabulary at every position (a causal LM):
+    # the teacher cache keeps their top k logits, and only when asked (cache=True)
+    distribution_outputs: bool = False
     # the student builders (pocketsize.distill.students) that make sense for the task
     student_kinds: tuple[str, ...] = ("truncate", "config")
     # extra unlabelled text / augmented copies can be labelled by the teacher

@@ -39,7 +39,10 @@ class CausalLM(Task):
     per_token_outputs = True
     default_losses = {"token_kl": 0.5, "token_ce": 0.5}
     hard_loss = "token_ce"
-    cacheable = False  # a full-vocabulary distribution per token: too big to cache whole
+    # a full-vocabulary distribution per token, too big to cache whole: with cache=True the
+    # cache keeps the top k logits per position (distill/cache.py); the default is the live teacher
+    cacheable = True
+    distribution_outputs = True
     fidelity_kind = "token_logits"
     agreement_meaning = "the share of positions where the variant's most likely next token is the reference's (mean over texts)"
     input_names = ("input_ids", "attention_mask")
@@ -99,8 +102,11 @@ class CausalLM(Task):
         """Position i predicts token i + 1: logits drop the last position, labels the first."""
         shifted = dict(batch, labels=batch["labels"][:, 1:])
         student = dict(student, logits=student["logits"][:, :-1])
-        if teacher.get("logits") is not None:
-            teacher = dict(teacher, logits=teacher["logits"][:, :-1])
+        # the logits, or their cached top k (logits.topk_values, .topk_ids, .lse)
+        teacher = {
+            k: v[:, :-1] if k.startswith("logits") and v is not None else v
+            for k, v in teacher.items()
+        }
         return student, teacher, shifted
 
     def predict(self, outputs: dict[str, Any], features, examples) -> list[dict]:

@@ -59,7 +59,9 @@ class Seq2Seq(Task):
     teacher_forced_inputs = ("labels",)
     default_losses = {"token_kl": 0.5, "token_ce": 0.5}
     hard_loss = "token_ce"
-    cacheable = False  # a full-vocabulary distribution per token: too big to cache whole
+    # the teacher reads the targets too (teacher forcing), which the cache's key (the input
+    # ids) does not cover; and its outputs are full-vocabulary distributions per token
+    cacheable = False
     student_kinds = ("truncate",)
     fidelity_kind = "text"
     agreement_meaning = "the share of inputs where the variant generates the reference's text (after SQuAD normalisation)"
