@@ -3,8 +3,10 @@
 Outputs are stored on disk under a key made of the teacher's weights, the tokenized inputs
 (which covers the data, the tokenizer and the max length) and the output names, so every
 epoch and every later run with the same teacher and data reads them instead of running the
-teacher. Files: outputs.safetensors (one flat tensor per output + row offsets) and meta.json,
-written through atomic_dir so an interrupted computation leaves nothing behind.
+teacher. Files: one .npy array per stored output (written batch by batch and read back
+memory-mapped, so neither building nor reading the cache holds it in memory), rows.npy (where
+each row's positions start, and how many) for per-token outputs, and meta.json; all written
+through atomic_dir so an interrupted computation leaves nothing behind.
 
 A token-level teacher (a causal LM) has a distribution over the whole vocabulary at every
 position, too big to keep: with `top_k` the cache keeps, per position, the k largest logits,
@@ -27,7 +29,8 @@ from pocketsize.assets import cache_dir as user_cache_dir
 from pocketsize.distill.features import forward_kwargs, get_output
 from pocketsize.distill.losses import LOG_SUM_EXP, TOP_K_IDS, TOP_K_VALUES
 
-CACHE_VERSION = 3  # 2: per-token outputs keep their trailing shape; 3: integer ids, top-k
+# 2: per-token outputs keep their trailing shape; 3: integer ids, top-k; 4: .npy arrays
+CACHE_VERSION = 4
 _NEG = -1e4  # padded span positions (masked by the losses anyway)
 
 
@@ -40,69 +43,63 @@ def teacher_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def _column_chunks(features, column: str, chunk: int = 10_000):
+    """A feature column, a chunk of rows at a time (never the whole column in memory)."""
+    for start in range(0, len(features), chunk):
+        yield features[start : start + chunk][column]
+
+
 def features_fingerprint(features, columns) -> str:
     h = hashlib.sha256()
     for col in sorted(columns):
         h.update(col.encode())
-        for row in features[col]:
-            h.update(np.asarray(row, dtype=np.int64).tobytes())
-            h.update(b"|")
+        for rows in _column_chunks(features, col):
+            for row in rows:
+                h.update(np.asarray(row, dtype=np.int64).tobytes())
+                h.update(b"|")
     return h.hexdigest()
 
 
 class TeacherOutputs:
-    """Teacher outputs per feature row: flat values + row offsets (in positions), gathered into
-    padded batches. A per-token output keeps its trailing shape (e.g. one logit per tag for
-    each token of a token classifier; nothing for QA's one logit per token)."""
+    """Teacher outputs per feature row, memory-mapped from the cache directory and gathered
+    into padded batches: one array per output, (rows, *trailing) for one vector per example,
+    or (positions, *trailing) for per-token outputs with `rows[i] = (start, length)` saying
+    where row i's positions are. A per-token output keeps its trailing shape (one logit per
+    tag for a token classifier; nothing for QA's one logit per token; k for a top-k cache)."""
 
-    def __init__(self, values: dict[str, torch.Tensor], offsets: torch.Tensor, trailing=None):
+    def __init__(self, values: dict[str, np.ndarray], rows: np.ndarray | None):
         self.values = values
-        self.offsets = offsets
-        self.trailing = {n: tuple(trailing.get(n, ())) for n in values} if trailing else {}
+        self.rows = rows  # None: one vector per example (row i is values[name][i])
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return len(self.rows) if self.rows is not None else len(next(iter(self.values.values())))
 
     def batch(self, index: torch.Tensor, width: int | None = None) -> dict[str, torch.Tensor]:
+        index = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
+        if self.rows is None:
+            return {n: torch.from_numpy(np.array(v[index])) for n, v in self.values.items()}
+        starts, lengths = self.rows[index, 0], self.rows[index, 1]
+        w = width or int(lengths.max())
         out = {}
-        starts, ends = self.offsets[index], self.offsets[index + 1]
-        lengths = ends - starts
         for name, flat in self.values.items():
-            trailing = self.trailing.get(name, ())
-            size = int(np.prod(trailing)) if trailing else 1
-            rows = [
-                flat[s * size : e * size].reshape(-1, *trailing)
-                for s, e in zip(starts.tolist(), ends.tolist())
-            ]
-            if bool((lengths == lengths[0]).all()) and width is None:
-                out[name] = torch.stack(rows)
-            else:
-                w = width or int(lengths.max())
-                fill = _NEG if flat.is_floating_point() else 0  # a token id must stay valid
-                padded = torch.full((len(rows), w, *trailing), fill, dtype=flat.dtype)
-                for r, row in enumerate(rows):
-                    padded[r, : len(row)] = row[:w]
-                out[name] = padded
+            fill = _NEG if np.issubdtype(flat.dtype, np.floating) else 0  # ids stay valid
+            padded = np.full((len(index), w, *flat.shape[1:]), fill, dtype=flat.dtype)
+            for r, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist())):
+                n = min(length, w)
+                padded[r, :n] = flat[start : start + n]
+            out[name] = torch.from_numpy(padded)
         return out
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """What the cache file stores: values, offsets and each output's trailing shape."""
-        shapes = {
-            f"__trailing__{n}": torch.tensor(self.trailing.get(n, ()), dtype=torch.int64)
-            for n in self.values
-        }
-        return {**self.values, "__offsets__": self.offsets, **shapes}
-
     @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> TeacherOutputs:
-        tensors = dict(tensors)
-        offsets = tensors.pop("__offsets__")
-        trailing = {
-            k[len("__trailing__") :]: tuple(tensors.pop(k).tolist())
-            for k in list(tensors)
-            if k.startswith("__trailing__")
-        }
-        return cls(tensors, offsets, trailing)
+    def open(cls, directory: Path, stored=None, per_token=None) -> TeacherOutputs:
+        """The outputs a cache directory holds (its meta.json says which, unless given),
+        memory-mapped: nothing is read until a batch needs it."""
+        if stored is None:
+            meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+            stored, per_token = meta["stored"], meta["per_token"]
+        values = {n: np.load(directory / f"{n}.npy", mmap_mode="r") for n in stored}
+        rows = np.load(directory / "rows.npy", mmap_mode="r") if per_token else None
+        return cls(values, rows)
 
 
 def top_k_parts(name: str, logits: torch.Tensor, k: int, temperature: float) -> dict:
@@ -118,28 +115,41 @@ def top_k_parts(name: str, logits: torch.Tensor, k: int, temperature: float) -> 
 
 
 def top_k_mass(outputs: TeacherOutputs, name: str, temperature: float) -> float:
-    """Mean over positions of the probability the cached top-k tokens hold at `temperature`."""
+    """Mean over positions of the probability the cached top-k tokens hold at `temperature`
+    (read in chunks: the arrays may be far larger than memory)."""
     values, lse = outputs.values[name + TOP_K_VALUES], outputs.values[name + LOG_SUM_EXP]
-    k = outputs.trailing[name + TOP_K_VALUES][0]
-    mass = torch.exp(values.reshape(-1, k) / temperature - lse.reshape(-1, 1)).sum(-1)
-    return float(mass.mean())
+    total, chunk = 0.0, 1 << 16
+    for start in range(0, len(lse), chunk):
+        v = torch.from_numpy(np.array(values[start : start + chunk])) / temperature
+        m = torch.from_numpy(np.array(lse[start : start + chunk]))
+        total += float(torch.exp(v - m.unsqueeze(-1)).sum(-1).double().sum())
+    return total / max(len(lse), 1)
 
 
 @torch.no_grad()
 def compute_outputs(
-    teacher, features, collator, output_names, span: bool, batch_size: int = 64,
-    top_k: int | None = None, temperature: float = 1.0,
-):  # fmt: skip
-    """Run the teacher once over every feature (longest-first batches: little padding)."""
+    teacher, features, collator, output_names, span: bool, directory: Path,
+    batch_size: int = 64, top_k: int | None = None, temperature: float = 1.0,
+) -> list[str]:  # fmt: skip
+    """Run the teacher once over every feature (longest-first batches: little padding),
+    writing each batch straight into memory-mapped arrays in `directory`, so that memory does
+    not grow with the data; returns the names of the arrays stored."""
+    from numpy.lib.format import open_memmap
+
     teacher.eval()
     inputs = [
         x for x in features.column_names if x in ("input_ids", "attention_mask", "token_type_ids")
     ]
-    lengths = np.asarray([len(x) for x in features["input_ids"]])
+    lengths = np.asarray(
+        [len(x) for rows in _column_chunks(features, "input_ids") for x in rows], dtype=np.int64
+    )
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if span else None
+    if span:
+        np.save(directory / "rows.npy", np.stack([starts, lengths], axis=1))
     order = np.argsort(-lengths, kind="stable")
-    per_row: dict[str, list] = {}
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size].tolist()
+    arrays: dict[str, np.ndarray] = {}
+    for first in range(0, len(order), batch_size):
+        idx = order[first : first + batch_size].tolist()
         rows = features.select(idx)
         batch = collator([{col: r[col] for col in inputs} for r in rows])
         out = teacher(**forward_kwargs(teacher, batch))
@@ -147,16 +157,23 @@ def compute_outputs(
             values = get_output(out, n).float()
             parts = top_k_parts(n, values, top_k, temperature) if top_k else {n: values}
             for stored, tensor in parts.items():
-                column = per_row.setdefault(stored, [None] * len(features))
+                tensor = tensor.cpu().numpy()
+                if stored not in arrays:  # its trailing shape is known from the first batch
+                    trailing = tensor.shape[2:] if span else tensor.shape[1:]
+                    shape = (int(lengths.sum()) if span else len(features), *trailing)
+                    arrays[stored] = open_memmap(
+                        directory / f"{stored}.npy", mode="w+", dtype=tensor.dtype, shape=shape
+                    )
                 for k, row in enumerate(idx):
-                    column[row] = tensor[k, : lengths[row]] if span else tensor[k]
-    # span rows are (positions, *trailing); a per-example row is one vector (its positions)
-    trailing = {n: tuple(rows[0].shape[1:]) if span else () for n, rows in per_row.items()}
-    offsets = [0]
-    for row in next(iter(per_row.values())):
-        offsets.append(offsets[-1] + row.shape[0])
-    values = {n: torch.cat([r.reshape(-1) for r in rows]) for n, rows in per_row.items()}
-    return TeacherOutputs(values, torch.tensor(offsets, dtype=torch.int64), trailing)
+                    if span:
+                        arrays[stored][starts[row] : starts[row] + lengths[row]] = tensor[
+                            k, : lengths[row]
+                        ]
+                    else:
+                        arrays[stored][row] = tensor[k]
+    for array in arrays.values():
+        array.flush()
+    return list(arrays)
 
 
 def cache_key(teacher, features, output_names, top_k=None, temperature=1.0) -> str:
@@ -180,34 +197,39 @@ def load_or_compute(
 ) -> tuple[TeacherOutputs, dict]:  # fmt: skip
     """The teacher's outputs for `features`, from the disk cache or computed and stored
     (with top_k: the k largest logits per position and what the rest weighs, see above)."""
-    from safetensors.torch import load_file, save_file
-
     from pocketsize.fsutil import atomic_dir, write_json
 
     started = time.time()
     key = cache_key(teacher, features, tuple(output_names), top_k, temperature)
     directory = Path(cache_dir or user_cache_dir() / "teacher-outputs") / key
     info = {"key": key, "dir": str(directory)}
-    if (directory / "outputs.safetensors").is_file():
-        outputs = TeacherOutputs.from_tensors(load_file(str(directory / "outputs.safetensors")))
+    if (directory / "meta.json").is_file():
+        outputs = TeacherOutputs.open(directory)
         if len(outputs) == len(features):
             meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
             info.update({k: meta[k] for k in ("top_k", "top_k_mass") if k in meta})
             info.update(hit=True, seconds=round(time.time() - started, 3))
             return outputs, info
-    outputs = compute_outputs(
-        teacher, features, collator, tuple(output_names), span, batch_size, top_k, temperature
-    )
-    meta = {"rows": len(outputs), "outputs": list(output_names), "version": CACHE_VERSION}
-    if top_k:
-        masses = [top_k_mass(outputs, n, temperature) for n in output_names]
-        meta.update(top_k=top_k, temperature=temperature, top_k_mass=round(min(masses), 6))
     with atomic_dir(directory, overwrite=True) as tmp:
-        save_file(outputs.tensors(), str(tmp / "outputs.safetensors"))
+        stored = compute_outputs(
+            teacher, features, collator, tuple(output_names), span, tmp, batch_size, top_k,
+            temperature,
+        )  # fmt: skip
+        meta = {
+            "rows": len(features),
+            "outputs": list(output_names),
+            "stored": stored,
+            "per_token": span,
+            "version": CACHE_VERSION,
+        }
+        if top_k:
+            computed = TeacherOutputs.open(tmp, stored, span)
+            masses = [top_k_mass(computed, n, temperature) for n in output_names]
+            meta.update(top_k=top_k, temperature=temperature, top_k_mass=round(min(masses), 6))
         write_json(tmp / "meta.json", meta)
     info.update({k: meta[k] for k in ("top_k", "top_k_mass") if k in meta})
     info.update(hit=False, seconds=round(time.time() - started, 3))
-    return outputs, info
+    return TeacherOutputs.open(directory), info
 
 
 def describe(info: dict) -> str:
