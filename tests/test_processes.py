@@ -25,12 +25,16 @@ NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 # whole batch: equal up to float rounding (~1e-7). Adam divides every gradient by its running
 # size, which turns that rounding in near-zero gradients into whole steps (runs drifted apart
 # by 1e-5 in 16 steps), so the comparisons train with plain SGD, which keeps it at rounding.
-PLAIN_SGD = dict(optim="sgd", learning_rate=0.5, warmup_ratio=0.0, weight_decay=0.0)
+PLAIN_SGD = dict(optim="sgd", learning_rate=0.2, warmup_ratio=0.0, weight_decay=0.0)
 
 
-def torchrun(tmp_path: Path, root: Path, function: str, pause_per_step: float = 0, **kwargs):
-    """`function(**kwargs)` on two processes under torchrun, started (a Popen), and the folder
-    where each process records its pid and its writes under `root`."""
+def torchrun(
+    tmp_path: Path, root: Path, function: str, pause_per_step: float = 0, processes: int = 2,
+    **kwargs,
+):  # fmt: skip
+    """`function(**kwargs)` on two processes under torchrun (one: a plain python process, as
+    a user runs it), started (a Popen), and the folder where each process records its pid and
+    its writes under `root`. Each gets one thread, whatever the test process has set."""
     logs = tmp_path / f"writes-{len(list(tmp_path.glob('writes-*')))}"
     logs.mkdir()
     job = logs / "job.json"
@@ -38,20 +42,23 @@ def torchrun(tmp_path: Path, root: Path, function: str, pause_per_step: float = 
         json.dumps({"function": function, "kwargs": kwargs, "pause_per_step": pause_per_step})
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node=2", str(HERE / "_launched.py"), str(logs), str(root), str(job)]
+    command = [sys.executable]
+    if processes > 1:
+        command += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command += [str(HERE / "_launched.py"), str(logs), str(root), str(job)]
     job = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     return job, logs
 
 
-def launch(tmp_path: Path, root: Path, function: str, **kwargs) -> dict[str, list]:
-    """Run `function(**kwargs)` on two processes; each process's writes under `root`."""
-    job, logs = torchrun(tmp_path, root, function, **kwargs)
+def launch(tmp_path: Path, root: Path, function: str, processes: int = 2, **kwargs):
+    """Run `function(**kwargs)` on `processes` processes; each one's writes under `root`."""
+    job, logs = torchrun(tmp_path, root, function, processes=processes, **kwargs)
     output, _ = job.communicate(timeout=600)
     assert job.returncode == 0, output[-6000:]
-    return {r: json.loads((logs / f"writes-{r}.json").read_text()) for r in ("0", "1")}
+    ranks = [str(r) for r in range(processes)]
+    return {r: json.loads((logs / f"writes-{r}.json").read_text()) for r in ranks}
 
 
 def outside_trainer_checkpoints(writes: list) -> list:
@@ -79,8 +86,6 @@ def test_two_processes_train_like_one_and_only_the_main_one_writes(setup, tmp_pa
     import torch
     from safetensors.torch import load_file
 
-    from pocketsize.distill import distill
-
     root, teacher, data = setup
     common = dict(
         student="truncate:0", losses="kl=0.5,ce=0.5", epochs=2, shuffle=False,
@@ -93,14 +98,17 @@ def test_two_processes_train_like_one_and_only_the_main_one_writes(setup, tmp_pa
         teacher=str(teacher), data=str(data), out=str(out2), cache_dir=str(cache2),
         batch_size=4, **common,
     )  # fmt: skip
-    out1 = distill(
-        teacher, str(data), out=root / "one" / "student", cache_dir=root / "one" / "cache",
+    out1 = root / "one" / "student"
+    launch(
+        tmp_path, out1.parent, "pocketsize.distill:distill", processes=1,
+        teacher=str(teacher), data=str(data), out=str(out1), cache_dir=str(out1.parent / "cache"),
         batch_size=8, **common,
     )  # fmt: skip
 
     two = json.loads((out2 / "stage.json").read_text())
     one = json.loads((out1 / "stage.json").read_text())
     assert two["config"]["processes"] == 2 and one["config"]["processes"] == 1
+    assert two["cache"]["key"] == one["cache"]["key"]  # the same teacher outputs
     assert two["steps"] == one["steps"] == 2 * 64 // 8
     assert len(two["losses"]) == len(one["losses"]) == one["steps"]
     for part in ("loss_kl", "loss_ce"):  # logged to 6 places (the Trainer's total to 4)
@@ -169,8 +177,6 @@ def test_recipe_on_two_processes(setup, tmp_path):
 def test_killed_two_process_job_resumes_to_the_same_weights(setup, tmp_path):
     from safetensors.torch import load_file
 
-    from pocketsize.distill import distill
-
     root, teacher, data = setup
     common = dict(
         student="truncate:0", losses="kl=0.5,ce=0.5", epochs=2, shuffle=False, save_steps=1,
@@ -197,7 +203,9 @@ def test_killed_two_process_job_resumes_to_the_same_weights(setup, tmp_path):
            resume=True, **common)  # fmt: skip
     record = json.loads((out / "stage.json").read_text())
     assert record["resumed_from"] and record["resumed_from"].endswith("checkpoint-3")
-    straight = distill(out=root / "straight" / "student", batch_size=8, **common)
+    straight = root / "straight" / "student"
+    launch(tmp_path, straight.parent, "pocketsize.distill:distill", processes=1,
+           out=str(straight), batch_size=8, **common)  # fmt: skip
     w_resumed, w_straight = (load_file(str(d / "model.safetensors")) for d in (out, straight))
     for name, tensor in w_straight.items():
         assert (w_resumed[name] - tensor).abs().max().item() < 1e-5, name

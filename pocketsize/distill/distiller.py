@@ -8,6 +8,7 @@ written in one rename.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from pathlib import Path
@@ -30,7 +31,12 @@ from pocketsize.distill.features import (
 from pocketsize.distill.saving import check_output_width, check_reloadable, save_model
 from pocketsize.distill.students import build_student
 from pocketsize.distill.trainer import collect
-from pocketsize.distill.transfer import augment_texts, transfer_texts, unlabelled_dataset
+from pocketsize.distill.transfer import (
+    augment_texts,
+    iter_transfer_texts,
+    scratch_dir,
+    unlabelled_dataset,
+)
 from pocketsize.errors import PocketsizeError
 from pocketsize.fsutil import atomic_dir, check_output_dir
 
@@ -155,16 +161,18 @@ def distill(
     if not shared_tokenizer:
         use_cache = True  # the teacher's outputs are matched to examples, not to tokens
 
-    # -- training examples: the train split, transfer text, augmented copies
+    # -- training examples: the train split, transfer text, augmented copies (written to a
+    #    scratch Arrow file and memory-mapped: a transfer set of millions stays on disk)
     texts_extra = _extra_texts(transfer, augment, train, task, seed, t_tok)
     max_length = task.training_max_length(train, t_tok, teacher_model, max_length)
-    examples = train
-    if texts_extra:
+    examples, n_extra, scratch = train, 0, None
+    if texts_extra is not None:
         from datasets import Value, concatenate_datasets
 
-        examples = concatenate_datasets(
-            [train.cast_column("label", Value("int64")), unlabelled_dataset(texts_extra)]
-        )
+        scratch = scratch_dir("pocketsize-examples-")
+        extra = unlabelled_dataset(texts_extra, scratch)
+        n_extra = len(extra)
+        examples = concatenate_datasets([train.cast_column("label", Value("int64")), extra])
     t_features = training_features(task, examples, t_tok, max_length)
     s_features = (
         t_features if shared_tokenizer else training_features(task, examples, s_tok, max_length)
@@ -226,6 +234,7 @@ def distill(
     )  # fmt: skip
     if not processes.is_main():
         processes.wait()  # for the main process to write the student
+        _remove(scratch)
         return out
 
     metrics, teacher_metrics = {}, {}
@@ -259,7 +268,7 @@ def distill(
                 batch_size=batch_size,
                 learning_rate=learning_rate,
                 max_length=max_length,
-                transfer_examples=len(texts_extra),
+                transfer_examples=n_extra,
                 augment=augment,
                 bf16=bf16,
                 seed=seed,
@@ -294,8 +303,14 @@ def distill(
             ],
         )
     shutil.rmtree(work, ignore_errors=True)
+    _remove(scratch)
     processes.wait()
     return out
+
+
+def _remove(directory) -> None:
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _decide_cache(cache, needs, task) -> bool:
@@ -347,9 +362,10 @@ def _check_tokenizers(t_tok, s_tok, student, task, needs, cache) -> bool:
     return False
 
 
-def _extra_texts(transfer, augment, train, task, seed, tokenizer) -> list[str]:
+def _extra_texts(transfer, augment, train, task, seed, tokenizer):
+    """The transfer texts and augmented copies, as one iterator (None when there are none)."""
     if not transfer and not augment:
-        return []
+        return None
     if not task.accepts_transfer_text:
         raise PocketsizeError(
             f"transfer data and augmentation are supported for text classification only, "
@@ -359,10 +375,11 @@ def _extra_texts(transfer, augment, train, task, seed, tokenizer) -> list[str]:
         raise PocketsizeError(
             "transfer data and augmentation are supported for single-sentence datasets only"
         )
-    texts = transfer_texts(transfer)
+    texts = iter_transfer_texts(transfer)
     if augment:
         mask = getattr(tokenizer, "mask_token", None) or "[MASK]"
-        texts += augment_texts(list(train["text"]), int(augment), seed=seed, mask_token=mask)
+        made = augment_texts(list(train["text"]), int(augment), seed=seed, mask_token=mask)
+        texts = itertools.chain(texts, made)
     return texts
 
 

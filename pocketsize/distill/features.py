@@ -26,8 +26,10 @@ def training_features(task, split, tokenizer, max_length, with_index: bool = Tru
             batched=True,
             desc="lengths",
         )
-    if with_index:
-        features = features.add_column(INDEX_COLUMN, list(range(len(features))))
+    if with_index:  # through map, so that a memory-mapped dataset's index stays on disk too
+        features = features.map(
+            lambda b, idx: {INDEX_COLUMN: idx}, batched=True, with_indices=True, desc="index"
+        )
     return features
 
 

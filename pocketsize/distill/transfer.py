@@ -8,10 +8,14 @@ the augmented set -- and hence the teacher's outputs on it -- hits the cache on 
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import random
+import shutil
+import tempfile
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
@@ -21,33 +25,41 @@ NO_LABEL = -100  # ignored by the hard-label loss: transfer rows learn from the 
 
 def transfer_texts(source) -> list[str]:
     """Text of the extra transfer data."""
+    return list(iter_transfer_texts(source))
+
+
+def iter_transfer_texts(source) -> Iterator[str]:
+    """Text of the extra transfer data, one text at a time (a text file is read line by line,
+    so a transfer set of millions of lines is never held in memory)."""
     if source is None:
-        return []
+        return
     if isinstance(source, (list, tuple)):
-        return [str(t) for t in source if str(t).strip()]
+        yield from (str(t) for t in source if str(t).strip())
+        return
     if hasattr(source, "column_names"):  # a datasets.Dataset or DatasetDict
         splits = [source[k] for k in source] if hasattr(source, "keys") else [source]
-        texts = []
         for split in splits:
-            column = "text" if "text" in split.column_names else None
-            if column is None:
+            if "text" not in split.column_names:
                 raise PocketsizeError(
                     f"transfer dataset has no 'text' column (columns {split.column_names})"
                 )
-            texts += [t for t in split[column] if t and t.strip()]
-        return texts
+            for start in range(0, len(split), 10_000):
+                yield from (t for t in split[start : start + 10_000]["text"] if t and t.strip())
+        return
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_file() and path.suffix.lower() in ("", ".txt"):
-            lines = path.read_text(encoding="utf-8").splitlines()
-            return [line.strip() for line in lines if line.strip()]
+            with open(path, encoding="utf-8") as f:
+                yield from (line.strip() for line in f if line.strip())
+            return
         try:
             from pocketsize.data import load_texts
         except ImportError as e:
             raise PocketsizeError(
                 f"transfer source {source!r} is not a .txt file, and pocketsize.data is missing"
             ) from e
-        return [t for t in load_texts(str(source)) if t and t.strip()]
+        yield from (t for t in load_texts(str(source)) if t and t.strip())
+        return
     raise PocketsizeError(
         f"transfer data must be a list of strings, a text file, a Dataset or a dataset name, "
         f"not {type(source).__name__}"
@@ -106,9 +118,27 @@ def augment_texts(
     return out
 
 
-def unlabelled_dataset(texts: list[str], label_feature=None):
-    """A Dataset with text and label = NO_LABEL (the hard-label loss skips these rows)."""
+def scratch_dir(prefix: str) -> Path:
+    """A private temporary directory, removed when the process exits (the Arrow files of a
+    large transfer set live there while a distillation runs)."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
+def unlabelled_dataset(texts: Iterable[str], directory: Path, chunk: int = 10_000):
+    """A Dataset of text and label = NO_LABEL (the hard-label loss skips these rows), written
+    to an Arrow file in `directory` a chunk at a time and memory-mapped from there: the
+    datasets maps after it (tokenization) write their results beside it, not into memory."""
+    import pyarrow as pa
     from datasets import Dataset, Features, Value
 
     features = Features({"text": Value("string"), "label": Value("int64")})
-    return Dataset.from_dict({"text": texts, "label": [NO_LABEL] * len(texts)}, features=features)
+    schema = features.arrow_schema
+    path = Path(directory) / "transfer.arrow"
+    texts = iter(texts)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        while batch := list(itertools.islice(texts, chunk)):
+            labels = pa.array([NO_LABEL] * len(batch), pa.int64())
+            writer.write_batch(pa.record_batch([pa.array(batch, pa.string()), labels], schema))
+    return Dataset.from_file(str(path))
