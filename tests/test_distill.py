@@ -615,3 +615,23 @@ def test_public_verb_is_callable_even_after_the_package_is_imported(teacher4, da
 
     out = ps.distill(teacher4, data, "truncate:0", tmp_path / "s", max_steps=1, **QUICK)
     assert (out / "model.safetensors").is_file()
+
+
+def test_a_bf16_run_does_not_leave_later_runs_in_bf16(tmp_path):
+    """TrainingArguments(bf16=True) writes ACCELERATE_MIXED_PRECISION=bf16 into os.environ,
+    which a later bf16=False run in the same process (or a process it starts) would obey."""
+    from torch import nn
+    from transformers import Trainer
+
+    from pocketsize.distill.training import training_arguments
+
+    common = dict(
+        epochs=1, batch_size=2, learning_rate=1e-3, seed=0, max_steps=1, save_steps=None,
+        logging_steps=1, warmup_ratio=0.0, weight_decay=0.0, group_by_length=False,
+        progress=False,
+    )  # fmt: skip
+    training_arguments(tmp_path / "a", bf16=True, **common)
+    args = training_arguments(tmp_path / "b", bf16=False, **common)
+    assert Trainer(model=nn.Linear(2, 2), args=args).accelerator.mixed_precision == "no"
+    args = training_arguments(tmp_path / "c", bf16=True, **common)
+    assert Trainer(model=nn.Linear(2, 2), args=args).accelerator.mixed_precision == "bf16"

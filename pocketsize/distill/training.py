@@ -68,6 +68,10 @@ def training_arguments(
 ):
     from transformers import TrainingArguments
 
+    # TrainingArguments(bf16=True) leaves ACCELERATE_MIXED_PRECISION=bf16 in os.environ, and a
+    # later TrainingArguments(bf16=False) in the same process keeps it, so that run (and any
+    # process it starts) trains under bf16 autocast after all: each run states its own
+    os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16" if bf16 else "no"
     kw = dict(
         output_dir=str(work_dir),
         num_train_epochs=epochs,
