@@ -145,10 +145,23 @@ class DistillationTrainer(Trainer):
         return (loss, s_out) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
-        if self.shuffle:
-            return super()._get_train_sampler(train_dataset)
-        # in order; under several processes accelerate deals consecutive batches out in turn
-        return torch.utils.data.SequentialSampler(train_dataset or self.train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.shuffle:
+            # in order; under several processes accelerate deals consecutive batches in turn
+            return torch.utils.data.SequentialSampler(dataset)
+        if self.args.group_by_length and LENGTH_COLUMN in getattr(dataset, "column_names", ()):
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            # The Trainer hands the sampler the dataset's lazy length column, read one row at a
+            # time (50 us each: 35 s of a 50-step run over 108 k examples); one numpy array
+            # read in one go is the same lengths.
+            lengths = dataset.with_format("arrow")[:][LENGTH_COLUMN].to_numpy()
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                dataset=dataset,
+                lengths=lengths,
+            )
+        return super()._get_train_sampler(train_dataset)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         device = self.args.device
