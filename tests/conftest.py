@@ -110,6 +110,21 @@ def make_cls_dataset(n_train=64, n_val=24, n_test=32, seed=0):
     return DatasetDict(splits)
 
 
+def write_cls_files(directory, **sizes):
+    """make_cls_dataset as train/validation/test .jsonl files (labels by name) in `directory`,
+    the layout a user's local data directory has; returns the directory."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, ds in make_cls_dataset(**sizes).items():
+        rows = [
+            json.dumps({"text": t, "label": ["negative", "positive"][y]})
+            for t, y in zip(ds["text"], ds["label"])
+        ]
+        (directory / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    return directory
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _few_threads():
     import torch

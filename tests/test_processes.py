@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_cls_dataset, make_tiny_bert
+from conftest import make_tiny_bert, write_cls_files
 
 HERE = Path(__file__).resolve().parent
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -71,14 +71,7 @@ def outside_trainer_checkpoints(writes: list) -> list:
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("processes")
     teacher = make_tiny_bert(root / "teacher", **NO_DROPOUT)
-    data = root / "data"
-    data.mkdir()
-    for split, ds in make_cls_dataset(n_train=64, n_val=16, n_test=16).items():
-        rows = [
-            json.dumps({"text": t, "label": ["negative", "positive"][y]})
-            for t, y in zip(ds["text"], ds["label"])
-        ]
-        (data / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    data = write_cls_files(root / "data", n_train=64, n_val=16, n_test=16)
     return root, teacher, data
 
 

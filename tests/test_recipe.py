@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_cls_dataset, make_tiny_bert
+from conftest import make_tiny_bert, write_cls_files
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.recipe import load_recipe, run_recipe
@@ -23,14 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     teacher = make_tiny_bert(root / "teacher-base", max_position_embeddings=64)
-    data_dir = root / "data"
-    data_dir.mkdir()
-    for split, ds in make_cls_dataset(n_train=96, n_val=48, n_test=40).items():
-        rows = [
-            json.dumps({"text": t, "label": ["negative", "positive"][y]})
-            for t, y in zip(ds["text"], ds["label"])
-        ]
-        (data_dir / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    data_dir = write_cls_files(root / "data", n_train=96, n_val=48, n_test=40)
     return root, teacher, data_dir
 
 
