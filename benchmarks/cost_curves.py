@@ -24,17 +24,17 @@ STAGES = ("teacher", "student", "pruned", "onnx", "int8", "optimum-int8")
 
 
 def exact_length_batches(tokenizer, texts, length: int, batch_size: int, count: int) -> list:
-    """`count` batches of `batch_size` rows of exactly `length` tokens, from joined sentences."""
-    rows, i = [], 0
-    for _ in range(batch_size * count):
-        joined = ""
-        while len(tokenizer(joined)["input_ids"]) < length:
-            joined = f"{joined} {texts[i % len(texts)]}".strip()
-            i += 1
-        rows.append(joined)
+    """`count` batches of `batch_size` rows of exactly `length` tokens: windows of `length`
+    consecutive words of the joined sentences (every word is at least one token), cut to
+    `length` tokens in one tokenizer call."""
+    words = " ".join(texts).split()
+    starts = (r * length % max(len(words) - length, 1) for r in range(batch_size * count))
+    rows = [" ".join(words[start : start + length]) for start in starts]
     enc = tokenizer(
         rows, truncation=True, max_length=length, padding="max_length", return_tensors="np"
     )
+    if int(enc["attention_mask"].sum(1).min()) < length:
+        raise SystemExit(f"some inputs are shorter than {length} tokens; give longer texts")
     return [
         {k: np.asarray(v[b * batch_size : (b + 1) * batch_size]) for k, v in enc.items()}
         for b in range(count)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_tiny_bert, write_cls_files
+from test_recipe import tiny_recipe
 
 HERE = Path(__file__).resolve().parent
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -133,29 +134,15 @@ def test_two_processes_train_like_one_and_only_the_main_one_writes(setup, tmp_pa
 def test_recipe_on_two_processes(setup, tmp_path):
     root, teacher, data = setup
     run_dir = root / "runs" / "tiny"
-    recipe = {
-        "name": "tiny",
-        "data": str(data),
-        "seed": 1,
-        "teacher": {"model": str(teacher), "finetune": {"max_steps": 4, "batch_size": 8}},
-        "student": {"init": "truncate", "layers": [0]},
-        "distill": {"max_steps": 4, "batch_size": 8},
-        "prune": {
-            "heads": 0.5,
-            "ffn": 0.5,
-            "min_examples": 16,
-            "recover": True,
-            "recover_options": {"max_steps": 4, "batch_size": 8},
-        },  # fmt: skip
-        "export": {"optimize": True},
-        "eval": {"batch_sizes": [1], "latency_examples": 8, "repeats": 1, "memory": False},
-    }
+    recipe = tiny_recipe(teacher, data)  # test_recipe.py's chain, recovering after pruning
+    recipe["prune"].update(recover=True, recover_options={"max_steps": 3, "batch_size": 8})
+    recipe["eval"].pop("baselines")
     writes = launch(
         tmp_path, run_dir.parent, "pocketsize.recipe:run_recipe",
         source=recipe, run_dir=str(run_dir),
     )  # fmt: skip
     assert outside_trainer_checkpoints(writes["1"]) == []
-    for stage in ("teacher", "student", "pruned", "onnx"):
+    for stage in ("teacher", "student", "pruned", "onnx", "int8"):
         record = json.loads((run_dir / stage / "stage.json").read_text())
         assert record["fingerprint"], stage
     for stage in ("teacher", "student"):
@@ -164,7 +151,7 @@ def test_recipe_on_two_processes(setup, tmp_path):
     pruning = json.loads((run_dir / "pruned" / "stage.json").read_text())["metrics"]["pruning"]
     assert "recovery" in pruning
     report = json.loads((run_dir / "metrics.json").read_text())
-    assert set(report["variants"]) >= {"teacher", "student", "pruned", "onnx"}
+    assert set(report["variants"]) >= {"teacher", "student", "pruned", "onnx", "int8"}
 
 
 def test_killed_two_process_job_resumes_to_the_same_weights(setup, tmp_path):

@@ -102,8 +102,7 @@ class DistillationTrainer(Trainer):
             teacher = teacher.to(self.args.device).eval().requires_grad_(False)
         self.teacher = teacher  # a module, or any callable from a batch to logits
         self.teacher_outputs = teacher_outputs
-        self.loss_weights = loss_weights
-        self.loss_context = loss_context
+        self.loss_context = loss_context  # its output names: what the teacher view collects
         self.model.losses = (task, loss_weights, loss_context)
         self.needs = needs
         self.student_inputs = model_inputs(task, with_labels="model_loss" in needs)
