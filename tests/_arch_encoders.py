@@ -1,6 +1,7 @@
-"""XLNet and ERNIE classifiers on tiny random configs: the chain every stage runs.
+"""XLNet, ERNIE and DistilBERT classifiers on tiny random configs: the chain every stage runs.
 
-optimum-onnx does not know either architecture, so export takes the torch.onnx fallback.
+optimum-onnx does not know XLNet or ERNIE, so their export takes the torch.onnx fallback;
+DistilBERT goes through optimum.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from conftest import make_tokenizer
 from pocketsize.errors import PocketsizeError
 
 LABELS = ["negative", "positive"]
+EXPORTER = {"xlnet": "torch", "ernie": "torch", "distilbert": "optimum"}
+# structured pruning knows ERNIE (BERT's layout) and DistilBERT, not XLNet
+PRUNABLE = ("ernie", "distilbert")
 
 
 def _tiny_config(arch: str, vocab_size: int):
@@ -24,6 +28,13 @@ def _tiny_config(arch: str, vocab_size: int):
         from transformers import XLNetConfig
 
         return XLNetConfig(vocab_size=vocab_size, d_model=32, n_layer=2, n_head=4, d_inner=37)
+    if arch == "distilbert":
+        from transformers import DistilBertConfig
+
+        return DistilBertConfig(
+            vocab_size=vocab_size, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+            max_position_embeddings=64,
+        )  # fmt: skip
     from transformers import ErnieConfig
 
     return ErnieConfig(
@@ -87,8 +98,7 @@ def classifier_through_every_stage(arch, tmp_path, data):
     assert stage["config"]["layer_pairs"] == [[0, 1]]
     assert AutoConfig.from_pretrained(student).model_type == arch
 
-    # prune: structured pruning knows ERNIE (BERT's layout), not XLNet
-    if arch == "ernie":
+    if arch in PRUNABLE:
         pruned = prune(student, data, heads=0.5, ffn=0.5, out=tmp_path / "pruned", verbose=False)
         assert AutoConfig.from_pretrained(pruned).pruned_heads
         to_export = pruned
@@ -100,7 +110,7 @@ def classifier_through_every_stage(arch, tmp_path, data):
     # export: the torch.onnx fallback, checked against PyTorch on several shapes
     onnx_dir = export(to_export, tmp_path / "onnx")
     manifest = json.loads((onnx_dir / "pocketsize.json").read_text())
-    assert manifest["exporter"] == "torch" and manifest["model_type"] == arch
+    assert manifest["exporter"] == EXPORTER[arch] and manifest["model_type"] == arch
     parity = json.loads((onnx_dir / "parity.json").read_text())
     assert parity["max_abs_diff"] < 1e-4
 

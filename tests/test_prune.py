@@ -268,15 +268,17 @@ def test_fraction_that_empties_a_layer_is_refused(tiny, data, tmp_path):
 
 def test_unknown_architecture_is_named(data, tmp_path):
     from conftest import make_tokenizer
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+    from transformers import AlbertConfig, AlbertForSequenceClassification
 
     tokenizer = make_tokenizer(tmp_path / "tok")
-    config = DistilBertConfig(
-        vocab_size=len(tokenizer) + 1, dim=HIDDEN, n_layers=1, n_heads=2, hidden_dim=16
-    )
-    model = DistilBertForSequenceClassification(config)
-    with pytest.raises(PocketsizeError, match=r"'distilbert'.*supported: bert, roberta"):
+    config = AlbertConfig(
+        vocab_size=len(tokenizer) + 1, embedding_size=16, hidden_size=HIDDEN,
+        num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+    )  # fmt: skip
+    model = AlbertForSequenceClassification(config)
+    with pytest.raises(PocketsizeError, match=r"'albert'.*supported: bert, roberta.*distilbert"):
         prune(model, data, heads=0.5, tokenizer=tokenizer, out=tmp_path / "x", verbose=False)
+    assert not (tmp_path / "x").exists()
 
 
 def test_too_small_dataset_says_how_many_examples_it_needs(tiny, tmp_path):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats.layer_lists import keep_layers, layer_list, select_per_layer
 
 STUDENT_TYPES = ("truncate", "config", "bilstm")
 
@@ -86,22 +87,6 @@ def _number(value: str):
     return value
 
 
-def layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """The encoder's list of transformer layers (bert.encoder.layer, distilbert.transformer.layer...)."""
-    n = getattr(model.config, "num_hidden_layers", None)
-    found = [
-        (name, m)
-        for name, m in model.named_modules()
-        if isinstance(m, nn.ModuleList) and len(m) == n and re.search(r"(layer|layers|h)$", name)
-    ]
-    if not found:
-        raise PocketsizeError(
-            f"cannot find the transformer layers of {type(model).__name__}; the truncate "
-            "student supports BERT-like encoders (use the config or bilstm student)"
-        )
-    return found[0]
-
-
 def every_other(n: int) -> list[int]:
     """DistilBERT's initialisation: layers 0, 2, 4, ... (half the depth, rounded up)."""
     return list(range(0, n, 2))
@@ -123,15 +108,7 @@ def truncate(teacher: nn.Module, layers: list[int] | None = None) -> tuple[nn.Mo
     if len(set(layers)) != len(layers):
         raise PocketsizeError(f"truncate student repeats a layer in {layers}; list each once")
     student = copy.deepcopy(teacher)
-    name, old = layer_list(student)
-    kept = nn.ModuleList([old[i] for i in layers])
-    for new_idx, layer in enumerate(kept):
-        for m in layer.modules():
-            if hasattr(m, "layer_idx"):
-                m.layer_idx = new_idx
-    parent = student.get_submodule(name.rsplit(".", 1)[0]) if "." in name else student
-    setattr(parent, name.rsplit(".", 1)[-1], kept)
-    student.config.num_hidden_layers = len(layers)
+    keep_layers(student, layers)
     return student, layers
 
 
@@ -194,10 +171,11 @@ def smaller_config(
         )
     if init not in ("teacher", "random"):
         raise PocketsizeError(f"config student init must be 'teacher' or 'random', not {init!r}")
-    student = type(teacher)(config)
-    info = {"copied_tensors": 0, "total_tensors": len(student.state_dict())}
     n = config.num_hidden_layers
     source = [round((i + 1) * t_layers / n) - 1 for i in range(n)]
+    select_per_layer(config, source, t_layers)  # e.g. Qwen's layer_types follow the layers
+    student = type(teacher)(config)
+    info = {"copied_tensors": 0, "total_tensors": len(student.state_dict())}
     info["teacher_layers"] = source
     if init == "teacher":
         name, _ = layer_list(student)

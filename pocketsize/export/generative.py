@@ -44,7 +44,8 @@ def load_generator(model, task, onnx: bool | None = None):
 
 def check_generation_settings(model, settings: dict) -> None:
     """Refuse settings the (exported) model cannot honour, before generating."""
-    is_ort = type(model).__module__.startswith("optimum")
+    # an optimum ORTModel, or pocketsize's subclass of one (tasks/causal_lm.py)
+    is_ort = any(c.__module__.startswith("optimum") for c in type(model).__mro__)
     if is_ort:
         if settings.get("use_cache") and not getattr(model, "can_use_cache", True):
             raise PocketsizeError(

@@ -7,9 +7,11 @@ checkpoint.
 """
 
 from pocketsize._callable import make_package_callable
-from pocketsize.prune.arch import SUPPORTED_ARCHITECTURES
+from pocketsize.prune.layouts import supported_architectures
 from pocketsize.prune.pruner import load_pruned, prune
 from pocketsize.prune.vocab import add_vocab_clamp_to_onnx, apply_vocab_clamp
+
+SUPPORTED_ARCHITECTURES = supported_architectures()
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",

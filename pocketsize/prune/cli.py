@@ -1,4 +1,5 @@
-"""`pocketsize prune`: heads, FFN neurons, vocabulary and magnitude sparsity from the shell."""
+"""`pocketsize prune`: layers, heads, FFN neurons, vocabulary and magnitude sparsity from the
+shell."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--ffn", type=float, help="fraction of FFN neurons to remove, in (0, 1)")
     p.add_argument(
         "--width", type=float, help="fraction of hidden channels to remove (whole heads)"
+    )
+    p.add_argument("--depth", type=float, help="fraction of layers to remove (decoders), in (0, 1)")
+    p.add_argument(
+        "--kv-groups",
+        action="store_true",
+        help="grouped-query decoders: --heads removes whole key/value groups",
     )
     p.add_argument("--vocab", action="store_true", help="trim the vocabulary to the pieces used")
     p.add_argument("--vocab-extra", help="text file (one text a line) whose pieces are also kept")
@@ -50,6 +57,8 @@ def run(args) -> int:
         heads=args.heads,
         ffn=args.ffn,
         width=args.width,
+        depth=args.depth,
+        kv_groups=args.kv_groups,
         vocab=args.vocab,
         sparsity=args.sparsity,
         scope=args.scope,

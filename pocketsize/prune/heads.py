@@ -1,15 +1,14 @@
 """Remove attention heads physically (the Q/K/V and output projections shrink).
 
-Removal goes through transformers' own `model.prune_heads`, which records the removed heads in
-`config.pruned_heads`; `from_pretrained` re-applies that record before loading the weights, so
-a pruned model reloads with the standard Auto classes and exports with optimum unchanged
-(verified with transformers 4.57 / optimum-onnx 0.1). Layers may keep different head counts.
+How heads are removed, and whether layers may keep different counts, is the layout's
+(prune/layouts/): BERT-layout models go through transformers' own `prune_heads`, which records
+the removed heads in `config.pruned_heads` for `from_pretrained` to re-apply; decoders keep one
+count in every layer. This module plans which heads go on layouts of the first kind.
 """
 
 from __future__ import annotations
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.prune.arch import current_heads, encoder_layers
 
 
 def check_fraction(name: str, fraction) -> float:
@@ -27,7 +26,7 @@ def check_fraction(name: str, fraction) -> float:
     return value
 
 
-def plan_head_removal(model, scores: list, fraction: float, scope: str = "layer") -> dict:
+def plan_head_removal(layout, scores: list, fraction: float, scope: str = "layer") -> dict:
     """{layer: [original head indices to remove]}, removing the lowest-scoring heads.
 
     scope="layer": round(fraction * heads) from every layer; refuses a fraction that would
@@ -36,8 +35,7 @@ def plan_head_removal(model, scores: list, fraction: float, scope: str = "layer"
     """
     import torch
 
-    layers = encoder_layers(model)
-    present = [current_heads(model, i) for i in range(len(layers))]
+    present = [layout.current_heads(i) for i in range(len(layout.layers()))]
     plan: dict[int, list[int]] = {}
     if scope == "layer":
         for i, heads in enumerate(present):
@@ -66,8 +64,3 @@ def plan_head_removal(model, scores: list, fraction: float, scope: str = "layer"
     else:
         raise PocketsizeError(f"scope={scope!r} is unknown; use 'layer' or 'global'")
     return plan
-
-
-def remove_heads(model, plan: dict) -> None:
-    if plan:
-        model.prune_heads({int(k): list(v) for k, v in plan.items()})

@@ -3,8 +3,9 @@
 Both scores are the gradient of the task loss with respect to a virtual mask variable that
 multiplies a group of activations (Michel et al. 2019, "Are Sixteen Heads Really Better than
 One?", eq. 5: I_h = E_x |dL(x)/d xi_h|). A head is the group of `head_size` columns of the
-attention context that feeds `attention.output.dense`; an FFN neuron is one column of the
-intermediate activation that feeds `output.dense`. The mask gradient of a group equals
+attention context that feeds the attention's output projection; an FFN neuron is one column of
+the intermediate activation that feeds the MLP's down projection (the layout says where both
+live). The mask gradient of a group equals
 sum(activation * grad) over the group, so it is read from the inputs of those two Linear layers
 with hooks instead of through `head_mask`: that works with SDPA attention and on models whose
 layers already lost heads (where a rectangular head_mask no longer fits).
@@ -16,7 +17,6 @@ import inspect
 from dataclasses import dataclass
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.prune.arch import encoder_layers, head_size
 
 # Fewer examples than this give head rankings that change from one sample to the next.
 MIN_SCORING_EXAMPLES = 32
@@ -41,14 +41,15 @@ def scoring_split(data, min_examples: int = MIN_SCORING_EXAMPLES):
     return split
 
 
-def magnitude_ffn_scores(model) -> list:
-    """Per neuron: |input weights| * |output weights|; a neuron whose output weights are zero
-    contributes nothing and scores zero."""
+def magnitude_ffn_scores(layout) -> list:
+    """Per neuron: |input weights| * |output weights| (the product over a gate and an up
+    projection); a neuron whose output weights are zero contributes nothing and scores zero."""
     scores = []
-    for layer in encoder_layers(model):
-        w_in = layer.intermediate.dense.weight.detach()  # [I, H]
-        w_out = layer.output.dense.weight.detach()  # [H, I]
-        scores.append(w_in.norm(dim=1) * w_out.norm(dim=0))
+    for layer in layout.layers():
+        score = layout.ffn_output(layer).weight.detach().norm(dim=0)  # [H, I] -> [I]
+        for linear in layout.ffn_inputs(layer):
+            score = score * linear.weight.detach().norm(dim=1)  # [I, H] -> [I]
+        scores.append(score)
     return scores
 
 
@@ -76,7 +77,7 @@ class _MaskGradient:
 
 
 def gradient_scores(
-    model,
+    layout,
     split,
     tokenizer,
     task,
@@ -89,16 +90,17 @@ def gradient_scores(
     """Mask-gradient importance of every head and/or FFN neuron over `split` (summed loss)."""
     import torch
 
+    model = layout.model
     loader, has_labels = _loader(model, split, tokenizer, task, batch_size, max_length)
     batch_state: dict = {}
     trackers_heads, trackers_ffn = [], []
-    for layer in encoder_layers(model):
+    for layer in layout.layers():
         if heads:
             trackers_heads.append(
-                _MaskGradient(layer.attention.output.dense, head_size(model), batch_state)
+                _MaskGradient(layout.attention_output(layer), layout.head_size(), batch_state)
             )
         if ffn:
-            trackers_ffn.append(_MaskGradient(layer.output.dense, 1, batch_state))
+            trackers_ffn.append(_MaskGradient(layout.ffn_output(layer), 1, batch_state))
     trackers = trackers_heads + trackers_ffn
 
     was_training = model.training
@@ -147,11 +149,13 @@ def _loader(model, split, tokenizer, task, batch_size, max_length):
     features = task.training_features(split, tokenizer, max_length=max_length)
     accepted = set(inspect.signature(model.forward).parameters)
     features = features.remove_columns([c for c in features.column_names if c not in accepted])
-    has_labels = bool({"labels", "start_positions"} & set(features.column_names))
+    # the labels are a column (classification) or made by the collator (a causal LM's shift)
+    training = task.training_collator(tokenizer)
+    has_labels = bool({"labels", "start_positions"} & set(training([features[0]])))
     loader = torch.utils.data.DataLoader(
         features,
         batch_size=batch_size,
-        collate_fn=task.training_collator(tokenizer) if has_labels else task.collator(tokenizer),
+        collate_fn=training if has_labels else task.collator(tokenizer),
     )
     return loader, has_labels
 
@@ -177,9 +181,11 @@ def width_scores(model, batches: list, head_plan):
     """
     import torch
 
+    from pocketsize.prune.layouts import layout_for
+
     base = model.base_model
     norms = [base.embeddings.LayerNorm]
-    for layer in encoder_layers(model):
+    for layer in layout_for(model).layers():
         norms += [layer.attention.output.LayerNorm, layer.output.LayerNorm]
     modules = dict(model.named_modules())
     state: dict = {}
@@ -236,3 +242,44 @@ def _own_prediction_loss(outputs, task):
         flat = logits.reshape(-1, logits.shape[-1])
         loss = loss + F.cross_entropy(flat, flat.argmax(-1).detach())
     return loss
+
+
+def block_influence(layout, batches: list):
+    """Per layer: 1 - cos(input, output) of its hidden states, averaged over the real tokens.
+
+    A block that barely turns the residual stream is the cheapest to drop (Men et al. 2024,
+    "ShortGPT"; the depth score Minitron compares against). batches: scoring_batches().
+    """
+    import torch
+
+    model = layout.model
+    sums: dict[int, tuple] = {}
+    state: dict = {}
+
+    def hook(i):
+        def record(module, args, kwargs, out):
+            x = args[0] if args else kwargs["hidden_states"]
+            y = out[0] if isinstance(out, tuple) else out
+            cos = torch.nn.functional.cosine_similarity(x.float(), y.float(), dim=-1)
+            mask = state["attention_mask"].to(cos.dtype)
+            total, n = sums.get(i, (0.0, 0.0))
+            sums[i] = (total + ((1 - cos) * mask).sum(), n + mask.sum())
+
+        return record
+
+    hooks = [
+        layer.register_forward_hook(hook(i), with_kwargs=True)
+        for i, layer in enumerate(layout.layers())
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                state["attention_mask"] = batch["attention_mask"]
+                model(**batch)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return torch.stack([sums[i][0] / sums[i][1] for i in range(len(hooks))])

@@ -1,8 +1,10 @@
 """`prune(model, data, heads=..., ffn=..., vocab=..., sparsity=...)`: one call, one directory.
 
 Order of operations (each optional):
-  score heads + FFN neurons on the unpruned model -> remove heads -> remove FFN neurons
-  -> recovery distillation from the unpruned model -> magnitude sparsity -> vocabulary trim.
+  score and drop whole layers (depth) -> score heads + FFN neurons -> remove heads -> remove
+  FFN neurons -> hidden width -> recovery distillation from the unpruned model -> magnitude
+  sparsity -> vocabulary trim.
+Where an architecture keeps its layers, heads and neurons is its layout (prune/layouts/).
 Sparsity comes after recovery (training would regrow the zeros) and the vocabulary trim last,
 because it renumbers the tokenizer and the teacher used in recovery needs the original ids.
 """
@@ -18,11 +20,12 @@ from pathlib import Path
 from pocketsize import processes
 from pocketsize.errors import PocketsizeError
 from pocketsize.fsutil import atomic_dir, check_output_dir, dir_size_bytes, write_json
-from pocketsize.prune import arch, importance, magnitude
 from pocketsize.prune import ffn as ffn_mod
 from pocketsize.prune import heads as heads_mod
+from pocketsize.prune import importance, magnitude
 from pocketsize.prune import vocab as vocab_mod
 from pocketsize.prune import width as width_mod
+from pocketsize.prune.layouts import layout_for
 
 WEIGHT_FILES = ("*.safetensors", "*.bin")
 
@@ -81,6 +84,8 @@ def prune(
     heads: float | None = None,
     ffn: float | None = None,
     width: float | None = None,
+    depth: float | None = None,
+    kv_groups: bool = False,
     vocab: bool = False,
     sparsity: float | None = None,
     scope: str = "layer",
@@ -106,7 +111,12 @@ def prune(
 ) -> Path:
     """Prune `model` (directory, catalogue name or in-memory model) and write it to `out`.
 
-    heads / ffn: fraction of attention heads / FFN neurons to REMOVE, in (0, 1).
+    heads / ffn: fraction of attention heads / FFN neurons to REMOVE, in (0, 1). On
+      grouped-query decoders heads= removes that fraction of each group's query heads, or with
+      kv_groups=True that fraction of whole key/value groups (prune/layouts/decoders.py).
+    depth: fraction of layers to remove (decoders: pre-norm blocks), the ones that change the
+      hidden states least (block influence); done first, so heads and neurons are then scored
+      on the shallower model.
     width: fraction of hidden channels to remove (prune/width.py), rounded to whole heads;
       every layer must keep at most width / head_size heads, so it usually comes with heads=.
     scope: heads removed per layer ("layer") or ranked over the whole model ("global").
@@ -128,10 +138,13 @@ def prune(
     ffn = heads_mod.check_fraction("ffn", ffn)
     sparsity = heads_mod.check_fraction("sparsity", sparsity)
     width = heads_mod.check_fraction("width", width)
-    if not (heads or ffn or width or vocab or sparsity):
+    depth = heads_mod.check_fraction("depth", depth)
+    if not (heads or ffn or width or depth or vocab or sparsity):
         raise PocketsizeError(
-            "nothing to prune; give heads=, ffn=, width=, vocab=True and/or sparsity="
+            "nothing to prune; give heads=, ffn=, width=, depth=, vocab=True and/or sparsity="
         )
+    if kv_groups and not heads:
+        raise PocketsizeError("kv_groups=True says how heads= removes heads; give heads= too")
     if ffn_score not in ("activation", "magnitude"):
         raise PocketsizeError(
             f"ffn_score={ffn_score!r} is unknown; use 'activation' or 'magnitude'"
@@ -142,9 +155,10 @@ def prune(
         raise PocketsizeError(
             "recover_teacher= needs recover=True (it is what recovery distils from)"
         )
-    if recover and not (heads or ffn or width):
+    structured = bool(heads or ffn or width or depth)
+    if recover and not structured:
         raise PocketsizeError(
-            "recover=True only applies after removing heads, FFN neurons or hidden channels"
+            "recover=True only applies after removing layers, heads, FFN neurons or hidden channels"
         )
 
     source_dir = None if hasattr(model, "state_dict") else _resolve(model)
@@ -158,7 +172,9 @@ def prune(
             out = Path.cwd() / f"{Path(str(model)).name}-pruned"
     out = check_output_dir(out, overwrite)
 
-    needs_data = bool(heads or width or vocab or recover or (ffn and ffn_score == "activation"))
+    needs_data = bool(
+        heads or width or depth or vocab or recover or (ffn and ffn_score == "activation")
+    )
     data = _load_data(data)
     if needs_data and data is None:
         raise PocketsizeError(
@@ -185,10 +201,19 @@ def prune(
     model.eval()
 
     # every check that can fail comes before the slow work
-    if heads or ffn or width:
-        arch.check_architecture(model)
+    layout = layout_for(model) if structured else None
+    if depth:
+        layout.check_depth()
+        _check_depth(layout, depth)
+    if heads:
+        layout.check_heads(heads, scope, kv_groups)
     if width:
-        width_mod.plan_width(model, width, _heads_kept_at_most(model, heads, scope))
+        width_mod.plan_width(model, width, _heads_kept_at_most(layout, heads, scope))
+    if vocab and task.distribution_outputs:
+        raise PocketsizeError(
+            f"vocabulary trimming would take tokens away from what a {task.name} model "
+            "predicts (its output is a distribution over the vocabulary); drop vocab=True"
+        )
     if vocab:
         vocab_mod.require_fast_tokenizer(tokenizer)
         if getattr(model.config, vocab_mod.CONFIG_KEY, None):
@@ -198,7 +223,7 @@ def prune(
 
         distill_function()
     split = None
-    if heads or width or (ffn and ffn_score == "activation"):
+    if heads or width or depth or (ffn and ffn_score == "activation"):
         split = importance.scoring_split(data, min_examples)
         split = split.shuffle(seed=seed).select(range(min(len(split), max_examples)))
 
@@ -214,13 +239,17 @@ def prune(
         teacher = copy.deepcopy(model)
     record: dict = {"stage": "prune", "source": str(source_dir or "<in-memory model>")}
     record["task"] = task.name
-    params_before = arch.count_parameters(model)
+    params_before = count_parameters(model)
     bytes_before = _weights_size(model, source_dir)
 
+    if depth:
+        record["depth"] = _remove_depth(
+            layout, depth, split, tokenizer, task, batch_size, max_length
+        )
     scores = None
     if heads or (ffn and ffn_score == "activation"):
         scores = importance.gradient_scores(
-            model,
+            layout,
             split,
             tokenizer,
             task,
@@ -230,21 +259,18 @@ def prune(
             max_length=max_length,
         )
     if heads:
-        present_before = [
-            arch.current_heads(model, i) for i in range(len(arch.encoder_layers(model)))
-        ]
-        plan = heads_mod.plan_head_removal(model, scores.heads, heads, scope)
-        heads_mod.remove_heads(model, plan)
+        present_before = [layout.current_heads(i) for i in range(len(layout.layers()))]
+        plan = layout.plan_heads(scores.heads, heads, scope, kv_groups)
+        layout.remove_heads(plan)
         record["heads"] = {
             "fraction_removed": heads,
             "scope": scope,
+            "kv_groups": kv_groups,
             "score": "mask gradient (Michel et al. 2019)",
             "scored_on_examples": scores.examples,
             "scoring_loss": scores.loss,
             "removed": {str(k): v for k, v in plan.items()},
-            "kept_per_layer": [
-                len(arch.current_heads(model, i)) for i in range(len(present_before))
-            ],
+            "kept_per_layer": [len(layout.current_heads(i)) for i in range(len(present_before))],
             "importance": {
                 str(i): dict(zip(map(str, present_before[i]), map(float, s)))
                 for i, s in enumerate(scores.heads)
@@ -252,17 +278,17 @@ def prune(
         }
     if ffn:
         ffn_scores = (
-            scores.ffn if ffn_score == "activation" else importance.magnitude_ffn_scores(model)
+            scores.ffn if ffn_score == "activation" else importance.magnitude_ffn_scores(layout)
         )
-        size_before = model.config.intermediate_size
-        plan = ffn_mod.plan_ffn_removal(model, ffn_scores, ffn)
-        ffn_mod.remove_neurons(model, plan)
+        size_before = layout.ffn_size()
+        plan = ffn_mod.plan_ffn_removal(layout, ffn_scores, ffn)
+        layout.remove_neurons(plan)
         record["ffn"] = {
             "fraction_removed": ffn,
             "score": ffn_score,
             "scoring_loss": scores.loss if ffn_score == "activation" else None,
             "intermediate_size_before": size_before,
-            "intermediate_size_after": model.config.intermediate_size,
+            "intermediate_size_after": layout.ffn_size(),
             "removed": {str(k): v for k, v in plan.items()},
         }
 
@@ -282,7 +308,9 @@ def prune(
                 model.save_pretrained(student_dir)
                 tokenizer.save_pretrained(student_dir)
             processes.wait()
-            result = run_recovery(teacher, student_dir, data, work, recover_options, tokenizer)
+            result = run_recovery(
+                teacher, student_dir, data, work, recover_options, tokenizer, task.name
+            )
         if not processes.is_main():
             return Path(out)
         if recover:
@@ -332,7 +360,7 @@ def prune(
             }
 
         record["params_before"] = params_before
-        record["params_after"] = arch.count_parameters(model)
+        record["params_after"] = count_parameters(model)
         with atomic_dir(out, overwrite) as tmp:
             model.save_pretrained(tmp)
             if new_tokenizer_dir is not None:
@@ -349,9 +377,45 @@ def prune(
     return Path(out)
 
 
-def _heads_kept_at_most(model, heads, scope) -> int:
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _check_depth(layout, fraction) -> int:
+    """How many layers depth= removes, refusing none or all."""
+    n = len(layout.layers())
+    n_remove = int(round(fraction * n))
+    if not 0 < n_remove < n:
+        raise PocketsizeError(
+            f"depth={fraction} removes {n_remove} of {n} layers; choose a fraction that removes "
+            f"at least one and keeps at least one ({1 / n:.3f} to {(n - 1) / n:.3f})"
+        )
+    return n_remove
+
+
+def _remove_depth(layout, fraction, split, tokenizer, task, batch_size, max_length) -> dict:
+    import torch
+
+    model = layout.model
+    batches = importance.scoring_batches(model, split, tokenizer, task, batch_size, max_length)
+    influence = importance.block_influence(layout, batches)
+    n_remove = _check_depth(layout, fraction)
+    gone = sorted(torch.argsort(influence)[:n_remove].tolist())
+    keep = [i for i in range(len(influence)) if i not in gone]
+    layout.remove_layers(keep)
+    return {
+        "fraction_removed": fraction,
+        "score": "block influence: 1 - cos(input, output) of each layer's hidden states "
+        "(Men et al. 2024)",
+        "removed_layers": gone,
+        "kept_layers": keep,
+        "importance": [round(float(x), 6) for x in influence],
+    }
+
+
+def _heads_kept_at_most(layout, heads, scope) -> int:
     """The most heads any layer will keep once heads= is applied (global scope: all of them)."""
-    present = [len(arch.current_heads(model, i)) for i in range(len(arch.encoder_layers(model)))]
+    present = [len(layout.current_heads(i)) for i in range(len(layout.layers()))]
     if heads and scope == "layer":
         return max(n - int(round(heads * n)) for n in present)
     return max(present)
@@ -395,6 +459,9 @@ def summary(record: dict) -> str:
         f"weights file {mb(record['file_bytes_before'])} -> {mb(record['file_bytes_after'])} "
         f"({record['file_bytes_after'] / record['file_bytes_before']:.1%})",
     ]
+    if "depth" in record:
+        d = record["depth"]
+        lines.append(f"layers kept: {d['kept_layers']} (removed {d['removed_layers']})")
     if "heads" in record:
         lines.append(f"heads kept per layer: {record['heads']['kept_per_layer']}")
     if "ffn" in record:

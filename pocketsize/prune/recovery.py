@@ -24,12 +24,20 @@ def distill_function():
 
 
 def recover(
-    teacher, student_dir: Path, data, workdir: Path, options: dict | None = None, tokenizer=None
+    teacher,
+    student_dir: Path,
+    data,
+    workdir: Path,
+    options: dict | None = None,
+    tokenizer=None,
+    task=None,
 ):
     """Distil `teacher` into the pruned model saved in `student_dir`; return the new model."""
     distill = distill_function()
     kwargs = dict(options or {})
     params = inspect.signature(distill).parameters
+    if task is not None and "task" in params:
+        kwargs.setdefault("task", task)  # what the pruning was scored on, not a guess from data
     if "epochs" in params:
         kwargs.setdefault("epochs", 1)  # a short recovery, not a full distillation
     if tokenizer is not None and "tokenizer" in params:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.prune.arch import current_heads, encoder_layers, head_size
+from pocketsize.prune.layouts import layout_for
 
 
 @dataclass
@@ -38,7 +38,13 @@ def plan_width(model, fraction: float, kept_heads: int | None = None) -> int:
 
     kept_heads: the most heads a layer will keep (default: what the model has now)."""
     config = model.config
-    width, size = config.hidden_size, head_size(model)
+    layout = layout_for(model)
+    if not layout.width:
+        raise PocketsizeError(
+            f"hidden-width pruning knows BERT-layout encoders only, not {config.model_type!r}; "
+            "drop width= (heads=, ffn= and a narrower student still shrink the model)"
+        )
+    width, size = config.hidden_size, layout.head_size()
     if getattr(config, "embedding_size", width) != width:
         raise PocketsizeError(
             f"width pruning needs embeddings as wide as the hidden states; this model's "
@@ -46,7 +52,7 @@ def plan_width(model, fraction: float, kept_heads: int | None = None) -> int:
         )
     new = int(round((1 - fraction) * width / size)) * size
     if kept_heads is None:
-        kept_heads = max(len(current_heads(model, i)) for i in range(len(encoder_layers(model))))
+        kept_heads = max(len(layout.current_heads(i)) for i in range(len(layout.layers())))
     if new < max(kept_heads, 1) * size:
         most = 1 - kept_heads * size / width
         fix = f"or at most width={most:.3f}" if most > 0 else "first"
@@ -117,7 +123,8 @@ def remove_channels(model, keep, head_plan: list[HeadLayer], head_keeps: dict) -
 
     keep = torch.as_tensor(sorted(keep), dtype=torch.long)
     base = model.base_model
-    size = head_size(model)
+    layout = layout_for(model)
+    size = layout.head_size()
     emb = base.embeddings
     for table in (emb.word_embeddings, emb.position_embeddings,
                   getattr(emb, "token_type_embeddings", None)):  # fmt: skip
@@ -127,7 +134,7 @@ def remove_channels(model, keep, head_plan: list[HeadLayer], head_keeps: dict) -
             table.embedding_dim = len(keep)
     emb.LayerNorm = _sliced_layer_norm(emb.LayerNorm, keep)
     heads_per_layer = []
-    for layer in encoder_layers(model):
+    for layer in layout.layers():
         attn = layer.attention
         for part in ("query", "key", "value"):
             setattr(attn.self, part, prune_linear_layer(getattr(attn.self, part), keep, dim=1))
@@ -153,7 +160,7 @@ def remove_channels(model, keep, head_plan: list[HeadLayer], head_keeps: dict) -
     # each layer holds its k heads in positions 0..k-1; the config's other heads are "pruned"
     pruned = {i: list(range(k, n_heads)) for i, k in enumerate(heads_per_layer) if k < n_heads}
     model.config.pruned_heads = pruned
-    for i, layer in enumerate(encoder_layers(model)):
+    for i, layer in enumerate(layout.layers()):
         layer.attention.pruned_heads = set(pruned.get(i, []))
 
 

@@ -9,6 +9,7 @@ models: the share of positions where their most likely next token is the same.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -54,9 +55,7 @@ class CausalLM(Task):
         return AutoModelForCausalLM
 
     def ort_model_class(self):
-        from optimum.onnxruntime import ORTModelForCausalLM
-
-        return ORTModelForCausalLM
+        return _ort_causal_lm_class()
 
     def encode(self, dataset, tokenizer, max_length: int | None = None):
         if "text" not in dataset.column_names:
@@ -157,3 +156,22 @@ class CausalLM(Task):
 
 
 register_task(CausalLM.name, CausalLM)
+
+
+@functools.cache
+def _ort_causal_lm_class():
+    from optimum.onnxruntime import ORTModelForCausalLM
+
+    class ORTModelForCausalLMWithHeadDim(ORTModelForCausalLM):
+        """optimum 2.1 sizes the first, empty past from hidden_size / num_attention_heads on
+        all but a few model types, so a Llama-layout config whose `head_dim` differs (Qwen3
+        checkpoints, every head-pruned decoder) fails its first generation step in ONNX Runtime
+        ("invalid dimensions for input past_key_values.0.key"). The config's head_dim is right."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            head_dim = getattr(self.config, "head_dim", None)
+            if head_dim and hasattr(self, "embed_size_per_head"):
+                self.embed_size_per_head = head_dim
+
+    return ORTModelForCausalLMWithHeadDim

@@ -1,0 +1,190 @@
+"""What the structured pruner asks of an architecture, and the registry that answers by
+`config.model_type` (one small class per layout, the way optimum's exporter declares one config
+class per architecture).
+
+A layout says where a model's layers, attention heads and MLP neurons live and how to remove
+them so that the result is still a plain transformers model: the config states the new sizes,
+and `from_pretrained`, `pipeline` and optimum's exporter take it with no pocketsize code.
+Everything the pruner does on top (scoring, planning, recovery, vocabulary) is the same for
+every layout.
+"""
+
+from __future__ import annotations
+
+from pocketsize.errors import PocketsizeError
+
+_REGISTRY: dict[str, type[Layout]] = {}
+
+
+def register(cls):
+    """Class decorator: the layout of every model_type in `cls.model_types`."""
+    for model_type in cls.model_types:
+        _REGISTRY[model_type] = cls
+    return cls
+
+
+def supported_architectures() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def layout_for(model) -> Layout:
+    """The model's layout, checked against its modules; a clear error for an unknown one."""
+    model_type = getattr(model.config, "model_type", type(model).__name__)
+    cls = _REGISTRY.get(model_type)
+    if cls is None:
+        raise PocketsizeError(
+            f"structured pruning (heads, FFN, depth) does not support architecture "
+            f"{model_type!r}; supported: {', '.join(_REGISTRY)} (magnitude sparsity and "
+            "vocabulary trimming work on any model with a fast tokenizer)"
+        )
+    layout = cls(model)
+    layout.check()
+    return layout
+
+
+def _get(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+class Layout:
+    model_types: tuple[str, ...] = ()
+    # module paths inside one layer that the methods below use (checked before any work)
+    layer_modules: tuple[str, ...] = ()
+    heads_key = "num_attention_heads"  # config keys of the sizes pruning changes
+    ffn_key = "intermediate_size"
+    # can layers keep different head counts (BERT's config.pruned_heads records them)?
+    per_layer_heads = False
+    # can the layer count shrink with no other change (pre-norm residual blocks)?
+    depth = False
+    width = False
+
+    def __init__(self, model):
+        self.model = model
+        self.config = model.config
+
+    def check(self) -> None:
+        layers = self.layers()
+        for path in self.layer_modules:
+            if _get(layers[0], path) is None:
+                raise PocketsizeError(
+                    f"{self.config.model_type} model has no {path} in its layers, so its layout "
+                    f"is not the one pocketsize knows for {self.config.model_type}; supported: "
+                    f"{', '.join(_REGISTRY)}"
+                )
+
+    # ---- layers ----
+    def layers(self) -> list:
+        raise NotImplementedError
+
+    # ---- attention heads ----
+    def head_size(self) -> int:
+        return self.config.hidden_size // getattr(self.config, self.heads_key)
+
+    def current_heads(self, layer_index: int) -> list[int]:
+        """Indices (in the unpruned layer) of the heads a layer still holds."""
+        return list(range(getattr(self.config, self.heads_key)))
+
+    def attention_output(self, layer):
+        """The Linear whose input is the heads' outputs side by side (what head scores read)."""
+        raise NotImplementedError
+
+    def check_heads(self, fraction: float, scope: str, kv_groups: bool) -> None:
+        """Refuse, before any scoring, head settings this layout cannot carry out."""
+        if kv_groups:
+            raise PocketsizeError(
+                f"kv_groups=True removes whole key/value groups of grouped-query decoders; "
+                f"{self.config.model_type} has none (drop kv_groups)"
+            )
+        if scope != "layer" and not self.per_layer_heads:
+            raise PocketsizeError(
+                f"scope={scope!r} would leave layers with different head counts, which a "
+                f"{self.config.model_type} config cannot state; use scope='layer'"
+            )
+
+    def plan_heads(self, scores: list, fraction: float, scope: str, kv_groups=False) -> dict:
+        """{layer: [head indices to remove]}, lowest scores first."""
+        from pocketsize.prune.heads import plan_head_removal
+
+        self.check_heads(fraction, scope, kv_groups)
+        return plan_head_removal(self, scores, fraction, scope)
+
+    def remove_heads(self, plan: dict) -> None:
+        raise NotImplementedError
+
+    # ---- MLP neurons ----
+    def ffn_size(self) -> int:
+        return getattr(self.config, self.ffn_key)
+
+    def ffn_inputs(self, layer) -> list:
+        """The Linears whose output rows are the MLP neurons (up, and gate where there is one)."""
+        raise NotImplementedError
+
+    def ffn_output(self, layer):
+        """The Linear that reads the MLP neurons (one input column each)."""
+        raise NotImplementedError
+
+    def remove_neurons(self, plan: dict) -> None:
+        """Remove the planned neurons; every layer loses the same number (one config size)."""
+        import torch
+        from transformers.pytorch_utils import prune_linear_layer
+
+        if not plan:
+            return
+        size = self.ffn_size()
+        layers = self.layers()
+        counts = {len(plan.get(i, [])) for i in range(len(layers))}
+        if len(counts) != 1:
+            raise PocketsizeError(
+                "FFN pruning must remove the same number of neurons in every layer"
+            )
+        for i, layer in enumerate(layers):
+            gone = set(plan.get(i, []))
+            keep = torch.tensor([j for j in range(size) if j not in gone], dtype=torch.long)
+            for linear in self.ffn_inputs(layer):
+                _replace(layer, linear, prune_linear_layer(linear, keep, dim=0))
+            output = self.ffn_output(layer)
+            _replace(layer, output, prune_linear_layer(output, keep, dim=1))
+        setattr(self.config, self.ffn_key, size - counts.pop())
+
+    # ---- depth ----
+    def check_depth(self) -> None:
+        if not self.depth:
+            raise PocketsizeError(
+                f"depth pruning needs residual blocks that can be dropped without touching the "
+                f"rest; {self.config.model_type} has post-norm layers (drop depth=, or distil a "
+                "student with fewer layers: student='truncate:0,2,4')"
+            )
+
+    def remove_layers(self, keep: list[int]) -> None:
+        from pocketsize.formats.layer_lists import keep_layers
+
+        self.check_depth()
+        keep_layers(self.model, keep)
+
+
+class TransformersHeadPruning(Layout):
+    """Layouts whose models implement transformers' `prune_heads` and re-apply
+    `config.pruned_heads` in `from_pretrained`: layers may keep different head counts."""
+
+    per_layer_heads = True
+
+    def current_heads(self, layer_index: int) -> list[int]:
+        pruned = {int(k): v for k, v in (self.config.pruned_heads or {}).items()}
+        gone = {int(h) for h in pruned.get(layer_index, [])}
+        return [h for h in range(getattr(self.config, self.heads_key)) if h not in gone]
+
+    def remove_heads(self, plan: dict) -> None:
+        if plan:
+            self.model.prune_heads({int(k): list(v) for k, v in plan.items()})
+
+
+def _replace(root, old, new) -> None:
+    """Put `new` where `old` sits inside `root`'s modules."""
+    for name, module in root.named_modules():
+        if module is old:
+            parent, _, attr = name.rpartition(".")
+            setattr(root.get_submodule(parent) if parent else root, attr, new)
+            return
+    raise PocketsizeError(f"internal: module {type(old).__name__} not found in its layer")

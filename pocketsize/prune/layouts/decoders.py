@@ -1,0 +1,141 @@
+"""The Llama layout, shared by Llama, Mistral, Qwen2, Qwen3 and SmolLM3 decoders
+(`model.layers[i]` with `self_attn.{q,k,v,o}_proj` and `mlp.{gate,up,down}_proj`).
+
+Their configs state one head count, one key/value head count and one MLP size for all layers,
+so every layer keeps the same numbers (each layer chooses its own best units). Grouped-query
+attention ties query heads to key/value heads: query head h reads key/value head h // g
+(g = heads / kv heads), so pruning either removes the same number of query heads from every
+group (the cache keeps its shape), or whole groups with their key/value head (the cache
+shrinks). `head_dim` is written into the config, because after pruning it no longer equals
+hidden_size / num_attention_heads. The blocks are pre-norm residual blocks, so whole layers can
+go (depth pruning) with `layer_idx` and per-layer config lists renumbered.
+"""
+
+from __future__ import annotations
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.prune.layouts.base import Layout, register
+
+
+@register
+class LlamaLayout(Layout):
+    model_types = ("llama", "mistral", "qwen2", "qwen3", "smollm3")
+    layer_modules = (
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.o_proj",
+        "mlp.gate_proj",
+        "mlp.up_proj",
+        "mlp.down_proj",
+    )
+    depth = True
+
+    def layers(self) -> list:
+        return list(self.model.base_model.layers)
+
+    def head_size(self) -> int:
+        return getattr(self.config, "head_dim", None) or (
+            self.config.hidden_size // self.config.num_attention_heads
+        )
+
+    def group_size(self) -> int:
+        return self.config.num_attention_heads // self.kv_heads()
+
+    def kv_heads(self) -> int:
+        return getattr(self.config, "num_key_value_heads", None) or self.config.num_attention_heads
+
+    def attention_output(self, layer):
+        return layer.self_attn.o_proj
+
+    def _head_unit(self, fraction: float, kv_groups: bool):
+        """(whole groups?, units per layer, units removed): query heads of each group, or whole
+        key/value groups (asked for, or the only choice when each group has one query head)."""
+        g, kv = self.group_size(), self.kv_heads()
+        whole_groups = bool(kv_groups) or g == 1
+        per = kv if whole_groups else g
+        return whole_groups, per, int(round(fraction * per))
+
+    def check_heads(self, fraction: float, scope: str, kv_groups: bool) -> None:
+        if scope != "layer":
+            raise PocketsizeError(
+                f"scope={scope!r} would leave layers with different head counts, which a "
+                f"{self.config.model_type} config cannot state; use scope='layer'"
+            )
+        whole_groups, per, n_remove = self._head_unit(fraction, kv_groups)
+        unit = "key/value group" if whole_groups else "query head of each group"
+        if n_remove >= per:
+            raise PocketsizeError(
+                f"heads={fraction} would remove every {unit} ({n_remove} of {per}); use at most "
+                f"{(per - 1) / per:.3f}" + ("" if whole_groups else " or kv_groups=True")
+            )
+        if n_remove == 0:
+            raise PocketsizeError(
+                f"heads={fraction} removes no {unit}: {per} per layer, so the smallest step is "
+                f"{1 / per:.3f}"
+            )
+
+    def plan_heads(self, scores: list, fraction: float, scope: str, kv_groups=False) -> dict:
+        """{layer: [query heads to remove]}: round(fraction x g) of each group's query heads,
+        or round(fraction x kv heads) whole groups ranked by their query heads' summed scores."""
+        import torch
+
+        self.check_heads(fraction, scope, kv_groups)
+        whole_groups, _, n_remove = self._head_unit(fraction, kv_groups)
+        g, kv = self.group_size(), self.kv_heads()
+        plan = {}
+        for i, s in enumerate(scores):
+            groups = s.reshape(kv, g)
+            if whole_groups:
+                gone = torch.argsort(groups.sum(1))[:n_remove].tolist()
+                plan[i] = sorted(k * g + j for k in gone for j in range(g))
+            else:
+                order = torch.argsort(groups, dim=1)[:, :n_remove]
+                plan[i] = sorted(k * g + int(j) for k in range(kv) for j in order[k])
+        return plan
+
+    def remove_heads(self, plan: dict) -> None:
+        import torch
+        from transformers.pytorch_utils import prune_linear_layer
+
+        if not plan:
+            return
+        size, g, kv = self.head_size(), self.group_size(), self.kv_heads()
+        n_heads = self.config.num_attention_heads
+
+        def channels(heads):
+            return torch.tensor([h * size + c for h in heads for c in range(size)])
+
+        shapes = set()
+        for i, layer in enumerate(self.layers()):
+            gone = set(plan.get(i, []))
+            q_keep = [h for h in range(n_heads) if h not in gone]
+            kv_keep = [k for k in range(kv) if any(k * g + j not in gone for j in range(g))]
+            per_group = {sum(k * g + j not in gone for j in range(g)) for k in kv_keep}
+            if len(per_group) != 1:
+                raise PocketsizeError(
+                    f"layer {i} would keep different numbers of query heads per key/value "
+                    "group, which grouped-query attention cannot run"
+                )
+            attn = layer.self_attn
+            attn.q_proj = prune_linear_layer(attn.q_proj, channels(q_keep), dim=0)
+            attn.k_proj = prune_linear_layer(attn.k_proj, channels(kv_keep), dim=0)
+            attn.v_proj = prune_linear_layer(attn.v_proj, channels(kv_keep), dim=0)
+            attn.o_proj = prune_linear_layer(attn.o_proj, channels(q_keep), dim=1)
+            attn.num_key_value_groups = len(q_keep) // len(kv_keep)
+            shapes.add((len(q_keep), len(kv_keep)))
+        if len(shapes) != 1:
+            raise PocketsizeError(
+                "head pruning must leave every layer with the same head counts (the config "
+                f"states one), got {sorted(shapes)}"
+            )
+        ((heads, kv_heads),) = shapes
+        self.config.head_dim = size
+        self.config.num_attention_heads = heads
+        self.config.num_key_value_heads = kv_heads
+
+    def ffn_inputs(self, layer) -> list:
+        return [layer.mlp.gate_proj, layer.mlp.up_proj]
+
+    def ffn_output(self, layer):
+        return layer.mlp.down_proj

@@ -1,0 +1,278 @@
+"""Structured pruning on every registered layout (prune/layouts/): DistilBERT, and the Llama
+layout's decoders (Llama, Mistral, Qwen2, Qwen3) with depth, grouped-query heads and MLP
+neurons.
+
+The check that cannot be hollow: the pruned model, reloaded from disk with the Auto class, gives
+the logits of the ORIGINAL model in which the same units are masked to zero — a removed head's
+columns of the attention output projection, a removed neuron's column of the MLP's down
+projection, and (pre-norm blocks) a removed layer's attention and MLP outputs, which leaves the
+residual stream untouched. The modules masked here are named per architecture in this file, not
+taken from the layout under test.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from _arch_helpers import one_thread
+from _decoders import HEAD_DIM, make_tiny_decoder
+from conftest import make_cls_dataset, make_tokenizer
+from test_arch_gpt2 import lm_data
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.prune import prune
+
+# per model_type: (the layer list, attention output projection, MLP down projection, head size)
+DECODER = ("model.layers", "self_attn.o_proj", "mlp.down_proj")
+MASKED_MODULES = {
+    "distilbert": ("distilbert.transformer.layer", "attention.out_lin", "ffn.lin2"),
+    "llama": DECODER,
+    "mistral": DECODER,
+    "qwen2": DECODER,
+    "qwen3": DECODER,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = one_thread()
+    yield
+    torch.set_num_threads(before)
+
+
+def masked_original(model, record: dict, head_size: int):
+    """A copy of the unpruned model with what `pruning.json` says was removed set to zero."""
+    layers_path, attn_out, ffn_out = MASKED_MODULES[model.config.model_type]
+    masked = copy.deepcopy(model)
+    layers = masked.get_submodule(layers_path)
+    depth = record.get("depth", {})
+    kept = depth.get("kept_layers", list(range(len(layers))))
+    with torch.no_grad():
+        for i in depth.get("removed_layers", []):
+            for path in (attn_out, ffn_out):
+                linear = layers[i].get_submodule(path)
+                linear.weight.zero_()
+                if linear.bias is not None:
+                    linear.bias.zero_()
+        # head and neuron plans index the layers left after depth pruning
+        for new_index, old_index in enumerate(kept):
+            layer = layers[old_index]
+            for h in record.get("heads", {}).get("removed", {}).get(str(new_index), []):
+                layer.get_submodule(attn_out).weight[:, h * head_size : (h + 1) * head_size] = 0
+            for j in record.get("ffn", {}).get("removed", {}).get(str(new_index), []):
+                layer.get_submodule(ffn_out).weight[:, j] = 0
+    return masked
+
+
+def logits_of(model, tokenizer, texts):
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+
+
+def assert_pruned_equals_masked(source_model, out, tokenizer, texts, head_size, auto_class):
+    record = json.loads((out / "pruning.json").read_text())
+    pruned = auto_class.from_pretrained(out).eval()
+    masked = masked_original(source_model, record, head_size).eval()
+    expected = logits_of(masked, tokenizer, texts)
+    got = logits_of(pruned, tokenizer, texts)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # and the masking mattered: the unmasked original differs
+    assert (logits_of(source_model.eval(), tokenizer, texts) - expected).abs().max() > 1e-3
+    return pruned, record
+
+
+# ---- DistilBERT ----
+
+
+def make_tiny_distilbert(path, seed=0):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    tokenizer = make_tokenizer(path)
+    # weights large enough that one masked head moves the logits
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+        max_position_embeddings=80, pad_token_id=0, initializer_range=0.3,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = DistilBertForSequenceClassification(config).eval()
+    model.save_pretrained(path)
+    return model, tokenizer
+
+
+def test_distilbert_heads_and_neurons_equal_the_masked_original(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    model, tokenizer = make_tiny_distilbert(tmp_path / "src")
+    data = make_cls_dataset()
+    out = prune(
+        tmp_path / "src", data, heads=0.5, ffn=0.5, scope="global", out=tmp_path / "p",
+        verbose=False,
+    )  # fmt: skip
+    texts = list(data["test"]["text"])[:6]
+    pruned, record = assert_pruned_equals_masked(
+        model, out, tokenizer, texts, 8, AutoModelForSequenceClassification
+    )
+    assert pruned.config.hidden_dim == 19  # 37 - round(18.5)
+    # global scope: layers keep different head counts, recorded in config.pruned_heads
+    assert sum(record["heads"]["kept_per_layer"]) == 4
+    assert pruned.config.pruned_heads
+
+
+def test_distilbert_refuses_depth_and_width_with_the_alternative(tmp_path):
+    make_tiny_distilbert(tmp_path / "src")
+    data = make_cls_dataset()
+    with pytest.raises(PocketsizeError, match="post-norm.*truncate"):
+        prune(tmp_path / "src", data, depth=0.5, out=tmp_path / "x", verbose=False)
+    with pytest.raises(PocketsizeError, match="BERT-layout encoders only.*'distilbert'"):
+        prune(tmp_path / "src", data, width=0.5, heads=0.5, out=tmp_path / "x", verbose=False)
+    assert not (tmp_path / "x").exists()
+
+
+# ---- Llama-layout decoders ----
+
+
+LONG_TEXTS = [
+    "the film was good and the plot was bad and the cast was great",
+    "the story was dull",
+    "the music was wonderful and the ending was awful",
+]
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
+def test_decoder_depth_heads_and_neurons_equal_the_masked_original(model_type, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer = make_tiny_decoder(tmp_path / "src", model_type)
+    out = prune(
+        tmp_path / "src", lm_data(), depth=0.25, heads=0.5, ffn=0.5, task="causal-lm",
+        out=tmp_path / "p", verbose=False,
+    )  # fmt: skip
+    pruned, record = assert_pruned_equals_masked(
+        model, out, tokenizer, LONG_TEXTS, HEAD_DIM, AutoModelForCausalLM
+    )
+    c = pruned.config
+    assert (c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads) == (3, 2, 2)
+    assert (c.head_dim, c.intermediate_size) == (HEAD_DIM, 19)
+    # query heads went evenly from each key/value group: one of heads (0, 1), one of (2, 3)
+    for removed in record["heads"]["removed"].values():
+        assert sorted(h // 2 for h in removed) == [0, 1]
+    kept = record["depth"]["kept_layers"]
+    assert len(kept) == 3 and len(record["depth"]["importance"]) == 4
+    layers = pruned.model.layers
+    assert [layer.self_attn.layer_idx for layer in layers] == [0, 1, 2]
+    if model_type == "qwen2":
+        assert c.layer_types == [["full_attention", "sliding_attention"][i % 2] for i in kept]
+
+
+def test_whole_key_value_groups_go_with_kv_groups(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer = make_tiny_decoder(tmp_path / "src", "qwen2")
+    out = prune(
+        tmp_path / "src", lm_data(), heads=0.5, kv_groups=True, task="causal-lm",
+        out=tmp_path / "p", verbose=False,
+    )  # fmt: skip
+    pruned, record = assert_pruned_equals_masked(
+        model, out, tokenizer, LONG_TEXTS, HEAD_DIM, AutoModelForCausalLM
+    )
+    assert (pruned.config.num_attention_heads, pruned.config.num_key_value_heads) == (2, 1)
+    for removed in record["heads"]["removed"].values():
+        assert removed in ([0, 1], [2, 3])  # both query heads of one group
+    assert pruned.model.layers[0].self_attn.k_proj.out_features == HEAD_DIM
+
+
+def test_multi_head_decoder_removes_query_and_key_value_heads_together(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer = make_tiny_decoder(tmp_path / "src", "llama", num_key_value_heads=4)
+    out = prune(
+        tmp_path / "src", lm_data(), heads=0.25, task="causal-lm", out=tmp_path / "p",
+        verbose=False,
+    )  # fmt: skip
+    pruned, _ = assert_pruned_equals_masked(
+        model, out, tokenizer, LONG_TEXTS, HEAD_DIM, AutoModelForCausalLM
+    )
+    assert (pruned.config.num_attention_heads, pruned.config.num_key_value_heads) == (3, 3)
+
+
+def test_depth_pruned_decoder_generates_alike_with_and_without_its_cache(tmp_path):
+    """layer_idx renumbered: each kept layer reads its own slot of the key/value cache."""
+    make_tiny_decoder(tmp_path / "src", "qwen2")
+    out = prune(
+        tmp_path / "src", lm_data(), depth=0.5, task="causal-lm", out=tmp_path / "p",
+        verbose=False,
+    )  # fmt: skip
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    pruned = AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    enc = tokenizer(["the film was good and the plot"], return_tensors="pt")
+    settings = dict(max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    with_cache = pruned.generate(**enc, use_cache=True, **settings)
+    without = pruned.generate(**enc, use_cache=False, **settings)
+    assert with_cache.shape[1] == enc["input_ids"].shape[1] + 8
+    assert torch.equal(with_cache, without)
+
+
+def test_pruned_decoder_recovers_exports_with_past_and_generates_the_same_tokens(tmp_path):
+    """Depth + heads + neurons, recovered by distillation from the unpruned model, exported
+    with past key values of the new shape; ONNX Runtime generates PyTorch's tokens."""
+    import onnxruntime as ort
+
+    from pocketsize.export import export
+
+    make_tiny_decoder(tmp_path / "src", "llama")
+    out = prune(
+        tmp_path / "src", lm_data(), depth=0.25, heads=0.5, ffn=0.5, task="causal-lm",
+        recover=True, recover_options={"max_steps": 6, "batch_size": 16, "progress": False},
+        out=tmp_path / "p", verbose=False,
+    )  # fmt: skip
+    record = json.loads((out / "pruning.json").read_text())
+    assert record["recovery"]["teacher"] == "the unpruned model"
+    onnx_dir = export(out, tmp_path / "onnx")
+    parity = json.loads((onnx_dir / "parity.json").read_text())
+    assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
+    session = ort.InferenceSession(str(onnx_dir / "model.onnx"))
+    past = {i.name: i.shape for i in session.get_inputs() if i.name.startswith("past_key_values")}
+    assert len(past) == 2 * 3  # a key and a value per kept layer
+    for shape in past.values():
+        assert shape[1] == 2 and shape[3] == HEAD_DIM  # key/value heads, head_dim
+
+
+# ---- what a layout cannot do: one clear error, before any work ----
+
+
+def test_decoder_head_settings_it_cannot_run_are_refused(tmp_path):
+    make_tiny_decoder(tmp_path / "src", "llama")
+    data = lm_data()
+
+    def attempt(**kw):
+        prune(tmp_path / "src", data, task="causal-lm", out=tmp_path / "x", verbose=False, **kw)
+
+    with pytest.raises(PocketsizeError, match="every query head of each group.*kv_groups=True"):
+        attempt(heads=0.9)
+    with pytest.raises(PocketsizeError, match="removes no query head.*smallest step is 0.500"):
+        attempt(heads=0.2)
+    with pytest.raises(PocketsizeError, match="different head counts.*scope='layer'"):
+        attempt(heads=0.5, scope="global")
+    with pytest.raises(PocketsizeError, match="removes 0 of 4 layers"):
+        attempt(depth=0.1)
+    with pytest.raises(PocketsizeError, match="vocabulary trimming would take tokens away"):
+        attempt(vocab=True)
+    assert not (tmp_path / "x").exists()
+
+
+def test_encoder_refuses_depth_and_kv_groups(tmp_path):
+    from conftest import make_tiny_bert
+
+    src = make_tiny_bert(tmp_path / "bert")
+    data = make_cls_dataset()
+    with pytest.raises(PocketsizeError, match="post-norm"):
+        prune(src, data, depth=0.5, out=tmp_path / "x", verbose=False)
+    with pytest.raises(PocketsizeError, match="kv_groups=True.*'?bert'? has none"):
+        prune(src, data, heads=0.5, kv_groups=True, out=tmp_path / "x", verbose=False)
+    assert not (tmp_path / "x").exists()
