@@ -18,6 +18,8 @@ def decoder_config(model_type, vocab_size, tokenizer, **overrides):
         "qwen2": dict(use_sliding_window=True, sliding_window=4, max_window_layers=0,
                       layer_types=["full_attention", "sliding_attention"] * 2),
         "mistral": dict(sliding_window=None),
+        # rotary positions in every other layer only
+        "smollm3": dict(no_rope_layers=[1, 0, 1, 0]),
     }.get(model_type, {})  # fmt: skip
     kw = dict(
         vocab_size=vocab_size, hidden_size=32, intermediate_size=37, num_hidden_layers=4,

@@ -33,6 +33,7 @@ MASKED_MODULES = {
     "mistral": DECODER,
     "qwen2": DECODER,
     "qwen3": DECODER,
+    "smollm3": DECODER,
 }
 
 
@@ -142,7 +143,7 @@ LONG_TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3", "smollm3"])
 def test_decoder_depth_heads_and_neurons_equal_the_masked_original(model_type, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -166,6 +167,8 @@ def test_decoder_depth_heads_and_neurons_equal_the_masked_original(model_type, t
     assert [layer.self_attn.layer_idx for layer in layers] == [0, 1, 2]
     if model_type == "qwen2":
         assert c.layer_types == [["full_attention", "sliding_attention"][i % 2] for i in kept]
+    if model_type == "smollm3":  # which layers skip rotary positions follows the kept layers
+        assert c.no_rope_layers == [[1, 0][i % 2] for i in kept]
 
 
 def test_whole_key_value_groups_go_with_kv_groups(tmp_path):
