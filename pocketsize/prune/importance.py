@@ -179,7 +179,6 @@ def width_scores(model, batches: list, head_plan):
     the LayerNorms of the embeddings and of every layer (Minitron). A head layer with a space
     of its own (a pooler): the root mean square of its outputs. Returns (channels, {name: ...}).
     """
-    import torch
 
     from pocketsize.prune.layouts import layout_for
 
@@ -210,17 +209,7 @@ def width_scores(model, batches: list, head_plan):
         for h in head_plan
         if h.own_space
     ]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in batches:
-                state["attention_mask"] = batch["attention_mask"]
-                model(**batch)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    _run_hooked(model, batches, hooks, state)
 
     def rms(key):
         total, n = sums[key]
@@ -271,6 +260,16 @@ def block_influence(layout, batches: list):
         layer.register_forward_hook(hook(i), with_kwargs=True)
         for i, layer in enumerate(layout.layers())
     ]
+    n_layers = len(hooks)
+    _run_hooked(model, batches, hooks, state)
+    return torch.stack([sums[i][0] / sums[i][1] for i in range(n_layers)])
+
+
+def _run_hooked(model, batches: list, hooks: list, state: dict) -> None:
+    """Forward every batch in eval mode without gradients, with `state["attention_mask"]` set
+    for the hooks to read; the hooks are removed and the mode restored afterwards."""
+    import torch
+
     was_training = model.training
     model.eval()
     try:
@@ -282,4 +281,3 @@ def block_influence(layout, batches: list):
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return torch.stack([sums[i][0] / sums[i][1] for i in range(len(hooks))])

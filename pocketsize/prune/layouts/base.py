@@ -52,8 +52,7 @@ class Layout:
     model_types: tuple[str, ...] = ()
     # module paths inside one layer that the methods below use (checked before any work)
     layer_modules: tuple[str, ...] = ()
-    heads_key = "num_attention_heads"  # config keys of the sizes pruning changes
-    ffn_key = "intermediate_size"
+    ffn_key = "intermediate_size"  # the config key of the MLP size
     # can layers keep different head counts (BERT's config.pruned_heads records them)?
     per_layer_heads = False
     # can the layer count shrink with no other change (pre-norm residual blocks)?
@@ -80,11 +79,11 @@ class Layout:
 
     # ---- attention heads ----
     def head_size(self) -> int:
-        return self.config.hidden_size // getattr(self.config, self.heads_key)
+        return self.config.hidden_size // self.config.num_attention_heads
 
     def current_heads(self, layer_index: int) -> list[int]:
         """Indices (in the unpruned layer) of the heads a layer still holds."""
-        return list(range(getattr(self.config, self.heads_key)))
+        return list(range(self.config.num_attention_heads))
 
     def attention_output(self, layer):
         """The Linear whose input is the heads' outputs side by side (what head scores read)."""
@@ -97,6 +96,9 @@ class Layout:
                 f"kv_groups=True removes whole key/value groups of grouped-query decoders; "
                 f"{self.config.model_type} has none (drop kv_groups)"
             )
+        self.check_scope(scope)
+
+    def check_scope(self, scope: str) -> None:
         if scope != "layer" and not self.per_layer_heads:
             raise PocketsizeError(
                 f"scope={scope!r} would leave layers with different head counts, which a "
@@ -173,7 +175,7 @@ class TransformersHeadPruning(Layout):
     def current_heads(self, layer_index: int) -> list[int]:
         pruned = {int(k): v for k, v in (self.config.pruned_heads or {}).items()}
         gone = {int(h) for h in pruned.get(layer_index, [])}
-        return [h for h in range(getattr(self.config, self.heads_key)) if h not in gone]
+        return [h for h in range(self.config.num_attention_heads) if h not in gone]
 
     def remove_heads(self, plan: dict) -> None:
         if plan:

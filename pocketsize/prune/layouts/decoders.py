@@ -57,11 +57,7 @@ class LlamaLayout(Layout):
         return whole_groups, per, int(round(fraction * per))
 
     def check_heads(self, fraction: float, scope: str, kv_groups: bool) -> None:
-        if scope != "layer":
-            raise PocketsizeError(
-                f"scope={scope!r} would leave layers with different head counts, which a "
-                f"{self.config.model_type} config cannot state; use scope='layer'"
-            )
+        self.check_scope(scope)
         whole_groups, per, n_remove = self._head_unit(fraction, kv_groups)
         unit = "key/value group" if whole_groups else "query head of each group"
         if n_remove >= per:

@@ -1,5 +1,6 @@
 """DistilBERT's layout (`transformer.layer[i]` with `attention.{q,k,v,out}_lin` and
-`ffn.lin1` / `ffn.lin2`; sizes in the config as `n_heads`, `dim`, `hidden_dim`).
+`ffn.lin1` / `ffn.lin2`; its config maps hidden_size and num_attention_heads to `dim` and
+`n_heads`, and states the FFN size as `hidden_dim`).
 
 Like BERT it implements transformers' `prune_heads` and re-applies `config.pruned_heads` when it
 loads, so layers may keep different head counts. Its layers are post-norm (no depth pruning:
@@ -16,14 +17,10 @@ from pocketsize.prune.layouts.base import TransformersHeadPruning, register
 class DistilBertLayout(TransformersHeadPruning):
     model_types = ("distilbert",)
     layer_modules = ("attention.q_lin", "attention.out_lin", "ffn.lin1", "ffn.lin2")
-    heads_key = "n_heads"
     ffn_key = "hidden_dim"
 
     def layers(self) -> list:
         return list(self.model.base_model.transformer.layer)
-
-    def head_size(self) -> int:
-        return self.config.dim // self.config.n_heads
 
     def attention_output(self, layer):
         return layer.attention.out_lin
