@@ -1,7 +1,8 @@
-"""XLNet, ERNIE and DistilBERT classifiers on tiny random configs: the chain every stage runs.
+"""XLNet, ERNIE, DistilBERT, ModernBERT and DeBERTa-v3 classifiers on tiny random configs: the
+chain every stage runs.
 
-optimum-onnx does not know XLNet or ERNIE, so their export takes the torch.onnx fallback;
-DistilBERT goes through optimum.
+optimum-onnx does not know XLNet or ERNIE, so their export takes the torch.onnx fallback; the
+others go through optimum.
 """
 
 from __future__ import annotations
@@ -18,33 +19,46 @@ from conftest import make_tokenizer
 from pocketsize.errors import PocketsizeError
 
 LABELS = ["negative", "positive"]
-EXPORTER = {"xlnet": "torch", "ernie": "torch", "distilbert": "optimum"}
-# structured pruning knows ERNIE (BERT's layout) and DistilBERT, not XLNet
-PRUNABLE = ("ernie", "distilbert")
+EXPORTER = {
+    "xlnet": "torch", "ernie": "torch", "distilbert": "optimum", "modernbert": "optimum",
+    "deberta-v2": "optimum",
+}  # fmt: skip
+# what structured pruning can remove from each (prune/layouts/); it does not know XLNet
+PRUNING = {
+    "ernie": dict(heads=0.5, ffn=0.5),
+    "distilbert": dict(heads=0.5, ffn=0.5),
+    "modernbert": dict(ffn=0.5),  # configs that cannot state fewer heads
+    "deberta-v2": dict(ffn=0.5),
+}
 
 
-def _tiny_config(arch: str, vocab_size: int):
-    if arch == "xlnet":
-        from transformers import XLNetConfig
+def tiny_config(arch: str, vocab_size: int, **overrides):
+    """A two-layer config of `arch`, hidden 32, 4 heads, MLP 37 (odd, so halving it rounds)."""
+    from transformers import AutoConfig
 
-        return XLNetConfig(vocab_size=vocab_size, d_model=32, n_layer=2, n_head=4, d_inner=37)
-    if arch == "distilbert":
-        from transformers import DistilBertConfig
-
-        return DistilBertConfig(
-            vocab_size=vocab_size, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
-            max_position_embeddings=64,
-        )  # fmt: skip
-    from transformers import ErnieConfig
-
-    return ErnieConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
+    common = dict(vocab_size=vocab_size, max_position_embeddings=80)
+    sizes = {
+        "xlnet": dict(d_model=32, n_layer=2, n_head=4, d_inner=37),
+        "distilbert": dict(dim=32, n_layers=2, n_heads=4, hidden_dim=37),
+    }.get(arch, dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=37))  # fmt: skip
+    extra = {
+        "xlnet": {"max_position_embeddings": None},
+        # the special ids of make_tokenizer's vocabulary ([PAD] 0, [CLS] 2, [SEP] 3); a local
+        # window shorter than the texts, so local and global layers differ; no torch.compile
+        "modernbert": dict(
+            pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3,
+            global_attn_every_n_layers=2, local_attention=4, reference_compile=False,
+        ),
+        # DeBERTa-v3's attention: relative positions in buckets, keys shared with content
+        "deberta-v2": dict(
+            relative_attention=True, position_buckets=8, pos_att_type=["p2c", "c2p"],
+            share_att_key=True, norm_rel_ebd="layer_norm", type_vocab_size=0, pad_token_id=0,
+        ),
+    }.get(arch, {})  # fmt: skip
+    kw = {**common, **sizes, **extra, **overrides}
+    kw = {k: v for k, v in kw.items() if v is not None}
+    return AutoConfig.for_model(arch, **kw)
 
 
 def make_base(path, arch: str):
@@ -57,7 +71,7 @@ def make_base(path, arch: str):
         tok.padding_side = "left"
         tok.save_pretrained(path)
     torch.manual_seed(0)
-    AutoModel.from_config(_tiny_config(arch, len(tok))).save_pretrained(path)
+    AutoModel.from_config(tiny_config(arch, len(tok))).save_pretrained(path)
     return path
 
 
@@ -98,9 +112,12 @@ def classifier_through_every_stage(arch, tmp_path, data):
     assert stage["config"]["layer_pairs"] == [[0, 1]]
     assert AutoConfig.from_pretrained(student).model_type == arch
 
-    if arch in PRUNABLE:
-        pruned = prune(student, data, heads=0.5, ffn=0.5, out=tmp_path / "pruned", verbose=False)
-        assert AutoConfig.from_pretrained(pruned).pruned_heads
+    if arch in PRUNING:
+        settings = PRUNING[arch]
+        pruned = prune(student, data, **settings, out=tmp_path / "pruned", verbose=False)
+        record = json.loads((pruned / "pruning.json").read_text())
+        assert record["ffn"]["intermediate_size_after"] == 19  # 37 - round(18.5)
+        assert bool(AutoConfig.from_pretrained(pruned).pruned_heads) == ("heads" in settings)
         to_export = pruned
     else:
         with pytest.raises(PocketsizeError, match="does not support architecture 'xlnet'"):

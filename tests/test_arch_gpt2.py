@@ -1,5 +1,6 @@
-"""GPT-2 (causal LM) on a tiny random config: fine-tune, distil into fewer layers, export with
-past key values (generation parity), dynamic int8, evaluation (perplexity, next-token agreement)."""
+"""GPT-2 (causal LM) on a tiny random config: fine-tune, distil into fewer layers, prune (depth,
+heads, MLP neurons, recovery), export with past key values (generation parity), dynamic int8,
+evaluation (perplexity, next-token agreement)."""
 
 from __future__ import annotations
 
@@ -139,6 +140,52 @@ def test_gpt2_finetune_distill_export_quantize_eval(tmp_path):
         assert m["perplexity"] < vocab  # learned: better than uniform
     assert v["teacher"]["metrics"]["perplexity"] < 0.3 * vocab
     assert v["teacher"]["metrics"]["next_token_accuracy"] > 0.3
+
+
+def test_gpt2_prune_recover_export_quantize_eval(tmp_path):
+    """Heads removed globally leave layers with different head counts; the export states each
+    layer's past shape, and ONNX Runtime generates PyTorch's tokens from it."""
+    import onnxruntime as ort
+    from transformers import AutoConfig
+
+    from pocketsize.distill import finetune
+    from pocketsize.eval import evaluate
+    from pocketsize.export import export
+    from pocketsize.prune import prune
+    from pocketsize.quantize import quantize
+
+    data = lm_data()
+    base = make_tiny_gpt2(tmp_path / "base", n_layer=4)
+    teacher = finetune(base, data, tmp_path / "teacher", task="causal-lm", max_steps=60,
+                       learning_rate=3e-3, **QUICK)  # fmt: skip
+    pruned = prune(
+        teacher, data, depth=0.25, heads=0.5, scope="global", ffn=0.5, task="causal-lm",
+        recover=True, recover_options={"max_steps": 20, "learning_rate": 1e-3, **QUICK},
+        out=tmp_path / "pruned", verbose=False,
+    )  # fmt: skip
+    config = AutoConfig.from_pretrained(pruned)
+    kept = json.loads((pruned / "pruning.json").read_text())["heads"]["kept_per_layer"]
+    assert (config.n_layer, config.n_inner, sum(kept)) == (3, 64, 6)
+
+    onnx_dir = export(pruned, tmp_path / "onnx")
+    parity = json.loads((onnx_dir / "parity.json").read_text())
+    assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
+    inputs = ort.InferenceSession(str(onnx_dir / "model.onnx")).get_inputs()
+    past_heads = [i.shape[1] for i in inputs if i.name.endswith(".key")]
+    assert past_heads == kept
+
+    int8_dir = quantize(onnx_dir, method="dynamic", out=tmp_path / "int8", task="causal-lm")
+    report = evaluate(
+        {"teacher": teacher, "pruned": pruned, "onnx": onnx_dir, "int8": int8_dir},
+        data["test"], reference="pruned", task="causal-lm", **EVAL_QUICK,
+    )  # fmt: skip
+    report.save(tmp_path / "report")
+    v = json.loads((tmp_path / "report" / "metrics.json").read_text())["variants"]
+    assert v["onnx"]["fidelity"]["max_abs_logit_diff"] < 1e-3
+    assert v["onnx"]["agreement"] == 1.0
+    assert v["int8"]["agreement"] > 0.5
+    vocab = AutoConfig.from_pretrained(pruned).vocab_size
+    assert v["pruned"]["metrics"]["perplexity"] < 0.5 * vocab  # recovery kept what it learned
 
 
 def test_gpt2_bad_input_is_one_clear_error(tmp_path):

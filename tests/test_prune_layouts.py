@@ -1,6 +1,6 @@
-"""Structured pruning on every registered layout (prune/layouts/): DistilBERT, and the Llama
-layout's decoders (Llama, Mistral, Qwen2, Qwen3) with depth, grouped-query heads and MLP
-neurons.
+"""Structured pruning on every registered layout (prune/layouts/): DistilBERT, ModernBERT,
+DeBERTa-v2/v3, and the Llama layout's decoders (Llama, Mistral, Qwen2, Qwen3, SmolLM3) with
+depth, grouped-query heads and MLP neurons.
 
 The check that cannot be hollow: the pruned model, reloaded from disk with the Auto class, gives
 the logits of the ORIGINAL model in which the same units are masked to zero — a removed head's
@@ -17,18 +17,23 @@ import json
 
 import pytest
 import torch
+from _arch_encoders import tiny_config
 from _arch_helpers import one_thread
 from _decoders import HEAD_DIM, make_tiny_decoder
 from conftest import make_cls_dataset, make_tokenizer
-from test_arch_gpt2 import lm_data
+from test_arch_gpt2 import lm_data, make_tiny_gpt2
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.prune import prune
 
-# per model_type: (the layer list, attention output projection, MLP down projection, head size)
+# per model_type: (the layer list, attention output projection, MLP down projection); their
+# weights are Linear's [outputs, inputs], except GPT-2's Conv1D, stored [inputs, outputs]
 DECODER = ("model.layers", "self_attn.o_proj", "mlp.down_proj")
 MASKED_MODULES = {
     "distilbert": ("distilbert.transformer.layer", "attention.out_lin", "ffn.lin2"),
+    "modernbert": ("model.layers", "attn.Wo", "mlp.Wo"),
+    "deberta-v2": ("deberta.encoder.layer", "attention.output.dense", "output.dense"),
+    "gpt2": ("transformer.h", "attn.c_proj", "mlp.c_proj"),
     "llama": DECODER,
     "mistral": DECODER,
     "qwen2": DECODER,
@@ -62,10 +67,17 @@ def masked_original(model, record: dict, head_size: int):
         for new_index, old_index in enumerate(kept):
             layer = layers[old_index]
             for h in record.get("heads", {}).get("removed", {}).get(str(new_index), []):
-                layer.get_submodule(attn_out).weight[:, h * head_size : (h + 1) * head_size] = 0
+                inputs_of(layer.get_submodule(attn_out))[:, h * head_size : (h + 1) * head_size] = 0
             for j in record.get("ffn", {}).get("removed", {}).get(str(new_index), []):
-                layer.get_submodule(ffn_out).weight[:, j] = 0
+                inputs_of(layer.get_submodule(ffn_out))[:, j] = 0
     return masked
+
+
+def inputs_of(module):
+    """The weight as [outputs, inputs] (a view: writing to it writes the weight)."""
+    from transformers.pytorch_utils import Conv1D
+
+    return module.weight.T if isinstance(module, Conv1D) else module.weight
 
 
 def logits_of(model, tokenizer, texts):
@@ -133,6 +145,105 @@ def test_distilbert_refuses_depth_and_width_with_the_alternative(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+# ---- ModernBERT and DeBERTa-v2/v3 ----
+
+
+def make_tiny_encoder(path, arch, seed=0, **overrides):
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = make_tokenizer(path)
+    # weights large enough that one masked head or neuron moves the logits
+    config = tiny_config(arch, len(tokenizer), initializer_range=0.3, **overrides)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    model.save_pretrained(path)
+    return model, tokenizer
+
+
+# longer than ModernBERT's local window (4) and DeBERTa's position buckets (8)
+ENCODER_TEXTS = [
+    "the film was good and the plot was bad and the cast was great",
+    "the story was dull",
+    "the music was wonderful and the ending was awful and the film was bad",
+]
+
+
+def test_modernbert_depth_and_neurons_equal_the_masked_original(tmp_path):
+    """Wi stacks the input and gate halves: neuron j goes from both, and from Wo's column j.
+    Depth drops a run of layers that starts at a global one, so every kept layer keeps its
+    kind (global every 2nd layer here: 0 G, 1 L, 2 G, 3 L, 4 G; runs [2, 3] and [4])."""
+    from transformers import AutoModelForSequenceClassification
+
+    model, tokenizer = make_tiny_encoder(tmp_path / "src", "modernbert", num_hidden_layers=5)
+    out = prune(
+        tmp_path / "src", make_cls_dataset(), depth=0.4, ffn=0.5, out=tmp_path / "p",
+        verbose=False,
+    )  # fmt: skip
+    pruned, record = assert_pruned_equals_masked(
+        model, out, tokenizer, ENCODER_TEXTS, 8, AutoModelForSequenceClassification
+    )
+    assert record["depth"]["removed_layers"] in ([2, 3], [4])
+    assert pruned.config.intermediate_size == 19
+    assert pruned.model.layers[0].mlp.Wi.out_features == 2 * 19
+    kinds = [layer.attn.local_attention for layer in pruned.model.layers]
+    assert kinds == [(-1, -1), (2, 2), (-1, -1), (2, 2), (-1, -1)][: len(kinds)]
+
+
+def test_modernbert_layers_keep_their_kind_when_a_run_is_dropped(tmp_path):
+    """Dropping the middle run [2, 3] of five layers: the saved and reloaded model equals the
+    original with those layers masked, so layer 4 still attends globally at position 2. A
+    selection that moves a layer to a position of the other kind, or drops layer 0, is refused
+    (a truncated student saved that way would reload as a different model)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from pocketsize.distill.students import truncate
+
+    model, tokenizer = make_tiny_encoder(tmp_path / "src", "modernbert", num_hidden_layers=5)
+    student, _ = truncate(model, [0, 1, 4])
+    student.save_pretrained(tmp_path / "s")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s").eval()
+    record = {"depth": {"removed_layers": [2, 3], "kept_layers": [0, 1, 4]}}
+    masked = masked_original(model, record, 8).eval()
+    expected = logits_of(masked, tokenizer, ENCODER_TEXTS)
+    torch.testing.assert_close(logits_of(reloaded, tokenizer, ENCODER_TEXTS), expected)
+    assert (logits_of(model, tokenizer, ENCODER_TEXTS) - expected).abs().max() > 1e-3
+
+    with pytest.raises(PocketsizeError, match="layer 2 attends globally but would become "):
+        truncate(model, [0, 2])
+    with pytest.raises(PocketsizeError, match="layer 1 attends locally.*truncate:0,1"):
+        truncate(model, [1, 2])
+
+
+@pytest.mark.parametrize("ffn_score", ["activation", "magnitude"])
+def test_modernbert_scores_neurons_by_both_halves_of_wi(ffn_score, tmp_path):
+    make_tiny_encoder(tmp_path / "src", "modernbert")
+    out = prune(
+        tmp_path / "src", make_cls_dataset(), ffn=0.25, ffn_score=ffn_score, out=tmp_path / "p",
+        verbose=False,
+    )  # fmt: skip
+    record = json.loads((out / "pruning.json").read_text())
+    assert record["ffn"]["intermediate_size_after"] == 28
+    assert all(len(v) == 9 for v in record["ffn"]["removed"].values())
+
+
+@pytest.mark.parametrize("share_att_key", [True, False])
+def test_deberta_neurons_equal_the_masked_original(share_att_key, tmp_path):
+    """DeBERTa-v3's shared position keys, and v2's own pos_key_proj / pos_query_proj."""
+    from transformers import AutoModelForSequenceClassification
+
+    model, tokenizer = make_tiny_encoder(
+        tmp_path / "src", "deberta-v2", share_att_key=share_att_key
+    )
+    out = prune(tmp_path / "src", make_cls_dataset(), ffn=0.5, out=tmp_path / "p", verbose=False)
+    pruned, _ = assert_pruned_equals_masked(
+        model, out, tokenizer, ENCODER_TEXTS, 8, AutoModelForSequenceClassification
+    )
+    assert pruned.config.intermediate_size == 19
+    assert hasattr(pruned.deberta.encoder.layer[0].attention.self, "pos_key_proj") != (
+        share_att_key
+    )
+
+
 # ---- Llama-layout decoders ----
 
 
@@ -169,6 +280,30 @@ def test_decoder_depth_heads_and_neurons_equal_the_masked_original(model_type, t
         assert c.layer_types == [["full_attention", "sliding_attention"][i % 2] for i in kept]
     if model_type == "smollm3":  # which layers skip rotary positions follows the kept layers
         assert c.no_rope_layers == [[1, 0][i % 2] for i in kept]
+
+
+def test_gpt2_depth_heads_and_neurons_equal_the_masked_original(tmp_path):
+    """GPT-2's Conv1D weights are [inputs, outputs]; global head scope leaves layers with
+    different head counts (transformers' prune_heads and config.pruned_heads)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = make_tiny_gpt2(tmp_path / "src", n_layer=4)
+    model = AutoModelForCausalLM.from_pretrained(src).eval()
+    with torch.no_grad():  # weights large enough that one masked head moves the logits
+        for p in model.parameters():
+            p.mul_(10.0)
+    model.save_pretrained(src)
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    out = prune(
+        src, lm_data(), depth=0.25, heads=0.5, ffn=0.5, scope="global", task="causal-lm",
+        out=tmp_path / "p", verbose=False,
+    )  # fmt: skip
+    pruned, record = assert_pruned_equals_masked(
+        model, out, tokenizer, LONG_TEXTS, 8, AutoModelForCausalLM
+    )
+    assert (pruned.config.n_layer, pruned.config.n_inner) == (3, 64)  # MLP 128 -> 64
+    assert sum(record["heads"]["kept_per_layer"]) == 6  # 12 heads over 3 layers, half kept
+    assert [layer.attn.layer_idx for layer in pruned.transformer.h] == [0, 1, 2]
 
 
 def test_whole_key_value_groups_go_with_kv_groups(tmp_path):
@@ -278,4 +413,26 @@ def test_encoder_refuses_depth_and_kv_groups(tmp_path):
         prune(src, data, depth=0.5, out=tmp_path / "x", verbose=False)
     with pytest.raises(PocketsizeError, match="kv_groups=True.*'?bert'? has none"):
         prune(src, data, heads=0.5, kv_groups=True, out=tmp_path / "x", verbose=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_modernbert_and_deberta_refuse_what_their_configs_cannot_state(tmp_path):
+    data = make_cls_dataset()
+    make_tiny_encoder(tmp_path / "modernbert", "modernbert")
+    make_tiny_encoder(tmp_path / "deberta", "deberta-v2")
+
+    def attempt(src, **kw):
+        prune(tmp_path / src, data, out=tmp_path / "x", verbose=False, **kw)
+
+    with pytest.raises(PocketsizeError, match="cannot state a head size.*config:heads=N"):
+        attempt("modernbert", heads=0.5)
+    # two layers, global every 2nd: no run of layers can go without layer 0
+    with pytest.raises(PocketsizeError, match="have 0 that can go.*config:layers=N"):
+        attempt("modernbert", depth=0.5)
+    with pytest.raises(PocketsizeError, match="BERT-layout encoders only"):
+        attempt("modernbert", width=0.5)
+    with pytest.raises(PocketsizeError, match="DeBERTa builds.*config:heads=N"):
+        attempt("deberta", heads=0.5)
+    with pytest.raises(PocketsizeError, match="post-norm.*truncate"):
+        attempt("deberta", depth=0.5)
     assert not (tmp_path / "x").exists()

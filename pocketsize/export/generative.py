@@ -134,12 +134,15 @@ def export_generative(
         with atomic_dir(out, overwrite) as tmp:
             from optimum.exporters.onnx import main_export
 
+            from pocketsize.export.pruned_heads import custom_onnx_configs
+
             main_export(
                 str(model_dir),
                 tmp,
                 task=task.optimum_task,
                 do_validation=False,
                 local_files_only=True,
+                custom_onnx_configs=custom_onnx_configs(config, task.optimum_task),
             )
             ort_model, _ = load_generator(tmp, task, onnx=True)
             parity = generation_parity(

@@ -6,6 +6,11 @@ carries its `layer_idx` (the slot it reads and writes in the key/value cache, wh
 sizes from `num_hidden_layers`), and configs hold per-layer lists (Qwen's `layer_types`,
 SmolLM3's `no_rope_layers`) that `from_pretrained` checks against the depth. BERT-layout configs
 record removed heads per layer index (`pruned_heads`). All three are renumbered here.
+
+Some architectures decide what a layer computes from its position when they load (ModernBERT:
+every n-th layer attends globally, the rest locally, and layer 0 has no attention norm). A
+kept layer must land on a position of its own kind, or the saved model would compute something
+else than the one in memory: POSITION_RULES refuses such selections.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ def keep_layers(model, keep: list[int]) -> None:
         )
     if len(set(keep)) != len(keep) or not keep:
         raise PocketsizeError(f"keep each layer at most once and at least one layer, got {keep}")
+    rule = POSITION_RULES.get(getattr(model.config, "model_type", None))
+    if rule:
+        rule(model.config, keep)
     kept = nn.ModuleList([old[i] for i in keep])
     for new_idx, layer in enumerate(kept):
         for m in layer.modules():
@@ -77,3 +85,23 @@ def select_per_layer(config, source: list[int], depth: int) -> None:
         values = getattr(config, key, None)
         if isinstance(values, (list, tuple)) and len(values) == depth:
             setattr(config, key, [values[i] for i in source])
+
+
+def _modernbert_positions(config, keep: list[int]) -> None:
+    n = config.global_attn_every_n_layers
+
+    def kind(i):
+        return "globally" if i % n == 0 else "locally"
+
+    for new, old in enumerate(keep):
+        if kind(new) != kind(old) or (new == 0) != (old == 0):
+            example = ",".join(map(str, range(len(keep))))
+            raise PocketsizeError(
+                f"ModernBERT layer {old} attends {kind(old)} but would become layer {new}, "
+                f"which attends {kind(new)} (one layer in {n} is global and layer 0 has no "
+                f"attention norm); keep layer 0 first and drop whole runs of {n} layers, e.g. "
+                f"truncate:{example}"
+            )
+
+
+POSITION_RULES = {"modernbert": _modernbert_positions}

@@ -44,11 +44,14 @@ def scoring_split(data, min_examples: int = MIN_SCORING_EXAMPLES):
 def magnitude_ffn_scores(layout) -> list:
     """Per neuron: |input weights| * |output weights| (the product over a gate and an up
     projection); a neuron whose output weights are zero contributes nothing and scores zero."""
+    from pocketsize.prune.layouts.base import weight_out_in
+
     scores = []
     for layer in layout.layers():
-        score = layout.ffn_output(layer).weight.detach().norm(dim=0)  # [H, I] -> [I]
+        score = weight_out_in(layout.ffn_output(layer)).detach().norm(dim=0)  # [H, I] -> [I]
         for linear in layout.ffn_inputs(layer):
-            score = score * linear.weight.detach().norm(dim=1)  # [I, H] -> [I]
+            rows = weight_out_in(linear).detach().norm(dim=1)  # [blocks x I, H] -> [blocks x I]
+            score = score * rows.reshape(layout.ffn_input_blocks, -1).prod(0)
         scores.append(score)
     return scores
 

@@ -203,8 +203,7 @@ def prune(
     # every check that can fail comes before the slow work
     layout = layout_for(model) if structured else None
     if depth:
-        layout.check_depth()
-        _check_depth(layout, depth)
+        layout.check_depth(depth)
     if heads:
         layout.check_heads(heads, scope, kv_groups)
     if width:
@@ -381,26 +380,12 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _check_depth(layout, fraction) -> int:
-    """How many layers depth= removes, refusing none or all."""
-    n = len(layout.layers())
-    n_remove = int(round(fraction * n))
-    if not 0 < n_remove < n:
-        raise PocketsizeError(
-            f"depth={fraction} removes {n_remove} of {n} layers; choose a fraction that removes "
-            f"at least one and keeps at least one ({1 / n:.3f} to {(n - 1) / n:.3f})"
-        )
-    return n_remove
-
-
 def _remove_depth(layout, fraction, split, tokenizer, task, batch_size, max_length) -> dict:
-    import torch
-
     model = layout.model
     batches = importance.scoring_batches(model, split, tokenizer, task, batch_size, max_length)
     influence = importance.block_influence(layout, batches)
-    n_remove = _check_depth(layout, fraction)
-    gone = sorted(torch.argsort(influence)[:n_remove].tolist())
+    n_remove = layout.check_depth(fraction)
+    gone = layout.plan_depth(influence, n_remove)
     keep = [i for i in range(len(influence)) if i not in gone]
     layout.remove_layers(keep)
     return {

@@ -324,9 +324,12 @@ def task_for_dataset(dataset) -> Task:
 # Architecture families by config model_type, for the tasks each can do in this toolkit.
 ENCODER_ONLY = {
     "bert", "distilbert", "roberta", "xlm-roberta", "albert", "electra", "deberta",
-    "deberta-v2", "mpnet", "ernie", "xlnet", "camembert",
+    "deberta-v2", "mpnet", "ernie", "xlnet", "camembert", "modernbert",
 }  # fmt: skip
-DECODER_ONLY = {"gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "opt", "bloom", "phi"}
+DECODER_ONLY = {
+    "gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "qwen3", "smollm3", "opt", "bloom",
+    "phi",
+}  # fmt: skip
 ENCODER_DECODER = {"t5", "mt5", "bart", "mbart", "pegasus", "marian"}
 TASK_FAMILIES = {
     "text-classification": ("encoder-only", "decoder-only"),

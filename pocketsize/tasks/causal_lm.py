@@ -162,16 +162,33 @@ register_task(CausalLM.name, CausalLM)
 def _ort_causal_lm_class():
     from optimum.onnxruntime import ORTModelForCausalLM
 
-    class ORTModelForCausalLMWithHeadDim(ORTModelForCausalLM):
-        """optimum 2.1 sizes the first, empty past from hidden_size / num_attention_heads on
-        all but a few model types, so a Llama-layout config whose `head_dim` differs (Qwen3
-        checkpoints, every head-pruned decoder) fails its first generation step in ONNX Runtime
-        ("invalid dimensions for input past_key_values.0.key"). The config's head_dim is right."""
+    class ORTModelForCausalLMSizedPast(ORTModelForCausalLM):
+        """Sizes the first, empty past key values from the graph's own past inputs.
+
+        optimum 2.1 sizes them from the config: one head count for every layer and a head size
+        of hidden_size / num_attention_heads on all but a few model types. Both are wrong for a
+        Llama-layout config whose `head_dim` differs (Qwen3 checkpoints, every head-pruned
+        decoder) and for layers that lost different heads (GPT-2's `config.pruned_heads`): the
+        first generation step fails with "invalid dimensions for input past_key_values.0.key".
+        The exported graph states each layer's head count and size."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            head_dim = getattr(self.config, "head_dim", None)
-            if head_dim and hasattr(self, "embed_size_per_head"):
-                self.embed_size_per_head = head_dim
+            shapes = [self.input_shapes[name] for name in self.key_value_input_names]
+            static = all(len(s) == 4 and isinstance(s[1], int) and isinstance(s[3], int)
+                         for s in shapes)  # fmt: skip
+            self._empty_past = [(s[1], s[3]) for s in shapes] if shapes and static else None
 
-    return ORTModelForCausalLMWithHeadDim
+        def forward(self, input_ids, attention_mask=None, past_key_values=None, **kwargs):
+            import torch
+
+            if past_key_values is None and self._empty_past:
+                batch = input_ids.shape[0]
+                empty = [
+                    torch.zeros((batch, heads, 0, size), dtype=self.dtype, device=self.device)
+                    for heads, size in self._empty_past
+                ]
+                past_key_values = tuple(zip(empty[0::2], empty[1::2]))
+            return super().forward(input_ids, attention_mask, past_key_values, **kwargs)
+
+    return ORTModelForCausalLMSizedPast

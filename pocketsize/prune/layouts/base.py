@@ -53,6 +53,9 @@ class Layout:
     # module paths inside one layer that the methods below use (checked before any work)
     layer_modules: tuple[str, ...] = ()
     ffn_key = "intermediate_size"  # the config key of the MLP size
+    # how many blocks of `ffn_size` rows each up/gate Linear stacks (ModernBERT's Wi holds the
+    # input and the gate halves: neuron j is rows j and ffn_size + j)
+    ffn_input_blocks = 1
     # can layers keep different head counts (BERT's config.pruned_heads records them)?
     per_layer_heads = False
     # can the layer count shrink with no other change (pre-norm residual blocks)?
@@ -130,7 +133,6 @@ class Layout:
     def remove_neurons(self, plan: dict) -> None:
         """Remove the planned neurons; every layer loses the same number (one config size)."""
         import torch
-        from transformers.pytorch_utils import prune_linear_layer
 
         if not plan:
             return
@@ -144,25 +146,40 @@ class Layout:
         for i, layer in enumerate(layers):
             gone = set(plan.get(i, []))
             keep = torch.tensor([j for j in range(size) if j not in gone], dtype=torch.long)
+            rows = torch.cat([keep + b * size for b in range(self.ffn_input_blocks)])
             for linear in self.ffn_inputs(layer):
-                _replace(layer, linear, prune_linear_layer(linear, keep, dim=0))
+                _replace(layer, linear, keep_outputs(linear, rows))
             output = self.ffn_output(layer)
-            _replace(layer, output, prune_linear_layer(output, keep, dim=1))
+            _replace(layer, output, keep_inputs(output, keep))
         setattr(self.config, self.ffn_key, size - counts.pop())
 
     # ---- depth ----
-    def check_depth(self) -> None:
+    def check_depth(self, fraction: float) -> int:
+        """How many layers depth=fraction removes, refusing what this layout cannot do."""
         if not self.depth:
             raise PocketsizeError(
                 f"depth pruning needs residual blocks that can be dropped without touching the "
                 f"rest; {self.config.model_type} has post-norm layers (drop depth=, or distil a "
                 "student with fewer layers: student='truncate:0,2,4')"
             )
+        n = len(self.layers())
+        n_remove = int(round(fraction * n))
+        if not 0 < n_remove < n:
+            raise PocketsizeError(
+                f"depth={fraction} removes {n_remove} of {n} layers; choose a fraction that "
+                f"removes at least one and keeps at least one ({1 / n:.3f} to {(n - 1) / n:.3f})"
+            )
+        return n_remove
+
+    def plan_depth(self, influence, n_remove: int) -> list[int]:
+        """The layers to drop: the `n_remove` of least block influence."""
+        import torch
+
+        return sorted(torch.argsort(influence)[:n_remove].tolist())
 
     def remove_layers(self, keep: list[int]) -> None:
         from pocketsize.formats.layer_lists import keep_layers
 
-        self.check_depth()
         keep_layers(self.model, keep)
 
 
@@ -180,6 +197,31 @@ class TransformersHeadPruning(Layout):
     def remove_heads(self, plan: dict) -> None:
         if plan:
             self.model.prune_heads({int(k): list(v) for k, v in plan.items()})
+
+
+def weight_out_in(module):
+    """A Linear's or a GPT-2 Conv1D's weight as [outputs, inputs] (Conv1D stores [in, out])."""
+    from transformers.pytorch_utils import Conv1D
+
+    return module.weight.T if isinstance(module, Conv1D) else module.weight
+
+
+def keep_outputs(module, index):
+    """A copy of a Linear or Conv1D with only the outputs at `index`."""
+    from transformers.pytorch_utils import Conv1D, prune_conv1d_layer, prune_linear_layer
+
+    if isinstance(module, Conv1D):
+        return prune_conv1d_layer(module, index, dim=1)
+    return prune_linear_layer(module, index, dim=0)
+
+
+def keep_inputs(module, index):
+    """A copy of a Linear or Conv1D that reads only the inputs at `index`."""
+    from transformers.pytorch_utils import Conv1D, prune_conv1d_layer, prune_linear_layer
+
+    if isinstance(module, Conv1D):
+        return prune_conv1d_layer(module, index, dim=0)
+    return prune_linear_layer(module, index, dim=1)
 
 
 def _replace(root, old, new) -> None:
