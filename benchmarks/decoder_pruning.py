@@ -1,5 +1,6 @@
-"""Decoder pruning benchmark (issue 19): depth against heads + MLP neurons, each recovered by
-distillation, and 4-bit against int8 weights, side by side in one run.
+"""Decoder pruning benchmark (issue 19): depth against heads + MLP neurons and against hidden
+width + MLP neurons, each recovered by distillation, and 4-bit against int8 weights, side by
+side in one run.
 
 A small Llama-layout decoder (default: 8 layers, hidden 256, 8 query / 4 key-value heads,
 MLP 768, a 4,096-piece BPE tokenizer trained on the same text) is trained briefly on the
@@ -7,7 +8,8 @@ packaged rt-polarity sentences as a causal LM: the teacher. From it, with the sa
 budget removed from the layers (about half):
   depth:      depth=0.5 (the 4 layers of least block influence go)
   heads+mlp:  heads=0.5 (half the query heads of each key/value group) + ffn=0.5
-each then recovered by the same number of distillation steps from the teacher. All three are
+  width+mlp:  width=0.3 (hidden 256 -> 176; heads keep head_dim) + ffn=0.3 (Minitron's width)
+each then recovered by the same number of distillation steps from the teacher. All four are
 exported (past key values); the teacher's export is quantized to int8 (dynamic MatMulInteger)
 and to 4-bit weight-only MatMulNBits. One `pocketsize.evaluate` call on the test split gives
 perplexity, next-token agreement with the teacher, size and latency (batch 1 and 32, each
@@ -112,7 +114,11 @@ def main():
 
     recover = {"max_steps": args.recover_steps, "learning_rate": 5e-4, **common}
     recover.pop("task")
-    plans = {"depth": {"depth": 0.5}, "heads+mlp": {"heads": 0.5, "ffn": 0.5}}
+    plans = {
+        "depth": {"depth": 0.5},
+        "heads+mlp": {"heads": 0.5, "ffn": 0.5},
+        "width+mlp": {"width": 0.3, "ffn": 0.3},
+    }
     variants = {"teacher": teacher}
     for name, plan in plans.items():
         out = work / name

@@ -140,7 +140,9 @@ def test_distilbert_refuses_depth_and_width_with_the_alternative(tmp_path):
     data = make_cls_dataset()
     with pytest.raises(PocketsizeError, match="post-norm.*truncate"):
         prune(tmp_path / "src", data, depth=0.5, out=tmp_path / "x", verbose=False)
-    with pytest.raises(PocketsizeError, match="BERT-layout encoders only.*'distilbert'"):
+    with pytest.raises(
+        PocketsizeError, match="not support 'distilbert' yet; it supports bert.*llama"
+    ):
         prune(tmp_path / "src", data, width=0.5, heads=0.5, out=tmp_path / "x", verbose=False)
     assert not (tmp_path / "x").exists()
 
@@ -306,6 +308,44 @@ def test_gpt2_depth_heads_and_neurons_equal_the_masked_original(tmp_path):
     assert [layer.attn.layer_idx for layer in pruned.transformer.h] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3", "smollm3"])
+def test_decoder_width_keeps_the_outputs_when_the_removed_channels_carry_nothing(
+    model_type, tmp_path
+):
+    """Channels that are zero in the embedding and in every attention and MLP output stay zero
+    in the residual stream. Width pruning must find them (their norm outputs are zero) and
+    remove them without changing the logits: RMSNorm divides by the mean over all channels,
+    which the kept norm weights' sqrt(old / new width) scale makes up for. A tied output
+    embedding stays tied."""
+    from transformers import AutoModelForCausalLM
+
+    tied = model_type in ("llama", "qwen3")
+    # a tiny eps: the norm's eps is added to a mean that shrinks by new / old width, so at this
+    # model's activations (~0.02) eps=1e-6 alone would move the logits by ~1e-3
+    model, tokenizer = make_tiny_decoder(
+        tmp_path / "src", model_type, tie_word_embeddings=tied, rms_norm_eps=1e-12
+    )
+    dead = list(range(0, 32, 2))
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, dead] = 0
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight[dead, :] = 0
+            layer.mlp.down_proj.weight[dead, :] = 0
+    model.save_pretrained(tmp_path / "src")
+    out = prune(
+        tmp_path / "src", lm_data(), width=0.5, task="causal-lm", out=tmp_path / "p",
+        verbose=False,
+    )  # fmt: skip
+    record = json.loads((out / "pruning.json").read_text())["width"]
+    assert record["kept_channels"] == list(range(1, 32, 2))
+    pruned = AutoModelForCausalLM.from_pretrained(out).eval()
+    expected = logits_of(model.eval(), tokenizer, LONG_TEXTS)
+    torch.testing.assert_close(logits_of(pruned, tokenizer, LONG_TEXTS), expected)
+    c = pruned.config
+    assert (c.hidden_size, c.head_dim, c.num_attention_heads) == (16, HEAD_DIM, 4)
+    assert (pruned.lm_head.weight is pruned.model.embed_tokens.weight) == tied
+
+
 def test_whole_key_value_groups_go_with_kv_groups(tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -357,16 +397,18 @@ def test_depth_pruned_decoder_generates_alike_with_and_without_its_cache(tmp_pat
 
 
 def test_pruned_decoder_recovers_exports_with_past_and_generates_the_same_tokens(tmp_path):
-    """Depth + heads + neurons, recovered by distillation from the unpruned model, exported
-    with past key values of the new shape; ONNX Runtime generates PyTorch's tokens."""
+    """Depth + heads + neurons + hidden width, recovered by distillation from the unpruned
+    model, exported with past key values of the new shape; ONNX Runtime generates PyTorch's
+    tokens."""
     import onnxruntime as ort
 
     from pocketsize.export import export
 
     make_tiny_decoder(tmp_path / "src", "llama")
     out = prune(
-        tmp_path / "src", lm_data(), depth=0.25, heads=0.5, ffn=0.5, task="causal-lm",
-        recover=True, recover_options={"max_steps": 6, "batch_size": 16, "progress": False},
+        tmp_path / "src", lm_data(), depth=0.25, heads=0.5, ffn=0.5, width=0.5,
+        task="causal-lm", recover=True,
+        recover_options={"max_steps": 6, "batch_size": 16, "progress": False},
         out=tmp_path / "p", verbose=False,
     )  # fmt: skip
     record = json.loads((out / "pruning.json").read_text())
@@ -429,7 +471,7 @@ def test_modernbert_and_deberta_refuse_what_their_configs_cannot_state(tmp_path)
     # two layers, global every 2nd: no run of layers can go without layer 0
     with pytest.raises(PocketsizeError, match="have 0 that can go.*config:layers=N"):
         attempt("modernbert", depth=0.5)
-    with pytest.raises(PocketsizeError, match="BERT-layout encoders only"):
+    with pytest.raises(PocketsizeError, match="hidden-width pruning does not support 'modernbert'"):
         attempt("modernbert", width=0.5)
     with pytest.raises(PocketsizeError, match="DeBERTa builds.*config:heads=N"):
         attempt("deberta", heads=0.5)

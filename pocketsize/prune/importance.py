@@ -178,17 +178,14 @@ def scoring_batches(model, split, tokenizer, task, batch_size: int = 16, max_len
 def width_scores(model, batches: list, head_plan):
     """Activation importance of every hidden channel and of every head layer's own outputs.
 
-    batches: scoring_batches(). Channels: the root mean square of each LayerNorm's output over the real tokens, summed over
-    the LayerNorms of the embeddings and of every layer (Minitron). A head layer with a space
+    batches: scoring_batches(). Channels: the root mean square of each norm's output over the
+    real tokens, summed over the norms the layout names (Minitron). A head layer with a space
     of its own (a pooler): the root mean square of its outputs. Returns (channels, {name: ...}).
     """
 
     from pocketsize.prune.layouts import layout_for
 
-    base = model.base_model
-    norms = [base.embeddings.LayerNorm]
-    for layer in layout_for(model).layers():
-        norms += [layer.attention.output.LayerNorm, layer.output.LayerNorm]
+    norms = layout_for(model).width_norms()
     modules = dict(model.named_modules())
     state: dict = {}
     sums: dict = {}

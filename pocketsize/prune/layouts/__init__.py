@@ -8,6 +8,11 @@ from pocketsize.prune.layouts import (  # noqa: F401  (registers them)
     gpt2,
     modernbert,
 )
-from pocketsize.prune.layouts.base import Layout, layout_for, supported_architectures
+from pocketsize.prune.layouts.base import (
+    Layout,
+    layout_for,
+    supported_architectures,
+    width_architectures,
+)
 
-__all__ = ["Layout", "layout_for", "supported_architectures"]
+__all__ = ["Layout", "layout_for", "supported_architectures", "width_architectures"]

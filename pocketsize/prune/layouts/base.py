@@ -27,6 +27,11 @@ def supported_architectures() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def width_architectures() -> tuple[str, ...]:
+    """The model types whose layout can remove hidden channels."""
+    return tuple(t for t, cls in _REGISTRY.items() if cls.width)
+
+
 def layout_for(model) -> Layout:
     """The model's layout, checked against its modules; a clear error for an unknown one."""
     model_type = getattr(model.config, "model_type", type(model).__name__)
@@ -60,6 +65,7 @@ class Layout:
     per_layer_heads = False
     # can the layer count shrink with no other change (pre-norm residual blocks)?
     depth = False
+    # can hidden channels go (plan_width, width_norms, body_modules, remove_width)?
     width = False
 
     def __init__(self, model):
@@ -181,6 +187,24 @@ class Layout:
         from pocketsize.formats.layer_lists import keep_layers
 
         keep_layers(self.model, keep)
+
+    # ---- hidden width ----
+    def plan_width(self, fraction: float, kept_heads: int | None) -> int:
+        """The hidden size left by removing `fraction` of it (refusing what cannot load)."""
+        raise NotImplementedError
+
+    def width_norms(self) -> list:
+        """The norms whose outputs rank the hidden channels (Minitron)."""
+        raise NotImplementedError
+
+    def body_modules(self):
+        """The modules that remove_width slices; a Linear outside them that reads the hidden
+        states belongs to the task head."""
+        return self.model.base_model.modules()
+
+    def remove_width(self, keep) -> None:
+        """Keep the hidden channels at `keep` everywhere inside the body; update the config."""
+        raise NotImplementedError
 
 
 class TransformersHeadPruning(Layout):

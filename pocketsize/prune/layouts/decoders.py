@@ -9,6 +9,13 @@ group (the cache keeps its shape), or whole groups with their key/value head (th
 shrinks). `head_dim` is written into the config, because after pruning it no longer equals
 hidden_size / num_attention_heads. The blocks are pre-norm residual blocks, so whole layers can
 go (depth pruning) with `layer_idx` and per-layer config lists renumbered.
+
+Hidden width: the embedding's columns, every RMSNorm, the inputs of Q/K/V and of the gate and
+up projections, and the outputs of the attention and MLP output projections lose the same
+channels (the task head and tied output embeddings: prune/width.py). The explicit `head_dim`
+leaves the heads untouched. RMSNorm divides by the root mean square over all channels, so the
+kept norm weights are scaled by sqrt(old / new width): a channel that carries nothing then
+leaves every output unchanged, instead of shifting every norm's scale.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class LlamaLayout(Layout):
         "mlp.down_proj",
     )
     depth = True
+    width = True
 
     def layers(self) -> list:
         return list(self.model.base_model.layers)
@@ -135,3 +143,50 @@ class LlamaLayout(Layout):
 
     def ffn_output(self, layer):
         return layer.mlp.down_proj
+
+    # ---- hidden width ----
+    def plan_width(self, fraction: float, kept_heads: int | None) -> int:
+        width = self.config.hidden_size
+        step = 8 if width % 8 == 0 and width >= 64 else 1  # kernels like multiples of 8
+        new = int(round((1 - fraction) * width / step)) * step
+        if not 0 < new < width:
+            raise PocketsizeError(
+                f"width={fraction} leaves {new} of {width} hidden channels; choose a fraction "
+                "that removes some and keeps some"
+            )
+        return new
+
+    def width_norms(self) -> list:
+        norms = []
+        for layer in self.layers():
+            norms += [layer.input_layernorm, layer.post_attention_layernorm]
+        return norms + [self.model.base_model.norm]
+
+    def remove_width(self, keep) -> None:
+        import torch
+        from transformers.pytorch_utils import prune_linear_layer
+
+        base = self.model.base_model
+        head_dim = self.head_size()
+        scale = (self.config.hidden_size / len(keep)) ** 0.5
+
+        def slice_norm(norm):
+            norm.weight = torch.nn.Parameter(norm.weight.detach()[keep] * scale)
+
+        table = base.embed_tokens  # in place: a VocabClampedEmbedding keeps its clamp
+        table.weight = torch.nn.Parameter(table.weight.detach()[:, keep].clone())
+        table.embedding_dim = len(keep)
+        for layer in self.layers():
+            attn, mlp = layer.self_attn, layer.mlp
+            attn.q_proj = prune_linear_layer(attn.q_proj, keep, dim=1)
+            attn.k_proj = prune_linear_layer(attn.k_proj, keep, dim=1)
+            attn.v_proj = prune_linear_layer(attn.v_proj, keep, dim=1)
+            attn.o_proj = prune_linear_layer(attn.o_proj, keep, dim=0)
+            mlp.gate_proj = prune_linear_layer(mlp.gate_proj, keep, dim=1)
+            mlp.up_proj = prune_linear_layer(mlp.up_proj, keep, dim=1)
+            mlp.down_proj = prune_linear_layer(mlp.down_proj, keep, dim=0)
+            slice_norm(layer.input_layernorm)
+            slice_norm(layer.post_attention_layernorm)
+        slice_norm(base.norm)
+        self.config.head_dim = head_dim
+        self.config.hidden_size = len(keep)
