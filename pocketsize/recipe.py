@@ -554,7 +554,7 @@ def run_recipe(
         from pocketsize.tasks import get_task
 
         # a task that reads text alone (a causal LM) takes a plain text corpus, without labels
-        data_kwargs.setdefault("labelled", get_task(recipe["task"]).data_columns != ("text",))
+        data_kwargs.setdefault("labelled", get_task(recipe["task"]).reads_labels)
     log(f"[data] loading {data_cfg['name']}")
     with processes.main_first():  # fetched once, by the main process
         data = load_dataset(data_cfg["name"], **data_kwargs)

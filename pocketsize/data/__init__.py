@@ -1,6 +1,7 @@
 """Task datasets as `datasets.DatasetDict`s with train / validation / test splits.
 
-    load_dataset(ref, columns=None, label_names=None) -> DatasetDict
+    load_dataset(ref, columns=None, label_names=None, split=None) -> DatasetDict (a Dataset with
+        split=: "all" is every row as given, with nothing split off)
         ref: a catalogue name (rt-polarity, 20newsgroups, cloze-qa, ...), a local file
         (.csv .tsv .json .jsonl .parquet, or SQuAD v1.1/v2.0 JSON), a {split: file} dict, a
         directory (train.csv / test.jsonl ..., or DatasetDict.save_to_disk), a hub dataset id,
@@ -31,6 +32,7 @@ def load_dataset(
     config: str | None = None,
     trust_remote_code: bool = False,
     labelled: bool = True,
+    split: str | None = None,
 ):
     """A DatasetDict with train / validation / test in pocketsize's column layout.
 
@@ -38,20 +40,42 @@ def load_dataset(
     {"text": "review", "label": "stars"} (text_pair optional). label_names fixes the label set
     and its order (every label must be in it); otherwise string labels are sorted.
     labelled=False: a text corpus (a causal LM's data): the text column alone, no labels.
+    split: None for the DatasetDict; a split's name for that split alone (a Dataset); "all"
+    for every row of every split or file as one Dataset, with no validation or test split cut
+    from it (what a small labelled file meant for evaluation needs).
     """
+    from datasets import concatenate_datasets
+
+    whole = split == "all"
+    dd = _load(ref, columns, label_names, config, trust_remote_code, labelled, not whole)
+    if split is None:
+        return dd
+    if whole:
+        return concatenate_datasets([dd[name] for name in dd])
+    if split not in dd:
+        raise PocketsizeError(
+            f"the dataset has no {split!r} split (it has {', '.join(dd)}); name one of them "
+            "or 'all'"
+        )
+    return dd[split]
+
+
+def _load(ref, columns, label_names, config, trust_remote_code, labelled, cut_splits):
     from datasets import Dataset, DatasetDict
 
     from pocketsize.assets.catalogue import get_asset, is_catalogued
     from pocketsize.data import local
     from pocketsize.data.normalize import normalize
 
+    def norm(dd, source):
+        return normalize(dd, source, columns, label_names, labelled, cut_splits)
+
     if isinstance(ref, Dataset):
-        ref = DatasetDict({"train": ref})
+        ref = DatasetDict({"train" if cut_splits else "all": ref})
     if isinstance(ref, DatasetDict):
-        return normalize(ref, "the dataset", columns, label_names, labelled)
+        return norm(ref, "the dataset")
     if isinstance(ref, dict):
-        files = DatasetDict(local.read_local(ref))
-        return normalize(files, "the dataset files", columns, label_names, labelled)
+        return norm(DatasetDict(local.read_local(ref)), "the dataset files")
     if isinstance(ref, os.PathLike):
         ref = os.fspath(ref)
     if not isinstance(ref, str):
@@ -62,15 +86,11 @@ def load_dataset(
         from pocketsize.data.catalogue_sets import load_catalogue_dataset
 
         dd = load_catalogue_dataset(get_asset(ref, kind="dataset"))
-        return (
-            dd
-            if columns is None and label_names is None and labelled
-            else normalize(dd, ref, columns, label_names, labelled)
-        )
+        plain = columns is None and label_names is None and labelled
+        return dd if plain else norm(dd, ref)
     if os.path.exists(ref) or local.looks_like_path(ref):
-        return normalize(DatasetDict(local.read_local(ref)), ref, columns, label_names, labelled)
-    hub = local.read_hub(ref, config, trust_remote_code)
-    return normalize(DatasetDict(hub), ref, columns, label_names, labelled)
+        return norm(DatasetDict(local.read_local(ref)), ref)
+    return norm(DatasetDict(local.read_hub(ref, config, trust_remote_code)), ref)
 
 
 def load_texts(ref, split: str | None = None) -> list[str]:

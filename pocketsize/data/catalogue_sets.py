@@ -17,11 +17,11 @@ text) right after its header: it is dropped.
 
 from __future__ import annotations
 
-import contextlib
 import html
 from pathlib import Path
 
 from pocketsize.assets.catalogue import Asset
+from pocketsize.data.progress import quiet_progress
 from pocketsize.data.splits import SPLITS, split_of
 from pocketsize.errors import PocketsizeError
 
@@ -49,25 +49,11 @@ def load_catalogue_dataset(asset: Asset):
         with _locked(f"dataset-{asset.name}"):
             if not target.exists():
                 dd = build_catalogue_dataset(asset, root)
-                with _staging(target) as tmp, _quiet_progress():
+                with _staging(target) as tmp, quiet_progress():
                     dd.save_to_disk(str(tmp))
     # in memory (the largest, 20newsgroups, is ~27 MB): later .map() calls then write their
     # cache files to datasets' own cache, not into pocketsize's shared cache directory
     return load_from_disk(str(target), keep_in_memory=True)
-
-
-@contextlib.contextmanager
-def _quiet_progress():
-    """Caching is an implementation detail: no progress bars for it."""
-    import datasets
-
-    was = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was:
-            datasets.enable_progress_bars()
 
 
 def build_catalogue_dataset(asset: Asset, root: Path):

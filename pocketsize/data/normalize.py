@@ -25,12 +25,24 @@ def is_tokens(columns) -> bool:
     return {"tokens", "ner_tags"} <= set(columns)
 
 
-def normalize(dd, source: str, columns: dict | None = None, label_names=None, labelled=True):
-    """Rename splits and columns, encode labels, add missing splits, check for emptiness."""
+def normalize(
+    dd, source: str, columns: dict | None = None, label_names=None, labelled=True, cut_splits=True
+):
+    """Rename splits and columns, encode labels, add missing splits, check for emptiness.
+
+    cut_splits=False: keep the splits as they are (any names, none added): every row is to be
+    used as given, e.g. a small labelled file to evaluate."""
+    from pocketsize.data.progress import quiet_progress
+
+    with quiet_progress():
+        return _normalize(dd, source, columns, label_names, labelled, cut_splits)
+
+
+def _normalize(dd, source, columns, label_names, labelled, cut_splits):
     from datasets import DatasetDict
 
     dd = DatasetDict({canonical_split_name(k): v for k, v in dd.items()})
-    if "train" not in dd:
+    if "train" not in dd and cut_splits:
         if len(dd) == 1:  # one unnamed split (e.g. a single file): it is all the data
             dd = DatasetDict({"train": next(iter(dd.values()))})
         else:
@@ -39,21 +51,25 @@ def normalize(dd, source: str, columns: dict | None = None, label_names=None, la
             )
     if sum(len(d) for d in dd.values()) == 0:
         raise PocketsizeError(f"{source} is empty (no rows); pass a dataset with examples")
-    if is_qa(dd["train"].column_names):
+    first = dd["train"] if "train" in dd else next(iter(dd.values()))
+    if is_qa(first.column_names):
         dd = DatasetDict({k: _qa_columns(v, source) for k, v in dd.items()})
-    elif is_tokens(dd["train"].column_names):
+    elif is_tokens(first.column_names):
         dd = _token_columns(dd, source)
     else:
-        mapping = _column_mapping(dd["train"].column_names, columns, source, labelled)
+        mapping = _column_mapping(first.column_names, columns, source, labelled)
         dd = DatasetDict({k: _classification_columns(v, mapping) for k, v in dd.items()})
         if labelled:
             dd = _encode_labels(dd, source, label_names)
+    if not cut_splits:
+        return dd
     dd = fill_missing_splits(dd)
     for name in SPLITS:
         if len(dd[name]) == 0:
             raise PocketsizeError(
-                f"{source}: the {name} split is empty ({len(dd['train'])} train rows); give more rows "
-                "(the hash split puts ~10% each in validation and test) or your own splits"
+                f"{source}: the {name} split is empty ({len(dd['train'])} train rows); give more "
+                "rows (the hash split puts ~10% each in validation and test) or your own splits, "
+                "or, to evaluate every row as given, --split all (Python: split='all')"
             )
     return dd
 
@@ -63,7 +79,8 @@ def _column_mapping(have: list[str], columns: dict | None, source: str, labelled
     unknown = set(columns) - {"text", "text_pair", "label"}
     if unknown:
         raise PocketsizeError(
-            f"column mapping keys must be text, text_pair, label; got {sorted(unknown)}"
+            f"column roles are text, text_pair and label; got {', '.join(sorted(unknown))} "
+            "(e.g. --columns text=review,label=stars)"
         )
     roles = (("text", _TEXT_GUESSES), ("text_pair", _PAIR_GUESSES), ("label", _LABEL_GUESSES))
     for role, guesses in roles if labelled else roles[:1]:
@@ -74,9 +91,10 @@ def _column_mapping(have: list[str], columns: dict | None, source: str, labelled
     for role in ("text", "label") if labelled else ("text",):
         if role not in columns or columns[role] not in have:
             asked = f" (mapped to {columns[role]!r})" if role in columns else ""
+            corpus = " (text without labels, a causal LM's: --task causal-lm)" * (role == "label")
             raise PocketsizeError(
-                f"{source} has no {role} column{asked}; its columns are {have}: pass "
-                f"columns={{'{role}': NAME}} naming one of them"
+                f"{source} has no {role} column{asked}; its columns are {have}: name one with "
+                f"--columns {role}=NAME (Python: columns={{'{role}': NAME}}){corpus}"
             )
     if "text_pair" in columns and columns["text_pair"] not in have:
         raise PocketsizeError(
@@ -94,7 +112,7 @@ def _classification_columns(ds, mapping: dict):
 def _encode_labels(dd, source: str, label_names):
     from datasets import ClassLabel, DatasetDict, Value
 
-    feature = dd["train"].features["label"]
+    feature = next(iter(dd.values())).features["label"]
     if isinstance(feature, ClassLabel):
         if label_names is None or [str(n) for n in label_names] == feature.names:
             return dd
@@ -154,7 +172,7 @@ def _token_columns(dd, source: str):
     from pocketsize.data.conll import tag_names
 
     out = {}
-    feature = dd["train"].features["ner_tags"]
+    feature = next(iter(dd.values())).features["ner_tags"]
     if not isinstance(getattr(feature, "feature", None), ClassLabel):
         names = tag_names([t for split in dd.values() for tags in split["ner_tags"] for t in tags])
         index = {n: i for i, n in enumerate(names)}

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+from pocketsize.tasks.cli_data import add_columns_option, data_for_stage
+
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("finetune", help="fine-tune a teacher (a task head on an encoder)")
     p.add_argument("--model", required=True, help="catalogue name, model directory or hub id")
     p.add_argument("--data", required=True, help="dataset name or local files")
+    add_columns_option(p)
+    p.add_argument("--task", help="task name (default: from the data and the model)")
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--epochs", type=float, default=2)
     _common_options(p, bf16="auto")
@@ -22,6 +26,8 @@ def add_commands(subparsers) -> None:
         help="truncate[:0,2,4] | config:layers=3,hidden=192,heads=6 | bilstm | model dir",
     )
     p.add_argument("--data", required=True, help="dataset name or local files")
+    add_columns_option(p)
+    p.add_argument("--task", help="task name (default: from the teacher and the data)")
     p.add_argument("--out", required=True, help="output student directory")
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--loss", default="kl=0.5,ce=0.5", help="weighted losses, e.g. kl=1,hidden=1")
@@ -83,8 +89,9 @@ def run_finetune(args) -> int:
 
     out = finetune(
         args.model,
-        args.data,
+        data_for_stage(args.data, args.columns, args.task),
         args.out,
+        task=args.task,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -108,9 +115,10 @@ def run_distill(args) -> int:
 
     out = distill(
         args.teacher,
-        args.data,
+        data_for_stage(args.data, args.columns, args.task),
         args.student,
         args.out,
+        task=args.task,
         losses=args.loss,
         temperature=args.temperature,
         layer_map=args.layer_map,

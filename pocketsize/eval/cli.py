@@ -6,6 +6,7 @@ import argparse
 import json
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.tasks.cli_data import add_columns_option, parse_columns
 
 
 def add_commands(sub) -> None:
@@ -22,7 +23,12 @@ def add_commands(sub) -> None:
         help="a variant: a save_pretrained dir, an ONNX dir, or an .onnx/.ort file (repeat)",
     )
     p.add_argument("--data", required=True, help="dataset name, hub id or local files")
-    p.add_argument("--split", default="test")
+    add_columns_option(p)
+    p.add_argument(
+        "--split",
+        default="test",
+        help="the split to evaluate (default: test); all: every row of the data, nothing split off",
+    )
     p.add_argument("--reference", help="the variant others are compared with (default: first)")
     p.add_argument("--final", help="the variant a recipe ships, marked in the report")
     p.add_argument("--task", help="text-classification or extractive-qa (default: from the data)")
@@ -89,8 +95,15 @@ def run_eval(args: argparse.Namespace) -> int:
         ) from None
     from pocketsize.data import load_dataset
     from pocketsize.eval import evaluate
+    from pocketsize.tasks import get_task
 
-    data = load_dataset(args.data)
+    options = {
+        "columns": parse_columns(args.columns),
+        "labelled": get_task(args.task).reads_labels if args.task else True,
+    }
+    if args.split == "all":  # every row of the files as given (e.g. a 3-row CSV)
+        options["split"] = "all"
+    data = load_dataset(args.data, **options)
     report = evaluate(
         models,
         data,

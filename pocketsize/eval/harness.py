@@ -56,6 +56,8 @@ def evaluate(
     variants: name -> a save_pretrained dir, an optimum ONNX dir, an .onnx/.ort file (with
     config and tokenizer beside it), a transformers model, or (model, tokenizer).
     dataset: a datasets.Dataset, a DatasetDict of which `split` is used, or a dataset name.
+    split: the split to evaluate on; "all" takes every row of every split (of a name or path:
+    every row of its files, with no validation or test split cut from them).
     latency_examples: how many test inputs are timed (per batch size: that many examples,
     i.e. latency_examples // batch_size calls per round), `repeats` rounds, `warmup` calls per block.
     trust_module_code: import the classes of module directories from outside pocketsize.
@@ -79,7 +81,8 @@ def evaluate(
     if isinstance(dataset, (str, os.PathLike)):
         from pocketsize.data import load_dataset
 
-        dataset = load_dataset(dataset)
+        # "all": every row of the file(s) as given, nothing split off (a small labelled file)
+        dataset = load_dataset(dataset, split="all") if split == "all" else load_dataset(dataset)
     examples = _select_split(dataset, split)
     if max_examples is not None and max_examples < len(examples):
         # A seeded sample, not the first rows: splits are often sorted (e.g. by label).
@@ -168,7 +171,7 @@ def evaluate(
         "machine": machine_info(),
         "versions": library_versions(),
         "settings": {
-            "split": split if hasattr(dataset, "keys") else None,
+            "split": split if hasattr(dataset, "keys") or split == "all" else None,
             "examples": len(examples),
             "dataset_fingerprint": getattr(examples, "_fingerprint", None),
             "primary_metric": task.primary_metric,
@@ -201,11 +204,15 @@ def evaluate(
 
 
 def _select_split(dataset, split: str):
-    if hasattr(dataset, "keys"):
+    if hasattr(dataset, "keys") and split == "all" and "all" not in dataset:
+        from datasets import concatenate_datasets
+
+        dataset = concatenate_datasets([dataset[name] for name in dataset])
+    elif hasattr(dataset, "keys"):
         if split not in dataset:
             raise PocketsizeError(
                 f"the dataset has no {split!r} split (it has {', '.join(dataset) or 'none'}); "
-                "pass split= one of them"
+                "pass split= one of them, or 'all' for every row"
             )
         dataset = dataset[split]
     if not hasattr(dataset, "column_names"):
@@ -224,7 +231,8 @@ def _check_columns(task, examples) -> None:
     if missing:
         raise PocketsizeError(
             f"the data has no {', '.join(missing)} column(s) for {task.name} (it has "
-            f"{', '.join(examples.column_names)}); load it with pocketsize.load_dataset(..., columns=)"
+            f"{', '.join(examples.column_names)}); map them with --columns (Python: "
+            "pocketsize.load_dataset(..., columns=))"
         )
 
 

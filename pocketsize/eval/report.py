@@ -164,7 +164,13 @@ class Report:
         lat = s["latency"]
         notes = [
             f"Task {m['task']}, {s['examples']} examples"
-            + (f" of the {s['split']!r} split" if s.get("split") else "")
+            + (
+                " (every row of the data)"
+                if s.get("split") == "all"
+                else f" of the {s['split']!r} split"
+                if s.get("split")
+                else ""
+            )
             + f"; reference {m['reference']!r}"
             + (f"; final {m['final']!r}" if m.get("final") else "")
             + ".",

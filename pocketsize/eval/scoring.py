@@ -152,15 +152,9 @@ def _quiet(encode, progress: bool):
     """task.encode, without datasets' "tokenizing" bar when progress bars are off."""
 
     def run(*args, **kwargs):
-        from datasets.utils import logging as ds_logging
+        from pocketsize.data.progress import quiet_progress
 
-        was_enabled = ds_logging.is_progress_bar_enabled()
-        if not progress:
-            ds_logging.disable_progress_bar()
-        try:
+        with quiet_progress(not progress):
             return encode(*args, **kwargs)
-        finally:
-            if was_enabled:
-                ds_logging.enable_progress_bar()
 
     return run

@@ -3,6 +3,8 @@ shell."""
 
 from __future__ import annotations
 
+from pocketsize.tasks.cli_data import add_columns_option, data_for_stage
+
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
@@ -12,6 +14,7 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("--model", required=True, help="model directory or catalogue name")
     p.add_argument("--data", help="dataset name or directory (needed for importance and --vocab)")
+    add_columns_option(p)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--heads", type=float, help="fraction of attention heads to remove, in (0, 1)")
     p.add_argument("--ffn", type=float, help="fraction of FFN neurons to remove, in (0, 1)")
@@ -53,7 +56,7 @@ def run(args) -> int:
 
     out = prune(
         args.model,
-        args.data,
+        data_for_stage(args.data, args.columns, args.task),
         heads=args.heads,
         ffn=args.ffn,
         width=args.width,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pocketsize.tasks.cli_data import add_columns_option, data_for_stage
+
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
@@ -13,6 +15,7 @@ def add_commands(subparsers) -> None:
         help="ONNX directory or .onnx file (PyTorch dirs are exported first)",
     )
     p.add_argument("--data", default=None, help="dataset name or path (needed by static and auto)")
+    add_columns_option(p)
     p.add_argument("--method", default="dynamic", help="dynamic | static | auto | fp16 | bf16")
     p.add_argument(
         "--max-drop", type=float, default=0.01, help="auto: largest allowed absolute metric drop"
@@ -59,7 +62,7 @@ def run_quantize(args) -> int:
 
     out = quantize(
         args.model,
-        args.data,
+        data_for_stage(args.data, args.columns),
         method=args.method,
         out=args.out,
         max_drop=args.max_drop,

@@ -63,6 +63,12 @@ class Task:
     input_names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
     # the data columns the task reads (checked before any model runs)
     data_columns: tuple[str, ...] = ()
+
+    @property
+    def reads_labels(self) -> bool:
+        """Does the task's data carry labels (False: a text corpus, as a causal LM's)?"""
+        return self.data_columns != ("text",)
+
     # inputs come from a tokenizer (False: arrays read from the data as they are)
     needs_tokenizer: bool = True
     # settings for model.generate() when the task's predictions are generated text (else None)

@@ -109,6 +109,9 @@ class ExtractiveQA(Task):
     def encode(self, dataset, tokenizer, max_length: int | None = None):
         """One feature per window of each context; keeps example_id and context-only offsets."""
         max_length = min(max_length or self.max_length, _model_max_length(tokenizer))
+        # a stride that does not fit the window (a model with few positions) is shortened, as
+        # qa_max_length does for training; the tokenizer refuses it otherwise
+        stride = self.doc_stride if self.doc_stride < max_length // 2 else max_length // 4
         pad_right = tokenizer.padding_side == "right"
         context_index = 1 if pad_right else 0
         has_ids = "id" in dataset.column_names
@@ -122,7 +125,7 @@ class ExtractiveQA(Task):
                 second,
                 truncation="only_second" if pad_right else "only_first",
                 max_length=max_length,
-                stride=self.doc_stride,
+                stride=stride,
                 return_overflowing_tokens=True,
                 return_offsets_mapping=True,
             )
