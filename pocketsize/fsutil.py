@@ -27,6 +27,15 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
         raise PocketsizeError(
             f"output {out} already exists; choose another path or pass overwrite=True (--overwrite)"
         )
+    # the nearest part of the path that exists must be a directory to write into
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise PocketsizeError(
+            f"cannot write output {out}: {parent} is a file, not a directory; choose an output "
+            "path inside a directory"
+        )
     return out
 
 

@@ -71,8 +71,13 @@ def load_pretrained(
         return ref
     from transformers import AutoConfig
 
+    from pocketsize.formats.checkpoint import check_finite, check_own_code, check_weights
+
     path = resolve_model(ref)
     local = os.path.isdir(path)
+    if local:
+        check_own_code(path, trust_remote_code)
+        check_weights(path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except ValueError as e:
@@ -116,8 +121,8 @@ def load_pretrained(
     except OSError as e:
         if local and not any(Path(path).glob("*.safetensors")):
             raise PocketsizeError(
-                f"{path} has no safetensors weights and pocketsize never loads pickled weights; "
-                "re-save the model with save_pretrained(dir, safe_serialization=True)"
+                f"{path} has no model weights (model.safetensors); pass a directory written by "
+                "save_pretrained"
             ) from e
         if local:
             raise PocketsizeError(
@@ -129,6 +134,7 @@ def load_pretrained(
             f"{ref} cannot be loaded as {auto_class.__name__}: {str(e).splitlines()[0]}"
         ) from e
     model.eval()
+    check_finite(model, path)
     # A vocabulary-trimmed model (pocketsize.prune) maps dropped pieces to [UNK] on load.
     from pocketsize.formats.vocab_clamp import apply_vocab_clamp
 
@@ -142,7 +148,14 @@ def load_tokenizer(ref, trust_remote_code: bool = False, **kwargs):
 
     if hasattr(ref, "name_or_path") and not isinstance(ref, (str, os.PathLike)):
         ref = ref.name_or_path
+    from pocketsize.formats.side_files import has_tokenizer
+
     path = resolve_model(ref)
+    if os.path.isdir(path) and not has_tokenizer(path):
+        raise PocketsizeError(
+            f"{path} has no tokenizer files (tokenizer.json, or tokenizer_config.json and its "
+            "vocabulary); save the model's tokenizer beside it (tokenizer.save_pretrained(dir))"
+        )
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError) as e:

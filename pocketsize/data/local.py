@@ -46,6 +46,16 @@ def read_local(ref) -> dict:
 
 
 def _read_file(path: Path):
+    try:
+        return _read_records(path)
+    except UnicodeDecodeError as e:
+        raise PocketsizeError(
+            f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 (e.g. "
+            f"iconv -f latin1 -t utf-8 {path.name} > utf8{path.suffix})"
+        ) from e
+
+
+def _read_records(path: Path):
     from datasets import Dataset
 
     if not path.is_file():
@@ -59,9 +69,20 @@ def _read_file(path: Path):
         import pandas as pd
 
         # every cell as a string, and no "NA"/"None" -> NaN guessing: texts stay as written
-        frame = pd.read_csv(
-            path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
-        )
+        try:
+            frame = pd.read_csv(
+                path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
+            )
+        except pd.errors.ParserError as e:
+            raise PocketsizeError(
+                f"{path} is not a well-formed {suffix[1:].upper()} file "
+                f"({str(e).strip().splitlines()[0]}); quote the fields that hold the separator, "
+                "or give every row the header's columns"
+            ) from e
+        except pd.errors.EmptyDataError as e:
+            raise PocketsizeError(
+                f"{path} is empty (no header, no rows); pass a file with examples"
+            ) from e
         return Dataset.from_pandas(frame, preserve_index=False)
     if suffix == ".parquet":
         return Dataset.from_parquet(str(path))

@@ -59,6 +59,7 @@ def _normalize(dd, source, columns, label_names, labelled, cut_splits):
     else:
         mapping = _column_mapping(first.column_names, columns, source, labelled)
         dd = DatasetDict({k: _classification_columns(v, mapping) for k, v in dd.items()})
+        _check_rows(dd, source, labelled)
         if labelled:
             dd = _encode_labels(dd, source, label_names)
     if not cut_splits:
@@ -101,6 +102,21 @@ def _column_mapping(have: list[str], columns: dict | None, source: str, labelled
             f"{source} has no text_pair column {columns['text_pair']!r}; its columns are {have}"
         )
     return columns
+
+
+def _check_rows(dd, source: str, labelled: bool) -> None:
+    """Refuse a row with empty text or no label, naming it (rows count from 1, in file order:
+    nothing has been split off yet)."""
+    roles = ("text", "label") if labelled else ("text",)
+    for name, ds in dd.items():
+        where = source if len(dd) == 1 else f"the {name} split of {source}"
+        for role in roles:
+            for i, value in enumerate(ds[role]):
+                if value is None or (isinstance(value, str) and not value.strip()):
+                    what = "empty text" if role == "text" else "no label"
+                    raise PocketsizeError(
+                        f"row {i + 1} of {where} has {what}; fill it in or drop that row"
+                    )
 
 
 def _classification_columns(ds, mapping: dict):

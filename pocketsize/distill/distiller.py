@@ -144,6 +144,11 @@ def distill(
     if isinstance(teacher_model, nn.Module):
         teacher_model.eval()
     _check_architecture(teacher_model, task)
+    if t_tok is not None and hasattr(teacher_model, "get_input_embeddings"):
+        from pocketsize.formats.checkpoint import check_tokenizer_fits
+
+        where = teacher if isinstance(teacher, (str, Path)) else "the teacher"
+        check_tokenizer_fits(teacher_model, t_tok, where)
     load.check_labels(teacher_model, names, "teacher")
     set_seed(seed)
     student_model, info = build_student(

@@ -8,6 +8,7 @@ data, optional bf16 autocast.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -89,6 +90,11 @@ def finetune(
     from pocketsize.tasks import check_architecture
 
     check_architecture(getattr(getattr(model_obj, "config", None), "model_type", None), task)
+    if tokenizer is not None and isinstance(model_obj, PreTrainedModel):
+        from pocketsize.formats.checkpoint import check_tokenizer_fits
+
+        where = model if isinstance(model, (str, os.PathLike)) else "the model"
+        check_tokenizer_fits(model_obj, tokenizer, where)
     load.check_labels(model_obj, names, "model")
     check_reloadable(model_obj)
 

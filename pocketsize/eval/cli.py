@@ -122,6 +122,9 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     out = report.save(args.out, overwrite=args.overwrite)
     print(report.table())
+    for name, cut in report.metrics["settings"]["truncated_inputs"].items():
+        print(f"note: {cut['examples']} texts reach the {cut['max_length']}-token limit of "
+              f"variant {name!r}; longer ones were truncated to it")  # fmt: skip
     print(f"\nreport written to {out}/ (report.md, report.html, metrics.json, plots)")
     return 0
 

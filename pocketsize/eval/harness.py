@@ -172,6 +172,12 @@ def evaluate(
         "versions": library_versions(),
         "settings": {
             "split": split if hasattr(dataset, "keys") or split == "all" else None,
+            # inputs longer than a variant's token limit are cut to it, not refused
+            "truncated_inputs": {
+                name: {"examples": run["truncated"], "max_length": run["max_length"]}
+                for name, run in runs.items()
+                if run["truncated"]
+            },
             "examples": len(examples),
             "dataset_fingerprint": getattr(examples, "_fingerprint", None),
             "primary_metric": task.primary_metric,
@@ -290,25 +296,10 @@ def _check_onnx_label_count(name: str, runner, n_labels: int) -> None:
 
 
 def _check_vocab(variant, tokenizer) -> None:
-    trim = variant.config.get("pocketsize_vocab_trim")
-    if trim:
-        # A vocabulary-trimmed model keeps the full tokenizer on purpose (its loaders clamp
-        # ids beyond the kept rows to [UNK]); its tokenizer must be the original size.
-        if len(tokenizer) != trim.get("original_vocab_size", len(tokenizer)):
-            raise PocketsizeError(
-                f"variant {variant.name!r}: its tokenizer has {len(tokenizer)} tokens but the model "
-                f"was trimmed from {trim['original_vocab_size']}; use the tokenizer pocketsize.prune saved"
-            )
-        return
-    vocab = variant.config.get("vocab_size")
-    if variant.model is not None and hasattr(variant.model, "get_input_embeddings"):
-        embeddings = variant.model.get_input_embeddings()
-        vocab = getattr(embeddings, "num_embeddings", vocab)
-    if vocab and len(tokenizer) > vocab:
-        raise PocketsizeError(
-            f"variant {variant.name!r}: its tokenizer has {len(tokenizer)} tokens but the model's "
-            f"vocabulary has {vocab}; save the tokenizer that belongs to this model beside it"
-        )
+    from pocketsize.formats.checkpoint import check_tokenizer_fits
+
+    model = variant.model if hasattr(variant.model, "get_input_embeddings") else None
+    check_tokenizer_fits(model or variant.config, tokenizer, f"variant {variant.name!r}")
 
 
 def _max_length(variant, tokenizer, requested: int | None) -> int:
@@ -335,7 +326,12 @@ def _predict(name, runner, tokenizer, task, examples, max_length, batch_size, pr
         progress=f"predicting {name}" if progress else False,
     )
     outputs = stack_outputs(per_batch, task.output_names)
+    # one feature per example (no QA windows): an input as long as the limit was cut to it
+    lengths = [len(r[encoded.input_names[0]]) for r in encoded.rows]
+    one_per_example = len(encoded.rows) == len(examples)
     return {
+        "truncated": sum(n >= max_length for n in lengths) if one_per_example else 0,
+        "max_length": max_length,
         "outputs": outputs,
         "predictions": predict(encoded, outputs),
         "rows": encoded.rows,

@@ -40,6 +40,9 @@ def load_pipeline(model, task=None, threads: int | None = None, **pipeline_kwarg
             "pocketsize.formats.module_dir.load_module_dir (PyTorch) or onnxruntime (ONNX)"
         )
     tokenizer = load_tokenizer(variant)
+    from pocketsize.formats.checkpoint import check_tokenizer_fits
+
+    check_tokenizer_fits(variant.config, tokenizer, variant.model_dir or "the model")
     if variant.kind == "torch":
         from pocketsize.eval.runners import load_torch_model
 

@@ -178,6 +178,12 @@ class Report:
             f"({s['bootstrap']['samples']} resamples) 95% interval of the metric difference; "
             "* = significant, n.s. = within noise.",
         ]
+        for name, cut in (s.get("truncated_inputs") or {}).items():
+            notes.append(
+                f"{cut['examples']} of the texts reach the {cut['max_length']}-token limit of "
+                f"variant {name!r}; longer ones are truncated to it, as the deployed model would "
+                "see them."
+            )
         if s.get("agreement"):
             notes.append(f"Agreement: {s['agreement']}.")
         if lat["measured"]:

@@ -148,6 +148,10 @@ def _resolve_model_dir(model) -> Path:
             f"{path} has no tokenizer files (tokenizer.json or tokenizer_config.json + vocab); "
             "save the tokenizer into the model directory (tokenizer.save_pretrained)"
         )
+    from pocketsize.formats.checkpoint import check_own_code, check_weights
+
+    check_own_code(path)
+    check_weights(path)
     return path
 
 
@@ -173,6 +177,7 @@ def _export_transformers(
 ):
     from transformers import AutoConfig, AutoTokenizer
 
+    from pocketsize.formats.checkpoint import check_tokenizer_fits
     from pocketsize.formats.model_dir import load_model_dir
     from pocketsize.formats.vocab_clamp import add_vocab_clamp_to_onnx
 
@@ -195,6 +200,7 @@ def _export_transformers(
         return export_generative(model_dir, out, task=task_obj, atol=atol, overwrite=overwrite)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     torch_model = load_model_dir(model_dir, task_obj.auto_model_class())
+    check_tokenizer_fits(torch_model, tokenizer, model_dir)
     notes = {}
     with atomic_dir(out, overwrite) as tmp:
         used = exporter

@@ -1,7 +1,8 @@
 """A saved PyTorch model directory, whichever kind: a transformers `save_pretrained` directory
 or a pocketsize module directory. Every stage loads saved models through `load_model_dir`, so
 each gets the same rules: safetensors only (a pickled `pytorch_model.bin` can run code when
-unpickled), remote code off, the [UNK] clamp of a vocabulary-trimmed model installed."""
+unpickled), remote code off, the checks of formats/checkpoint.py, the [UNK] clamp of a
+vocabulary-trimmed model installed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats.checkpoint import check_finite, check_own_code, check_weights
 from pocketsize.formats.module_dir import is_module_dir, load_module_dir
 from pocketsize.formats.vocab_clamp import apply_vocab_clamp
 
@@ -40,13 +42,11 @@ def load_model_dir(path, auto_class=None, trust_module_code: bool = False, **kwa
         raise PocketsizeError(
             f"{path} is a transformers directory; say which head to load it with (task=...)"
         )
-    if not any(path.glob("*.safetensors")) and any(path.glob("pytorch_model*.bin")):
-        raise PocketsizeError(
-            f"{path} has no safetensors weights and pocketsize never loads pickled weights; "
-            "re-save the model with save_pretrained(dir, safe_serialization=True)"
-        )
+    check_weights(path)
+    check_own_code(path)
     try:
         model = auto_class.from_pretrained(str(path), use_safetensors=True, **kwargs)
     except (OSError, ValueError) as e:
         raise PocketsizeError(f"cannot load the model in {path}: {str(e).splitlines()[0]}") from e
+    check_finite(model, path)
     return apply_vocab_clamp(model.eval())

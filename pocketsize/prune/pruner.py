@@ -187,18 +187,20 @@ def prune(
     extra_texts += vocab_mod.corpus_texts(corpora) if vocab else []
     keep_tokens = vocab_mod.read_lines(vocab_keep) if vocab else []
 
-    from transformers import AutoTokenizer
+    from pocketsize.assets import load_tokenizer
+    from pocketsize.formats.checkpoint import check_tokenizer_fits
 
     if source_dir is not None:
         task = _task_for(task, data, source_dir)
         model = _load_model(source_dir, task, data)
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(source_dir)
+        tokenizer = tokenizer or load_tokenizer(source_dir)
     else:
         task = _task_for(task, data, model.config.to_dict())
         model = copy.deepcopy(model)  # the caller's model stays unpruned
         if tokenizer is None:
             raise PocketsizeError("an in-memory model needs its tokenizer: pass tokenizer=")
     model.eval()
+    check_tokenizer_fits(model, tokenizer, source_dir or "the model")
 
     # every check that can fail comes before the slow work
     layout = layout_for(model) if structured else None
@@ -342,7 +344,7 @@ def prune(
             old2new, kept = vocab_mod.plan_vocab(tokenizer, keep, original_size)
             new_tokenizer_dir = work / "tokenizer"
             vocab_mod.rewrite_tokenizer(tokenizer, old2new, new_tokenizer_dir)
-            new_tokenizer = AutoTokenizer.from_pretrained(new_tokenizer_dir)
+            new_tokenizer = load_tokenizer(new_tokenizer_dir)
             vocab_mod.check_same_pieces(tokenizer, new_tokenizer, old2new, texts[:2000])
             vocab_mod.shrink_embeddings(model, old2new, kept, tokenizer.unk_token_id)
             record["vocab"] = {
