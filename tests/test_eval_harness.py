@@ -109,9 +109,9 @@ def test_report_figures_are_consistent(full_report):
 def test_report_files_written_and_parseable(full_report, tmp_path):
     out = full_report.save(tmp_path / "report")
     names = {p.name for p in out.iterdir()}
-    assert {"metrics.json", "report.md", "report.html", "pareto.png"} <= names
+    assert {"metrics.json", "report.md", "report.html", "pareto.png", "stages.png"} <= names
     assert "confusion_matrix.png" in names
-    for png in ("pareto.png", "confusion_matrix.png"):
+    for png in ("pareto.png", "stages.png", "confusion_matrix.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["variants"].keys() == full_report.variants.keys()
@@ -121,7 +121,7 @@ def test_report_files_written_and_parseable(full_report, tmp_path):
     md = (out / "report.md").read_text()
     assert "| teacher (ref) |" in md and "int8 (final)" in md
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "<img" in html
+    assert html.count("data:image/png;base64,") == 3 and "<img" in html
     assert Report.load(out).table() == full_report.table()
     with pytest.raises(PocketsizeError, match="already exists"):
         full_report.save(out)

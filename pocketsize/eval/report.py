@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from pocketsize.fsutil import atomic_dir, write_json
 
 SCHEMA_VERSION = "1.3"
 PARETO_PNG = "pareto.png"
+STAGES_PNG = "stages.png"
 CONFUSION_PNG = "confusion_matrix.png"
 
 
@@ -43,8 +43,9 @@ def mark_pareto(records: dict[str, dict]) -> None:
 
 
 def _p50(record: dict, batch_size: str) -> float | None:
-    stats = (record.get("latency_ms") or {}).get(batch_size)
-    return stats["p50"] if stats else None
+    from pocketsize.eval.plots import p50
+
+    return p50(record, batch_size)
 
 
 def _mb(n: int | None) -> str:
@@ -270,6 +271,7 @@ class Report:
         out += [_md_table(*self.fidelity_rows()), ""]
         if images:
             out += ["## Trade-off", "", f"![accuracy vs latency and size]({PARETO_PNG})", ""]
+            out += [f"![size, latency and agreement along the stages]({STAGES_PNG})", ""]
         per_class = self._per_class_rows(best)
         if per_class:
             out += [f"## Per-class metrics of {best!r}", "", _md_table(*per_class), ""]
@@ -306,6 +308,8 @@ class Report:
         ]
         if PARETO_PNG in pngs:
             parts += ["<h2>Trade-off</h2>", _html_img(pngs[PARETO_PNG], "trade-off")]
+        if STAGES_PNG in pngs:
+            parts.append(_html_img(pngs[STAGES_PNG], "size, latency and agreement by stage"))
         per_class = self._per_class_rows(best)
         if per_class:
             parts += [f"<h2>Per-class metrics of {html.escape(best)}</h2>", _html_table(*per_class)]
@@ -329,77 +333,18 @@ class Report:
     def render_plots(self) -> dict[str, bytes]:
         import matplotlib
 
+        from pocketsize.eval import plots
+
         matplotlib.use("Agg")
-        pngs = {PARETO_PNG: self._pareto_png()}
+        pngs = {
+            PARETO_PNG: plots.png(plots.pareto_figure(self.variants)),
+            STAGES_PNG: plots.png(plots.stages_figure(self.variants)),
+        }
         best = self.best_compressed()
-        if self.variants[best].get("confusion_matrix"):
-            pngs[CONFUSION_PNG] = self._confusion_png(best)
+        cm = self.variants[best].get("confusion_matrix")
+        if cm:
+            pngs[CONFUSION_PNG] = plots.png(plots.confusion_figure(best, cm))
         return pngs
-
-    def _pareto_png(self) -> bytes:
-        import matplotlib.pyplot as plt
-
-        has_latency = any(_p50(r, "1") is not None for r in self.variants.values())
-        axes_spec = [("size", "size on disk (MB)", lambda r: r["size_bytes"] / 1e6)]
-        if has_latency:
-            axes_spec.insert(0, ("latency", "latency at batch 1, p50 (ms)", lambda r: _p50(r, "1")))
-        fig, axes = plt.subplots(1, len(axes_spec), figsize=(6 * len(axes_spec), 4.5))
-        axes = [axes] if len(axes_spec) == 1 else list(axes)
-        metric_name = next(iter(self.variants.values()))["metric"]["name"]
-        for ax, (key, xlabel, x_of) in zip(axes, axes_spec):
-            points = [(x_of(r), r["metric"]["value"], n, r) for n, r in self.variants.items()]
-            points = [p for p in points if p[0] is not None]
-            front = sorted((p for p in points if p[3]["pareto"][key]), key=lambda p: p[0])
-            # the metric's 95% bootstrap interval as error bars: overlapping bars = within noise
-            for x, y, _, r in points:
-                lo, hi = r["metric"].get("ci_low", y), r["metric"].get("ci_high", y)
-                ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], color="#bbb", capsize=3, zorder=1)
-            ax.scatter([p[0] for p in points], [p[1] for p in points], color="#666", zorder=2)
-            ax.plot(
-                [p[0] for p in front],
-                [p[1] for p in front],
-                "o-",
-                color="#d62728",
-                zorder=3,
-                label="Pareto front",
-            )
-            labels: dict[tuple, list[str]] = {}  # variants at the same point share one label
-            for x, y, name, _ in points:
-                labels.setdefault((round(x, 6), round(y, 6)), []).append(name)
-            for (x, y), names in labels.items():
-                ax.annotate(
-                    ", ".join(names), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
-                )
-            ax.set_xlim(left=0)
-            ax.margins(x=0.12, y=0.15)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(metric_name)
-            ax.grid(alpha=0.3)
-            ax.legend(loc="best", fontsize=8)
-        fig.suptitle(f"{metric_name} (95% CI) vs cost: up and left is better")
-        fig.tight_layout()
-        return _png(fig)
-
-    def _confusion_png(self, name: str) -> bytes:
-        import matplotlib.pyplot as plt
-        import numpy as np
-
-        cm = self.variants[name]["confusion_matrix"]
-        matrix, labels = np.asarray(cm["matrix"]), cm["labels"]
-        size = max(4.0, 0.5 * len(labels) + 2)
-        fig, ax = plt.subplots(figsize=(size, size))
-        ax.imshow(matrix, cmap="Blues")
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
-        if len(labels) <= 20:
-            for (i, j), v in np.ndenumerate(matrix):
-                color = "white" if v > matrix.max() / 2 else "black"
-                ax.text(j, i, str(v), ha="center", va="center", color=color, fontsize=8)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"confusion matrix: {name}")
-        fig.tight_layout()
-        return _png(fig)
 
     # ---- saving ----
 
@@ -455,12 +400,3 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def _html_img(data: bytes, alt: str) -> str:
     return f"<img alt='{alt}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>"
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
