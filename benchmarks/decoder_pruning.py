@@ -15,7 +15,7 @@ and to 4-bit weight-only MatMulNBits. One `pocketsize.evaluate` call on the test
 perplexity, next-token agreement with the teacher, size and latency (batch 1 and 32, each
 runtime at its defaults, variants timed in rotating blocks).
 
-    python benchmarks/decoder_pruning.py                    # about 10 min on 2 cores
+    python benchmarks/decoder_pruning.py                    # about 25 min on 2 cores
     python benchmarks/decoder_pruning.py --teacher-steps 600 --recover-steps 300
 
 Name the CPU beside any figure you report from it; compare variants as the ratios printed.
