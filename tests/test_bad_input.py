@@ -198,6 +198,14 @@ def test_a_very_long_text_is_truncated_with_a_note(workdir, tmp_path, capsys):
     assert "truncated to it" in (out / "report.md").read_text()
 
 
+@pytest.mark.parametrize("model", ["good", "onnx"])
+def test_predict_reads_the_start_of_a_very_long_text_with_a_note(model, workdir, capsys):
+    assert main(["predict", "--model", str(workdir / model), "good film " * 10_000]) == 0
+    out, err = capsys.readouterr()
+    assert "note: text 1 is longer than the model's 64 tokens" in err
+    assert json.loads(out.strip())[0]["label"] in ("negative", "positive")
+
+
 @pytest.mark.parametrize("verb", ["eval", "export", "quantize", "prune", "finetune", "distill"])
 def test_an_output_inside_a_file_is_one_error_line(verb, workdir, capsys):
     model = workdir / ("onnx" if verb == "quantize" else "good")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.tasks.cli_data import add_columns_option, parse_columns
@@ -136,7 +137,11 @@ def run_predict(args: argparse.Namespace) -> int:
     pipe = load_pipeline(
         args.model, task="extractive-qa" if args.question else None, threads=args.threads, **extra
     )
-    for text in args.text:
+    limit = pipe.tokenizer.model_max_length
+    for i, text in enumerate(args.text, 1):
+        if not args.question and len(pipe.tokenizer(text)["input_ids"]) > limit:
+            print(f"note: text {i} is longer than the model's {limit} tokens; it reads the "
+                  "first ones", file=sys.stderr)  # fmt: skip
         if args.question:
             result = pipe(question=args.question, context=text)
         else:

@@ -303,16 +303,9 @@ def _check_vocab(variant, tokenizer) -> None:
 
 
 def _max_length(variant, tokenizer, requested: int | None) -> int:
-    limits = [requested or 512]
-    positions = variant.config.get("max_position_embeddings") or variant.config.get("n_positions")
-    if positions:
-        # RoBERTa-likes reserve two positions for the padding offset
-        offset = 2 if variant.config.get("model_type") in ("roberta", "xlm-roberta") else 0
-        limits.append(positions - offset)
-    model_max = getattr(tokenizer, "model_max_length", None)
-    if model_max and model_max < 100_000:
-        limits.append(model_max)
-    return min(limits)
+    from pocketsize.formats.model_dir import max_length_of
+
+    return max_length_of(variant.config, tokenizer, requested)
 
 
 def _predict(name, runner, tokenizer, task, examples, max_length, batch_size, progress) -> dict:

@@ -43,6 +43,12 @@ def load_pipeline(model, task=None, threads: int | None = None, **pipeline_kwarg
     from pocketsize.formats.checkpoint import check_tokenizer_fits
 
     check_tokenizer_fits(variant.config, tokenizer, variant.model_dir or "the model")
+    # a text longer than the model reads is cut to its limit, not an error inside the model
+    from pocketsize.formats.model_dir import max_length_of
+
+    tokenizer.model_max_length = max_length_of(variant.config, tokenizer)
+    if task.pipeline_task == "text-classification":
+        pipeline_kwargs.setdefault("truncation", True)
     if variant.kind == "torch":
         from pocketsize.eval.runners import load_torch_model
 

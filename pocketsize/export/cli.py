@@ -13,6 +13,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--exporter", default="auto", choices=["auto", "optimum", "torch"])
     p.add_argument("--no-optimize", action="store_true", help="skip ONNX Runtime graph fusions")
     p.add_argument("--mobile", action="store_true", help="also write the ORT mobile format (.ort)")
+    p.add_argument(
+        "--transformers-js",
+        action="store_true",
+        help="also lay the model out as transformers.js loads it (onnx/model.onnx), for Node "
+        "and the browser",
+    )
     p.add_argument("--opset", type=int, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument(
@@ -33,6 +39,7 @@ def run_export(args) -> int:
         exporter=args.exporter,
         optimize=not args.no_optimize,
         mobile=args.mobile,
+        transformers_js=args.transformers_js,
         opset=args.opset,
         overwrite=args.overwrite,
         trust_module_code=args.trust_module_code,
@@ -43,6 +50,7 @@ def run_export(args) -> int:
         f"exported {args.model} -> {out}/{m.get('file')} ({m.get('exporter')} exporter, "
         f"parity max diff {m.get('parity_max_abs_diff', float('nan')):.2g}, "
         f"optimised: {'yes' if opt.get('applied') else 'no - ' + str(opt.get('reason'))}"
-        f"{', mobile: ' + m['mobile']['file'] if 'mobile' in m else ''})"
+        f"{', mobile: ' + m['mobile']['file'] if 'mobile' in m else ''}"
+        f"{', transformers.js: ' + m['transformers_js']['file'] if 'transformers_js' in m else ''})"
     )
     return 0

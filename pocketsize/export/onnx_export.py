@@ -41,6 +41,7 @@ def export(
     rtol: float = 1e-4,
     overwrite: bool = False,
     trust_module_code: bool = False,
+    transformers_js: bool = False,
 ) -> Path:
     """Export `model` to an ONNX directory `out` and return its path.
 
@@ -50,6 +51,8 @@ def export(
     exporter: "auto" (optimum where it knows the architecture, else torch), "optimum" or "torch".
     optimize: ONNX Runtime transformer fusions where the model type is known (skipped otherwise).
     mobile: also write the ONNX Runtime mobile format (model.ort), checked against the .onnx.
+    transformers_js: also lay the model out as transformers.js loads it (onnx/model.onnx beside
+      config.json and tokenizer.json; formats/transformers_js.py), for Node and the browser.
     trust_module_code: a module directory whose class lives outside pocketsize imports that
       class only with this set (importing runs the module's code).
     The output holds model.onnx, config.json, tokenizer files, parity.json and pocketsize.json.
@@ -61,6 +64,14 @@ def export(
     check_output_dir(out, overwrite)
     from transformers import PreTrainedModel
 
+    if transformers_js and (
+        is_module_dir(model)
+        or (isinstance(model, torch.nn.Module) and not isinstance(model, PreTrainedModel))
+    ):
+        raise PocketsizeError(
+            "transformers.js loads transformers architectures only; export this module without "
+            "transformers_js (--transformers-js) and run it with onnxruntime directly"
+        )
     if is_module_dir(model):
         # a non-transformers model directory (BiLSTM student, registered user module)
         src = Path(model)
@@ -109,8 +120,9 @@ def export(
         else:
             model_dir = _resolve_model_dir(model)
         return _export_transformers(
-            model_dir, out, task, exporter, optimize, mobile, opset, atol, rtol, overwrite
-        )
+            model_dir, out, task, exporter, optimize, mobile, opset, atol, rtol, overwrite,
+            transformers_js,
+        )  # fmt: skip
 
 
 def _resolve_model_dir(model) -> Path:
@@ -173,7 +185,7 @@ def optimum_supports(model_type: str, optimum_task: str | None) -> bool:
 
 
 def _export_transformers(
-    model_dir, out, task, exporter, optimize, mobile, opset, atol, rtol, overwrite
+    model_dir, out, task, exporter, optimize, mobile, opset, atol, rtol, overwrite, transformers_js
 ):
     from transformers import AutoConfig, AutoTokenizer
 
@@ -192,10 +204,11 @@ def _export_transformers(
         # GPT-2 / T5: optimum with past key values, checked by generating
         from pocketsize.export.generative import export_generative
 
-        if mobile or exporter == "torch":
+        if mobile or exporter == "torch" or transformers_js:
             raise PocketsizeError(
                 f"{task_obj.name} models export through optimum only (past key values), without "
-                "the mobile format; use exporter='auto' and mobile=False"
+                "the mobile format or the transformers.js layout (not written for generating "
+                "models yet); use exporter='auto', mobile=False and transformers_js=False"
             )
         return export_generative(model_dir, out, task=task_obj, atol=atol, overwrite=overwrite)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -249,6 +262,10 @@ def _export_transformers(
             from pocketsize.formats.ort_format import to_mobile
 
             to_mobile(tmp)
+        if transformers_js:
+            from pocketsize.formats.transformers_js import add_transformers_js_layout
+
+            add_transformers_js_layout(tmp)
     return Path(out)
 
 

@@ -22,6 +22,20 @@ def read_config(directory) -> dict:
     return json.loads(config.read_text()) if config.is_file() else {}
 
 
+def max_length_of(config: dict, tokenizer=None, requested: int | None = None) -> int:
+    """The most tokens a model reads: its positions (RoBERTa-likes keep two for the padding
+    offset), the tokenizer's own limit, and what was asked for (default 512)."""
+    limits = [requested or 512]
+    positions = config.get("max_position_embeddings") or config.get("n_positions")
+    if positions and positions > 0:
+        offset = 2 if config.get("model_type") in ("roberta", "xlm-roberta") else 0
+        limits.append(positions - offset)
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if model_max and model_max < 100_000:
+        limits.append(model_max)
+    return min(limits)
+
+
 def is_torch_dir(path) -> bool:
     """A directory holding PyTorch weights and no ONNX graph."""
     path = Path(path)

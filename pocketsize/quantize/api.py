@@ -62,6 +62,7 @@ def quantize(
     max_size_mb: float | None = None,
     min_agreement: float | None = None,
     mobile: bool = False,
+    transformers_js: bool = False,
     overwrite: bool = False,
     seed: int = 0,
 ) -> Path:
@@ -80,6 +81,8 @@ def quantize(
       (GatherBlockQuantized; a fused EmbedLayerNormalization is unfused first) and 4-bit MatMul
       weights (MatMulNBits), each block of `block_size` values with its own scale and zero point.
     seed: recorded in the manifest; the quantizers and the search are deterministic.
+    transformers_js: also lay the result out as transformers.js loads it (onnx/
+      model_quantized.onnx, or onnx/model_q4.onnx with 4-bit weights).
     Output: model_quantized.onnx + config.json + tokenizer files + pocketsize.json
     (+ quantize_trials.json for auto, + model_quantized.ort with mobile=True).
     """
@@ -97,6 +100,11 @@ def quantize(
         raise PocketsizeError(
             f"min_agreement={min_agreement} applies to method='auto' only, as a share of "
             "examples in (0, 1], e.g. 0.99"
+        )
+    if transformers_js and (method in ("fp16", "bf16") or is_multi_graph(str(model))):
+        raise PocketsizeError(
+            "the transformers.js layout is written for one ONNX graph of an encoder model "
+            f"(int8 or 4-bit); method={method!r} on this model is not one (drop transformers_js)"
         )
     if method in ("fp16", "bf16"):
         return _cast_torch(model, method, out, task, overwrite)
@@ -153,6 +161,11 @@ def quantize(
     check_node_names(onnx_file, dyn.exclude_nodes)
     manifest = read_manifest(src_dir)
     task_obj = _task_of(task, src_dir)
+    if transformers_js and task_obj is not None and task_obj.generates:
+        raise PocketsizeError(
+            f"the transformers.js layout is not written for {task_obj.name} models (past key "
+            "values) yet; drop transformers_js"
+        )
     source = _prepare_data(data, task_obj, src_dir, max_length) if data is not None else None
     with atomic_dir(out, overwrite) as tmp:
         dst = tmp / QUANTIZED_FILE
@@ -181,7 +194,7 @@ def quantize(
                 )
             )  # fmt: skip
         info["seed"] = seed
-        _finish_dir(tmp, src_dir, manifest, task_obj, model, info, mobile)
+        _finish_dir(tmp, src_dir, manifest, task_obj, model, info, mobile, transformers_js)
     return out
 
 
@@ -222,7 +235,9 @@ def _run_auto(
     }
 
 
-def _finish_dir(tmp: Path, src_dir, manifest, task_obj, model, info, mobile) -> None:
+def _finish_dir(
+    tmp: Path, src_dir, manifest, task_obj, model, info, mobile, transformers_js=False
+) -> None:
     if src_dir is not None:
         copy_model_side_files(src_dir, tmp)
     write_manifest(
@@ -236,6 +251,10 @@ def _finish_dir(tmp: Path, src_dir, manifest, task_obj, model, info, mobile) -> 
     )
     if mobile:
         to_mobile(tmp)
+    if transformers_js:
+        from pocketsize.formats.transformers_js import add_transformers_js_layout
+
+        add_transformers_js_layout(tmp)  # q8, or q4 with 4-bit weights
 
 
 def _resolve_onnx(model) -> tuple[Path | None, Path]:

@@ -50,6 +50,11 @@ def add_commands(subparsers) -> None:
         "--eval-size", type=int, default=None, help="auto: examples of the validation split used"
     )
     p.add_argument("--mobile", action="store_true", help="also write the ORT mobile format (.ort)")
+    p.add_argument(
+        "--transformers-js",
+        action="store_true",
+        help="also lay the model out as transformers.js loads it (onnx/model_quantized.onnx)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=run_quantize)
 
@@ -80,6 +85,7 @@ def run_quantize(args) -> int:
         calibration_size=args.calibration_size,
         eval_size=args.eval_size,
         mobile=args.mobile,
+        transformers_js=args.transformers_js,
         overwrite=args.overwrite,
     )
     manifest = json.loads((Path(out) / "pocketsize.json").read_text())
