@@ -178,14 +178,15 @@ def test_width_refusals(tiny, data, tmp_path):
         with pytest.raises(PocketsizeError, match=message) as e:
             prune(tiny, data, out=tmp_path / f"o{i}", verbose=False, **kw)
         assert "\n" not in str(e.value) and not (tmp_path / f"o{i}").exists()
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
     config = AutoConfig.for_model(
-        "electra", vocab_size=80, hidden_size=HIDDEN, embedding_size=16, num_hidden_layers=2,
-        num_attention_heads=N_HEADS, intermediate_size=FFN, num_labels=2,
+        "electra", vocab_size=len(tokenizer), hidden_size=HIDDEN, embedding_size=16,
+        num_hidden_layers=2, num_attention_heads=N_HEADS, intermediate_size=FFN, num_labels=2,
     )  # fmt: skip
     electra = AutoModelForSequenceClassification.from_config(config)
     with pytest.raises(PocketsizeError, match="embedding_size is 16"):
-        prune(electra, data, heads=0.5, width=0.5, tokenizer=AutoTokenizer.from_pretrained(tiny),
-              out=tmp_path / "e", verbose=False)  # fmt: skip
+        prune(electra, data, heads=0.5, width=0.5, tokenizer=tokenizer, out=tmp_path / "e",
+              verbose=False)  # fmt: skip
 
 
 def test_width_pruning_with_recovery_distils_across_widths(tiny, data, tmp_path):
