@@ -231,6 +231,22 @@ def test_a_bad_recipe_is_one_error_line(text, pattern, tmp_path, capsys):
     assert_one_error_line(capsys, pattern)
 
 
+@pytest.mark.parametrize("case", ["weights-truncated", "weights-nan", "tokenizer-too-big"])
+def test_a_recipe_on_a_broken_teacher_is_one_error_line(case, workdir, capsys, tmp_path):
+    import yaml
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "broken", "data": str(workdir / "data"),
+        "teacher": {"model": str(workdir / case), "finetune": {"max_steps": 1}},
+        "student": {"init": "truncate", "layers": [0]}, "distill": {"max_steps": 1},
+    }))  # fmt: skip
+    run_dir = tmp_path / "run"
+    assert main(["run", str(recipe), "--run-dir", str(run_dir)]) == 2
+    assert_one_error_line(capsys, BROKEN_MODELS[case][1])
+    assert not (run_dir / "teacher").exists()
+
+
 def test_an_existing_output_is_kept(workdir, capsys, tmp_path):
     out = tmp_path / "onnx"
     out.mkdir()
