@@ -101,14 +101,14 @@ def assert_pruned_equals_masked(source_model, out, tokenizer, texts, head_size, 
 # ---- DistilBERT ----
 
 
-def make_tiny_distilbert(path, seed=0):
+def make_tiny_distilbert(path, seed=0, **overrides):
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     tokenizer = make_tokenizer(path)
     # weights large enough that one masked head moves the logits
     config = DistilBertConfig(
         vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4, hidden_dim=37,
-        max_position_embeddings=80, pad_token_id=0, initializer_range=0.3,
+        max_position_embeddings=80, pad_token_id=0, initializer_range=0.3, **overrides,
     )  # fmt: skip
     torch.manual_seed(seed)
     model = DistilBertForSequenceClassification(config).eval()
@@ -135,15 +135,53 @@ def test_distilbert_heads_and_neurons_equal_the_masked_original(tmp_path):
     assert pruned.config.pruned_heads
 
 
-def test_distilbert_refuses_depth_and_width_with_the_alternative(tmp_path):
+def test_distilbert_refuses_depth_with_the_alternative(tmp_path):
     make_tiny_distilbert(tmp_path / "src")
     data = make_cls_dataset()
     with pytest.raises(PocketsizeError, match="post-norm.*truncate"):
         prune(tmp_path / "src", data, depth=0.5, out=tmp_path / "x", verbose=False)
-    with pytest.raises(
-        PocketsizeError, match="not support 'distilbert' yet; it supports bert.*llama"
-    ):
-        prune(tmp_path / "src", data, width=0.5, heads=0.5, out=tmp_path / "x", verbose=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_distilbert_width_keeps_the_active_channels_reloads_and_exports(tmp_path):
+    """Channels silenced at every LayerNorm go first; the narrower model (config dim and heads,
+    the surplus heads in pruned_heads, the pre-classifier's own outputs) loads with the Auto
+    class and exports with optimum, matching PyTorch."""
+    from transformers import AutoModelForSequenceClassification
+
+    from pocketsize.export import export
+
+    model, tokenizer = make_tiny_distilbert(tmp_path / "src")
+    dead = [1, 5, 6, 12, 20, 21, 30, 31]
+    base = model.distilbert
+    norms = [base.embeddings.LayerNorm] + [
+        n for layer in base.transformer.layer for n in (layer.sa_layer_norm, layer.output_layer_norm)
+    ]  # fmt: skip
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight[dead] = 0
+            norm.bias[dead] = 0
+    model.save_pretrained(tmp_path / "src")
+    data = make_cls_dataset()
+    out = prune(
+        tmp_path / "src", data, heads=0.5, ffn=0.5, width=0.5, out=tmp_path / "p", verbose=False
+    )
+    width = json.loads((out / "pruning.json").read_text())["width"]
+    assert len(width["kept_channels"]) == 16 and not set(width["kept_channels"]) & set(dead)
+    assert [h["name"] for h in width["head_layers"]] == ["pre_classifier", "classifier"]
+    pruned = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert (pruned.config.dim, pruned.config.n_heads, pruned.config.hidden_dim) == (16, 2, 19)
+    assert pruned.pre_classifier.weight.shape == (16, 16)
+    onnx_dir = export(out, tmp_path / "onnx")
+    manifest = json.loads((onnx_dir / "pocketsize.json").read_text())
+    assert manifest["exporter"] == "optimum" and manifest["parity_max_abs_diff"] < 1e-4
+
+
+def test_distilbert_with_sinusoidal_positions_keeps_its_width(tmp_path):
+    make_tiny_distilbert(tmp_path / "src", sinusoidal_pos_embds=True)
+    with pytest.raises(PocketsizeError, match="sinusoidal_pos_embds"):
+        prune(tmp_path / "src", make_cls_dataset(), heads=0.5, width=0.5, out=tmp_path / "x",
+              verbose=False)  # fmt: skip
     assert not (tmp_path / "x").exists()
 
 

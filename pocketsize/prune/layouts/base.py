@@ -209,9 +209,39 @@ class Layout:
 
 class TransformersHeadPruning(Layout):
     """Layouts whose models implement transformers' `prune_heads` and re-apply
-    `config.pruned_heads` in `from_pretrained`: layers may keep different head counts."""
+    `config.pruned_heads` in `from_pretrained`: layers may keep different head counts.
+
+    Their attention computes head_size = hidden_size / num_attention_heads, so a narrower width
+    is a whole number of heads: the config states width / head_size heads, and a layer that
+    keeps fewer records the rest in `pruned_heads` (a layer keeping k heads holds them in
+    positions 0..k-1)."""
 
     per_layer_heads = True
+
+    def plan_width(self, fraction: float, kept_heads: int | None) -> int:
+        width, size = self.config.hidden_size, self.head_size()
+        new = int(round((1 - fraction) * width / size)) * size
+        if kept_heads is None:
+            kept_heads = max(len(self.current_heads(i)) for i in range(len(self.layers())))
+        if new < max(kept_heads, 1) * size:
+            most = 1 - kept_heads * size / width
+            fix = f"or at most width={most:.3f}" if most > 0 else "first"
+            raise PocketsizeError(
+                f"width={fraction} leaves {new} channels, room for {new // size} heads of size "
+                f"{size}, but a layer keeps {kept_heads}; remove heads too (heads=) {fix}"
+            )
+        return new
+
+    def record_width(self, width: int, heads_per_layer: list[int], attentions: list) -> None:
+        """State the new width in the config: width / head_size heads, each layer's surplus
+        recorded as pruned (on the config and on the layer's attention module)."""
+        n_heads = width // self.head_size()
+        self.config.hidden_size = width
+        self.config.num_attention_heads = n_heads
+        pruned = {i: list(range(k, n_heads)) for i, k in enumerate(heads_per_layer) if k < n_heads}
+        self.config.pruned_heads = pruned
+        for i, attention in enumerate(attentions):
+            attention.pruned_heads = set(pruned.get(i, []))
 
     def current_heads(self, layer_index: int) -> list[int]:
         pruned = {int(k): v for k, v in (self.config.pruned_heads or {}).items()}
@@ -221,6 +251,26 @@ class TransformersHeadPruning(Layout):
     def remove_heads(self, plan: dict) -> None:
         if plan:
             self.model.prune_heads({int(k): list(v) for k, v in plan.items()})
+
+
+def sliced_layer_norm(norm, keep):
+    """A LayerNorm over the channels at `keep` only."""
+    import torch
+
+    new = torch.nn.LayerNorm(len(keep), eps=norm.eps, elementwise_affine=True)
+    with torch.no_grad():
+        new.weight.copy_(norm.weight[keep])
+        new.bias.copy_(norm.bias[keep])
+    return new
+
+
+def slice_embedding_columns(table, keep) -> None:
+    """Keep the columns at `keep`, in place, so that a VocabClampedEmbedding keeps its class
+    and clamp."""
+    import torch
+
+    table.weight = torch.nn.Parameter(table.weight.detach()[:, keep].clone())
+    table.embedding_dim = len(keep)
 
 
 def weight_out_in(module):

@@ -3,14 +3,21 @@
 `n_heads`, and states the FFN size as `hidden_dim`).
 
 Like BERT it implements transformers' `prune_heads` and re-applies `config.pruned_heads` when it
-loads, so layers may keep different head counts. Its layers are post-norm (no depth pruning:
-distil a truncated student instead); hidden width is not sliced (prune/width.py knows BERT's
-module names only).
+loads, so layers may keep different head counts, and its width goes in whole heads the same way.
+Its layers are post-norm (no depth pruning: distil a truncated student instead). A config with
+fixed sinusoidal position embeddings (`sinusoidal_pos_embds`) recomputes them from the width
+when it loads, so its width stays.
 """
 
 from __future__ import annotations
 
-from pocketsize.prune.layouts.base import TransformersHeadPruning, register
+from pocketsize.errors import PocketsizeError
+from pocketsize.prune.layouts.base import (
+    TransformersHeadPruning,
+    register,
+    slice_embedding_columns,
+    sliced_layer_norm,
+)
 
 
 @register
@@ -18,6 +25,7 @@ class DistilBertLayout(TransformersHeadPruning):
     model_types = ("distilbert",)
     layer_modules = ("attention.q_lin", "attention.out_lin", "ffn.lin1", "ffn.lin2")
     ffn_key = "hidden_dim"
+    width = True
 
     def layers(self) -> list:
         return list(self.model.base_model.transformer.layer)
@@ -30,3 +38,45 @@ class DistilBertLayout(TransformersHeadPruning):
 
     def ffn_output(self, layer):
         return layer.ffn.lin2
+
+    # ---- hidden width ----
+    def plan_width(self, fraction: float, kept_heads: int | None) -> int:
+        if getattr(self.config, "sinusoidal_pos_embds", False):
+            raise PocketsizeError(
+                "this DistilBERT recomputes its sinusoidal position embeddings from the width "
+                "when it loads (sinusoidal_pos_embds), so its width cannot shrink; drop width="
+            )
+        return super().plan_width(fraction, kept_heads)
+
+    def width_norms(self) -> list:
+        norms = [self.model.base_model.embeddings.LayerNorm]
+        for layer in self.layers():
+            norms += [layer.sa_layer_norm, layer.output_layer_norm]
+        return norms
+
+    def body_modules(self):
+        base = self.model.base_model
+        return [*base.embeddings.modules(), *base.transformer.modules()]
+
+    def remove_width(self, keep) -> None:
+        from transformers.pytorch_utils import prune_linear_layer
+
+        emb = self.model.base_model.embeddings
+        slice_embedding_columns(emb.word_embeddings, keep)
+        slice_embedding_columns(emb.position_embeddings, keep)
+        emb.LayerNorm = sliced_layer_norm(emb.LayerNorm, keep)
+        for layer in self.layers():
+            attn = layer.attention
+            for part in ("q_lin", "k_lin", "v_lin"):
+                setattr(attn, part, prune_linear_layer(getattr(attn, part), keep, dim=1))
+            attn.out_lin = prune_linear_layer(attn.out_lin, keep, dim=0)
+            layer.sa_layer_norm = sliced_layer_norm(layer.sa_layer_norm, keep)
+            layer.ffn.lin1 = prune_linear_layer(layer.ffn.lin1, keep, dim=1)
+            layer.ffn.lin2 = prune_linear_layer(layer.ffn.lin2, keep, dim=0)
+            layer.output_layer_norm = sliced_layer_norm(layer.output_layer_norm, keep)
+        layers = self.layers()
+        self.record_width(
+            len(keep),
+            [layer.attention.n_heads for layer in layers],
+            [layer.attention for layer in layers],
+        )
