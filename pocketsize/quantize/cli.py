@@ -12,7 +12,8 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help="ONNX directory or .onnx file (PyTorch dirs are exported first)",
+        help="ONNX directory or .onnx file (int8 and 4-bit: export a PyTorch directory first; "
+        "fp16 / bf16 cast a PyTorch directory)",
     )
     p.add_argument("--data", default=None, help="dataset name or path (needed by static and auto)")
     add_columns_option(p)
