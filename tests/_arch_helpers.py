@@ -32,15 +32,6 @@ def assert_decreased(losses: list[float], k: int = 3) -> None:
     assert last < first, f"loss did not decrease: first {first:.4f}, last {last:.4f} ({losses})"
 
 
-def one_thread():
-    """Tiny models gain nothing from a second thread on a shared 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    return before
-
-
 def make_word_tokenizer(path=None, words=None, append_eos=False):
     """A real word-level tokenizer (tokenizers library) wrapped for transformers; no hub.
 

@@ -9,21 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from _arch_helpers import EVAL_QUICK, QUICK, assert_decreased, loss_recorder, one_thread
+from _arch_helpers import EVAL_QUICK, QUICK, assert_decreased, loss_recorder
 from conftest import make_cls_dataset, make_tiny_bert
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = one_thread()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("POCKETSIZE_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("single_thread", "cache_in_tmp")
 
 
 def test_bilstm_student_distill_export_quantize_eval(tmp_path):

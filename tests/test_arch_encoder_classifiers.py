@@ -5,22 +5,10 @@ torch.onnx fallback), and the hidden-state and attention losses on the 2026 enco
 from __future__ import annotations
 
 import pytest
-import torch
 from _arch_encoders import classifier_through_every_stage
-from _arch_helpers import one_thread
 from conftest import make_cls_dataset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = one_thread()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("POCKETSIZE_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("single_thread", "cache_in_tmp")
 
 
 @pytest.mark.parametrize("arch", ["xlnet", "ernie", "distilbert", "modernbert", "deberta-v2"])

@@ -7,16 +7,11 @@ import json
 
 import pytest
 import torch
-from _arch_helpers import EVAL_QUICK, assert_decreased, loss_recorder, one_thread
+from _arch_helpers import EVAL_QUICK, assert_decreased, loss_recorder
 
 from pocketsize.errors import PocketsizeError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = one_thread()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

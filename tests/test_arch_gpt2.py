@@ -15,7 +15,6 @@ from _arch_helpers import (
     assert_decreased,
     loss_recorder,
     make_word_tokenizer,
-    one_thread,
 )
 from conftest import NEGATIVE, POSITIVE
 
@@ -24,11 +23,7 @@ from pocketsize.errors import PocketsizeError
 QUICK = dict(progress=False, logging_steps=2, batch_size=16, max_length=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = one_thread()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_tiny_gpt2(path, n_layer=2, seed=0, words=None):

@@ -9,22 +9,11 @@ import json
 
 import onnx
 import pytest
-import torch
-from _arch_helpers import EVAL_QUICK, assert_decreased, loss_recorder, one_thread
+from _arch_helpers import EVAL_QUICK, assert_decreased, loss_recorder
 from _decoders import HEAD_DIM, make_tiny_decoder
 from test_arch_gpt2 import QUICK, lm_data
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = one_thread()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("POCKETSIZE_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("single_thread", "cache_in_tmp")
 
 
 def op_types(path) -> set[str]:

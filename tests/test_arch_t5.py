@@ -13,7 +13,6 @@ from _arch_helpers import (
     assert_decreased,
     loss_recorder,
     make_word_tokenizer,
-    one_thread,
 )
 from _distill_helpers import make_qa_dataset
 from conftest import NEGATIVE, NEUTRAL, POSITIVE
@@ -24,11 +23,7 @@ QUICK = dict(progress=False, logging_steps=2, batch_size=16, max_length=48)
 WORDS = POSITIVE + NEGATIVE + NEUTRAL + ["question", "context", ":", "which", "word"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = one_thread()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_tiny_t5(path, layers=2, seed=0):

@@ -13,15 +13,7 @@ from torch import nn
 from pocketsize.distill.features import forward_kwargs
 from pocketsize.errors import PocketsizeError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from a second intra-op thread, and on a shared 2-core machine
-    # two threads per op made each Trainer step ~20x slower (measured: 27 s vs 1.5 s).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread", "cache_in_tmp")
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +30,6 @@ def qa_teacher(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data():
     return make_cls_dataset()
-
-
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("POCKETSIZE_CACHE", str(tmp_path / "cache"))
 
 
 def _load_cls(path):

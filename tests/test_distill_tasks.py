@@ -9,7 +9,6 @@ import json
 
 import pytest
 import torch
-from _arch_helpers import one_thread
 from _distill_helpers import make_qa_dataset
 from test_arch_gpt2 import lm_data, make_tiny_gpt2
 from test_arch_t5 import make_tiny_t5
@@ -17,12 +16,7 @@ from transformers import TrainerCallback
 
 from pocketsize.errors import PocketsizeError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = one_thread()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _gpt2(tmp_path):

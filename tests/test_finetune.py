@@ -10,15 +10,7 @@ from conftest import make_cls_dataset, make_tokenizer, tiny_bert_config
 
 from pocketsize.errors import PocketsizeError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from a second intra-op thread, and on a shared 2-core machine
-    # two threads per op made each Trainer step ~20x slower (measured: 27 s vs 1.5 s).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

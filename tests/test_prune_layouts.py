@@ -18,7 +18,6 @@ import json
 import pytest
 import torch
 from _arch_encoders import tiny_config
-from _arch_helpers import one_thread
 from _decoders import HEAD_DIM, make_tiny_decoder
 from conftest import make_cls_dataset, make_tokenizer
 from test_arch_gpt2 import lm_data, make_tiny_gpt2
@@ -42,11 +41,7 @@ MASKED_MODULES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = one_thread()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def masked_original(model, record: dict, head_size: int):

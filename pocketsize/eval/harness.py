@@ -23,6 +23,7 @@ from pocketsize.eval.environment import library_versions, machine_info
 from pocketsize.eval.report import SCHEMA_VERSION, Report, mark_pareto
 from pocketsize.eval.runners import default_threads, load_tokenizer, make_runner, resolve_variant
 from pocketsize.eval.scoring import encode_split, predict, run_batches, stack_outputs
+from pocketsize.formats.model_dir import max_length_of
 from pocketsize.tasks import check_architecture, get_task, task_for_dataset
 
 MAX_DISAGREEMENTS = 1000  # kept per variant in metrics.json; the total is always reported
@@ -125,7 +126,7 @@ def evaluate(
                 tokenizers[name],
                 task,
                 examples,
-                _max_length(variant, tokenizers[name], max_length),
+                max_length_of(variant.config, tokenizers[name], max_length),
                 eval_batch_size,
                 progress,
             )
@@ -300,12 +301,6 @@ def _check_vocab(variant, tokenizer) -> None:
 
     model = variant.model if hasattr(variant.model, "get_input_embeddings") else None
     check_tokenizer_fits(model or variant.config, tokenizer, f"variant {variant.name!r}")
-
-
-def _max_length(variant, tokenizer, requested: int | None) -> int:
-    from pocketsize.formats.model_dir import max_length_of
-
-    return max_length_of(variant.config, tokenizer, requested)
 
 
 def _predict(name, runner, tokenizer, task, examples, max_length, batch_size, progress) -> dict:

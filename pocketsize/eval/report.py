@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pocketsize.eval.plots import p50
 from pocketsize.fsutil import atomic_dir, write_json
 
 SCHEMA_VERSION = "1.3"
@@ -36,16 +37,10 @@ def mark_pareto(records: dict[str, dict]) -> None:
             )
         }
 
-    by_latency = front(lambda r: _p50(r, "1"))
+    by_latency = front(lambda r: p50(r, "1"))
     by_size = front(lambda r: r.get("size_bytes"))
     for name, record in records.items():
         record["pareto"] = {"latency": name in by_latency, "size": name in by_size}
-
-
-def _p50(record: dict, batch_size: str) -> float | None:
-    from pocketsize.eval.plots import p50
-
-    return p50(record, batch_size)
 
 
 def _mb(n: int | None) -> str:

@@ -22,14 +22,21 @@ def read_config(directory) -> dict:
     return json.loads(config.read_text()) if config.is_file() else {}
 
 
-def max_length_of(config: dict, tokenizer=None, requested: int | None = None) -> int:
-    """The most tokens a model reads: its positions (RoBERTa-likes keep two for the padding
-    offset), the tokenizer's own limit, and what was asked for (default 512)."""
-    limits = [requested or 512]
+def positions_of(config: dict) -> int | None:
+    """The token positions a model has (RoBERTa-likes keep two for the padding offset); None
+    where the config states no limit (XLNet)."""
     positions = config.get("max_position_embeddings") or config.get("n_positions")
-    if positions and positions > 0:
-        offset = 2 if config.get("model_type") in ("roberta", "xlm-roberta") else 0
-        limits.append(positions - offset)
+    if not positions or positions <= 0:
+        return None
+    return positions - (2 if config.get("model_type") in ("roberta", "xlm-roberta") else 0)
+
+
+def max_length_of(config: dict, tokenizer=None, requested: int | None = None) -> int:
+    """The most tokens a model reads: its positions, the tokenizer's own limit, and what was
+    asked for (default 512)."""
+    limits = [requested or 512]
+    if positions_of(config):
+        limits.append(positions_of(config))
     model_max = getattr(tokenizer, "model_max_length", None)
     if model_max and model_max < 100_000:
         limits.append(model_max)

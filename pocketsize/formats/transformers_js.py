@@ -78,12 +78,12 @@ def add_transformers_js_layout(model_dir, dtype: str | None = None) -> Path:
 def _state_token_limit(model_dir: Path) -> None:
     """transformers.js truncates to tokenizer_config.json's model_max_length; where that is
     missing or beyond the model's positions, a long text would run past the position table."""
-    from pocketsize.formats.model_dir import max_length_of, read_config
+    from pocketsize.formats.model_dir import positions_of, read_config
 
     path = model_dir / "tokenizer_config.json"
     settings = json.loads(path.read_text()) if path.is_file() else {}
     stated = settings.get("model_max_length")
-    limit = max_length_of(read_config(model_dir), requested=10**9)
-    if limit < 10**9 and (not isinstance(stated, int) or stated > limit):
+    limit = positions_of(read_config(model_dir))
+    if limit and (not isinstance(stated, int) or stated > limit):
         settings["model_max_length"] = limit
         write_json(path, settings)

@@ -109,8 +109,8 @@ class ExtractiveQA(Task):
     def encode(self, dataset, tokenizer, max_length: int | None = None):
         """One feature per window of each context; keeps example_id and context-only offsets."""
         max_length = min(max_length or self.max_length, _model_max_length(tokenizer))
-        # a stride that does not fit the window (a model with few positions) is shortened, as
-        # qa_max_length does for training; the tokenizer refuses it otherwise
+        # a stride that does not fit the window (a model with few positions) is shortened; the
+        # tokenizer refuses it otherwise
         stride = self.doc_stride if self.doc_stride < max_length // 2 else max_length // 4
         pad_right = tokenizer.padding_side == "right"
         context_index = 1 if pad_right else 0
@@ -273,14 +273,11 @@ def _model_max_length(tokenizer) -> int:
 
 
 def qa_max_length(task, model, max_length: int | None) -> int:
-    """The QA window length: the adapter's default within the model's positions; a document
-    stride that would not fit the window is shortened (tiny models have short positions)."""
+    """The QA window length: the adapter's default within the model's positions (encode
+    shortens a document stride that would not fit it)."""
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 512
     positions = positions if positions > 0 else 512  # XLNet reports -1 (no limit)
-    length = min(max_length or getattr(task, "max_length", 384), int(positions))
-    if getattr(task, "doc_stride", 0) >= length // 2:
-        task.doc_stride = length // 4
-    return length
+    return min(max_length or getattr(task, "max_length", 384), int(positions))
 
 
 def add_answer_positions(features, examples):
