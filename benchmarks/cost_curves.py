@@ -1,7 +1,7 @@
 """How each variant's latency grows with sequence length and batch size, side by side in one run.
 
     python benchmarks/cost_curves.py --run-dir runs/sentiment [--lengths 16,64,128,256]
-        [--batch-sizes 1,8,32] [--threads 2] [--json out.json]
+        [--batch-sizes 1,8,32] [--threads 2] [--device cpu|cuda|auto] [--json out.json]
 
 Every finished stage of the run directory (teacher, student, pruned, onnx, int8, and a baseline
 such as optimum-int8 when the recipe built one) is timed by the eval harness's timing loop
@@ -50,18 +50,21 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=8, help="timed batches per (length, batch)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (see pocketsize.eval)")
     p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args()
 
     import torch
 
     from pocketsize.data import load_dataset
+    from pocketsize.eval.devices import gpu_info, resolve_device
     from pocketsize.eval.environment import machine_info
     from pocketsize.eval.latency import measure_latency
     from pocketsize.eval.runners import load_tokenizer, make_runner, resolve_variant
     from pocketsize.tasks import task_of_model
 
     torch.set_num_threads(args.threads)
+    placement = resolve_device(args.device)
     run = Path(args.run_dir)
     names = [s for s in STAGES if (run / s / "stage.json").exists()]
     if not names:
@@ -71,7 +74,7 @@ def main() -> None:
     task = task_of_model(run / "teacher")
     texts = list(load_dataset(args.data)["test"]["text"])
     variants = {n: resolve_variant(n, run / n) for n in names}
-    runners = {n: make_runner(v, task, args.threads) for n, v in variants.items()}
+    runners = {n: make_runner(v, task, args.threads, placement) for n, v in variants.items()}
 
     figures: dict = {n: {} for n in names}
     for length in lengths:
@@ -89,6 +92,11 @@ def main() -> None:
     machine = machine_info()
     cpu = f"{machine['cpu']} (family/model {machine['cpu_family_model']}), {machine['cpu_flags']}"
     print(f"p50 ms per call; {args.threads} threads; {cpu}")
+    gpu = gpu_info() if placement.on_gpu else None
+    print("ran on: " + ", ".join(f"{n} {r.runs_on}" for n, r in runners.items()))
+    print(f"GPU: {gpu['name']}" if gpu else "GPU: none used")
+    for note in placement.notes:
+        print(f"note: {note}")
     head = " | ".join(f"L={length} b={bs}" for length in lengths for bs in sizes)
     print(f"| variant | {head} |")
     for n in names:
@@ -111,7 +119,9 @@ def main() -> None:
             )
             print(f"  {n:13s} {cells}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "p50_ms": figures}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"machine": {**machine, "gpu": gpu}, "p50_ms": figures}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,16 @@ def _state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def device():
+    """The device this process computes on: its own GPU (cuda:LOCAL_RANK under a launcher)
+    where there is one, else the CPU; the same device the Trainer trains on."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return _state().device
+
+
 def start() -> None:
     """Join the process group before the first barrier (the Trainer would only join later)."""
     if launched():

@@ -15,14 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-POSITIVE = "good great fine lovely superb moving funny brilliant charming wonderful".split()
-NEGATIVE = "bad awful dull boring tedious weak messy bland clumsy terrible".split()
-NEUTRAL = (
-    "the a film movie story plot actor cast scene is was and but with this that it of "
-    "director script ending music long short very quite rather too its in on at"
-).split()
-WORDS = POSITIVE + NEGATIVE + NEUTRAL
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+from pocketsize.data.toy_sentiment import NEGATIVE, NEUTRAL, POSITIVE, SPECIALS, WORDS  # noqa: E402
+
 SUBWORDS = ["##s", "##ly", "##ing", "##ed", "##er"]
 
 

@@ -71,6 +71,21 @@ def test_finetune_bf16_autocast_runs(base_encoder, data, tmp_path):
     assert stage["train_loss"] == stage["train_loss"]  # not NaN
 
 
+def test_fp16_autocast_is_for_a_gpu_and_excludes_bf16(base_encoder, data, tmp_path):
+    from pocketsize.distill import finetune
+
+    if not torch.cuda.is_available():
+        with pytest.raises(PocketsizeError, match=r"^fp16=True needs a CUDA GPU .* bf16='auto'$"):
+            finetune(base_encoder, data, tmp_path / "t", bf16=False, fp16=True, **QUICK)
+        assert not (tmp_path / "t").exists()
+        return
+    with pytest.raises(PocketsizeError, match="cannot both be on; pass bf16=False"):
+        finetune(base_encoder, data, tmp_path / "t", bf16=True, fp16=True, **QUICK)
+    out = finetune(base_encoder, data, tmp_path / "t", bf16=False, fp16=True, max_steps=2,
+                   evaluate=False, **QUICK)  # fmt: skip
+    assert json.loads((out / "stage.json").read_text())["steps"] == 2
+
+
 def test_fit_max_length_uses_the_99th_percentile_and_positions(base_encoder):
     from transformers import AutoTokenizer
 

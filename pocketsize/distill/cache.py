@@ -129,14 +129,37 @@ def top_k_mass(outputs: TeacherOutputs, name: str, temperature: float) -> float:
 @torch.no_grad()
 def compute_outputs(
     teacher, features, collator, output_names, span: bool, directory: Path,
-    batch_size: int = 64, top_k: int | None = None, temperature: float = 1.0,
+    batch_size: int = 64, top_k: int | None = None, temperature: float = 1.0, device=None,
 ) -> list[str]:  # fmt: skip
-    """Run the teacher once over every feature (longest-first batches: little padding),
-    writing each batch straight into memory-mapped arrays in `directory`, so that memory does
-    not grow with the data; returns the names of the arrays stored."""
+    """Run the teacher once over every feature (longest-first batches: little padding) on
+    `device` (default: where its weights are), in float32, writing each batch straight into
+    memory-mapped arrays in `directory`, so that memory does not grow with the data; returns
+    the names of the arrays stored. The teacher goes back where it was afterwards."""
+    teacher.eval()
+    home = home_device(teacher)
+    device = torch.device(device) if device is not None else home
+    teacher.to(device)
+    try:
+        return _write_outputs(
+            teacher, features, collator, output_names, span, directory, batch_size, top_k,
+            temperature, device,
+        )  # fmt: skip
+    finally:
+        teacher.to(home)
+
+
+def home_device(teacher) -> torch.device:
+    """Where the teacher's weights are (the CPU for a module without any)."""
+    weights = teacher.parameters() if hasattr(teacher, "parameters") else iter(())
+    return next(iter(weights), torch.empty(0)).device
+
+
+def _write_outputs(
+    teacher, features, collator, output_names, span, directory, batch_size, top_k, temperature,
+    device,
+) -> list[str]:  # fmt: skip
     from numpy.lib.format import open_memmap
 
-    teacher.eval()
     inputs = [
         x for x in features.column_names if x in ("input_ids", "attention_mask", "token_type_ids")
     ]
@@ -152,7 +175,8 @@ def compute_outputs(
         idx = order[first : first + batch_size].tolist()
         rows = features.select(idx)
         batch = collator([{col: r[col] for col in inputs} for r in rows])
-        out = teacher(**forward_kwargs(teacher, batch))
+        feed = {k: v.to(device) for k, v in forward_kwargs(teacher, batch).items()}  # tensors
+        out = teacher(**feed)
         for n in output_names:
             values = get_output(out, n).float()
             parts = top_k_parts(n, values, top_k, temperature) if top_k else {n: values}
@@ -193,10 +217,10 @@ def cache_key(teacher, features, output_names, top_k=None, temperature=1.0) -> s
 
 def load_or_compute(
     teacher, features, collator, output_names, span: bool, cache_dir=None, batch_size: int = 64,
-    top_k: int | None = None, temperature: float = 1.0,
+    top_k: int | None = None, temperature: float = 1.0, device=None,
 ) -> tuple[TeacherOutputs, dict]:  # fmt: skip
-    """The teacher's outputs for `features`, from the disk cache or computed and stored
-    (with top_k: the k largest logits per position and what the rest weighs, see above)."""
+    """The teacher's outputs for `features`, from the disk cache or computed and stored on
+    `device` (with top_k: the k largest logits per position and what the rest weighs)."""
     from pocketsize.fsutil import atomic_dir, write_json
 
     started = time.time()
@@ -213,7 +237,7 @@ def load_or_compute(
     with atomic_dir(directory, overwrite=True) as tmp:
         stored = compute_outputs(
             teacher, features, collator, tuple(output_names), span, tmp, batch_size, top_k,
-            temperature,
+            temperature, device,
         )  # fmt: skip
         meta = {
             "rows": len(features),
@@ -228,7 +252,11 @@ def load_or_compute(
             meta.update(top_k=top_k, temperature=temperature, top_k_mass=round(min(masses), 6))
         write_json(tmp / "meta.json", meta)
     info.update({k: meta[k] for k in ("top_k", "top_k_mass") if k in meta})
-    info.update(hit=False, seconds=round(time.time() - started, 3))
+    info.update(
+        hit=False,
+        seconds=round(time.time() - started, 3),
+        device=str(device or home_device(teacher)),
+    )
     return TeacherOutputs.open(directory), info
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from pocketsize import processes
+from pocketsize.data.progress import bars_follow_progress
 from pocketsize.distill import loading as load
 from pocketsize.distill import losses as L
 from pocketsize.distill import mapping
@@ -45,6 +46,7 @@ DEFAULT_LEARNING_RATES = {"truncate": 2e-4, "bilstm": 1e-3}
 FALLBACK_LEARNING_RATE = 5e-5
 
 
+@bars_follow_progress
 def distill(
     teacher,
     data,
@@ -402,6 +404,7 @@ def _cached_outputs(teacher, features, task, tokenizer, context, cache_dir, batc
         batch_size=max(batch_size, 64),
         top_k=top_k,
         temperature=context.temperature,
+        device=processes.device(),  # the GPU where there is one
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from transformers import PreTrainedModel, set_seed
 
 from pocketsize import processes
+from pocketsize.data.progress import bars_follow_progress
 from pocketsize.distill import loading as load
 from pocketsize.distill import records as R
 from pocketsize.distill import training as T
@@ -25,6 +26,7 @@ from pocketsize.distill.saving import check_output_width, check_reloadable, save
 from pocketsize.fsutil import atomic_dir, check_output_dir
 
 
+@bars_follow_progress
 def finetune(
     model,
     data,

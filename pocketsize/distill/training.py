@@ -68,6 +68,13 @@ def training_arguments(
 ):
     from transformers import TrainingArguments
 
+    if extra.get("fp16"):  # passed through for GPUs without native bf16
+        if not torch.cuda.is_available():
+            raise PocketsizeError(
+                "fp16=True needs a CUDA GPU and PyTorch sees none; on the CPU use bf16='auto'"
+            )
+        if bf16:
+            raise PocketsizeError("fp16=True and bf16 autocast cannot both be on; pass bf16=False")
     # TrainingArguments(bf16=True) leaves ACCELERATE_MIXED_PRECISION=bf16 in os.environ, and a
     # later TrainingArguments(bf16=False) in the same process keeps it, so that run (and any
     # process it starts) trains under bf16 autocast after all: each run states its own

@@ -37,6 +37,13 @@ def add_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--batch-sizes", default="1,32", help="comma-separated (default 1,32)")
     p.add_argument("--threads", type=int, help="threads for PyTorch and ORT (default: all cores)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "auto"),
+        help="where variants run and are timed: cpu (default), cuda (PyTorch on the GPU; ONNX on "
+        "onnxruntime-gpu's CUDA provider if installed), auto (the GPU where there is one)",
+    )
     p.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
     p.add_argument("--latency-examples", type=int, default=256, help="test inputs timed")
     p.add_argument(
@@ -120,6 +127,7 @@ def run_eval(args: argparse.Namespace) -> int:
         latency_examples=args.latency_examples,
         repeats=args.repeats,
         trust_module_code=args.trust_module_code,
+        device=args.device,
     )
     out = report.save(args.out, overwrite=args.overwrite)
     print(report.table())

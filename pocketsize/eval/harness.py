@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.eval import bootstrap, cost, fidelity
+from pocketsize.eval import bootstrap, cost, devices, fidelity
 from pocketsize.eval import latency as timing
 from pocketsize.eval import memory as peak_memory
 from pocketsize.eval.environment import library_versions, machine_info
@@ -51,6 +51,7 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     trust_module_code: bool = False,
+    device: str = "cpu",
 ) -> Report:
     """Measure every variant against `reference` (default: the first) on one split.
 
@@ -62,6 +63,10 @@ def evaluate(
     latency_examples: how many test inputs are timed (per batch size: that many examples,
     i.e. latency_examples // batch_size calls per round), `repeats` rounds, `warmup` calls per block.
     trust_module_code: import the classes of module directories from outside pocketsize.
+    device: "cpu" (default: where most compressed models are deployed), "cuda" (PyTorch
+    variants on the GPU, ONNX variants on onnxruntime-gpu's CUDA provider when installed), or
+    "auto" (the GPU where there is one); an in-memory model is moved there. The report names
+    where each variant ran; peak memory is always measured on the CPU.
     baselines: variants that are another tool's result (e.g. optimum's int8 of the teacher);
     the report sets the final variant's speed, size and agreement against each.
     """
@@ -91,6 +96,7 @@ def evaluate(
     task = get_task(task) if task is not None else task_for_dataset(examples)
     _check_columns(task, examples)
     threads = threads or default_threads()
+    placement = devices.resolve_device(device)
     batch_sizes = tuple(sorted({int(b) for b in batch_sizes}))
 
     # ---- resolve and check everything before any long work ----
@@ -109,7 +115,7 @@ def evaluate(
             _check_vocab(variant, tokenizers[name])
     runners = {}
     for name, variant in resolved.items():
-        runners[name] = make_runner(variant, task, threads)
+        runners[name] = make_runner(variant, task, threads, placement)
         if label_names is not None:
             _check_onnx_label_count(name, runners[name], len(label_names))
 
@@ -147,6 +153,7 @@ def evaluate(
         records[name] = {
             "kind": variant.kind,
             "source": variant.source,
+            "runs_on": runners[name].runs_on,
             **_quality(task, examples, run, ref_run, indices, label_names),
             **_cost(variant, runners[name]),
         }
@@ -169,7 +176,7 @@ def evaluate(
         "final": final,
         "baselines": baselines,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": {**machine_info(), "gpu": devices.gpu_info() if placement.on_gpu else None},
         "versions": library_versions(),
         "settings": {
             "split": split if hasattr(dataset, "keys") or split == "all" else None,
@@ -184,6 +191,11 @@ def evaluate(
             "primary_metric": task.primary_metric,
             "agreement": task.agreement_meaning,
             "threads": threads,
+            "device": {
+                **placement.record(),
+                "notes": list(placement.notes)
+                + [r.note for r in runners.values() if getattr(r, "note", "")],
+            },
             "batch_sizes": list(batch_sizes),
             "eval_batch_size": eval_batch_size,
             "max_length": max_length,
@@ -201,7 +213,8 @@ def evaluate(
             "bootstrap": {"samples": bootstrap_samples, "confidence": 0.95, "seed": seed},
             "memory": {
                 "measured": bool(memory),
-                "method": "VmHWM (peak RSS) of a fresh process per variant running one batch",
+                "method": "VmHWM (peak RSS) of a fresh process per variant running one batch "
+                "on the CPU",
             },
         },
         "labels": label_names,

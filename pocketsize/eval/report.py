@@ -15,7 +15,7 @@ from typing import Any
 from pocketsize.eval.plots import p50
 from pocketsize.fsutil import atomic_dir, write_json
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 PARETO_PNG = "pareto.png"
 STAGES_PNG = "stages.png"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -182,6 +182,7 @@ class Report:
             )
         if s.get("agreement"):
             notes.append(f"Agreement: {s['agreement']}.")
+        notes += self._device_notes()
         if lat["measured"]:
             notes.append(
                 f"Latency: {lat['inputs_timed']} real test inputs timed per batch size, "
@@ -220,6 +221,24 @@ class Report:
             notes.append(f"Final {final!r} against baseline {name!r}: " + ", ".join(parts) + ".")
         return notes
 
+    def _device_notes(self) -> list[str]:
+        """Where the variants ran, when not all on the CPU or not where they were asked to."""
+        placed = self.metrics["settings"].get("device") or {}
+        runs_on = {n: r.get("runs_on") for n, r in self.variants.items() if r.get("runs_on")}
+        notes = list(placed.get("notes") or [])
+        if placed.get("requested", "cpu") != "cpu" or any(
+            where not in ("cpu", "CPUExecutionProvider") for where in runs_on.values()
+        ):
+            gpu = (self.metrics["machine"].get("gpu") or {}).get("name")
+            notes.insert(
+                0,
+                "Ran on: "
+                + ", ".join(f"{n} {where}" for n, where in runs_on.items())
+                + (f" (GPU: {gpu})" if gpu else "")
+                + "; latency on the GPU includes copying each call's outputs back to the host.",
+            )
+        return notes
+
     def _machine_lines(self) -> list[str]:
         mach, ver = self.metrics["machine"], self.metrics["versions"]
         lines = [
@@ -230,6 +249,13 @@ class Report:
             f"Python {mach.get('python')}.",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v) + ".",
         ]
+        if gpu := mach.get("gpu"):
+            lines.insert(
+                1,
+                f"GPU: {gpu['name']} ({gpu['memory_bytes'] / 2**30:.0f} GiB, compute capability "
+                f"{gpu['capability']}, CUDA {gpu['torch_cuda']} in torch, "
+                f"bf16 {'yes' if gpu['bf16'] else 'no'}).",
+            )
         return lines
 
     def _disagreement_samples(self, n: int = 5) -> dict[str, list[dict]]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.eval.devices import CPU, CPU_PROVIDER, Placement, provider_note
 from pocketsize.formats.model_dir import is_torch_dir, load_model_dir, read_config
 from pocketsize.formats.module_dir import is_module_dir
 from pocketsize.formats.onnx_dir import graph_files, model_file
@@ -136,16 +137,33 @@ def load_tokenizer(variant: Variant):
 
 
 class TorchRunner:
-    """A PyTorch model in eval mode on CPU, run under inference_mode."""
+    """A PyTorch model in eval mode, run under inference_mode on `device` (default: wherever
+    its weights are, so a model fresh from training on the GPU is scored there).
+
+    forward() returns numpy arrays, so a timed call on CUDA ends with the copy of its outputs
+    to the host, which waits for the GPU's work: the time is the model's, not a kernel launch's.
+    """
 
     kind = "torch"
 
     def __init__(
-        self, model, output_names: tuple[str, ...], feedable=FEEDABLE_INPUTS, generate=None
+        self,
+        model,
+        output_names: tuple[str, ...],
+        feedable=FEEDABLE_INPUTS,
+        generate=None,
+        device=None,
     ):
         import torch
 
         self.torch = torch
+        if device is not None:
+            model = model.to(device)
+        first = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+        self.device = (
+            torch.device(device) if device is not None else getattr(first, "device", "cpu")
+        )
+        self.runs_on = str(self.device)
         self.model = model.eval()
         self.output_names = output_names
         self.generate = generate  # generation settings: forward() generates (seq2seq)
@@ -166,7 +184,7 @@ class TorchRunner:
                     batch[k],
                     dtype=np.float32 if np.issubdtype(batch[k].dtype, np.floating) else np.int64,
                 )
-            )
+            ).to(self.device)
             for k in self.input_names
             if k in batch
         }
@@ -181,7 +199,7 @@ class TorchRunner:
         result = {}
         for i, name in enumerate(self.output_names):
             value = out[name] if hasattr(out, "keys") and name in out.keys() else out[i]
-            result[name] = value.float().numpy()
+            result[name] = value.float().cpu().numpy()
         return result
 
     def run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -189,7 +207,9 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """An onnxruntime InferenceSession over an .onnx or .ort file, with fixed thread counts."""
+    """An onnxruntime InferenceSession over an .onnx or .ort file, with fixed thread counts,
+    on `providers` (CPU by default; see devices.py). With the CUDA provider, session.run copies
+    the numpy inputs to the GPU and the outputs back, as a user's call does."""
 
     def __init__(
         self,
@@ -198,6 +218,7 @@ class OnnxRunner:
         threads: int,
         name: str = "",
         feedable=FEEDABLE_INPUTS,
+        providers: tuple[str, ...] = (CPU_PROVIDER,),
     ):
         import onnxruntime as ort
 
@@ -209,7 +230,9 @@ class OnnxRunner:
         options.log_severity_level = 3
         # ORT's default thread spinning stays on (as users deploy it); latency.py times the
         # variants in blocks so that a spinning pool never competes with another variant's call.
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=list(providers))
+        self.runs_on = self.session.get_providers()[0]
+        self.note = provider_note(tuple(providers), self.session.get_providers(), name)
         inputs = {i.name: i for i in self.session.get_inputs()}
         unfeedable = [n for n in inputs if n not in feedable]
         if unfeedable or feedable[0] not in inputs:
@@ -280,7 +303,9 @@ class OrtModelRunner:
     tokenizer does not give; optimum's classes feed them (an empty past for a full forward).
     """
 
-    def __init__(self, variant: Variant, task, threads: int):
+    def __init__(
+        self, variant: Variant, task, threads: int, providers: tuple[str, ...] = (CPU_PROVIDER,)
+    ):
         import onnxruntime as ort
         import torch
 
@@ -296,15 +321,21 @@ class OrtModelRunner:
         options.inter_op_num_threads = 1
         files = graph_files(variant.path)
         self.model = task.ort_model_class().from_pretrained(
-            str(variant.model_dir), session_options=options, **files
+            str(variant.model_dir), session_options=options, providers=list(providers), **files
         )
+        used = self.model.providers if hasattr(self.model, "providers") else [providers[0]]
+        self.runs_on = used[0]
+        self.note = provider_note(tuple(providers), list(used), variant.name)
         self.output_names = task.output_names
         self.input_names = task.input_names
         self.generate = task.generation_settings
 
     def prepare(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        # on the CUDA provider optimum binds the inputs where they lie: put them on its device
         return {
-            k: self.torch.from_numpy(np.ascontiguousarray(batch[k], dtype=np.int64))
+            k: self.torch.from_numpy(np.ascontiguousarray(batch[k], dtype=np.int64)).to(
+                self.model.device
+            )
             for k in self.input_names
             if k in batch
         }
@@ -313,7 +344,7 @@ class OrtModelRunner:
         if self.generate is not None:
             return generated_output(self.model, prepared, self.generate, self.output_names)
         out = self.model(**prepared)
-        return {n: np.asarray(out[n], dtype=np.float32) for n in self.output_names}
+        return {n: _host_array(out[n]) for n in self.output_names}
 
     def run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.forward(self.prepare(batch))
@@ -327,18 +358,32 @@ def generated_output(model, prepared: dict, settings: dict, output_names) -> dic
         ids = model.generate(**prepared, **settings)
     if not getattr(model.config, "is_encoder_decoder", False):
         ids = ids[:, prepared["input_ids"].shape[1] :]  # decoder-only: drop the prompt
-    return {output_names[0]: ids.numpy().astype(np.float32)}
+    return {output_names[0]: ids.cpu().numpy().astype(np.float32)}
 
 
-def make_runner(variant: Variant, task, threads: int):
-    """Load the variant's model into the runner of its kind."""
+def _host_array(value) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, on the GPU with the CUDA provider
+        value = value.detach().float().cpu().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def make_runner(variant: Variant, task, threads: int, placement: Placement = CPU):
+    """Load the variant's model into the runner of its kind, where `placement` puts it."""
     if variant.kind == "torch":
         return TorchRunner(
             load_torch_model(variant, task),
             task.output_names,
             task.input_names,
             task.generation_settings,
+            device=placement.torch_device,
         )
     if task.generates:  # graphs with past key values / several graphs: optimum's ORTModel
-        return OrtModelRunner(variant, task, threads)
-    return OnnxRunner(variant.path, task.output_names, threads, variant.name, task.input_names)
+        return OrtModelRunner(variant, task, threads, placement.ort_providers)
+    return OnnxRunner(
+        variant.path,
+        task.output_names,
+        threads,
+        variant.name,
+        task.input_names,
+        placement.ort_providers,
+    )
