@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections import Counter
 
+import onnx
 import pytest
 import torch
 from _arch_helpers import (
@@ -170,15 +172,23 @@ def test_gpt2_prune_recover_export_quantize_eval(tmp_path):
     assert past_heads == kept
 
     int8_dir = quantize(onnx_dir, method="dynamic", out=tmp_path / "int8", task="causal-lm")
+    # 4-bit: GPT-2's Conv1D layers export as Gemm, and every one becomes MatMulNBits
+    q4_dir = quantize(onnx_dir, method="dynamic", matmul_bits=4, out=tmp_path / "q4",
+                      task="causal-lm")  # fmt: skip
+    ops = Counter(n.op_type for n in onnx.load(onnx_dir / "model.onnx").graph.node)
+    q4_ops = Counter(n.op_type for n in onnx.load(q4_dir / "model_quantized.onnx").graph.node)
+    assert ops["Gemm"] == 4 * 3 and q4_ops["MatMulNBits"] == ops["Gemm"] and not q4_ops["Gemm"]
     report = evaluate(
-        {"teacher": teacher, "pruned": pruned, "onnx": onnx_dir, "int8": int8_dir},
+        {"teacher": teacher, "pruned": pruned, "onnx": onnx_dir, "int8": int8_dir, "q4": q4_dir},
         data["test"], reference="pruned", task="causal-lm", **EVAL_QUICK,
     )  # fmt: skip
     report.save(tmp_path / "report")
     v = json.loads((tmp_path / "report" / "metrics.json").read_text())["variants"]
     assert v["onnx"]["fidelity"]["max_abs_logit_diff"] < 1e-3
     assert v["onnx"]["agreement"] == 1.0
-    assert v["int8"]["agreement"] > 0.5
+    assert v["int8"]["agreement"] > 0.5 and v["q4"]["agreement"] > 0.4
+    assert v["q4"]["size_bytes"] < v["int8"]["size_bytes"]
+    assert v["q4"]["metrics"]["perplexity"] < 0.5 * AutoConfig.from_pretrained(pruned).vocab_size
     vocab = AutoConfig.from_pretrained(pruned).vocab_size
     assert v["pruned"]["metrics"]["perplexity"] < 0.5 * vocab  # recovery kept what it learned
 

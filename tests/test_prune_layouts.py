@@ -341,6 +341,48 @@ def test_gpt2_depth_heads_and_neurons_equal_the_masked_original(tmp_path):
     assert [layer.attn.layer_idx for layer in pruned.transformer.h] == [0, 1, 2]
 
 
+def test_gpt2_width_keeps_the_active_channels_reloads_and_generates_alike_in_onnx(tmp_path):
+    """Channels silenced in both tables, every LayerNorm and both c_proj outputs carry nothing
+    in the residual stream: width pruning must find them. The narrower GPT-2 (24 channels:
+    three heads of the old size 8, the surplus one of each layer in pruned_heads, n_inner
+    stated) reloads with a tied lm_head, exports with past key values of the kept heads, and
+    ONNX Runtime generates PyTorch's tokens."""
+    from transformers import AutoModelForCausalLM
+
+    from pocketsize.export import export
+
+    src = make_tiny_gpt2(tmp_path / "src", n_layer=2)
+    model = AutoModelForCausalLM.from_pretrained(src).eval()
+    dead = [0, 3, 4, 9, 17, 22, 28, 31]
+    base = model.transformer
+    with torch.no_grad():
+        base.wte.weight[:, dead] = 0
+        base.wpe.weight[:, dead] = 0
+        for norm in [base.ln_f] + [n for layer in base.h for n in (layer.ln_1, layer.ln_2)]:
+            norm.weight[dead] = 0
+            norm.bias[dead] = 0
+        for layer in base.h:
+            for proj in (layer.attn.c_proj, layer.mlp.c_proj):  # Conv1D: [inputs, outputs]
+                proj.weight[:, dead] = 0
+                proj.bias[dead] = 0
+    model.save_pretrained(src)
+    out = prune(
+        src, lm_data(), heads=0.5, width=0.25, task="causal-lm", out=tmp_path / "p",
+        verbose=False,
+    )  # fmt: skip
+    record = json.loads((out / "pruning.json").read_text())["width"]
+    assert record["kept_channels"] == [c for c in range(32) if c not in dead]
+    pruned = AutoModelForCausalLM.from_pretrained(out).eval()
+    c = pruned.config
+    assert (c.n_embd, c.n_head, c.n_inner) == (24, 3, 128)
+    assert {int(k): v for k, v in c.pruned_heads.items()} == {0: [2], 1: [2]}
+    assert [layer.attn.num_heads for layer in pruned.transformer.h] == [2, 2]
+    assert pruned.lm_head.weight is pruned.transformer.wte.weight
+    onnx_dir = export(out, tmp_path / "onnx")
+    parity = json.loads((onnx_dir / "parity.json").read_text())
+    assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
+
+
 @pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3", "smollm3"])
 def test_decoder_width_keeps_the_outputs_when_the_removed_channels_carry_nothing(
     model_type, tmp_path
