@@ -7,8 +7,8 @@ vocabulary of the words of a synthetic sentiment task (a sentence's label is whi
 sentiment word it holds), so the numbers say how the machinery runs, not how well a real model
 compresses. Steps: fine-tune the teacher and distil a 2-layer student, each for --steps steps
 under bf16 autocast where the device has native bf16 (the teacher-output cache is computed on
-the same device); export the student to ONNX and quantize it to int8; evaluate the four
-variants with device="auto" (PyTorch on the GPU, ONNX on onnxruntime-gpu's CUDA provider when
+the same device); prune the teacher (half its heads and MLP neurons, scored and sliced on the
+device); export the student to ONNX and quantize it to int8; evaluate the five variants with device="auto" (PyTorch on the GPU, ONNX on onnxruntime-gpu's CUDA provider when
 that is installed, else on the CPU, as the report says), and time them again on the CPU in the
 same run for the ratios. Prints every figure and writes DIR/gpu_check.json.
 """
@@ -132,10 +132,23 @@ def main() -> None:
     student = ps.distill(
         teacher, data, "config:layers=2", work / "student", cache_dir=work / "cache", **train
     )
+    started_prune = time.time()
+    pruned = ps.prune(teacher, data, heads=0.5, ffn=0.5, out=work / "pruned", verbose=False)
+    pruning = json.loads((pruned / "pruning.json").read_text())
     onnx = ps.export(student, work / "student-onnx")
     int8 = ps.quantize(onnx, method="dynamic", out=work / "int8")
-    stages = {"finetune": stage_figures(teacher), "distill": stage_figures(student)}
-    for name, figures in stages.items():
+    stages = {
+        "finetune": stage_figures(teacher),
+        "distill": stage_figures(student),
+        "prune": {
+            "device": pruning.get("device"),
+            "seconds": round(time.time() - started_prune, 2),
+            "params_before": pruning["params_before"],
+            "params_after": pruning["params_after"],
+        },
+    }
+    for name in ("finetune", "distill"):
+        figures = stages[name]
         print(
             f"{name}: {figures.get('steps')} steps in {figures.get('train_runtime_s')} s "
             f"({figures.get('steps_per_s')} steps/s), bf16 {figures['bf16']}, "
@@ -143,8 +156,16 @@ def main() -> None:
         )
     cache = stages["distill"].get("cache") or {}
     print(f"teacher-output cache: built on {cache.get('device')} in {cache.get('seconds')} s")
+    p = stages["prune"]
+    print(
+        f"prune: scored and sliced on {p['device']} in {p['seconds']} s, "
+        f"{p['params_before']:,} -> {p['params_after']:,} parameters"
+    )
 
-    variants = {"teacher": teacher, "student": student, "student-onnx": onnx, "int8": int8}
+    variants = {
+        "teacher": teacher, "pruned": pruned, "student": student, "student-onnx": onnx,
+        "int8": int8,
+    }  # fmt: skip
     timing = dict(batch_sizes=(1, 32), latency_examples=256, repeats=3, progress=False)
     on_device = ps.evaluate(variants, data, device="auto", memory=False, **timing)
     on_device.save(out / "report", overwrite=True)

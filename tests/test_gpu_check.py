@@ -36,8 +36,10 @@ def test_the_gpu_check_runs_and_says_where_it_ran(tmp_path):
         assert figures["stages"][stage]["bf16"] == bf16_supported()  # bf16="auto"
     where = "cuda" if gpu else "cpu"
     assert figures["stages"]["distill"]["cache"]["device"].startswith(where)
+    assert figures["stages"]["prune"]["device"].startswith(where)
+    assert figures["stages"]["prune"]["params_after"] < figures["stages"]["prune"]["params_before"]
     runs_on = {name: row["runs_on"] for name, row in figures["eval"].items()}
-    assert runs_on["teacher"].startswith(where) and runs_on["student"].startswith(where)
+    assert all(runs_on[n].startswith(where) for n in ("teacher", "pruned", "student"))
     assert runs_on["int8"] in ("CPUExecutionProvider", "CUDAExecutionProvider")
     for row in figures["eval"].values():
         assert row["b1"]["device_p50"] > 0 and row["b32"]["cpu_p50"] > 0

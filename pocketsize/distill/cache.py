@@ -132,7 +132,7 @@ def compute_outputs(
     batch_size: int = 64, top_k: int | None = None, temperature: float = 1.0, device=None,
 ) -> list[str]:  # fmt: skip
     """Run the teacher once over every feature (longest-first batches: little padding) on
-    `device` (default: where its weights are), in float32, writing each batch straight into
+    `device` (default: where its weights are), stored as float32, each batch straight into
     memory-mapped arrays in `directory`, so that memory does not grow with the data; returns
     the names of the arrays stored. The teacher goes back where it was afterwards."""
     teacher.eval()

@@ -252,7 +252,8 @@ def distill(
             score = validate
             if not shared_tokenizer:
                 score = T.validator(task, t_tok, data["validation"], max_length)
-            teacher_metrics = score(teacher_model)
+            # on the student's device (a cached teacher stayed on the CPU)
+            teacher_metrics = score(teacher_model.to(processes.device()))
 
     params = sum(p.numel() for p in student_model.parameters())
     t_params = _parameters(teacher_model)

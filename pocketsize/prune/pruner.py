@@ -223,6 +223,10 @@ def prune(
         from pocketsize.prune.recovery import distill_function
 
         distill_function()
+    # scoring and slicing on this process's GPU where there is one (the slicing keeps each
+    # weight's device and dtype); the result is saved from there
+    device = processes.device()
+    model.to(device)
     split = None
     if heads or width or depth or (ffn and ffn_score == "activation"):
         split = importance.scoring_split(data, min_examples)
@@ -240,6 +244,7 @@ def prune(
         teacher = copy.deepcopy(model)
     record: dict = {"stage": "prune", "source": str(source_dir or "<in-memory model>")}
     record["task"] = task.name
+    record["device"] = str(device)
     params_before = count_parameters(model)
     bytes_before = _weights_size(model, source_dir)
 

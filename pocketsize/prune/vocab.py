@@ -195,7 +195,7 @@ def shrink_embeddings(model, old2new: dict, kept: int, unk_token_id: int) -> Non
     emb = embedding_class()(kept, old.embedding_dim, new_unk, padding_idx=new_pad)
     with torch.no_grad():
         emb.weight.copy_(old.weight[torch.tensor(kept_old, dtype=torch.long)])
-    emb.to(old.weight.device)
+    emb.to(device=old.weight.device, dtype=old.weight.dtype)
     original_size = model.config.vocab_size
     model.set_input_embeddings(emb)
     model.config.vocab_size = kept

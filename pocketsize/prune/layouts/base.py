@@ -250,17 +250,26 @@ class TransformersHeadPruning(Layout):
 
     def remove_heads(self, plan: dict) -> None:
         if plan:
+            layers = self.layers()
+            dtypes = [next(layer.parameters()).dtype for layer in layers]
             self.model.prune_heads({int(k): list(v) for k, v in plan.items()})
+            for layer, dtype in zip(layers, dtypes):
+                restore_linear_dtypes(layer, dtype)
 
 
 def sliced_layer_norm(norm, keep):
-    """A LayerNorm over the channels at `keep` only."""
+    """A LayerNorm over the channels at `keep` only, on the device and in the dtype of `norm`
+    (a model pruned on the GPU, or cast to bf16, stays so)."""
     import torch
 
-    new = torch.nn.LayerNorm(len(keep), eps=norm.eps, elementwise_affine=True)
+    new = torch.nn.LayerNorm(
+        len(keep), eps=norm.eps, bias=norm.bias is not None,
+        device=norm.weight.device, dtype=norm.weight.dtype,
+    )  # fmt: skip
     with torch.no_grad():
         new.weight.copy_(norm.weight[keep])
-        new.bias.copy_(norm.bias[keep])
+        if norm.bias is not None:
+            new.bias.copy_(norm.bias[keep])
     return new
 
 
@@ -281,21 +290,38 @@ def weight_out_in(module):
 
 
 def keep_outputs(module, index):
-    """A copy of a Linear or Conv1D with only the outputs at `index`."""
+    """A copy of a Linear or Conv1D with only the outputs at `index` (same device and dtype)."""
     from transformers.pytorch_utils import Conv1D, prune_conv1d_layer, prune_linear_layer
 
     if isinstance(module, Conv1D):
-        return prune_conv1d_layer(module, index, dim=1)
-    return prune_linear_layer(module, index, dim=0)
+        return _in_dtype_of(module, prune_conv1d_layer(module, index, dim=1))
+    return _in_dtype_of(module, prune_linear_layer(module, index, dim=0))
 
 
 def keep_inputs(module, index):
-    """A copy of a Linear or Conv1D that reads only the inputs at `index`."""
+    """A copy of a Linear or Conv1D that reads only the inputs at `index` (same device, dtype)."""
     from transformers.pytorch_utils import Conv1D, prune_conv1d_layer, prune_linear_layer
 
     if isinstance(module, Conv1D):
-        return prune_conv1d_layer(module, index, dim=0)
-    return prune_linear_layer(module, index, dim=1)
+        return _in_dtype_of(module, prune_conv1d_layer(module, index, dim=0))
+    return _in_dtype_of(module, prune_linear_layer(module, index, dim=1))
+
+
+def _in_dtype_of(old, new):
+    # transformers' prune_*_layer build the copy on the old device but in the default dtype,
+    # so a bf16 model would come out part float32
+    return new.to(dtype=old.weight.dtype)
+
+
+def restore_linear_dtypes(layer, dtype) -> None:
+    """Every Linear / Conv1D of `layer` back in `dtype`, after transformers' own prune_heads
+    rebuilt some of them in the default dtype."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    for module in layer.modules():
+        if isinstance(module, (torch.nn.Linear, Conv1D)) and module.weight.dtype != dtype:
+            module.to(dtype=dtype)
 
 
 def _replace(root, old, new) -> None:

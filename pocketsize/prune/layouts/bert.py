@@ -16,6 +16,8 @@ from __future__ import annotations
 from pocketsize.errors import PocketsizeError
 from pocketsize.prune.layouts.base import (
     TransformersHeadPruning,
+    keep_inputs,
+    keep_outputs,
     register,
     slice_embedding_columns,
     sliced_layer_norm,
@@ -63,8 +65,6 @@ class BertLayout(TransformersHeadPruning):
         return [*base.embeddings.modules(), *base.encoder.modules()]
 
     def remove_width(self, keep) -> None:
-        from transformers.pytorch_utils import prune_linear_layer
-
         emb = self.model.base_model.embeddings
         for table in (emb.word_embeddings, emb.position_embeddings,
                       getattr(emb, "token_type_embeddings", None)):  # fmt: skip
@@ -75,11 +75,11 @@ class BertLayout(TransformersHeadPruning):
             attn = layer.attention
             for part in ("query", "key", "value"):
                 linear = getattr(attn.self, part)
-                setattr(attn.self, part, prune_linear_layer(linear, keep, dim=1))
-            attn.output.dense = prune_linear_layer(attn.output.dense, keep, dim=0)
+                setattr(attn.self, part, keep_inputs(linear, keep))
+            attn.output.dense = keep_outputs(attn.output.dense, keep)
             attn.output.LayerNorm = sliced_layer_norm(attn.output.LayerNorm, keep)
-            layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, keep, dim=1)
-            layer.output.dense = prune_linear_layer(layer.output.dense, keep, dim=0)
+            layer.intermediate.dense = keep_inputs(layer.intermediate.dense, keep)
+            layer.output.dense = keep_outputs(layer.output.dense, keep)
             layer.output.LayerNorm = sliced_layer_norm(layer.output.LayerNorm, keep)
         layers = self.layers()
         self.record_width(

@@ -21,7 +21,7 @@ leaves every output unchanged, instead of shifting every norm's scale.
 from __future__ import annotations
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.prune.layouts.base import Layout, register
+from pocketsize.prune.layouts.base import Layout, keep_inputs, keep_outputs, register
 
 
 @register
@@ -100,7 +100,6 @@ class LlamaLayout(Layout):
 
     def remove_heads(self, plan: dict) -> None:
         import torch
-        from transformers.pytorch_utils import prune_linear_layer
 
         if not plan:
             return
@@ -122,10 +121,10 @@ class LlamaLayout(Layout):
                     "group, which grouped-query attention cannot run"
                 )
             attn = layer.self_attn
-            attn.q_proj = prune_linear_layer(attn.q_proj, channels(q_keep), dim=0)
-            attn.k_proj = prune_linear_layer(attn.k_proj, channels(kv_keep), dim=0)
-            attn.v_proj = prune_linear_layer(attn.v_proj, channels(kv_keep), dim=0)
-            attn.o_proj = prune_linear_layer(attn.o_proj, channels(q_keep), dim=1)
+            attn.q_proj = keep_outputs(attn.q_proj, channels(q_keep))
+            attn.k_proj = keep_outputs(attn.k_proj, channels(kv_keep))
+            attn.v_proj = keep_outputs(attn.v_proj, channels(kv_keep))
+            attn.o_proj = keep_inputs(attn.o_proj, channels(q_keep))
             attn.num_key_value_groups = len(q_keep) // len(kv_keep)
             shapes.add((len(q_keep), len(kv_keep)))
         if len(shapes) != 1:
@@ -164,7 +163,6 @@ class LlamaLayout(Layout):
 
     def remove_width(self, keep) -> None:
         import torch
-        from transformers.pytorch_utils import prune_linear_layer
 
         base = self.model.base_model
         head_dim = self.head_size()
@@ -178,13 +176,13 @@ class LlamaLayout(Layout):
         table.embedding_dim = len(keep)
         for layer in self.layers():
             attn, mlp = layer.self_attn, layer.mlp
-            attn.q_proj = prune_linear_layer(attn.q_proj, keep, dim=1)
-            attn.k_proj = prune_linear_layer(attn.k_proj, keep, dim=1)
-            attn.v_proj = prune_linear_layer(attn.v_proj, keep, dim=1)
-            attn.o_proj = prune_linear_layer(attn.o_proj, keep, dim=0)
-            mlp.gate_proj = prune_linear_layer(mlp.gate_proj, keep, dim=1)
-            mlp.up_proj = prune_linear_layer(mlp.up_proj, keep, dim=1)
-            mlp.down_proj = prune_linear_layer(mlp.down_proj, keep, dim=0)
+            attn.q_proj = keep_inputs(attn.q_proj, keep)
+            attn.k_proj = keep_inputs(attn.k_proj, keep)
+            attn.v_proj = keep_inputs(attn.v_proj, keep)
+            attn.o_proj = keep_outputs(attn.o_proj, keep)
+            mlp.gate_proj = keep_inputs(mlp.gate_proj, keep)
+            mlp.up_proj = keep_inputs(mlp.up_proj, keep)
+            mlp.down_proj = keep_outputs(mlp.down_proj, keep)
             slice_norm(layer.input_layernorm)
             slice_norm(layer.post_attention_layernorm)
         slice_norm(base.norm)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from pocketsize.errors import PocketsizeError
 from pocketsize.prune.layouts.base import (
     TransformersHeadPruning,
+    keep_inputs,
+    keep_outputs,
     register,
     slice_embedding_columns,
     sliced_layer_norm,
@@ -59,8 +61,6 @@ class DistilBertLayout(TransformersHeadPruning):
         return [*base.embeddings.modules(), *base.transformer.modules()]
 
     def remove_width(self, keep) -> None:
-        from transformers.pytorch_utils import prune_linear_layer
-
         emb = self.model.base_model.embeddings
         slice_embedding_columns(emb.word_embeddings, keep)
         slice_embedding_columns(emb.position_embeddings, keep)
@@ -68,11 +68,11 @@ class DistilBertLayout(TransformersHeadPruning):
         for layer in self.layers():
             attn = layer.attention
             for part in ("q_lin", "k_lin", "v_lin"):
-                setattr(attn, part, prune_linear_layer(getattr(attn, part), keep, dim=1))
-            attn.out_lin = prune_linear_layer(attn.out_lin, keep, dim=0)
+                setattr(attn, part, keep_inputs(getattr(attn, part), keep))
+            attn.out_lin = keep_outputs(attn.out_lin, keep)
             layer.sa_layer_norm = sliced_layer_norm(layer.sa_layer_norm, keep)
-            layer.ffn.lin1 = prune_linear_layer(layer.ffn.lin1, keep, dim=1)
-            layer.ffn.lin2 = prune_linear_layer(layer.ffn.lin2, keep, dim=0)
+            layer.ffn.lin1 = keep_inputs(layer.ffn.lin1, keep)
+            layer.ffn.lin2 = keep_outputs(layer.ffn.lin2, keep)
             layer.output_layer_norm = sliced_layer_norm(layer.output_layer_norm, keep)
         layers = self.layers()
         self.record_width(
