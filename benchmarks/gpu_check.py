@@ -53,7 +53,9 @@ def random_teacher(directory: Path, hidden: int, layers: int) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.txt").write_text("\n".join(SPECIALS + WORDS) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(
+        vocab_file=str(directory / "vocab.txt"), do_lower_case=True, model_max_length=128
+    )
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
