@@ -39,7 +39,7 @@ REMOVALS = {
     "bert": ["heads", "ffn", "width"],
     "distilbert": ["heads", "ffn", "width"],
     "modernbert": ["ffn", "depth"],
-    "deberta-v2": ["ffn"],
+    "deberta-v2": ["heads", "ffn", "width"],
     "gpt2": ["heads", "ffn", "width", "depth"],
     "llama": ["heads", "ffn", "width", "depth"],
 }

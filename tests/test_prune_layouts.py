@@ -279,6 +279,72 @@ def test_deberta_neurons_equal_the_masked_original(share_att_key, tmp_path):
     )
 
 
+@pytest.mark.parametrize("share_att_key", [True, False])
+def test_deberta_heads_and_width_go_together_keep_the_active_channels_and_export(
+    share_att_key, tmp_path
+):
+    """Fewer heads load only with the hidden size they leave (DeBERTa's attention output is
+    hidden x hidden): heads=0.5 with width=0.5 gives 2 heads of the old size 8 in 16 channels,
+    the ones that carry something. The relative position table, its LayerNorm and v2's own
+    position projections narrow too; the model reloads with the Auto class and exports."""
+    from transformers import AutoModelForSequenceClassification
+
+    from pocketsize.export import export
+
+    model, _ = make_tiny_encoder(tmp_path / "src", "deberta-v2", share_att_key=share_att_key)
+    dead = list(range(1, 32, 2))
+    base = model.deberta
+    norms = [base.embeddings.LayerNorm] + [
+        n for layer in base.encoder.layer for n in (layer.attention.output.LayerNorm,
+                                                    layer.output.LayerNorm)
+    ]  # fmt: skip
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight[dead] = 0
+            norm.bias[dead] = 0
+    model.save_pretrained(tmp_path / "src")
+    out = prune(
+        tmp_path / "src", make_cls_dataset(), heads=0.5, width=0.5, ffn=0.5,
+        out=tmp_path / "p", verbose=False,
+    )  # fmt: skip
+    record = json.loads((out / "pruning.json").read_text())
+    assert record["width"]["kept_channels"] == list(range(0, 32, 2))
+    assert record["heads"]["kept_per_layer"] == [2, 2]
+    pruned, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info  # every weight saved is read, none made up
+    c = pruned.eval().config
+    assert (c.hidden_size, c.num_attention_heads, c.attention_head_size) == (16, 2, 8)
+    assert (c.intermediate_size, c.pooler_hidden_size) == (19, 16)
+    assert pruned.deberta.encoder.rel_embeddings.weight.shape[1] == 16
+    attn = pruned.deberta.encoder.layer[0].attention.self
+    assert attn.query_proj.weight.shape == (16, 16)
+    if not share_att_key:
+        assert attn.pos_key_proj.weight.shape == attn.pos_query_proj.weight.shape == (16, 16)
+    onnx_dir = export(out, tmp_path / "onnx")
+    manifest = json.loads((onnx_dir / "pocketsize.json").read_text())
+    assert manifest["exporter"] == "optimum" and manifest["parity_max_abs_diff"] < 1e-4
+
+
+def test_deberta_refuses_heads_or_width_alone_and_unequal_shares(tmp_path):
+    make_tiny_encoder(tmp_path / "src", "deberta-v2")
+    data = make_cls_dataset()
+
+    def attempt(**kw):
+        prune(tmp_path / "src", data, out=tmp_path / "x", verbose=False, **kw)
+
+    with pytest.raises(PocketsizeError, match="give width= removing the same share as heads="):
+        attempt(heads=0.5)
+    with pytest.raises(PocketsizeError, match="its width goes only with its heads"):
+        attempt(width=0.5)
+    with pytest.raises(
+        PocketsizeError, match=r"leaves 8 channels but the layers keep 2 heads.*width=0.5"
+    ):
+        attempt(heads=0.5, width=0.75)
+    with pytest.raises(PocketsizeError, match="scope='global'.*use scope='layer'"):
+        attempt(heads=0.5, width=0.5, scope="global")
+    assert not (tmp_path / "x").exists()
+
+
 # ---- Llama-layout decoders ----
 
 
@@ -372,8 +438,9 @@ def test_gpt2_width_keeps_the_active_channels_reloads_and_generates_alike_in_onn
     )  # fmt: skip
     record = json.loads((out / "pruning.json").read_text())["width"]
     assert record["kept_channels"] == [c for c in range(32) if c not in dead]
-    pruned = AutoModelForCausalLM.from_pretrained(out).eval()
-    c = pruned.config
+    pruned, info = AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info  # every weight saved is read, none made up
+    c = pruned.eval().config
     assert (c.n_embd, c.n_head, c.n_inner) == (24, 3, 128)
     assert {int(k): v for k, v in c.pruned_heads.items()} == {0: [2], 1: [2]}
     assert [layer.attn.num_heads for layer in pruned.transformer.h] == [2, 2]

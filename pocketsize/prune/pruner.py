@@ -208,6 +208,8 @@ def prune(
         layout.check_depth(depth)
     if heads:
         layout.check_heads(heads, scope, kv_groups)
+    if structured:
+        layout.check_heads_and_width(heads, width)
     if width:
         width_mod.plan_width(model, width, _heads_kept_at_most(layout, heads, scope))
     if vocab and task.distribution_outputs:

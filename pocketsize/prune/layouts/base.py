@@ -114,6 +114,10 @@ class Layout:
                 f"{self.config.model_type} config cannot state; use scope='layer'"
             )
 
+    def check_heads_and_width(self, heads: float, width: float) -> None:
+        """Refuse a combination of heads= and width= that the config cannot state (DeBERTa:
+        fewer heads only together with the hidden size they leave)."""
+
     def plan_heads(self, scores: list, fraction: float, scope: str, kv_groups=False) -> dict:
         """{layer: [head indices to remove]}, lowest scores first."""
         from pocketsize.prune.heads import plan_head_removal
