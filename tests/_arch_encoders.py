@@ -27,8 +27,8 @@ EXPORTER = {
 PRUNING = {
     "ernie": dict(heads=0.5, ffn=0.5),
     "distilbert": dict(heads=0.5, ffn=0.5),
-    "modernbert": dict(ffn=0.5),  # a config that cannot state fewer heads
     # fewer heads only with the hidden size they leave
+    "modernbert": dict(heads=0.5, width=0.5, ffn=0.5),
     "deberta-v2": dict(heads=0.5, width=0.5, ffn=0.5),
 }
 

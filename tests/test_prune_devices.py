@@ -38,7 +38,7 @@ MODELS = {
 REMOVALS = {
     "bert": ["heads", "ffn", "width"],
     "distilbert": ["heads", "ffn", "width"],
-    "modernbert": ["ffn", "depth"],
+    "modernbert": ["heads", "ffn", "width", "depth"],
     "deberta-v2": ["heads", "ffn", "width"],
     "gpt2": ["heads", "ffn", "width", "depth"],
     "llama": ["heads", "ffn", "width", "depth"],

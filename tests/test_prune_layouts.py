@@ -249,6 +249,46 @@ def test_modernbert_layers_keep_their_kind_when_a_run_is_dropped(tmp_path):
         truncate(model, [1, 2])
 
 
+def test_modernbert_heads_and_width_go_together_keep_the_active_channels_and_export(tmp_path):
+    """The fused Wqkv loses each removed head's query, key and value rows; width keeps the 16
+    channels that carry something (the others are silenced at every LayerNorm), and the task
+    head's dense layer keeps 16 outputs of its own, which its LayerNorm follows."""
+    from transformers import AutoModelForSequenceClassification
+
+    from pocketsize.export import export
+
+    model, _ = make_tiny_encoder(tmp_path / "src", "modernbert", num_hidden_layers=4)
+    dead = list(range(1, 32, 2))
+    base = model.model
+    norms = [base.embeddings.norm, base.final_norm] + [
+        n for layer in base.layers for n in (layer.attn_norm, layer.mlp_norm) if hasattr(n, "weight")
+    ]  # fmt: skip
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight[dead] = 0
+    model.save_pretrained(tmp_path / "src")
+    out = prune(
+        tmp_path / "src", make_cls_dataset(), heads=0.5, width=0.5, ffn=0.5,
+        out=tmp_path / "p", verbose=False,
+    )  # fmt: skip
+    record = json.loads((out / "pruning.json").read_text())
+    assert record["width"]["kept_channels"] == list(range(0, 32, 2))
+    assert record["heads"]["kept_per_layer"] == [2, 2, 2, 2]
+    assert [h["name"] for h in record["width"]["head_layers"]] == [
+        "head.dense", "head.norm", "classifier",
+    ]  # fmt: skip
+    pruned, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info  # every weight saved is read, none made up
+    c = pruned.eval().config
+    assert (c.hidden_size, c.num_attention_heads, c.intermediate_size) == (16, 2, 19)
+    attn = pruned.model.layers[1].attn
+    assert attn.Wqkv.weight.shape == (48, 16) and attn.head_dim == 8
+    assert pruned.head.norm.weight.shape == (16,)
+    onnx_dir = export(out, tmp_path / "onnx")
+    manifest = json.loads((onnx_dir / "pocketsize.json").read_text())
+    assert manifest["exporter"] == "optimum" and manifest["parity_max_abs_diff"] < 1e-4
+
+
 @pytest.mark.parametrize("ffn_score", ["activation", "magnitude"])
 def test_modernbert_scores_neurons_by_both_halves_of_wi(ffn_score, tmp_path):
     make_tiny_encoder(tmp_path / "src", "modernbert")
@@ -608,13 +648,15 @@ def test_modernbert_and_deberta_refuse_what_their_configs_cannot_state(tmp_path)
     def attempt(src, **kw):
         prune(tmp_path / src, data, out=tmp_path / "x", verbose=False, **kw)
 
-    with pytest.raises(PocketsizeError, match="cannot state a head size.*config:heads=N"):
+    with pytest.raises(PocketsizeError, match="give width= removing the same share.*heads=N"):
         attempt("modernbert", heads=0.5)
     # two layers, global every 2nd: no run of layers can go without layer 0
     with pytest.raises(PocketsizeError, match="have 0 that can go.*config:layers=N"):
         attempt("modernbert", depth=0.5)
-    with pytest.raises(PocketsizeError, match="hidden-width pruning does not support 'modernbert'"):
+    with pytest.raises(PocketsizeError, match="its width goes only with its heads"):
         attempt("modernbert", width=0.5)
+    with pytest.raises(PocketsizeError, match=r"leaves 8 channels but the layers keep 2 heads"):
+        attempt("modernbert", heads=0.5, width=0.75)
     with pytest.raises(PocketsizeError, match="DeBERTa builds.*config:heads=N"):
         attempt("deberta", heads=0.5)
     with pytest.raises(PocketsizeError, match="post-norm.*truncate"):

@@ -7,8 +7,9 @@ module ranks the channels, finds the task head's layers and slices them. Channel
 their activation on task data at every norm's output, summed over the norms (Minitron,
 Muralidharan et al. 2024). A head layer that reads the hidden states loses the same input
 columns; one with a hidden-wide space of its own (a pooler, a classification head's dense
-layer) keeps its own best outputs, ranked by activation too. Tied output embeddings are tied
-again to the sliced input embeddings.
+layer) keeps its own best outputs, ranked by activation too, and a LayerNorm in the head keeps
+the channels of what it reads (ModernBERT's head normalises its dense layer's outputs). Tied
+output embeddings are tied again to the sliced input embeddings.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from pocketsize.prune.layouts import layout_for
 
 @dataclass
 class HeadLayer:
-    """A Linear outside the encoder: what its input is and whether its output is a hidden-wide
-    space of its own (a pooler, a classification head's dense layer)."""
+    """A Linear (or LayerNorm) outside the encoder: what its input is and whether its output is
+    a hidden-wide space of its own (a pooler, a classification head's dense layer)."""
 
     name: str
     reads: str  # "hidden" or the name of the HeadLayer whose output it reads
     own_space: bool
+    norm: bool = False  # a LayerNorm: it keeps the channels of what it reads
 
 
 def plan_width(model, fraction: float, kept_heads: int | None = None) -> int:
@@ -53,8 +55,8 @@ def plan_width(model, fraction: float, kept_heads: int | None = None) -> int:
 
 
 def head_layers(model, example_batch: dict) -> list[HeadLayer]:
-    """Trace one forward pass: which Linear layers outside the layout's body read the hidden
-    states, and which read another head layer's output."""
+    """Trace one forward pass: which Linear layers (and LayerNorms) outside the layout's body
+    read the hidden states, and which read another head layer's output."""
     import torch
 
     inside = {id(m) for m in layout_for(model).body_modules()}
@@ -65,8 +67,9 @@ def head_layers(model, example_batch: dict) -> list[HeadLayer]:
             lambda mod, args, out, name=name: seen.append((name, args[0].detach(), out.detach()))
         )
         for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and id(module) not in inside
+        if isinstance(module, (torch.nn.Linear, torch.nn.LayerNorm)) and id(module) not in inside
     ]
+    norms = {n for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)}
     with torch.no_grad():
         hidden = model.base_model(**example_batch).last_hidden_state
         seen.clear()
@@ -87,6 +90,9 @@ def head_layers(model, example_batch: dict) -> list[HeadLayer]:
                 f"width pruning cannot tell what {name} reads (neither the hidden states nor "
                 "a head layer's output); drop width="
             )
+        if name in norms:
+            layers.append(HeadLayer(name, reads, own_space=False, norm=True))
+            continue
         own = out.shape[-1] == width
         layers.append(HeadLayer(name, reads, own))
         if own:
@@ -108,7 +114,7 @@ def remove_channels(model, keep, head_plan: list[HeadLayer], head_keeps: dict) -
     `head_keeps[name]` are the outputs kept by each head layer with a space of its own."""
     import torch
 
-    from pocketsize.prune.layouts.base import keep_inputs, keep_outputs
+    from pocketsize.prune.layouts.base import keep_inputs, keep_outputs, sliced_layer_norm
 
     keep = torch.as_tensor(sorted(keep), dtype=torch.long)
     layout_for(model).remove_width(keep)
@@ -116,6 +122,9 @@ def remove_channels(model, keep, head_plan: list[HeadLayer], head_keeps: dict) -
     for h in head_plan:
         linear = modules[h.name]
         read = keep if h.reads == "hidden" else head_keeps[h.reads]
+        if h.norm:
+            _set_module(model, h.name, sliced_layer_norm(linear, torch.as_tensor(read)))
+            continue
         linear = keep_inputs(linear, torch.as_tensor(read))
         if h.own_space:
             linear = keep_outputs(linear, torch.as_tensor(head_keeps[h.name]))

@@ -2,9 +2,14 @@
 whose `mlp.Wi` stacks the input and gate projections: neuron j is rows j and I + j of Wi and
 column j of `mlp.Wo`).
 
-MLP neurons and whole layers can go, heads cannot: the config cannot state a head size
-(ModernBERT computes it as hidden_size / num_attention_heads, and its output projection is
-hidden x hidden), so fewer heads would not load.
+MLP neurons and whole layers can go on their own; heads and hidden width only together.
+ModernBERT computes its head size as hidden_size / num_attention_heads and builds its output
+projection hidden x hidden, so a model with fewer heads loads only when the hidden size shrinks
+to the kept heads times the head size (heads=0.5 with width=0.5), one head count in every
+layer. The fused Wqkv then loses each removed head's rows in its query, key and value blocks.
+Width narrows the token table, every LayerNorm (the embedding norm, each layer's attention and
+MLP norms, the final norm) and every projection's hidden side; the task head's dense layer keeps
+its own best outputs and its LayerNorm follows them (prune/width.py).
 
 The layers are pre-norm residual blocks, but a layer's position decides what it computes when
 the model loads: every n-th layer (n = `global_attn_every_n_layers`) attends globally, the
@@ -17,7 +22,14 @@ run's score is the sum of its layers' block influence.
 from __future__ import annotations
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.prune.layouts.base import Layout, register
+from pocketsize.prune.layouts.base import (
+    Layout,
+    keep_inputs,
+    keep_outputs,
+    register,
+    slice_embedding_columns,
+    sliced_layer_norm,
+)
 
 
 @register
@@ -26,6 +38,7 @@ class ModernBertLayout(Layout):
     layer_modules = ("attn.Wqkv", "attn.Wo", "mlp.Wi", "mlp.Wo")
     ffn_input_blocks = 2
     depth = True
+    width = True
 
     def layers(self) -> list:
         return list(self.model.base_model.layers)
@@ -33,13 +46,81 @@ class ModernBertLayout(Layout):
     def attention_output(self, layer):
         return layer.attn.Wo
 
-    def check_heads(self, fraction: float, scope: str, kv_groups: bool) -> None:
-        raise PocketsizeError(
-            "ModernBERT's config cannot state a head size (it is hidden_size / "
-            "num_attention_heads), so a model with fewer heads would not load; drop heads= and "
-            "prune ffn= (MLP neurons), or distil a student with fewer heads "
-            "(student='config:heads=N')"
-        )
+    def head_size(self) -> int:
+        # the live modules keep it while heads and width change (the config derives it)
+        return self.layers()[0].attn.head_dim
+
+    def check_heads_and_width(self, heads: float, width: float) -> None:
+        if heads and not width:
+            raise PocketsizeError(
+                "ModernBERT derives its head size from hidden_size / num_attention_heads and "
+                "builds its attention output hidden x hidden, so a model with fewer heads loads "
+                "only with a hidden size of the kept heads: give width= removing the same share "
+                "as heads= (heads=0.5, width=0.5), or prune ffn= alone, or distil a student "
+                "with fewer heads (student='config:heads=N')"
+            )
+
+    def remove_heads(self, plan: dict) -> None:
+        import torch
+
+        if not plan:
+            return
+        size, n_heads = self.head_size(), self.config.num_attention_heads
+        counts = {len(plan.get(i, [])) for i in range(len(self.layers()))}
+        if len(counts) != 1:
+            raise PocketsizeError("ModernBERT's layers must all keep the same number of heads")
+        for i, layer in enumerate(self.layers()):
+            kept = [h for h in range(n_heads) if h not in set(plan.get(i, []))]
+            channels = torch.tensor([h * size + c for h in kept for c in range(size)])
+            attn = layer.attn
+            rows = torch.cat([channels + b * attn.all_head_size for b in range(3)])  # q, k, v
+            attn.Wqkv = keep_outputs(attn.Wqkv, rows)
+            attn.Wo = keep_inputs(attn.Wo, channels)
+            attn.num_heads, attn.all_head_size = len(kept), len(kept) * size
+        self.config.num_attention_heads = n_heads - counts.pop()
+
+    # ---- hidden width ----
+    def plan_width(self, fraction: float, kept_heads: int | None) -> int:
+        width, size = self.config.hidden_size, self.head_size()
+        kept = kept_heads if kept_heads is not None else self.config.num_attention_heads
+        new = int(round((1 - fraction) * width / size)) * size
+        if new != kept * size and kept * size == width:
+            raise PocketsizeError(
+                "ModernBERT's hidden size is its heads times the head size, so its width goes "
+                "only with its heads: give heads= removing the same share as width= (heads=0.5, "
+                "width=0.5), or distil a narrower student (student='config:hidden=N')"
+            )
+        if new != kept * size:
+            raise PocketsizeError(
+                f"ModernBERT's hidden size must equal its heads times the head size ({size}): "
+                f"width={fraction} leaves {new} channels but the layers keep {kept} heads "
+                f"({kept * size} channels); use width={1 - kept * size / width:.4g} with these "
+                "heads, or heads= and width= that remove the same share (heads=0.5, width=0.5)"
+            )
+        return new
+
+    def width_norms(self) -> list:
+        base = self.model.base_model
+        norms = [base.embeddings.norm]
+        for layer in self.layers():
+            norms += [n for n in (layer.attn_norm, layer.mlp_norm) if hasattr(n, "weight")]
+        return [*norms, base.final_norm]
+
+    def remove_width(self, keep) -> None:
+        base = self.model.base_model
+        slice_embedding_columns(base.embeddings.tok_embeddings, keep)
+        base.embeddings.norm = sliced_layer_norm(base.embeddings.norm, keep)
+        for layer in self.layers():
+            if hasattr(layer.attn_norm, "weight"):  # layer 0's is an Identity
+                layer.attn_norm = sliced_layer_norm(layer.attn_norm, keep)
+            layer.attn.Wqkv = keep_inputs(layer.attn.Wqkv, keep)
+            layer.attn.Wo = keep_outputs(layer.attn.Wo, keep)
+            layer.mlp_norm = sliced_layer_norm(layer.mlp_norm, keep)
+            layer.mlp.Wi = keep_inputs(layer.mlp.Wi, keep)
+            layer.mlp.Wo = keep_outputs(layer.mlp.Wo, keep)
+        base.final_norm = sliced_layer_norm(base.final_norm, keep)
+        self.config.num_attention_heads = len(keep) // self.head_size()
+        self.config.hidden_size = len(keep)
 
     def _runs(self) -> list[list[int]]:
         """The layers droppable together: n at a time from layer n on (the last run may be
