@@ -261,6 +261,64 @@ class TransformersHeadPruning(Layout):
                 restore_linear_dtypes(layer, dtype)
 
 
+class HeadsWithWidth(Layout):
+    """Layouts whose attention output projection is built hidden x hidden whatever the head
+    count (DeBERTa, ModernBERT): a model with fewer heads loads only in the hidden size they
+    leave, so heads and width go together, in the same share, with one head count in every
+    layer, and the head size stays what it was."""
+
+    width = True
+    name = ""  # the architecture, as messages name it
+
+    def check_heads_and_width(self, heads: float, width: float) -> None:
+        if heads and not width:
+            raise PocketsizeError(
+                f"{self.name} builds its attention output projection hidden x hidden whatever "
+                "its head count, so a model with fewer heads loads only with a hidden size of "
+                "the kept heads: give width= removing the same share as heads= (heads=0.5, "
+                "width=0.5), or prune ffn= alone, or distil a student with fewer heads "
+                "(student='config:heads=N')"
+            )
+
+    def remove_heads(self, plan: dict) -> None:
+        import torch
+
+        if not plan:
+            return
+        size, n_heads = self.head_size(), self.config.num_attention_heads
+        counts = {len(plan.get(i, [])) for i in range(len(self.layers()))}
+        if len(counts) != 1:
+            raise PocketsizeError(f"{self.name}'s layers must all keep the same number of heads")
+        for i, layer in enumerate(self.layers()):
+            kept = [h for h in range(n_heads) if h not in set(plan.get(i, []))]
+            channels = torch.tensor([h * size + c for h in kept for c in range(size)])
+            self.keep_heads(layer, channels, len(kept))
+        self.config.num_attention_heads = n_heads - counts.pop()
+
+    def keep_heads(self, layer, channels, n_kept: int) -> None:
+        """Keep, in one layer, the heads whose channels (of the heads side by side) are given."""
+        raise NotImplementedError
+
+    def plan_width(self, fraction: float, kept_heads: int | None) -> int:
+        width, size = self.config.hidden_size, self.head_size()
+        kept = kept_heads if kept_heads is not None else self.config.num_attention_heads
+        new = int(round((1 - fraction) * width / size)) * size
+        if new != kept * size and kept * size == width:
+            raise PocketsizeError(
+                f"{self.name}'s hidden size is its heads times the head size, so its width goes "
+                "only with its heads: give heads= removing the same share as width= (heads=0.5, "
+                "width=0.5), or distil a narrower student (student='config:hidden=N')"
+            )
+        if new != kept * size:
+            raise PocketsizeError(
+                f"{self.name}'s hidden size must equal its heads times the head size ({size}): "
+                f"width={fraction} leaves {new} channels but the layers keep {kept} heads "
+                f"({kept * size} channels); use width={1 - kept * size / width:.4g} with these "
+                "heads, or heads= and width= that remove the same share (heads=0.5, width=0.5)"
+            )
+        return new
+
+
 def sliced_layer_norm(norm, keep):
     """A LayerNorm over the channels at `keep` only, on the device and in the dtype of `norm`
     (a model pruned on the GPU, or cast to bf16, stays so)."""

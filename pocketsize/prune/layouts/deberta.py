@@ -15,23 +15,24 @@ from __future__ import annotations
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.prune.layouts.base import (
-    Layout,
+    HeadsWithWidth,
     keep_inputs,
     keep_outputs,
     register,
     slice_embedding_columns,
     sliced_layer_norm,
 )
+from pocketsize.prune.layouts.bert import BertLayout
 
 # the position projections v2 has of its own (v3 shares the content ones: share_att_key)
 POSITION_PROJECTIONS = ("pos_key_proj", "pos_query_proj")
 
 
 @register
-class DebertaV2Layout(Layout):
+class DebertaV2Layout(HeadsWithWidth):
     model_types = ("deberta-v2",)
     layer_modules = ("attention.output.dense", "intermediate.dense", "output.dense")
-    width = True
+    name = "DeBERTa"
 
     def layers(self) -> list:
         return list(self.model.base_model.encoder.layer)
@@ -43,36 +44,18 @@ class DebertaV2Layout(Layout):
     def attention_output(self, layer):
         return layer.attention.output.dense
 
-    def check_heads_and_width(self, heads: float, width: float) -> None:
-        if heads and not width:
-            raise PocketsizeError(
-                "DeBERTa builds its attention output projection from hidden_size, so a model "
-                "with fewer heads loads only with a hidden size of the kept heads: give width= "
-                "removing the same share as heads= (heads=0.5, width=0.5), or prune ffn= alone, "
-                "or distil a student with fewer heads (student='config:heads=N')"
-            )
-
     def remove_heads(self, plan: dict) -> None:
-        import torch
+        # stated, as hidden_size / num_attention_heads no longer gives it once heads go
+        self.config.attention_head_size = self.head_size()
+        super().remove_heads(plan)
 
-        if not plan:
-            return
-        size, n_heads = self.head_size(), self.config.num_attention_heads
-        counts = {len(plan.get(i, [])) for i in range(len(self.layers()))}
-        if len(counts) != 1:
-            raise PocketsizeError("DeBERTa's layers must all keep the same number of heads")
-        for i, layer in enumerate(self.layers()):
-            kept = [h for h in range(n_heads) if h not in set(plan.get(i, []))]
-            channels = torch.tensor([h * size + c for h in kept for c in range(size)])
-            attn = layer.attention.self
-            for name in ("query_proj", "key_proj", "value_proj", *POSITION_PROJECTIONS):
-                if hasattr(attn, name):
-                    setattr(attn, name, keep_outputs(getattr(attn, name), channels))
-            layer.attention.output.dense = keep_inputs(layer.attention.output.dense, channels)
-            attn.num_attention_heads, attn.all_head_size = len(kept), len(kept) * size
-        # the head size stays what it was once hidden_size no longer divides into it
-        self.config.attention_head_size = size
-        self.config.num_attention_heads = n_heads - counts.pop()
+    def keep_heads(self, layer, channels, n_kept: int) -> None:
+        attn = layer.attention.self
+        for name in ("query_proj", "key_proj", "value_proj", *POSITION_PROJECTIONS):
+            if hasattr(attn, name):
+                setattr(attn, name, keep_outputs(getattr(attn, name), channels))
+        layer.attention.output.dense = keep_inputs(layer.attention.output.dense, channels)
+        attn.num_attention_heads, attn.all_head_size = n_kept, len(channels)
 
     def ffn_inputs(self, layer) -> list:
         return [layer.intermediate.dense]
@@ -82,39 +65,17 @@ class DebertaV2Layout(Layout):
 
     # ---- hidden width ----
     def plan_width(self, fraction: float, kept_heads: int | None) -> int:
-        width, size = self.config.hidden_size, self.head_size()
-        kept = kept_heads if kept_heads is not None else self.config.num_attention_heads
-        new = int(round((1 - fraction) * width / size)) * size
         if getattr(self.config, "conv_kernel_size", 0):
             raise PocketsizeError(
                 "this DeBERTa-v2 has a convolution layer (conv_kernel_size), whose channels "
                 "width pruning does not slice; drop width= (and heads=) and prune ffn=, or "
                 "distil a narrower student (student='config:hidden=N')"
             )
-        if new != kept * size and kept == self.config.num_attention_heads == width // size:
-            raise PocketsizeError(
-                "DeBERTa's hidden size is its heads times the head size, so its width goes only "
-                "with its heads: give heads= removing the same share as width= (heads=0.5, "
-                "width=0.5), or distil a narrower student (student='config:hidden=N')"
-            )
-        if new != kept * size:
-            raise PocketsizeError(
-                f"DeBERTa's hidden size must equal its heads times the head size ({size}): "
-                f"width={fraction} leaves {new} channels but the layers keep {kept} heads "
-                f"({kept * size} channels); use width={1 - kept * size / width:.4g} with these "
-                "heads, or heads= and width= that remove the same share (heads=0.5, width=0.5)"
-            )
-        return new
+        return super().plan_width(fraction, kept_heads)
 
-    def width_norms(self) -> list:
-        norms = [self.model.base_model.embeddings.LayerNorm]
-        for layer in self.layers():
-            norms += [layer.attention.output.LayerNorm, layer.output.LayerNorm]
-        return norms
-
-    def body_modules(self):
-        base = self.model.base_model  # the classifier's pooler belongs to the task head
-        return [*base.embeddings.modules(), *base.encoder.modules()]
+    # the post-norm layers are BERT's: the same norms rank the channels, the pooler is the head's
+    width_norms = BertLayout.width_norms
+    body_modules = BertLayout.body_modules
 
     def remove_width(self, keep) -> None:
         base = self.model.base_model

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.prune.layouts.base import (
-    Layout,
+    HeadsWithWidth,
     keep_inputs,
     keep_outputs,
     register,
@@ -33,12 +33,12 @@ from pocketsize.prune.layouts.base import (
 
 
 @register
-class ModernBertLayout(Layout):
+class ModernBertLayout(HeadsWithWidth):
     model_types = ("modernbert",)
     layer_modules = ("attn.Wqkv", "attn.Wo", "mlp.Wi", "mlp.Wo")
     ffn_input_blocks = 2
     depth = True
-    width = True
+    name = "ModernBERT"
 
     def layers(self) -> list:
         return list(self.model.base_model.layers)
@@ -50,55 +50,16 @@ class ModernBertLayout(Layout):
         # the live modules keep it while heads and width change (the config derives it)
         return self.layers()[0].attn.head_dim
 
-    def check_heads_and_width(self, heads: float, width: float) -> None:
-        if heads and not width:
-            raise PocketsizeError(
-                "ModernBERT derives its head size from hidden_size / num_attention_heads and "
-                "builds its attention output hidden x hidden, so a model with fewer heads loads "
-                "only with a hidden size of the kept heads: give width= removing the same share "
-                "as heads= (heads=0.5, width=0.5), or prune ffn= alone, or distil a student "
-                "with fewer heads (student='config:heads=N')"
-            )
-
-    def remove_heads(self, plan: dict) -> None:
+    def keep_heads(self, layer, channels, n_kept: int) -> None:
         import torch
 
-        if not plan:
-            return
-        size, n_heads = self.head_size(), self.config.num_attention_heads
-        counts = {len(plan.get(i, [])) for i in range(len(self.layers()))}
-        if len(counts) != 1:
-            raise PocketsizeError("ModernBERT's layers must all keep the same number of heads")
-        for i, layer in enumerate(self.layers()):
-            kept = [h for h in range(n_heads) if h not in set(plan.get(i, []))]
-            channels = torch.tensor([h * size + c for h in kept for c in range(size)])
-            attn = layer.attn
-            rows = torch.cat([channels + b * attn.all_head_size for b in range(3)])  # q, k, v
-            attn.Wqkv = keep_outputs(attn.Wqkv, rows)
-            attn.Wo = keep_inputs(attn.Wo, channels)
-            attn.num_heads, attn.all_head_size = len(kept), len(kept) * size
-        self.config.num_attention_heads = n_heads - counts.pop()
+        attn = layer.attn
+        rows = torch.cat([channels + b * attn.all_head_size for b in range(3)])  # q, k, v
+        attn.Wqkv = keep_outputs(attn.Wqkv, rows)
+        attn.Wo = keep_inputs(attn.Wo, channels)
+        attn.num_heads, attn.all_head_size = n_kept, len(channels)
 
     # ---- hidden width ----
-    def plan_width(self, fraction: float, kept_heads: int | None) -> int:
-        width, size = self.config.hidden_size, self.head_size()
-        kept = kept_heads if kept_heads is not None else self.config.num_attention_heads
-        new = int(round((1 - fraction) * width / size)) * size
-        if new != kept * size and kept * size == width:
-            raise PocketsizeError(
-                "ModernBERT's hidden size is its heads times the head size, so its width goes "
-                "only with its heads: give heads= removing the same share as width= (heads=0.5, "
-                "width=0.5), or distil a narrower student (student='config:hidden=N')"
-            )
-        if new != kept * size:
-            raise PocketsizeError(
-                f"ModernBERT's hidden size must equal its heads times the head size ({size}): "
-                f"width={fraction} leaves {new} channels but the layers keep {kept} heads "
-                f"({kept * size} channels); use width={1 - kept * size / width:.4g} with these "
-                "heads, or heads= and width= that remove the same share (heads=0.5, width=0.5)"
-            )
-        return new
-
     def width_norms(self) -> list:
         base = self.model.base_model
         norms = [base.embeddings.norm]
