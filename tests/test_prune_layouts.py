@@ -249,15 +249,21 @@ def test_modernbert_layers_keep_their_kind_when_a_run_is_dropped(tmp_path):
         truncate(model, [1, 2])
 
 
-def test_modernbert_heads_and_width_go_together_keep_the_active_channels_and_export(tmp_path):
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_modernbert_heads_and_width_go_together_keep_the_active_channels_and_export(
+    pooling, tmp_path
+):
     """The fused Wqkv loses each removed head's query, key and value rows; width keeps the 16
     channels that carry something (the others are silenced at every LayerNorm), and the task
-    head's dense layer keeps 16 outputs of its own, which its LayerNorm follows."""
+    head's dense layer keeps 16 outputs of its own, which its LayerNorm follows. The head reads
+    the first token or (the released checkpoints' setting) the mean over the tokens."""
     from transformers import AutoModelForSequenceClassification
 
     from pocketsize.export import export
 
-    model, _ = make_tiny_encoder(tmp_path / "src", "modernbert", num_hidden_layers=4)
+    model, _ = make_tiny_encoder(
+        tmp_path / "src", "modernbert", num_hidden_layers=4, classifier_pooling=pooling
+    )
     dead = list(range(1, 32, 2))
     base = model.model
     norms = [base.embeddings.norm, base.final_norm] + [
@@ -382,7 +388,26 @@ def test_deberta_refuses_heads_or_width_alone_and_unequal_shares(tmp_path):
         attempt(heads=0.5, width=0.75)
     with pytest.raises(PocketsizeError, match="scope='global'.*use scope='layer'"):
         attempt(heads=0.5, width=0.5, scope="global")
+    with pytest.raises(PocketsizeError, match="a heads= share below 0.125 removes none"):
+        attempt(heads=0.1, width=0.5)
+    make_tiny_encoder(tmp_path / "conv", "deberta-v2", conv_kernel_size=3)
+    with pytest.raises(PocketsizeError, match="convolution layer.*config:heads=N"):
+        prune(tmp_path / "conv", data, heads=0.5, width=0.5, out=tmp_path / "x", verbose=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_deberta_three_heads_take_the_width_the_kept_head_leaves(tmp_path):
+    """heads=0.5 of 3 removes 2 (Python rounds 1.5 to even), width=0.5 of 24 would leave 12:
+    the width is the kept head's 8 channels, not a refusal over rounding."""
+    from transformers import AutoConfig
+
+    make_tiny_encoder(tmp_path / "src", "deberta-v2", hidden_size=24, num_attention_heads=3)
+    out = prune(
+        tmp_path / "src", make_cls_dataset(), heads=0.5, width=0.5, out=tmp_path / "p",
+        verbose=False,
+    )  # fmt: skip
+    config = AutoConfig.from_pretrained(out)
+    assert (config.hidden_size, config.num_attention_heads, config.attention_head_size) == (8, 1, 8)
 
 
 # ---- Llama-layout decoders ----

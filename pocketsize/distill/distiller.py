@@ -252,8 +252,10 @@ def distill(
             score = validate
             if not shared_tokenizer:
                 score = T.validator(task, t_tok, data["validation"], max_length)
-            # on the student's device (a cached teacher stayed on the CPU)
+            # on the student's device (a cached teacher stayed where it was), then back
+            home = next(teacher_model.parameters()).device
             teacher_metrics = score(teacher_model.to(processes.device()))
+            teacher_model.to(home)
 
     params = sum(p.numel() for p in student_model.parameters())
     t_params = _parameters(teacher_model)

@@ -20,7 +20,8 @@ from pocketsize.errors import PocketsizeError
 def bf16_supported() -> bool:
     """True when this CPU runs bfloat16 matmuls natively (AVX-512 BF16 or AMX)."""
     if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
+        # native only: a T4 or V100 "supports" bf16 by emulation, far slower than fp32
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     checker = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool((checker and checker()) or (amx and amx()))

@@ -64,13 +64,21 @@ def resolve_device(device: str = "cpu") -> Placement:
     import onnxruntime as ort
 
     if CUDA_PROVIDER in ort.get_available_providers():
-        return Placement(device, "cuda", (CUDA_PROVIDER, CPU_PROVIDER))
+        # onnxruntime puts each node its CUDA provider has no kernel for on the CPU, without
+        # saying so; dynamic int8's quantize and integer-product nodes are among them
+        note = (
+            "ONNX variants ran on onnxruntime's CUDA provider, which leaves the nodes it has no "
+            "CUDA kernel for (dynamic int8's DynamicQuantizeLinear and MatMulInteger among "
+            "them) to the CPU: such a variant's GPU latency includes the copies in between"
+        )
+        return Placement(device, "cuda", (CUDA_PROVIDER, CPU_PROVIDER), (note,))
     return Placement(
         device,
         "cuda",
         notes=(
-            "this onnxruntime has no CUDA provider, so ONNX variants ran on the CPU while "
-            f"PyTorch variants ran on the GPU; for both on the GPU: {ORT_GPU_SWAP}",
+            "this onnxruntime has no CUDA provider, so any ONNX variant ran on the CPU; for "
+            f"ONNX on the GPU: {ORT_GPU_SWAP} (a later reinstall of pocketsize brings the CPU "
+            "package back)",
         ),
     )
 
@@ -88,7 +96,7 @@ def gpu_info() -> dict | None:
         "capability": f"{props.major}.{props.minor}",
         "count": torch.cuda.device_count(),
         "torch_cuda": torch.version.cuda,
-        "bf16": bool(torch.cuda.is_bf16_supported()),
+        "bf16": bool(torch.cuda.is_bf16_supported(including_emulation=False)),
     }
 
 

@@ -226,9 +226,7 @@ class Report:
         placed = self.metrics["settings"].get("device") or {}
         runs_on = {n: r.get("runs_on") for n, r in self.variants.items() if r.get("runs_on")}
         notes = list(placed.get("notes") or [])
-        if placed.get("requested", "cpu") != "cpu" or any(
-            where not in ("cpu", "CPUExecutionProvider") for where in runs_on.values()
-        ):
+        if any(where not in ("cpu", "CPUExecutionProvider") for where in runs_on.values()):
             gpu = (self.metrics["machine"].get("gpu") or {}).get("name")
             notes.insert(
                 0,

@@ -302,12 +302,16 @@ class HeadsWithWidth(Layout):
     def plan_width(self, fraction: float, kept_heads: int | None) -> int:
         width, size = self.config.hidden_size, self.head_size()
         kept = kept_heads if kept_heads is not None else self.config.num_attention_heads
+        if kept * size != width and abs((1 - fraction) * width - kept * size) <= size / 2:
+            return kept * size  # the share heads= leaves, however the two fractions round
         new = int(round((1 - fraction) * width / size)) * size
         if new != kept * size and kept * size == width:
+            n = width // size
             raise PocketsizeError(
                 f"{self.name}'s hidden size is its heads times the head size, so its width goes "
                 "only with its heads: give heads= removing the same share as width= (heads=0.5, "
-                "width=0.5), or distil a narrower student (student='config:hidden=N')"
+                f"width=0.5; with {n} heads, a heads= share below {0.5 / n:.3g} removes none), "
+                "or distil a narrower student (student='config:hidden=N')"
             )
         if new != kept * size:
             raise PocketsizeError(

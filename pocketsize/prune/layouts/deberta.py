@@ -63,15 +63,15 @@ class DebertaV2Layout(HeadsWithWidth):
     def ffn_output(self, layer):
         return layer.output.dense
 
-    # ---- hidden width ----
-    def plan_width(self, fraction: float, kept_heads: int | None) -> int:
-        if getattr(self.config, "conv_kernel_size", 0):
+    def check_heads_and_width(self, heads: float, width: float) -> None:
+        if (heads or width) and getattr(self.config, "conv_kernel_size", 0):
             raise PocketsizeError(
                 "this DeBERTa-v2 has a convolution layer (conv_kernel_size), whose channels "
-                "width pruning does not slice; drop width= (and heads=) and prune ffn=, or "
-                "distil a narrower student (student='config:hidden=N')"
+                "width pruning does not slice, and its heads go only with width; drop heads= "
+                "and width= and prune ffn=, or distil a student with fewer heads or a narrower "
+                "width (student='config:heads=N' / 'config:hidden=N')"
             )
-        return super().plan_width(fraction, kept_heads)
+        super().check_heads_and_width(heads, width)
 
     # the post-norm layers are BERT's: the same norms rank the channels, the pooler is the head's
     width_norms = BertLayout.width_norms
