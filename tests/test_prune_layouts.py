@@ -96,6 +96,16 @@ def assert_pruned_equals_masked(source_model, out, tokenizer, texts, head_size, 
 # ---- DistilBERT ----
 
 
+def silence_channels(norms, dead) -> None:
+    """Zero the `dead` channels of every norm's output (weight, and bias where there is one),
+    so that width pruning must find them as the least active."""
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight[dead] = 0
+            if getattr(norm, "bias", None) is not None:
+                norm.bias[dead] = 0
+
+
 def make_tiny_distilbert(path, seed=0, **overrides):
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
@@ -152,10 +162,7 @@ def test_distilbert_width_keeps_the_active_channels_reloads_and_exports(tmp_path
     norms = [base.embeddings.LayerNorm] + [
         n for layer in base.transformer.layer for n in (layer.sa_layer_norm, layer.output_layer_norm)
     ]  # fmt: skip
-    with torch.no_grad():
-        for norm in norms:
-            norm.weight[dead] = 0
-            norm.bias[dead] = 0
+    silence_channels(norms, dead)
     model.save_pretrained(tmp_path / "src")
     data = make_cls_dataset()
     out = prune(
@@ -269,9 +276,7 @@ def test_modernbert_heads_and_width_go_together_keep_the_active_channels_and_exp
     norms = [base.embeddings.norm, base.final_norm] + [
         n for layer in base.layers for n in (layer.attn_norm, layer.mlp_norm) if hasattr(n, "weight")
     ]  # fmt: skip
-    with torch.no_grad():
-        for norm in norms:
-            norm.weight[dead] = 0
+    silence_channels(norms, dead)
     model.save_pretrained(tmp_path / "src")
     out = prune(
         tmp_path / "src", make_cls_dataset(), heads=0.5, width=0.5, ffn=0.5,
@@ -344,10 +349,7 @@ def test_deberta_heads_and_width_go_together_keep_the_active_channels_and_export
         n for layer in base.encoder.layer for n in (layer.attention.output.LayerNorm,
                                                     layer.output.LayerNorm)
     ]  # fmt: skip
-    with torch.no_grad():
-        for norm in norms:
-            norm.weight[dead] = 0
-            norm.bias[dead] = 0
+    silence_channels(norms, dead)
     model.save_pretrained(tmp_path / "src")
     out = prune(
         tmp_path / "src", make_cls_dataset(), heads=0.5, width=0.5, ffn=0.5,
@@ -486,12 +488,10 @@ def test_gpt2_width_keeps_the_active_channels_reloads_and_generates_alike_in_onn
     model = AutoModelForCausalLM.from_pretrained(src).eval()
     dead = [0, 3, 4, 9, 17, 22, 28, 31]
     base = model.transformer
+    silence_channels([base.ln_f] + [n for layer in base.h for n in (layer.ln_1, layer.ln_2)], dead)
     with torch.no_grad():
         base.wte.weight[:, dead] = 0
         base.wpe.weight[:, dead] = 0
-        for norm in [base.ln_f] + [n for layer in base.h for n in (layer.ln_1, layer.ln_2)]:
-            norm.weight[dead] = 0
-            norm.bias[dead] = 0
         for layer in base.h:
             for proj in (layer.attn.c_proj, layer.mlp.c_proj):  # Conv1D: [inputs, outputs]
                 proj.weight[:, dead] = 0

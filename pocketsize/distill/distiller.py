@@ -23,6 +23,7 @@ from pocketsize.distill import losses as L
 from pocketsize.distill import mapping
 from pocketsize.distill import records as R
 from pocketsize.distill import training as T
+from pocketsize.distill.cache import home_device
 from pocketsize.distill.features import (
     FeatureCollator,
     forward_kwargs,
@@ -253,7 +254,7 @@ def distill(
             if not shared_tokenizer:
                 score = T.validator(task, t_tok, data["validation"], max_length)
             # on the student's device (a cached teacher stayed where it was), then back
-            home = next(teacher_model.parameters()).device
+            home = home_device(teacher_model)
             teacher_metrics = score(teacher_model.to(processes.device()))
             teacher_model.to(home)
 

@@ -34,12 +34,13 @@ class Placement:
     def on_gpu(self) -> bool:
         return self.torch_device != "cpu"
 
-    def record(self) -> dict:
+    def record(self, more_notes=()) -> dict:
+        """For metrics.json; more_notes: what the sessions found (a provider that fell back)."""
         return {
             "requested": self.requested,
             "torch_device": self.torch_device,
             "ort_providers": list(self.ort_providers),
-            "notes": list(self.notes),
+            "notes": [*self.notes, *more_notes],
         }
 
 

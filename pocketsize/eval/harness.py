@@ -191,11 +191,7 @@ def evaluate(
             "primary_metric": task.primary_metric,
             "agreement": task.agreement_meaning,
             "threads": threads,
-            "device": {
-                **placement.record(),
-                "notes": list(placement.notes)
-                + [r.note for r in runners.values() if getattr(r, "note", "")],
-            },
+            "device": placement.record(r.note for r in runners.values() if getattr(r, "note", "")),
             "batch_sizes": list(batch_sizes),
             "eval_batch_size": eval_batch_size,
             "max_length": max_length,

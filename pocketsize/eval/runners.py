@@ -199,7 +199,7 @@ class TorchRunner:
         result = {}
         for i, name in enumerate(self.output_names):
             value = out[name] if hasattr(out, "keys") and name in out.keys() else out[i]
-            result[name] = value.float().cpu().numpy()
+            result[name] = host_array(value)
         return result
 
     def run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -344,7 +344,7 @@ class OrtModelRunner:
         if self.generate is not None:
             return generated_output(self.model, prepared, self.generate, self.output_names)
         out = self.model(**prepared)
-        return {n: _host_array(out[n]) for n in self.output_names}
+        return {n: host_array(out[n]) for n in self.output_names}
 
     def run(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.forward(self.prepare(batch))
@@ -361,8 +361,9 @@ def generated_output(model, prepared: dict, settings: dict, output_names) -> dic
     return {output_names[0]: ids.cpu().numpy().astype(np.float32)}
 
 
-def _host_array(value) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor, on the GPU with the CUDA provider
+def host_array(value) -> np.ndarray:
+    """An output as float32 numpy on the host (a torch tensor may be on the GPU)."""
+    if hasattr(value, "detach"):
         value = value.detach().float().cpu().numpy()
     return np.asarray(value, dtype=np.float32)
 

@@ -70,12 +70,19 @@ def head_layers(model, example_batch: dict) -> list[HeadLayer]:
         if isinstance(module, (torch.nn.Linear, torch.nn.LayerNorm)) and id(module) not in inside
     ]
     norms = {n for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)}
+    states: list = []  # the body's last hidden states, from the same forward pass
+    hooks.append(
+        model.base_model.register_forward_hook(
+            lambda mod, args, out: states.append(
+                out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            )
+        )
+    )
     with torch.no_grad():
-        hidden = model.base_model(**example_batch).last_hidden_state
-        seen.clear()
         model(**example_batch)
     for h in hooks:
         h.remove()
+    hidden = states[0].detach()
     layers: list[HeadLayer] = []
     last_own = None
     for name, x, out in seen:
@@ -103,14 +110,16 @@ def head_layers(model, example_batch: dict) -> list[HeadLayer]:
 def _is_hidden(x, hidden, mask=None) -> bool:
     """x is the hidden states or a per-channel pooling of them (the first token, what poolers
     and CLS heads read; the mean over the attended tokens, ModernBERT's classifier_pooling
-    'mean'): its channels are the hidden channels, in place. Compared to float tolerance, as
-    the trace's two forward passes (on a GPU too) need not agree to the last bit."""
+    'mean'): its channels are the hidden channels, in place. The mean is recomputed here, so
+    it is compared to float tolerance."""
     import torch
 
     def same(a, b):
         return a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
-    if same(x, hidden) or same(x, hidden[:, 0]):
+    if (x.shape == hidden.shape and torch.equal(x, hidden)) or (
+        x.shape == hidden[:, 0].shape and torch.equal(x, hidden[:, 0])
+    ):
         return True
     if mask is None or x.shape != hidden[:, 0].shape:
         return False
