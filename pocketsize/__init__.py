@@ -19,6 +19,8 @@ _API = {
     "load_dataset": "pocketsize.data",
     "get_task": "pocketsize.tasks",
     "finetune": "pocketsize.distill",
+    "FinetuneConfig": "pocketsize.distill.config",
+    "DistillConfig": "pocketsize.distill.config",
     "distill": "pocketsize.distill",
     "prune": "pocketsize.prune",
     "export": "pocketsize.export",

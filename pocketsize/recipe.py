@@ -166,6 +166,41 @@ _SUPPLIED = {
 _RECIPE_KEYS: dict[str, set[str]] = {}
 
 
+def _configs() -> dict[str, type]:
+    """The sections whose keys are a stage config's fields (checked by the config itself)."""
+    from pocketsize.distill.config import DistillConfig, FinetuneConfig
+
+    return {"teacher.finetune": FinetuneConfig, "distill": DistillConfig}
+
+
+def _check_section(section: str, cfg: dict, fn: Callable) -> None:
+    config = _configs().get(section)
+    if config is None:
+        _check_kwargs(section, cfg, fn)
+        return
+    # besides the config's keys, a Python recipe may pass the verb's run controls (callbacks)
+    params = inspect.signature(fn).parameters
+    controls = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY} - set(config.names())
+    controls -= {"config", *_SUPPLIED[section]}
+    options = {k: v for k, v in cfg.items() if k not in controls}
+    config.from_mapping(options, section, supplied=tuple(_SUPPLIED[section]))
+
+
+def _check_recovery(prune: dict) -> None:
+    """prune.recover_options are distill's options: checked now, not after the scoring work.
+    (Until pruning has its own config, whose recovery part will hold them.)"""
+    from pocketsize.prune.recovery import recovery_arguments
+
+    options = prune.get("recover_options")
+    if options is None:
+        return
+    _check_type("prune.recover_options", options, dict, "a mapping of distill options")
+    try:
+        recovery_arguments(options)
+    except PocketsizeError as e:
+        raise PocketsizeError(f"recipe key prune.{e}") from None
+
+
 def _check_type(key: str, value: Any, kind: type | tuple[type, ...], hint: str) -> None:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise PocketsizeError(f"recipe key {key}: expected {hint}, got {value!r}")
@@ -220,6 +255,22 @@ def _is(value, plain: type) -> bool:
 
 def validate_recipe(recipe: dict) -> None:
     """Check the whole recipe before any work starts; the error names key, value and the fix."""
+    _check_top_level(recipe)
+    _check_teacher(recipe["teacher"])
+    _check_chain(recipe)
+    functions = _stage_functions()
+    finetune = recipe["teacher"].get("finetune")
+    if isinstance(finetune, dict):
+        _check_section("teacher.finetune", finetune, functions["teacher.finetune"])
+    for section in (*(stage.section for stage in CHAIN), "eval"):
+        if recipe.get(section):
+            _check_section(section, recipe[section], functions[section])
+    if recipe.get("prune"):
+        _check_recovery(recipe["prune"])
+    _check_eval(recipe)
+
+
+def _check_top_level(recipe: dict) -> None:
     for key in recipe:
         if key not in TOP_LEVEL:
             raise PocketsizeError(
@@ -228,6 +279,20 @@ def validate_recipe(recipe: dict) -> None:
     for key in REQUIRED:
         if recipe.get(key) in (None, "", {}):
             raise PocketsizeError(f"recipe is missing the required key {key!r} ({TOP_LEVEL[key]})")
+    _check_name_and_data(recipe)
+    if "seed" in recipe:
+        _check_type("seed", recipe["seed"], int, "an integer")
+    if "task" in recipe:
+        from pocketsize.tasks import get_task
+
+        _check_type("task", recipe["task"], str, "a task name")
+        get_task(recipe["task"])
+    for section in ("teacher", "student", *(stage.section for stage in CHAIN), "eval"):
+        if recipe.get(section) is not None:
+            _check_type(section, recipe[section], dict, "a mapping of options")
+
+
+def _check_name_and_data(recipe: dict) -> None:
     _check_type("name", recipe["name"], str, "a string")
     if not all(c.isalnum() or c in "-_." for c in recipe["name"]):
         raise PocketsizeError(
@@ -236,19 +301,9 @@ def validate_recipe(recipe: dict) -> None:
     _check_type("data", recipe["data"], (str, dict), "a dataset name or a mapping")
     if isinstance(recipe["data"], dict) and "name" not in recipe["data"]:
         raise PocketsizeError("recipe key data: a mapping needs `name` (the dataset to load)")
-    if "seed" in recipe:
-        _check_type("seed", recipe["seed"], int, "an integer")
-    if "task" in recipe:
-        from pocketsize.tasks import get_task
 
-        _check_type("task", recipe["task"], str, "a task name")
-        get_task(recipe["task"])
 
-    for section in ("teacher", "student", *(stage.section for stage in CHAIN), "eval"):
-        if recipe.get(section) is not None:
-            _check_type(section, recipe[section], dict, "a mapping of options")
-
-    teacher = recipe["teacher"]
+def _check_teacher(teacher: dict) -> None:
     for key in teacher:
         if key not in ("model", "finetune"):
             raise PocketsizeError(
@@ -264,6 +319,9 @@ def validate_recipe(recipe: dict) -> None:
             f"recipe key teacher.finetune: expected a mapping or true/false, got {finetune!r}"
         )
 
+
+def _check_chain(recipe: dict) -> None:
+    """Stages that need an earlier one, and the student's spec."""
     if recipe.get("student") is not None and recipe.get("distill") is None:
         raise PocketsizeError(
             "recipe has `student` but no `distill` section; add `distill: {}` or remove `student`"
@@ -276,21 +334,17 @@ def validate_recipe(recipe: dict) -> None:
         raise PocketsizeError(
             "recipe stage quantize needs the export stage's ONNX model; add `export: {}`"
         )
-    if recipe.get("student") is not None and "init" not in recipe["student"]:
-        raise PocketsizeError(
-            "recipe key student.init is required: truncate, config, bilstm or a model directory"
-        )
-
     if recipe.get("student") is not None:
+        if "init" not in recipe["student"]:
+            raise PocketsizeError(
+                "recipe key student.init is required: truncate, config, bilstm or a model directory"
+            )
         from pocketsize.distill.students import parse_spec
 
         parse_spec(recipe["student"])
-    functions = _stage_functions()
-    if isinstance(finetune, dict):
-        _check_kwargs("teacher.finetune", finetune, functions["teacher.finetune"])
-    for section in (*(stage.section for stage in CHAIN), "eval"):
-        if recipe.get(section):
-            _check_kwargs(section, recipe[section], functions[section])
+
+
+def _check_eval(recipe: dict) -> None:
     baselines = (recipe.get("eval") or {}).get("baselines")
     if baselines is not None:
         from pocketsize.quantize.baselines import check_baselines

@@ -610,13 +610,13 @@ def test_a_bf16_run_does_not_leave_later_runs_in_bf16(tmp_path):
     from torch import nn
     from transformers import Trainer
 
+    from pocketsize.distill.config import TrainingConfig
     from pocketsize.distill.training import training_arguments
 
-    common = dict(
-        epochs=1, batch_size=2, learning_rate=1e-3, seed=0, max_steps=1, save_steps=None,
-        logging_steps=1, warmup_ratio=0.0, weight_decay=0.0, group_by_length=False,
-        progress=False,
-    )  # fmt: skip
+    cfg = TrainingConfig(
+        epochs=1, batch_size=2, max_steps=1, logging_steps=1, warmup_ratio=0.0, shuffle=False
+    )
+    common = dict(cfg=cfg, learning_rate=1e-3, features=[], progress=False)
     training_arguments(tmp_path / "a", bf16=True, **common)
     args = training_arguments(tmp_path / "b", bf16=False, **common)
     assert Trainer(model=nn.Linear(2, 2), args=args).accelerator.mixed_precision == "no"

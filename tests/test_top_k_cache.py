@@ -79,7 +79,9 @@ def test_distillation_from_the_top_k_cache(tmp_path):
     }
     assert size[4] < size[vocab] / 4
 
-    with pytest.raises(PocketsizeError, match="cache_top_k must be a whole number"):
+    with pytest.raises(
+        PocketsizeError, match="distill option cache_top_k: must be at least 1, not 0"
+    ):
         _distill(tmp_path, teacher, data, "bad", cache=True, cache_top_k=0)
 
 
@@ -88,5 +90,5 @@ def test_cli_refuses_a_top_k_cache_without_the_cache(tmp_path, capsys):
 
     argv = ["distill", "--teacher", "t", "--data", "d", "--out", str(tmp_path / "o")]
     assert main(argv + ["--no-cache", "--cache-top-k", "8"]) == 2
-    assert "--no-cache and --cache-top-k contradict" in capsys.readouterr().err
+    assert "cache=off (--no-cache) and cache_top_k contradict" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -3,6 +3,8 @@
     finetune(model, data, out=None, epochs=2, ...) -> Path      # a task head on a base encoder
     distill(teacher, data, student="truncate:0,2,4", out=None,
             losses={"kl": 0.5, "ce": 0.5}, temperature=2.0, ...) -> Path
+    FinetuneConfig / DistillConfig (TrainingConfig): their options, as one typed config each;
+        the keywords above build one (config=... passes one whole)
     build_student(teacher_model, spec, tokenizer=...) -> (module, info)
     LOSSES / register_loss: the loss registry users extend
 
@@ -19,6 +21,9 @@ _API = {
     "finetune": "pocketsize.distill.finetuning",
     "distill": "pocketsize.distill.distiller",
     "build_student": "pocketsize.distill.students",
+    "TrainingConfig": "pocketsize.distill.config",
+    "FinetuneConfig": "pocketsize.distill.config",
+    "DistillConfig": "pocketsize.distill.config",
     "LOSSES": "pocketsize.distill.losses",
     "register_loss": "pocketsize.distill.losses",
     "LossContext": "pocketsize.distill.losses",
@@ -35,6 +40,10 @@ __all__ = sorted(_API)
 def __getattr__(name: str):
     if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
+    if name == "__signature__":  # inspect.signature(ps.distill): the verb's, with its options
+        import inspect
+
+        return inspect.signature(__getattr__("distill"))
     raise AttributeError(f"module 'pocketsize.distill' has no attribute {name!r}")
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import itertools
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +26,7 @@ from pocketsize.distill import mapping
 from pocketsize.distill import records as R
 from pocketsize.distill import training as T
 from pocketsize.distill.cache import home_device
+from pocketsize.distill.config import DistillConfig
 from pocketsize.distill.features import (
     FeatureCollator,
     forward_kwargs,
@@ -41,6 +44,7 @@ from pocketsize.distill.transfer import (
 )
 from pocketsize.errors import PocketsizeError
 from pocketsize.fsutil import atomic_dir, check_output_dir
+from pocketsize.options import keywords_from
 
 # The learning rate each student type trains at when the caller gives none (see distill()).
 DEFAULT_LEARNING_RATES = {"truncate": 2e-4, "bilstm": 1e-3}
@@ -48,48 +52,29 @@ FALLBACK_LEARNING_RATE = 5e-5
 
 
 @bars_follow_progress
+@keywords_from(DistillConfig)
 def distill(
     teacher,
     data,
     student="truncate",
     out=None,
     *,
-    losses=None,
-    temperature: float = 2.0,
-    layer_map="auto",
-    projection: bool = True,
-    epochs: float = 3,
-    batch_size: int = 32,
-    learning_rate: float | None = None,
-    max_length: int | None = None,
-    transfer=None,
-    augment: int = 0,
-    cache="auto",
-    cache_dir=None,
-    cache_top_k: int = 64,
+    config: DistillConfig | None = None,
     task=None,
     tokenizer=None,
     student_tokenizer=None,
-    seed: int = 0,
-    shuffle: bool = True,
-    bf16: bool | str = False,
-    max_steps: int = -1,
-    save_steps: int | None = None,
-    warmup_ratio: float = 0.06,
-    weight_decay: float = 0.01,
-    logging_steps: int = 50,
-    evaluate: bool = True,
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = True,
     callbacks=None,
-    **training_kw,
+    **options,
 ) -> Path:
     """Distil `teacher` into `student` on `data`; returns the student's directory.
 
     teacher: a fine-tuned model directory, hub id, catalogue name or model.
     student: "truncate[:0,2,4]", "config:layers=3,hidden=192,heads=6,ffn=768[,init=random]",
         "bilstm[:embed=128,hidden=150]", a spec dict, a model directory, or an nn.Module.
+    config: a DistillConfig (pocketsize.distill.config); keywords build or override one:
     losses: {name: weight} or "kl=0.5,ce=0.5" (default: the task's, kl + ce, or token_kl +
         token_ce for generators); names in pocketsize.distill.LOSSES (aliases: logits=kl,
         hard=ce, hidden=hidden_mse, attention=attention_kl, ...).
@@ -105,218 +90,256 @@ def distill(
     transfer: extra unlabelled text labelled by the teacher; augment: Tang et al. augmented
         copies per training example. cache: "auto" (on when every loss reads outputs only),
         True or False. Intermediate losses need the live teacher, so they disable the cache.
-        A causal LM's teacher is cached only with cache=True, as its `cache_top_k` largest
-        logits per position (the top-k token KL; stage.json records the mass they cover).
+        A causal LM's teacher is cached only when asked for (cache=True, or a `cache_top_k`),
+        as its K largest logits per position (the top-k token KL, K=64 unless given;
+        stage.json records the mass they cover).
     shuffle=False: examples in order, every epoch (for comparing runs; see training.train).
 
     Under torchrun / accelerate launch every process trains its share of each batch (DDP);
     the main process alone fills the cache and writes the output, the others wait for it.
     """
-    from transformers import set_seed
-
-    from pocketsize.tasks import get_task, task_for_dataset
-
+    cfg = DistillConfig.build(config, **options)
     started = time.time()
     out = Path(out) if out is not None else T.default_out("distill")
     check_output_dir(out, overwrite)
     processes.start()
-    with processes.main_first():  # the main process fetches what is not cached yet
-        data = load.load_data(data)
-    task = get_task(task) if task is not None else task_for_dataset(data)
-    train = load.require_split(data, "train")
-    names = task.labels(train)
-    weights = L.parse_losses(losses if losses is not None else dict(task.default_losses))
-    needs = L.needs_of(weights)
-    intermediate = needs & L.INTERMEDIATE
-    bf16 = T.resolve_bf16(bf16)
-    if not isinstance(cache_top_k, int) or cache_top_k < 1:
-        raise PocketsizeError(
-            f"cache_top_k must be a whole number of at least 1, not {cache_top_k!r}"
-        )
-    use_cache = _decide_cache(cache, intermediate, task) and L.reads_teacher(weights)
-
-    # -- teacher and student, and the checks that need only them
-    with processes.main_first():
-        teacher_model = load.load_model(teacher, task)
-    t_tok = None
-    if task.needs_tokenizer:
-        t_tok = load.load_tokenizer(
-            tokenizer if tokenizer is not None or isinstance(teacher, nn.Module) else teacher,
-            teacher_model,
-        )
-    if isinstance(teacher_model, nn.Module):
-        teacher_model.eval()
-    _check_architecture(teacher_model, task)
-    if t_tok is not None and hasattr(teacher_model, "get_input_embeddings"):
-        from pocketsize.formats.checkpoint import check_tokenizer_fits
-
-        where = teacher if isinstance(teacher, (str, Path)) else "the teacher"
-        check_tokenizer_fits(teacher_model, t_tok, where)
-    load.check_labels(teacher_model, names, "teacher")
-    set_seed(seed)
-    student_model, info = build_student(
-        teacher_model, student, tokenizer=t_tok, task=task, student_tokenizer=student_tokenizer
-    )
-    _check_architecture(student_model, task)
-    load.check_labels(student_model, names, "student")
-    check_reloadable(student_model)
-    if learning_rate is None:
-        learning_rate = DEFAULT_LEARNING_RATES.get(info.get("type"), FALLBACK_LEARNING_RATE)
-    s_tok = student_tokenizer or info.get("tokenizer") or t_tok
-    if isinstance(s_tok, (str, Path)):
-        s_tok = load.load_tokenizer(s_tok)
-    shared_tokenizer = _check_tokenizers(t_tok, s_tok, student_model, task, intermediate, cache)
-    if not shared_tokenizer:
-        use_cache = True  # the teacher's outputs are matched to examples, not to tokens
-
-    # -- training examples: the train split, transfer text, augmented copies (written to a
-    #    scratch Arrow file and memory-mapped: a transfer set of millions stays on disk)
-    texts_extra = _extra_texts(transfer, augment, train, task, seed, t_tok)
-    max_length = task.training_max_length(train, t_tok, teacher_model, max_length)
-    examples, n_extra, scratch = train, 0, None
-    if texts_extra is not None:
-        from datasets import Value, concatenate_datasets
-
-        scratch = scratch_dir("pocketsize-examples-")
-        extra = unlabelled_dataset(texts_extra, scratch)
-        n_extra = len(extra)
-        examples = concatenate_datasets([train.cast_column("label", Value("int64")), extra])
-    t_features = training_features(task, examples, t_tok, max_length)
-    s_features = (
-        t_features if shared_tokenizer else training_features(task, examples, s_tok, max_length)
-    )
-
-    # -- output widths, layer mapping and projections (checked on real examples first)
-    outputs = task.training_outputs or task.output_names
-    context = L.LossContext(output_names=tuple(outputs), temperature=temperature)
-    check_output_width(student_model, s_features, task, s_tok, names, "student")
-    if L.reads_teacher(weights):
-        check_output_width(teacher_model, t_features, task, t_tok, names, "teacher")
-    projections = nn.ModuleDict()
-    if intermediate:
-        _prepare_intermediate(
-            teacher_model, student_model, t_features, task, t_tok, intermediate, weights, info,
-            layer_map, projection, context, projections,
-        )  # fmt: skip
-
+    run = _resolve(teacher, data, student, task, tokenizer, student_tokenizer, cfg)
+    _training_examples(run)
+    _prepare_losses(run)
     work, checkpoint = T.prepare_work_dir(out, resume)
-
-    # -- teacher outputs: from the disk cache when only output losses are used
-    teacher_outputs, cache_info = None, {"used": False}
-    if use_cache:
-        with processes.main_first():  # computed once; the other processes read it
-            teacher_outputs, cache_info = _cached_outputs(
-                teacher_model, t_features, task, t_tok, context, cache_dir, batch_size,
-                cache_top_k if task.distribution_outputs else None,
-            )  # fmt: skip
-        cache_info["used"] = True
-        computed = processes.gather(not cache_info["hit"])
-        cache_info["computed_by_processes"] = sum(computed)
-
+    teacher_outputs, cache_info = _teacher_outputs(run)
     args = T.training_arguments(
-        work,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        bf16=bf16,
-        max_steps=max_steps,
-        save_steps=save_steps,
-        logging_steps=logging_steps,
-        warmup_ratio=warmup_ratio,
-        weight_decay=weight_decay,
-        group_by_length=shuffle and T.grouped_by_length(s_features),
+        work, cfg, learning_rate=run.learning_rate, bf16=run.bf16, features=run.s_features,
         progress=progress,
-        **training_kw,
-    )
+    )  # fmt: skip
     validate = None
-    if evaluate and "validation" in data:
-        validate = T.validator(task, s_tok, data["validation"], max_length)
-
-    result, student_model, per_epoch, losses = T.train(
-        student_model, task, s_features, s_tok, args,
-        loss_weights=weights, loss_context=context, needs=needs,
-        teacher=None if use_cache else teacher_model, teacher_outputs=teacher_outputs,
-        projections=projections, callbacks=callbacks, checkpoint=checkpoint, validate=validate,
-        shuffle=shuffle,
+    if cfg.evaluate and "validation" in run.data:
+        validate = T.validator(run.task, run.s_tok, run.data["validation"], run.max_length)
+    result, run.student_model, per_epoch, losses = T.train(
+        run.student_model, run.task, run.s_features, run.s_tok, args,
+        loss_weights=run.weights, loss_context=run.context, needs=run.needs,
+        teacher=None if run.use_cache else run.teacher_model, teacher_outputs=teacher_outputs,
+        projections=run.projections, callbacks=callbacks, checkpoint=checkpoint,
+        validate=validate, shuffle=cfg.shuffle,
     )  # fmt: skip
     if not processes.is_main():
         processes.wait()  # for the main process to write the student
-        _remove(scratch)
+        _remove(run.scratch)
         return out
-
-    metrics, teacher_metrics = {}, {}
-    if validate is not None:
-        metrics = T.final_validation(per_epoch, result, validate, student_model)
-        if isinstance(teacher_model, nn.Module):  # a plain callable teacher is not scored
-            # with one tokenizer the student's encoding of the split is the teacher's too
-            score = validate
-            if not shared_tokenizer:
-                score = T.validator(task, t_tok, data["validation"], max_length)
-            # on the student's device (a cached teacher stayed where it was), then back
-            home = home_device(teacher_model)
-            teacher_metrics = score(teacher_model.to(processes.device()))
-            teacher_model.to(home)
-
-    params = sum(p.numel() for p in student_model.parameters())
-    t_params = _parameters(teacher_model)
+    scores = _final_scores(run, validate, per_epoch, result)
     with atomic_dir(out, overwrite) as tmp:
-        save_model(student_model, s_tok, tmp, task, names)
-        R.write_stage(
-            tmp,
-            "distill",
-            teacher=load.describe(teacher),
-            student=info.get("type"),
-            student_spec=load.describe(student),
-            task=task.name,
-            labels=names,
-            config=dict(
-                losses=weights,
-                temperature=temperature,
-                layer_pairs=context.layer_pairs,
-                projections=sorted(projections.keys()),
-                epochs=epochs,
-                batch_size=batch_size,
-                learning_rate=learning_rate,
-                max_length=max_length,
-                transfer_examples=n_extra,
-                augment=augment,
-                bf16=bf16,
-                seed=seed,
-                max_steps=max_steps,
-                shuffle=shuffle,
-                processes=processes.world_size(),
-            ),
-            cache=cache_info,
-            train_examples=len(s_features),
-            steps=result.global_step,
-            resumed_from=checkpoint,
-            train_loss=result.training_loss,
-            train_runtime_s=result.metrics.get("train_runtime"),
-            parameters=params,
-            teacher_parameters=t_params,
-            validation=R.headline(metrics, task),
-            teacher_validation=R.headline(teacher_metrics, task),
-            validation_per_epoch=per_epoch,
-            losses=losses,
-            wall_time_s=round(time.time() - started, 2),
-        )
-        share = f" ({params / t_params:.1%} of the teacher's {t_params:,})" if t_params else ""
-        R.write_model_card(
-            tmp,
-            f"{info.get('type')} student distilled from {load.describe(teacher)}",
-            [
-                "Written by `pocketsize distill`.",
-                f"- parameters: {params:,}{share}",
-                f"- losses: {weights}, temperature {temperature}, layer pairs {context.layer_pairs}",
-                f"- validation: {R.headline(metrics, task)}; teacher: "
-                f"{R.headline(teacher_metrics, task)}",
-            ],
-        )
+        save_model(run.student_model, run.s_tok, tmp, run.task, run.names)
+        history = dict(validation_per_epoch=per_epoch, losses=losses)
+        history["wall_time_s"] = round(time.time() - started, 2)
+        _write_record(tmp, run, (teacher, student), result, checkpoint, cache_info, scores, history)
     shutil.rmtree(work, ignore_errors=True)
-    _remove(scratch)
+    _remove(run.scratch)
     processes.wait()
     return out
+
+
+@dataclass
+class _Run:
+    """What the phases of one distillation share: the inputs as resolved and checked."""
+
+    cfg: DistillConfig
+    data: Any
+    task: Any
+    names: list | None
+    weights: dict
+    bf16: bool
+    use_cache: bool
+    teacher_model: Any = None
+    t_tok: Any = None
+    student_model: Any = None
+    info: dict = field(default_factory=dict)
+    s_tok: Any = None
+    shared_tokenizer: bool = True
+    learning_rate: float = FALLBACK_LEARNING_RATE
+    # the training examples (_training_examples) and the losses' context (_prepare_losses)
+    max_length: int | None = None
+    t_features: Any = None
+    s_features: Any = None
+    n_extra: int = 0
+    scratch: Path | None = None
+    context: Any = None
+    projections: Any = None
+
+    @property
+    def needs(self) -> set:
+        return L.needs_of(self.weights)
+
+    @property
+    def intermediate(self) -> set:
+        return self.needs & L.INTERMEDIATE
+
+
+def _resolve(teacher, data, student, task, tokenizer, student_tokenizer, cfg) -> _Run:
+    """Load the data, the teacher and the student, and run every check that needs only them."""
+    from pocketsize.tasks import get_task, task_for_dataset
+
+    with processes.main_first():  # the main process fetches what is not cached yet
+        data = load.load_data(data)
+    task = get_task(task) if task is not None else task_for_dataset(data)
+    names = task.labels(load.require_split(data, "train"))
+    weights = L.parse_losses(cfg.losses if cfg.losses is not None else dict(task.default_losses))
+    intermediate = L.needs_of(weights) & L.INTERMEDIATE
+    use_cache = _decide_cache(cfg.cache_setting, intermediate, task) and L.reads_teacher(weights)
+    run = _Run(cfg, data, task, names, weights, T.resolve_bf16(cfg.bf16_setting), use_cache)
+    _load_teacher(run, teacher, tokenizer)
+    _build_student(run, student, student_tokenizer)
+    run.shared_tokenizer = _check_tokenizers(
+        run.t_tok, run.s_tok, run.student_model, task, intermediate, cfg.cache_setting
+    )
+    if not run.shared_tokenizer:
+        run.use_cache = True  # the teacher's outputs are matched to examples, not to tokens
+    return run
+
+
+def _load_teacher(run: _Run, teacher, tokenizer) -> None:
+    with processes.main_first():
+        run.teacher_model = load.load_model(teacher, run.task)
+    if run.task.needs_tokenizer:
+        run.t_tok = load.load_tokenizer(
+            tokenizer if tokenizer is not None or isinstance(teacher, nn.Module) else teacher,
+            run.teacher_model,
+        )
+    if isinstance(run.teacher_model, nn.Module):
+        run.teacher_model.eval()
+    _check_architecture(run.teacher_model, run.task)
+    if run.t_tok is not None and hasattr(run.teacher_model, "get_input_embeddings"):
+        from pocketsize.formats.checkpoint import check_tokenizer_fits
+
+        where = teacher if isinstance(teacher, (str, Path)) else "the teacher"
+        check_tokenizer_fits(run.teacher_model, run.t_tok, where)
+    load.check_labels(run.teacher_model, run.names, "teacher")
+
+
+def _build_student(run: _Run, student, student_tokenizer) -> None:
+    from transformers import set_seed
+
+    set_seed(run.cfg.seed)
+    run.student_model, run.info = build_student(
+        run.teacher_model, student, tokenizer=run.t_tok, task=run.task,
+        student_tokenizer=student_tokenizer,
+    )  # fmt: skip
+    _check_architecture(run.student_model, run.task)
+    load.check_labels(run.student_model, run.names, "student")
+    check_reloadable(run.student_model)
+    run.learning_rate = run.cfg.learning_rate
+    if run.learning_rate is None:
+        run.learning_rate = DEFAULT_LEARNING_RATES.get(run.info.get("type"), FALLBACK_LEARNING_RATE)
+    s_tok = student_tokenizer or run.info.get("tokenizer") or run.t_tok
+    run.s_tok = load.load_tokenizer(s_tok) if isinstance(s_tok, (str, Path)) else s_tok
+
+
+def _training_examples(run: _Run) -> None:
+    """The train split, transfer text and augmented copies, as each model's features (extra
+    text is written to a scratch Arrow file and memory-mapped: millions of lines stay on disk)."""
+    cfg, task, train = run.cfg, run.task, run.data["train"]
+    texts_extra = _extra_texts(cfg.transfer, cfg.augment, train, task, cfg.seed, run.t_tok)
+    run.max_length = task.training_max_length(train, run.t_tok, run.teacher_model, cfg.max_length)
+    examples = train
+    if texts_extra is not None:
+        from datasets import Value, concatenate_datasets
+
+        run.scratch = scratch_dir("pocketsize-examples-")
+        extra = unlabelled_dataset(texts_extra, run.scratch)
+        run.n_extra = len(extra)
+        examples = concatenate_datasets([train.cast_column("label", Value("int64")), extra])
+    run.t_features = training_features(task, examples, run.t_tok, run.max_length)
+    run.s_features = run.t_features
+    if not run.shared_tokenizer:
+        run.s_features = training_features(task, examples, run.s_tok, run.max_length)
+
+
+def _prepare_losses(run: _Run) -> None:
+    """Output widths, the layer mapping and projections, checked on real examples first."""
+    task = run.task
+    outputs = task.training_outputs or task.output_names
+    run.context = L.LossContext(output_names=tuple(outputs), temperature=run.cfg.temperature)
+    check_output_width(run.student_model, run.s_features, task, run.s_tok, run.names, "student")
+    if L.reads_teacher(run.weights):
+        check_output_width(run.teacher_model, run.t_features, task, run.t_tok, run.names, "teacher")
+    run.projections = nn.ModuleDict()
+    if run.intermediate:
+        _prepare_intermediate(
+            run.teacher_model, run.student_model, run.t_features, task, run.t_tok,
+            run.intermediate, run.weights, run.info, run.cfg.layer_map, run.cfg.projection,
+            run.context, run.projections,
+        )  # fmt: skip
+
+
+def _teacher_outputs(run: _Run):
+    """The teacher's outputs from the disk cache when only output losses are used."""
+    if not run.use_cache:
+        return None, {"used": False}
+    with processes.main_first():  # computed once; the other processes read it
+        outputs, info = _cached_outputs(
+            run.teacher_model, run.t_features, run.task, run.t_tok, run.context,
+            run.cfg.cache_dir, run.cfg.batch_size,
+            run.cfg.top_k if run.task.distribution_outputs else None,
+        )  # fmt: skip
+    info["used"] = True
+    computed = processes.gather(not info["hit"])
+    info["computed_by_processes"] = sum(computed)
+    return outputs, info
+
+
+def _final_scores(run: _Run, validate, per_epoch, result) -> dict:
+    """The student's last validation and the teacher's on the same split (on the main process)."""
+    if validate is None:
+        return {"student": {}, "teacher": {}}
+    student = T.final_validation(per_epoch, result, validate, run.student_model)
+    teacher = {}
+    if isinstance(run.teacher_model, nn.Module):  # a plain callable teacher is not scored
+        # with one tokenizer the student's encoding of the split is the teacher's too
+        score = validate
+        if not run.shared_tokenizer:
+            score = T.validator(run.task, run.t_tok, run.data["validation"], run.max_length)
+        # on the student's device (a cached teacher stayed where it was), then back
+        home = home_device(run.teacher_model)
+        teacher = score(run.teacher_model.to(processes.device()))
+        run.teacher_model.to(home)
+    return {"student": student, "teacher": teacher}
+
+
+def _write_record(tmp, run: _Run, refs, result, checkpoint, cache_info, scores, history) -> None:
+    """stage.json and the model card of the student's directory."""
+    cfg, task, (teacher, student) = run.cfg, run.task, refs
+    params = sum(p.numel() for p in run.student_model.parameters())
+    t_params = _parameters(run.teacher_model)
+    validation = R.headline(scores["student"], task)
+    teacher_validation = R.headline(scores["teacher"], task)
+    R.write_stage(
+        tmp, "distill", teacher=load.describe(teacher), student=run.info.get("type"),
+        student_spec=load.describe(student), task=task.name, labels=run.names,
+        config=dict(
+            losses=run.weights, temperature=cfg.temperature, layer_pairs=run.context.layer_pairs,
+            projections=sorted(run.projections.keys()), epochs=cfg.epochs,
+            batch_size=cfg.batch_size, learning_rate=run.learning_rate,
+            max_length=run.max_length, transfer_examples=run.n_extra, augment=cfg.augment,
+            bf16=run.bf16, seed=cfg.seed, max_steps=cfg.max_steps, shuffle=cfg.shuffle,
+            processes=processes.world_size(),
+        ),
+        cache=cache_info, train_examples=len(run.s_features), steps=result.global_step,
+        resumed_from=checkpoint, train_loss=result.training_loss,
+        train_runtime_s=result.metrics.get("train_runtime"), parameters=params,
+        teacher_parameters=t_params, validation=validation,
+        teacher_validation=teacher_validation, **history,
+    )  # fmt: skip
+    share = f" ({params / t_params:.1%} of the teacher's {t_params:,})" if t_params else ""
+    R.write_model_card(
+        tmp,
+        f"{run.info.get('type')} student distilled from {load.describe(teacher)}",
+        [
+            "Written by `pocketsize distill`.",
+            f"- parameters: {params:,}{share}",
+            f"- losses: {run.weights}, temperature {cfg.temperature}, "
+            f"layer pairs {run.context.layer_pairs}",
+            f"- validation: {validation}; teacher: {teacher_validation}",
+        ],
+    )
 
 
 def _remove(directory) -> None:
@@ -437,14 +460,7 @@ def _prepare_intermediate(
                 "output_attentions or drop the attention loss"
             )
     n_s, n_t = len(s["hidden_states"]) - 1, len(t["hidden_states"]) - 1
-    if spec == "auto":
-        if info.get("type") == "truncate":
-            spec = list(enumerate(info["layers"]))
-        elif info.get("type") == "config":
-            spec = list(enumerate(info["teacher_layers"]))
-        else:
-            spec = "uniform"
-    context.layer_pairs = mapping.layer_map(spec, n_s, n_t)
+    context.layer_pairs = mapping.layer_map(_layer_spec(spec, info), n_s, n_t)
     features_needing_width = {
         "hidden": {"hidden_mse", "hidden_cos"} & set(weights),
         "embedding": {"embedding_mse"} & set(weights),
@@ -463,6 +479,17 @@ def _prepare_intermediate(
                 f"{w_t} (teacher) and projection=False; allow projection=True or match widths"
             )
         projections[key] = nn.Linear(w_s, w_t)
+
+
+def _layer_spec(spec, info: dict):
+    """layer_map="auto": the teacher layers a truncated or config student was built from."""
+    if spec != "auto":
+        return spec
+    if info.get("type") == "truncate":
+        return list(enumerate(info["layers"]))
+    if info.get("type") == "config":
+        return list(enumerate(info["teacher_layers"]))
+    return "uniform"
 
 
 def _check_architecture(model, task) -> None:

@@ -22,21 +22,29 @@ STUDENT_TYPES = ("truncate", "config", "bilstm")
 
 def parse_spec(spec) -> tuple[str, dict]:
     """A student spec -> (kind, options)."""
-    if isinstance(spec, dict):
-        opts = dict(spec)
-        kind = opts.pop("init", None) or opts.pop("type", None)
-        if not kind:
+    return _parse_mapping(spec) if isinstance(spec, dict) else _parse_text(spec)
+
+
+def _parse_mapping(spec: dict) -> tuple[str, dict]:
+    """{init: truncate, layers: [0, 2]} (a recipe's or a Python caller's)."""
+    opts = dict(spec)
+    kind = opts.pop("init", None) or opts.pop("type", None)
+    if not kind:
+        raise PocketsizeError(
+            f"student spec {spec!r} needs init: one of {STUDENT_TYPES} or a model directory"
+        )
+    if kind not in STUDENT_TYPES:
+        if opts:
             raise PocketsizeError(
-                f"student spec {spec!r} needs init: one of {STUDENT_TYPES} or a model directory"
+                f"student {kind!r} is a model reference and takes no options; got {sorted(opts)}"
             )
-        if kind not in STUDENT_TYPES:
-            if opts:
-                raise PocketsizeError(
-                    f"student {kind!r} is a model reference and takes no options; got {sorted(opts)}"
-                )
-            return "path", {"path": str(kind)}
-        check_spec_options(kind, opts, spec)
-        return kind, opts
+        return "path", {"path": str(kind)}
+    check_spec_options(kind, opts, spec)
+    return kind, opts
+
+
+def _parse_text(spec) -> tuple[str, dict]:
+    """The text form: truncate:0,2,4, config:layers=3,hidden=192 or a model reference."""
     kind, _, rest = str(spec).partition(":")
     if kind not in STUDENT_TYPES:
         return "path", {"path": str(spec)}

@@ -51,25 +51,13 @@ def work_dir_for(out: Path) -> Path:
 
 
 def training_arguments(
-    work_dir: Path,
-    *,
-    epochs: float,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
-    bf16: bool,
-    max_steps: int,
-    save_steps: int | None,
-    logging_steps: int,
-    warmup_ratio: float,
-    weight_decay: float,
-    group_by_length: bool,
-    progress: bool,
-    **extra,
+    work_dir: Path, cfg, *, learning_rate: float, bf16: bool, features, progress: bool
 ):
+    """transformers' TrainingArguments from a TrainingConfig; `learning_rate` and `bf16` come
+    resolved (a student type's own rate; "auto" decided for this machine)."""
     from transformers import TrainingArguments
 
-    if extra.get("fp16"):  # passed through for GPUs without native bf16
+    if cfg.fp16:  # for GPUs without native bf16
         if not torch.cuda.is_available():
             raise PocketsizeError(
                 "fp16=True needs a CUDA GPU and PyTorch sees none; on the CPU use bf16='auto'"
@@ -80,35 +68,36 @@ def training_arguments(
     # later TrainingArguments(bf16=False) in the same process keeps it, so that run (and any
     # process it starts) trains under bf16 autocast after all: each run states its own
     os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16" if bf16 else "no"
-    kw = dict(
+    return TrainingArguments(
         output_dir=str(work_dir),
-        num_train_epochs=epochs,
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size * 2,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size * 2,
         learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        warmup_ratio=warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        **({"optim": cfg.optim} if cfg.optim else {}),  # else transformers' default
+        warmup_ratio=cfg.warmup_ratio,
         lr_scheduler_type="linear",
-        seed=seed,
-        data_seed=seed,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
         bf16=bf16,
+        fp16=cfg.fp16,
         use_cpu=not torch.cuda.is_available(),
-        group_by_length=group_by_length,
+        group_by_length=cfg.shuffle and grouped_by_length(features),
         length_column_name=LENGTH_COLUMN,
-        save_strategy="steps" if save_steps else "epoch",
-        save_steps=save_steps or 500,
+        save_strategy="steps" if cfg.save_steps else "epoch",
+        save_steps=cfg.save_steps or 500,
         save_total_limit=2,
         save_safetensors=True,
-        logging_steps=logging_steps,
+        logging_steps=cfg.logging_steps,
         report_to=[],
         disable_tqdm=not progress,
         dataloader_num_workers=0,
         remove_unused_columns=False,
         eval_strategy="no",
     )
-    kw.update(extra)
-    return TrainingArguments(**kw)
 
 
 def prepare_work_dir(out: Path, resume: bool) -> tuple[Path, str | None]:

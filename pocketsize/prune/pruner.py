@@ -221,10 +221,11 @@ def prune(
         vocab_mod.require_fast_tokenizer(tokenizer)
         if getattr(model.config, vocab_mod.CONFIG_KEY, None):
             raise PocketsizeError("this model's vocabulary is already trimmed; drop vocab=True")
+    recovery = None
     if recover:
-        from pocketsize.prune.recovery import distill_function
+        from pocketsize.prune.recovery import recovery_arguments
 
-        distill_function()
+        recovery = recovery_arguments(recover_options)  # checked before the scoring work
     # scoring and slicing on this process's GPU where there is one (the slicing keeps each
     # weight's device and dtype); the result is saved from there
     device = processes.device()
@@ -316,9 +317,7 @@ def prune(
                 model.save_pretrained(student_dir)
                 tokenizer.save_pretrained(student_dir)
             processes.wait()
-            result = run_recovery(
-                teacher, student_dir, data, work, recover_options, tokenizer, task.name
-            )
+            result = run_recovery(teacher, student_dir, data, work, recovery, tokenizer, task.name)
         if not processes.is_main():
             return Path(out)
         if recover:

@@ -1,59 +1,46 @@
 """Recovery after pruning: a short distillation from the unpruned model into the pruned one.
 
-Only `pocketsize.distill.distill` is called (stage folders stay independent).
+Only `pocketsize.distill` is called (stage folders stay independent); its options are a
+DistillConfig, checked before the pruning's scoring work starts.
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
 
+# A short recovery, not a full distillation, unless the options say otherwise.
+RECOVERY_EPOCHS = 1
+# distill()'s run controls that recover_options may carry besides its DistillConfig
+RUN_CONTROLS = ("progress", "callbacks")
 
-def distill_function():
-    """pocketsize.distill.distill, or a clear error before any long work starts."""
+
+def recovery_arguments(options: dict | None) -> dict:
+    """`recover_options` as distill's config and run controls; refused in one line before any
+    work."""
+    from pocketsize.distill.config import DistillConfig
+
+    options = dict(options or {})
+    controls = {key: options.pop(key) for key in RUN_CONTROLS if key in options}
+    options.setdefault("epochs", RECOVERY_EPOCHS)
     try:
-        from pocketsize.distill import distill
-    except ImportError as e:
-        raise PocketsizeError(
-            f"recovery needs pocketsize.distill, which cannot be imported here ({e}); "
-            "run without recover=True (--recover) or install the distillation stage"
-        ) from e
-    return distill
+        return dict(config=DistillConfig.build(**options), **controls)
+    except PocketsizeError as e:
+        raise PocketsizeError(f"recover_options: {e}") from None
 
 
-def recover(
-    teacher,
-    student_dir: Path,
-    data,
-    workdir: Path,
-    options: dict | None = None,
-    tokenizer=None,
-    task=None,
-):
-    """Distil `teacher` into the pruned model saved in `student_dir`; return the new model."""
-    distill = distill_function()
-    kwargs = dict(options or {})
-    params = inspect.signature(distill).parameters
-    if task is not None and "task" in params:
-        kwargs.setdefault("task", task)  # what the pruning was scored on, not a guess from data
-    if "epochs" in params:
-        kwargs.setdefault("epochs", 1)  # a short recovery, not a full distillation
-    if tokenizer is not None and "tokenizer" in params:
-        kwargs.setdefault("tokenizer", tokenizer)
-    for name in ("out", "output_dir"):
-        if name in params and name not in kwargs:
-            kwargs[name] = str(workdir / "recovered")
-            break
-    result = distill(teacher, data, student=str(student_dir), **kwargs)
-    if isinstance(result, (str, Path)):
-        return Path(result)
-    for attr in ("model", "student"):
-        if hasattr(result, attr) and hasattr(getattr(result, attr), "save_pretrained"):
-            return getattr(result, attr)
-    if hasattr(result, "save_pretrained"):
-        return result
-    raise PocketsizeError(
-        f"pocketsize.distill returned {type(result).__name__}, not a model or dir"
+def recover(teacher, student_dir: Path, data, workdir: Path, arguments, tokenizer=None, task=None):
+    """Distil `teacher` into the pruned model saved in `student_dir`; return its directory."""
+    from pocketsize.distill import distill
+
+    out = distill(
+        teacher,
+        data,
+        student=str(student_dir),
+        out=workdir / "recovered",
+        task=task,  # what the pruning was scored on, not a guess from the data
+        tokenizer=tokenizer,
+        **arguments,
     )
+    return Path(out)

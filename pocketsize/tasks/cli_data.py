@@ -39,14 +39,18 @@ def parse_columns(spec: str | None) -> dict | None:
 
 
 def data_for_stage(data: str | None, columns: str | None, task: str | None = None):
-    """The `--data` reference as given, or, with `--columns`, the dataset loaded with them."""
-    mapping = parse_columns(columns)
-    if mapping is None:
-        return data
-    if data is None:
-        raise PocketsizeError("--columns maps the columns of --data; give --data too")
-    from pocketsize.data import load_dataset
+    """The `--data` reference as given, or the dataset loaded here: with `--columns`, or for a
+    `--task` that reads no labels (a causal LM's text, which the stage would read as labelled)."""
     from pocketsize.tasks.base import get_task
 
+    mapping = parse_columns(columns)
     labelled = get_task(task).reads_labels if task else True
+    if mapping is None and labelled:
+        return data
+    if data is None:
+        if mapping is None:
+            return data
+        raise PocketsizeError("--columns maps the columns of --data; give --data too")
+    from pocketsize.data import load_dataset
+
     return load_dataset(data, columns=mapping, labelled=labelled)

@@ -1,0 +1,221 @@
+"""One surface: a stage's options are one typed config, and the Python keywords, the CLI flags
+and the recipe keys come from it with the same names and defaults (the contract test walks every
+field of every configured verb); bad values are refused before any work; the CLI distils every
+task with the task's own default losses."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+
+import pytest
+from conftest import make_cls_dataset, make_tiny_bert, make_tokenizer, tiny_bert_config
+
+from pocketsize.distill.config import DistillConfig, FinetuneConfig
+from pocketsize.errors import PocketsizeError
+from pocketsize.options import flag_of
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# verb -> (its config, the Python function, the recipe section holding its keys)
+VERBS = {
+    "finetune": (FinetuneConfig, "pocketsize.distill:finetune", "teacher.finetune"),
+    "distill": (DistillConfig, "pocketsize.distill:distill", "distill"),
+}
+
+
+def _subparser(verb: str):
+    from pocketsize.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if hasattr(a, "choices") and a.choices)
+    return action.choices[verb]
+
+
+def _function(ref: str):
+    import importlib
+
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _default(field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()
+
+
+def _minimal_recipe(section: str, options: dict) -> dict:
+    recipe = {"name": "contract", "data": "rt-polarity", "teacher": {"model": "minilm-l6"}}
+    if section == "teacher.finetune":
+        recipe["teacher"]["finetune"] = options
+    else:
+        recipe["student"] = {"init": "truncate", "layers": [0]}
+        recipe[section] = options
+    return recipe
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_every_config_field_is_a_keyword_a_flag_and_a_recipe_key_with_one_default(verb):
+    from pocketsize.options import from_args
+    from pocketsize.recipe import validate_recipe
+
+    config_cls, function, section = VERBS[verb]
+    sub = _subparser(verb)
+    flags = {s: a for a in sub._actions for s in a.option_strings}
+    signature = inspect.signature(_function(function)).parameters
+    required = {"finetune": ["--model", "m"], "distill": ["--teacher", "t"]}[verb]
+    base = required + ["--data", "d", "--out", "o"]
+    assert from_args(config_cls, sub.parse_args(base)) == config_cls()
+    for field in dataclasses.fields(config_cls):
+        default = _default(field)
+        # Python: a keyword-only parameter of the verb, with the config's default
+        param = signature[field.name]
+        assert param.kind is param.KEYWORD_ONLY and param.default == default, field.name
+        # CLI: --name-with-dashes, which reads its default's text back to the same config
+        flag = flag_of(field)
+        assert flag == "--" + field.name.replace("_", "-") and flag in flags, field.name
+        if isinstance(default, bool):  # a switch: --name and --no-name
+            for text, value in ((flag, True), (f"--no-{flag[2:]}", False)):
+                given = from_args(config_cls, sub.parse_args(base + [text]))
+                assert getattr(given, field.name) is value, field.name
+        elif default is not None:
+            given = sub.parse_args(base + [flag, str(default)])
+            assert from_args(config_cls, given) == config_cls(), field.name
+        # recipe: the same key takes the same default; the seed is the recipe's own
+        recipe = _minimal_recipe(section, {field.name: default})
+        if field.metadata["recipe"]:
+            validate_recipe(recipe)
+        else:
+            with pytest.raises(PocketsizeError, match="set by the recipe itself"):
+                validate_recipe(recipe)
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        (["--lr", "0.001"], "--learning-rate", {"learning_rate": 0.001}),
+        (["--loss", "kl=1"], "--losses", {"losses": "kl=1"}),
+        (["--no-cache"], "--cache off", {"cache": "off"}),
+    ],
+)
+def test_old_flag_names_still_work_and_say_what_replaces_them(old, new, expected, capsys):
+    from pocketsize.options import from_args
+
+    sub = _subparser("distill")
+    args = sub.parse_args(["--teacher", "t", "--data", "d", "--out", "o", *old])
+    config = from_args(DistillConfig, args)
+    assert {k: getattr(config, k) for k in expected} == expected
+    assert f"{old[0]} is deprecated; use {new}" in capsys.readouterr().err
+
+
+BAD_VALUES = [
+    (["--epochs", "0"], "option epochs: must be above 0, not 0.0"),
+    (["--epochs", "-1"], "option epochs: must be above 0, not -1.0"),
+    (["--batch-size", "0"], "option batch_size: must be at least 1, not 0"),
+    (["--learning-rate", "-0.1"], "option learning_rate: must be above 0, not -0.1"),
+    (["--warmup-ratio", "1.5"], "option warmup_ratio: must be between 0 and 1, not 1.5"),
+    (["--max-steps", "0"], "option max_steps: must be at least 1 (or -1), not 0"),
+]
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+@pytest.mark.parametrize("flags, message", BAD_VALUES)
+def test_a_zero_a_negative_or_an_out_of_range_share_is_refused_before_any_work(
+    verb, flags, message, tmp_path, capsys
+):
+    from pocketsize.cli import main
+
+    model = ["--model"] if verb == "finetune" else ["--teacher"]
+    out = tmp_path / "out"
+    argv = [verb, *model, "no-such-model", "--data", "no-such-data", "--out", str(out), *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"pocketsize: error: {verb} option") and message in err
+    assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_python_keywords_and_recipes_get_the_same_checks(tmp_path):
+    from pocketsize.distill import distill, finetune
+    from pocketsize.recipe import validate_recipe
+
+    with pytest.raises(PocketsizeError, match=r"^finetune option epochs: must be above 0"):
+        finetune("no-such-model", "no-such-data", tmp_path / "o", epochs=-1)
+    with pytest.raises(PocketsizeError, match=r"unknown option 'epoch'; did you mean 'epochs'"):
+        distill("t", "d", out=tmp_path / "o", epoch=3)
+    with pytest.raises(PocketsizeError, match=r"^recipe key distill.warmup_ratio: must be"):
+        validate_recipe(_minimal_recipe("distill", {"warmup_ratio": 2}))
+    # prune's recovery options are distill's, checked when the recipe is, not after scoring
+    recipe = _minimal_recipe("distill", {})
+    recipe["prune"] = {"heads": 0.5, "recover": True, "recover_options": {"epoch": 3}}
+    with pytest.raises(PocketsizeError, match=r"prune.recover_options.*did you mean 'epochs'"):
+        validate_recipe(recipe)
+
+
+# --------------------------------------------------------------------------- every task
+
+
+def _token_classification(root):
+    from test_token_classification import _ner_data
+    from transformers import BertForTokenClassification
+
+    tok = make_tokenizer(root / "teacher")
+    names = ["O", "B-MISC", "I-MISC", "B-PER", "I-PER"]
+    config = tiny_bert_config(len(tok), num_labels=5)
+    config.id2label, config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
+    BertForTokenClassification(config).save_pretrained(root / "teacher")
+    return root / "teacher", _ner_data(16, 4, 4), ["token_kl", "token_ce"]
+
+
+def _text_classification(root):
+    return make_tiny_bert(root / "teacher"), make_cls_dataset(16, 4, 4), ["kl", "ce"]
+
+
+def _extractive_qa(root):
+    from _distill_helpers import make_qa_dataset
+
+    teacher = make_tiny_bert(root / "teacher", task="extractive-qa")
+    return teacher, make_qa_dataset(16, 4, 4), ["kl", "ce"]
+
+
+def _causal_lm(root):
+    from test_arch_gpt2 import lm_data, make_tiny_gpt2
+
+    return make_tiny_gpt2(root / "teacher"), lm_data(16, 4, 4), ["token_kl", "token_ce"]
+
+
+def _seq2seq(root):
+    from _distill_helpers import make_qa_dataset
+    from test_arch_t5 import make_tiny_t5
+
+    return make_tiny_t5(root / "teacher"), make_qa_dataset(16, 4, 4), ["token_kl", "token_ce"]
+
+
+TASKS = {
+    "text-classification": _text_classification,
+    "token-classification": _token_classification,
+    "extractive-qa": _extractive_qa,
+    "causal-lm": _causal_lm,
+    "seq2seq": _seq2seq,
+}
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_the_cli_distils_every_task_with_the_tasks_own_losses(task, tmp_path, capsys):
+    """`--losses` unset means the task's own defaults (the CLI's old kl/ce default crashed a
+    token classifier with a target-size error)."""
+    from pocketsize.cli import main
+
+    teacher, data, losses = TASKS[task](tmp_path)
+    data.save_to_disk(str(tmp_path / "data"))
+    out = tmp_path / "student"
+    argv = ["distill", "--teacher", str(teacher), "--data", str(tmp_path / "data"),
+            "--task", task, "--student", "truncate:0", "--out", str(out),
+            "--max-steps", "1", "--batch-size", "4", "--no-evaluate"]  # fmt: skip
+    if task == "causal-lm":
+        argv += ["--max-length", "32"]
+    assert main(argv) == 0, capsys.readouterr().err
+    stage = json.loads((out / "stage.json").read_text())
+    assert stage["task"] == task and sorted(stage["config"]["losses"]) == sorted(losses)
+    assert stage["steps"] == 1
