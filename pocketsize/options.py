@@ -270,8 +270,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Config], skip=()) -
             help = f"{help} (default: {_shown(default)})"
         help = help.replace("%", "%%")
         kw = dict(dest=field.name, default=argparse.SUPPRESS, help=help)
+        many = _is_list(_hints(cls)[field.name])
         if kind is bool:
             group.add_argument(flag_of(field), action=argparse.BooleanOptionalAction, **kw)
+        elif many:  # --name A B, repeatable
+            metavar = field.metadata.get("metavar") or "TEXT"
+            group.add_argument(flag_of(field), nargs="+", action="extend", metavar=metavar, **kw)
         else:
             choices = _choices(_hints(cls)[field.name])
             kw.update(type=kind, metavar=field.metadata.get("metavar") or _metavar(kind, choices))
@@ -282,7 +286,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Config], skip=()) -
                 dest=field.name,
                 default=argparse.SUPPRESS,
                 help=argparse.SUPPRESS,
-                action=_deprecated(flag_of(field), constant),
+                action=_deprecated(flag_of(field), constant, many),
                 nargs=0 if constant is not None else None,
                 type=None if constant is not None else kind,
             )
@@ -294,14 +298,22 @@ def from_args(cls: type[Config], args: argparse.Namespace, base: Config | None =
     return cls.build(base, **given, **extra)
 
 
-def _deprecated(new_flag: str, constant):
+def _deprecated(new_flag: str, constant, many: bool = False):
     class Deprecated(argparse.Action):
         def __call__(self, parser, namespace, values, option_string=None):
             said = new_flag if constant is None else f"{new_flag} {constant}"
             print(f"pocketsize: {option_string} is deprecated; use {said}", file=sys.stderr)
-            setattr(namespace, self.dest, values if constant is None else constant)
+            value = values if constant is None else constant
+            if many:  # a repeatable flag: each use adds one
+                value = list(getattr(namespace, self.dest, [])) + [value]
+            setattr(namespace, self.dest, value)
 
     return Deprecated
+
+
+def _is_list(annotation) -> bool:
+    origin = typing.get_origin(annotation) or annotation
+    return origin in (list, tuple)
 
 
 def _cli_type(annotation):
@@ -331,6 +343,8 @@ def _metavar(kind, choices) -> str:
 
 
 def _shown(default) -> str:
+    if isinstance(default, (list, tuple)):
+        return " ".join(map(str, default)) or "none"
     if isinstance(default, dict):
         return ",".join(f"{k}={v}" for k, v in default.items()) or "none"
     return "none" if default is None else str(default)

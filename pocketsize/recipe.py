@@ -169,8 +169,9 @@ _RECIPE_KEYS: dict[str, set[str]] = {}
 def _configs() -> dict[str, type]:
     """The sections whose keys are a stage config's fields (checked by the config itself)."""
     from pocketsize.distill.config import DistillConfig, FinetuneConfig
+    from pocketsize.prune.config import PruneConfig
 
-    return {"teacher.finetune": FinetuneConfig, "distill": DistillConfig}
+    return {"teacher.finetune": FinetuneConfig, "distill": DistillConfig, "prune": PruneConfig}
 
 
 def _check_section(section: str, cfg: dict, fn: Callable) -> None:

@@ -171,7 +171,7 @@ def test_width_refusals(tiny, data, tmp_path):
 
     cases = [
         (dict(width=0.5), "room for 2 heads of size 8, but a layer keeps 4; remove heads too"),
-        (dict(width=1.0), "width=1.0 must be a fraction"),
+        (dict(width=1.0), "option width: must be a fraction"),
         (dict(width=0.9, heads=0.5), "leaves 0 channels"),
     ]
     for i, (kw, message) in enumerate(cases):

@@ -11,21 +11,6 @@ from __future__ import annotations
 from pocketsize.errors import PocketsizeError
 
 
-def check_fraction(name: str, fraction) -> float:
-    if fraction is None:
-        return None
-    try:
-        value = float(fraction)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 < value < 1.0:
-        raise PocketsizeError(
-            f"{name}={fraction!r} must be a fraction to remove strictly between 0 and 1 "
-            f"(e.g. {name}=0.5 removes half)"
-        )
-    return value
-
-
 def plan_head_removal(layout, scores: list, fraction: float, scope: str = "layer") -> dict:
     """{layer: [original head indices to remove]}, removing the lowest-scoring heads.
 

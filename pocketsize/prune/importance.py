@@ -17,9 +17,7 @@ import inspect
 from dataclasses import dataclass
 
 from pocketsize.errors import PocketsizeError
-
-# Fewer examples than this give head rankings that change from one sample to the next.
-MIN_SCORING_EXAMPLES = 32
+from pocketsize.prune.config import MIN_SCORING_EXAMPLES
 
 
 @dataclass
