@@ -176,12 +176,11 @@ def test_missing_split_and_empty_dataset(tiny_cls_dir, tiny_cls_data):
 def test_label_count_and_label_names_mismatch(tiny_cls_dir, tiny_cls_data, tmp_path):
     three = _copy(tiny_cls_dir, tmp_path / "three")
     _edit_config(three, id2label={"0": "a", "1": "b", "2": "c"}, label2id={"a": 0, "b": 1, "c": 2})
-    with pytest.raises(PocketsizeError, match="variant 'three' has 3 labels .*dataset has 2"):
+    with pytest.raises(PocketsizeError, match="variant 'three' predicts 3 labels .*'t' predicts 2"):
         evaluate({"t": tiny_cls_dir, "three": three}, tiny_cls_data, **FAST)
-    swapped = _copy(tiny_cls_dir, tmp_path / "swapped")
-    _edit_config(swapped, id2label={"0": "positive", "1": "negative"})
-    with pytest.raises(PocketsizeError, match="variant 'swapped' has labels .*reference 't'"):
-        evaluate({"t": tiny_cls_dir, "swapped": swapped}, tiny_cls_data, **FAST)
+    with pytest.raises(PocketsizeError, match="'negative', 'positive' are not among the labels va"):
+        evaluate({"three": three}, tiny_cls_data, **FAST)
+    # the same labels in another order are matched by name (tests/test_label_mapping.py)
 
 
 def test_tokenizer_larger_than_model_vocabulary(tiny_cls_dir, tiny_cls_data, tmp_path):

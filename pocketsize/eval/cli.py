@@ -8,6 +8,7 @@ import sys
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.tasks.cli_data import add_columns_option, parse_columns
+from pocketsize.tasks.labels import add_label_map_option, parse_label_map
 
 
 def add_commands(sub) -> None:
@@ -30,6 +31,7 @@ def add_commands(sub) -> None:
         default="test",
         help="the split to evaluate (default: test); all: every row of the data, nothing split off",
     )
+    add_label_map_option(p)
     p.add_argument("--reference", help="the variant others are compared with (default: first)")
     p.add_argument("--final", help="the variant a recipe ships, marked in the report")
     p.add_argument("--task", help="text-classification or extractive-qa (default: from the data)")
@@ -94,6 +96,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from pocketsize.fsutil import check_output_dir
 
     models = parse_models(args.model)
+    label_map = parse_label_map(args.label_map)
     check_output_dir(args.out, args.overwrite)
     try:
         batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
@@ -128,9 +131,12 @@ def run_eval(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         trust_module_code=args.trust_module_code,
         device=args.device,
+        label_map=label_map,
     )
     out = report.save(args.out, overwrite=args.overwrite)
     print(report.table())
+    for note in (report.metrics["settings"].get("label_mapping") or {}).get("notes", []):
+        print(f"note: {note}")
     for name, cut in report.metrics["settings"]["truncated_inputs"].items():
         print(f"note: {cut['examples']} texts reach the {cut['max_length']}-token limit of "
               f"variant {name!r}; longer ones were truncated to it")  # fmt: skip

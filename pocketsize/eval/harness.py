@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from pocketsize.eval import bootstrap, cost, devices, fidelity
 from pocketsize.eval import latency as timing
 from pocketsize.eval import memory as peak_memory
 from pocketsize.eval.environment import library_versions, machine_info
+from pocketsize.eval.labels import align_labels
 from pocketsize.eval.report import SCHEMA_VERSION, Report, mark_pareto
 from pocketsize.eval.runners import default_threads, load_tokenizer, make_runner, resolve_variant
 from pocketsize.eval.scoring import encode_split, predict, run_batches, stack_outputs
@@ -52,6 +52,7 @@ def evaluate(
     progress: bool = True,
     trust_module_code: bool = False,
     device: str = "cpu",
+    label_map: dict | str | None = None,
 ) -> Report:
     """Measure every variant against `reference` (default: the first) on one split.
 
@@ -69,6 +70,9 @@ def evaluate(
     where each variant ran; peak memory is always measured on the CPU.
     baselines: variants that are another tool's result (e.g. optimum's int8 of the teacher);
     the report sets the final variant's speed, size and agreement against each.
+    label_map: data label -> model label, for data whose labels the models call otherwise
+    (e.g. {"0": "negative", "1": "positive"}, or "0=negative,1=positive"); every other label
+    is matched by name (pocketsize.tasks.labels), whatever order the model lists them in.
     """
     if not variants:
         raise PocketsizeError("no variants given; pass {name: model_dir_or_model, ...}")
@@ -105,7 +109,9 @@ def evaluate(
         variant.trust_module_code = trust_module_code
     for variant in resolved.values():
         check_architecture(variant.config.get("model_type"), task)  # e.g. GPT-2 for extractive QA
-    label_names = _check_labels(task, examples, resolved, reference)
+    fingerprint = getattr(examples, "_fingerprint", None)  # of the data as given
+    aligned = align_labels(task, examples, resolved, reference, label_map)
+    examples, label_names = aligned.examples, aligned.names
     # non-text tasks (e.g. arrays of pixels) read their inputs from the data, with no tokenizer
     tokenizers = {
         name: load_tokenizer(v) if task.needs_tokenizer else None for name, v in resolved.items()
@@ -135,6 +141,7 @@ def evaluate(
                 max_length_of(variant.config, tokenizers[name], max_length),
                 eval_batch_size,
                 progress,
+                aligned.orders.get(name),
             )
         latency_results, timed = {}, 0
         if latency:
@@ -187,7 +194,8 @@ def evaluate(
                 if run["truncated"]
             },
             "examples": len(examples),
-            "dataset_fingerprint": getattr(examples, "_fingerprint", None),
+            "dataset_fingerprint": fingerprint,
+            "label_mapping": aligned.record,
             "primary_metric": task.primary_metric,
             "agreement": task.agreement_meaning,
             "threads": threads,
@@ -252,46 +260,6 @@ def _check_columns(task, examples) -> None:
         )
 
 
-_GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
-
-
-def _variant_labels(variant) -> list[str] | None:
-    id2label = variant.config.get("id2label")
-    if not id2label:
-        n = variant.config.get("num_labels")
-        return [f"LABEL_{i}" for i in range(n)] if n else None
-    return [str(id2label[k]) for k in sorted(id2label, key=int)]
-
-
-def _check_labels(task, examples, resolved, reference) -> list[str] | None:
-    """Classification: every variant has the reference's labels and the data's label count."""
-    data_labels = task.labels(examples, strict=False)
-    if data_labels is None:
-        return None
-    ref_labels = _variant_labels(resolved[reference])
-    for name, variant in resolved.items():
-        labels = _variant_labels(variant)
-        if labels is None:
-            continue
-        if len(labels) != len(data_labels):
-            raise PocketsizeError(
-                f"variant {name!r} has {len(labels)} labels ({', '.join(labels)}) but the dataset "
-                f"has {len(data_labels)} ({', '.join(map(str, data_labels))}); evaluate a model "
-                "fine-tuned on this label set"
-            )
-        if ref_labels and name != reference and _named(labels) and _named(ref_labels):
-            if labels != ref_labels:
-                raise PocketsizeError(
-                    f"variant {name!r} has labels {labels} but the reference {reference!r} has "
-                    f"{ref_labels}; compare models trained on the same labels in the same order"
-                )
-    return [str(n) for n in data_labels]
-
-
-def _named(labels: list[str]) -> bool:
-    return not all(_GENERIC_LABEL.match(lab) for lab in labels)
-
-
 def _check_onnx_label_count(name: str, runner, n_labels: int) -> None:
     shape = (
         getattr(runner, "output_shapes", {}).get(runner.fetch[0])
@@ -312,8 +280,11 @@ def _check_vocab(variant, tokenizer) -> None:
     check_tokenizer_fits(model or variant.config, tokenizer, f"variant {variant.name!r}")
 
 
-def _predict(name, runner, tokenizer, task, examples, max_length, batch_size, progress) -> dict:
-    """Model outputs for every feature (batched by length to cut padding) and the predictions."""
+def _predict(
+    name, runner, tokenizer, task, examples, max_length, batch_size, progress, order=None
+) -> dict:
+    """Model outputs for every feature (batched by length to cut padding) and the predictions;
+    `order` puts the outputs of a variant listing its labels in another order in the report's."""
     encoded = encode_split(task, examples, tokenizer, max_length, progress)
     per_batch = run_batches(
         encoded,
@@ -323,6 +294,8 @@ def _predict(name, runner, tokenizer, task, examples, max_length, batch_size, pr
         progress=f"predicting {name}" if progress else False,
     )
     outputs = stack_outputs(per_batch, task.output_names)
+    if order is not None:
+        outputs = task.order_outputs(outputs, order)
     # one feature per example (no QA windows): an input as long as the limit was cut to it
     lengths = [len(r[encoded.input_names[0]]) for r in encoded.rows]
     one_per_example = len(encoded.rows) == len(examples)

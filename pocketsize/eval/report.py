@@ -15,7 +15,7 @@ from typing import Any
 from pocketsize.eval.plots import p50
 from pocketsize.fsutil import atomic_dir, write_json
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 PARETO_PNG = "pareto.png"
 STAGES_PNG = "stages.png"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -182,6 +182,7 @@ class Report:
             )
         if s.get("agreement"):
             notes.append(f"Agreement: {s['agreement']}.")
+        notes += [f"Labels: {n}." for n in (s.get("label_mapping") or {}).get("notes", [])]
         notes += self._device_notes()
         if lat["measured"]:
             notes.append(

@@ -57,6 +57,7 @@ def quantize(
     calibration_split: str = "train",
     eval_split: str = "validation",
     eval_size: int | None = None,
+    label_map: dict | str | None = None,
     max_length: int | None = None,
     exhaustive: bool = False,
     max_size_mb: float | None = None,
@@ -81,6 +82,8 @@ def quantize(
       (GatherBlockQuantized; a fused EmbedLayerNormalization is unfused first) and 4-bit MatMul
       weights (MatMulNBits), each block of `block_size` values with its own scale and zero point.
     seed: recorded in the manifest; the quantizers and the search are deterministic.
+    label_map: data label -> model label for auto's scoring, as evaluate's (labels are matched
+      to the model's id2label by name; e.g. {"0": "negative", "1": "positive"}).
     transformers_js: also lay the result out as transformers.js loads it (onnx/
       model_quantized.onnx, or onnx/model_q4.onnx with 4-bit weights).
     Output: model_quantized.onnx + config.json + tokenizer files + pocketsize.json
@@ -167,6 +170,8 @@ def quantize(
             "values) yet; drop transformers_js"
         )
     source = _prepare_data(data, task_obj, src_dir, max_length) if data is not None else None
+    if source is not None:
+        source.match_labels(src_dir, label_map)
     with atomic_dir(out, overwrite) as tmp:
         dst = tmp / QUANTIZED_FILE
         info: dict = {}
@@ -204,7 +209,7 @@ def _run_auto(
 ) -> dict:  # fmt: skip
     from pocketsize.quantize.auto import auto_quantize
 
-    val = source.split(eval_split, eval_size)
+    val = source.split(eval_split, eval_size, scored=True)
     names = _input_names(onnx_file)
     calib = None
     if len(source.splits.get(calibration_split, ())) >= MIN_CALIBRATION_EXAMPLES:
@@ -333,8 +338,20 @@ class _Splits:
     tokenizer: object
     splits: dict
     max_length: int | None
+    model_labels: list | None = None  # the model's id2label names, in output order
+    label_map: dict | str | None = None
 
-    def split(self, name: str, limit: int | None):
+    def match_labels(self, src_dir, label_map) -> None:
+        """Score the model's outputs against the data's labels by name (tasks.labels)."""
+        from pocketsize.formats.model_dir import read_config
+        from pocketsize.tasks.labels import model_labels
+
+        self.model_labels = model_labels(read_config(src_dir)) if src_dir is not None else None
+        self.label_map = label_map
+
+    def split(self, name: str, limit: int | None, scored: bool = False):
+        """One split as TaskData; `scored`: its labels matched to the model's outputs by name
+        (calibration reads no labels, so a split only calibrated on is taken as it is)."""
         from pocketsize.quantize.scoring import TaskData
 
         if name not in self.splits:
@@ -344,8 +361,13 @@ class _Splits:
             )
         if len(self.splits[name]) == 0:
             raise PocketsizeError(f"the {name!r} split is empty; pass data with examples in it")
+        examples = self.splits[name]
+        if scored:
+            examples, _ = self.task.align_labels(
+                examples, self.model_labels, self.label_map, "the model"
+            )
         return TaskData(
-            self.task, self.tokenizer, self.splits[name], max_length=self.max_length, limit=limit
+            self.task, self.tokenizer, examples, max_length=self.max_length, limit=limit
         )
 
 
@@ -421,7 +443,8 @@ def layer_sensitivity(
         src_dir, onnx_file = _resolve_onnx(model)
         task_obj = _task_of(task, src_dir)
         source = _prepare_data(data, task_obj, src_dir, max_length)
-        val = source.split(split, num_examples)
+        source.match_labels(src_dir, settings.pop("label_map", None))
+        val = source.split(split, num_examples, scored=True)
         float_session = ort_session(onnx_file)
         reference = val.run(float_session)
         ref_metric = val.primary(reference)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pocketsize.tasks.cli_data import add_columns_option, data_for_stage
+from pocketsize.tasks.labels import add_label_map_option, parse_label_map
 
 
 def add_commands(subparsers) -> None:
@@ -50,6 +51,7 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--eval-size", type=int, default=None, help="auto: examples of the validation split used"
     )
+    add_label_map_option(p)
     p.add_argument("--mobile", action="store_true", help="also write the ORT mobile format (.ort)")
     p.add_argument(
         "--transformers-js",
@@ -66,6 +68,7 @@ def run_quantize(args) -> int:
 
     from pocketsize.quantize import quantize
 
+    label_map = parse_label_map(args.label_map)
     out = quantize(
         args.model,
         data_for_stage(args.data, args.columns),
@@ -85,6 +88,7 @@ def run_quantize(args) -> int:
         calibration=args.calibration,
         calibration_size=args.calibration_size,
         eval_size=args.eval_size,
+        label_map=label_map,
         mobile=args.mobile,
         transformers_js=args.transformers_js,
         overwrite=args.overwrite,

@@ -123,6 +123,32 @@ class Task:
         head's id2label); None for the others."""
         return None
 
+    def align_labels(self, dataset, model_labels, label_map=None, who: str = "the model"):
+        """(dataset, mapping): the split with each label re-encoded as the index of the model
+        output of the same name (pocketsize.tasks.labels.map_labels, which refuses labels the
+        model does not predict), so that scoring pairs labels and outputs by name. Tasks whose
+        data names no labels, and models that name none, give the split back and None."""
+        from pocketsize.tasks.labels import map_labels
+
+        names = self.labels(dataset, strict=False)
+        if names is None or not model_labels:
+            return dataset, None
+        mapping = map_labels(names, model_labels, label_map, who)
+        return (dataset if mapping.identity else self.relabel(dataset, mapping)), mapping
+
+    def relabel(self, dataset, mapping):
+        """The split with its labels as `mapping.index` gives them (tasks with labels)."""
+        return dataset
+
+    def order_outputs(self, outputs: dict, order) -> dict:
+        """Outputs whose label axis (the last) is put in another order: column j becomes the
+        output `order[j]`; e.g. a variant listing its labels in another order than the
+        reference, matched to the reference's by name."""
+        return {
+            name: np.take(value, order, axis=-1) if name in self.output_names else value
+            for name, value in outputs.items()
+        }
+
     def encode(self, dataset, tokenizer, max_length: int | None = None):
         """Tokenize a datasets.Dataset into unpadded model features (a datasets.Dataset)."""
         raise NotImplementedError

@@ -59,6 +59,26 @@ class TextClassification(Task):
             )
         return list(names)
 
+    def relabel(self, dataset, mapping):
+        """Each label as the index of the model output of its name; the ClassLabel's names
+        become the model's, so per-class figures follow its outputs."""
+        from datasets import ClassLabel
+
+        from pocketsize.data.progress import quiet_progress
+
+        names = getattr(dataset.features["label"], "names", None)
+        index = mapping.index
+        features = dataset.features.copy()
+        features["label"] = ClassLabel(names=mapping.model_labels)
+
+        def to_model(row):
+            # a ClassLabel holds ids of its names; a plain column holds the labels themselves
+            label = row["label"]
+            return {"label": index[names[label] if names else str(label)]}
+
+        with quiet_progress():
+            return dataset.map(to_model, features=features)
+
     def auto_model_class(self):
         from transformers import AutoModelForSequenceClassification
 

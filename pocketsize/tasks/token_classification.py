@@ -89,6 +89,20 @@ class TokenClassification(Task):
             )
         return list(names)
 
+    def relabel(self, dataset, mapping):
+        """Each word's tag as the index of the model output of its name."""
+        from datasets import ClassLabel, Sequence
+
+        from pocketsize.data.progress import quiet_progress
+
+        table = [mapping.index[name] for name in self.labels(dataset)]
+        features = dataset.features.copy()
+        features["ner_tags"] = Sequence(ClassLabel(names=mapping.model_labels))
+        with quiet_progress():
+            return dataset.map(
+                lambda row: {"ner_tags": [table[t] for t in row["ner_tags"]]}, features=features
+            )
+
     def auto_model_class(self):
         from transformers import AutoModelForTokenClassification
 
