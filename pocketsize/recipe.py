@@ -346,6 +346,13 @@ def _check_chain(recipe: dict) -> None:
 
 
 def _check_eval(recipe: dict) -> None:
+    from pocketsize.tasks.labels import parse_label_map
+
+    for section in ("eval", "quantize"):  # both score against the data's labels
+        try:
+            parse_label_map((recipe.get(section) or {}).get("label_map"))
+        except PocketsizeError as e:
+            raise PocketsizeError(f"recipe key {section}.label_map: {e}") from None
     baselines = (recipe.get("eval") or {}).get("baselines")
     if baselines is not None:
         from pocketsize.quantize.baselines import check_baselines

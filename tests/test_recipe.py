@@ -171,6 +171,7 @@ def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_pat
         ({"eval": {"reference": "int9"}}, "eval.reference: 'int9' is not a stage"),
         ({"eval": {"baselines": ["onnx-int3"]}}, r"unknown baseline\(s\) \['onnx-int3'\]"),
         ({"eval": {"baselines": "optimum-int8"}}, "eval.baselines: expected a list"),
+        ({"eval": {"label_map": "0:negative"}}, "eval.label_map: --label-map '0:negative'"),
         ({"name": "a/b"}, "must use only letters"),
         ({"student": {"init": "truncate", "layerz": [0]}}, "no option layerz"),
     ],
