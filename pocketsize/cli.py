@@ -14,7 +14,7 @@ import sys
 from pocketsize import processes
 from pocketsize.errors import PocketsizeError
 
-# Modules that register sub-commands; missing ones (stages not built yet) are skipped.
+# The modules that register sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = [
     "pocketsize.assets_cli",
     "pocketsize.distill.cli",
@@ -36,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pocketsize {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue
-            raise
-        module.add_commands(sub)
+        importlib.import_module(name).add_commands(sub)
     return parser
 
 

@@ -15,13 +15,8 @@ def load_data(data):
     if hasattr(data, "keys") and hasattr(data, "column_names"):
         return data
     if isinstance(data, (str, os.PathLike)):
-        try:
-            from pocketsize.data import load_dataset
-        except ImportError as e:
-            raise PocketsizeError(
-                f"cannot load dataset {data!r}: pocketsize.data is not available ({e}); "
-                "pass a datasets.DatasetDict instead"
-            ) from e
+        from pocketsize.data import load_dataset
+
         return load_dataset(str(data))
     raise PocketsizeError(
         f"data must be a datasets.DatasetDict or a dataset name, not {type(data).__name__}"
@@ -59,16 +54,29 @@ def check_labels(model, names: list[str] | None, who: str) -> None:
             )
 
 
-def load_model(ref, task, labels: list[str] | None = None):
+def load_model(
+    ref,
+    task,
+    labels: list[str] | None = None,
+    trust_remote_code: bool = False,
+    trust_module_code: bool = False,
+):
     """A model from an in-memory module (or, as a teacher, any callable from a batch to
     logits), a pocketsize module dir, a catalogue name, a directory or a hub id.
 
-    `labels` (classification) gives a base encoder a fresh head with these label names.
+    `labels` (classification) gives a base encoder a fresh head with these label names. The
+    trust keywords let a directory's own code run (transformers' auto_map; a module
+    directory's class from outside pocketsize); off, such a model is refused in one line.
     """
     if isinstance(ref, nn.Module) or (callable(ref) and not isinstance(ref, (str, os.PathLike))):
         return ref
     try:
-        return task.load_model(str(ref), labels=labels)
+        return task.load_model(
+            str(ref),
+            labels=labels,
+            trust_module_code=trust_module_code,
+            trust_remote_code=trust_remote_code,
+        )
     except PocketsizeError:
         raise
     except (OSError, ValueError) as e:
@@ -78,7 +86,7 @@ def load_model(ref, task, labels: list[str] | None = None):
         ) from e
 
 
-def load_tokenizer(ref, model=None):
+def load_tokenizer(ref, model=None, trust_remote_code: bool = False):
     """The tokenizer for `ref` (path/name) or for an in-memory model saved from a directory."""
     if ref is not None and not isinstance(ref, (str, os.PathLike)):
         return ref  # already a tokenizer
@@ -91,13 +99,13 @@ def load_tokenizer(ref, model=None):
     from pocketsize.formats.module_dir import is_module_dir
 
     if is_module_dir(ref):
-        from transformers import AutoTokenizer
+        from pocketsize.formats.hf_load import load_tokenizer as load
 
-        return AutoTokenizer.from_pretrained(str(ref))
+        return load(ref, trust_remote_code)
     from pocketsize.assets import load_tokenizer as assets_load_tokenizer
 
     try:
-        return assets_load_tokenizer(str(ref))
+        return assets_load_tokenizer(str(ref), trust_remote_code)
     except PocketsizeError:
         raise
     except (OSError, ValueError) as e:

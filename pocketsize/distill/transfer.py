@@ -52,12 +52,8 @@ def iter_transfer_texts(source) -> Iterator[str]:
             with open(path, encoding="utf-8") as f:
                 yield from (line.strip() for line in f if line.strip())
             return
-        try:
-            from pocketsize.data import load_texts
-        except ImportError as e:
-            raise PocketsizeError(
-                f"transfer source {source!r} is not a .txt file, and pocketsize.data is missing"
-            ) from e
+        from pocketsize.data import load_texts
+
         yield from (t for t in load_texts(str(source)) if t and t.strip())
         return
     raise PocketsizeError(

@@ -266,13 +266,9 @@ def _load_builtin() -> None:
     import pocketsize.tasks.causal_lm  # noqa: F401
     import pocketsize.tasks.classification  # noqa: F401
     import pocketsize.tasks.generic  # noqa: F401
+    import pocketsize.tasks.qa  # noqa: F401
     import pocketsize.tasks.seq2seq  # noqa: F401
     import pocketsize.tasks.token_classification  # noqa: F401
-
-    try:
-        import pocketsize.tasks.qa  # noqa: F401
-    except ImportError:
-        pass
 
 
 def task_names() -> list[str]:
