@@ -69,22 +69,16 @@ def load_pretrained(
 
     if isinstance(ref, torch.nn.Module):
         return ref
-    from transformers import AutoConfig
-
-    from pocketsize.formats.checkpoint import check_finite, check_own_code, check_weights
+    from pocketsize.formats.checkpoint import check_finite, check_weights
+    from pocketsize.formats.hf_load import load_config, load_model
 
     path = resolve_model(ref)
     local = os.path.isdir(path)
     if local:
-        check_own_code(path, trust_remote_code)
         check_weights(path)
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = load_config(path, trust_remote_code)
     except ValueError as e:
-        if "trust_remote_code" in str(e):
-            raise PocketsizeError(
-                f"{ref} needs its own code (custom architecture); pass trust_remote_code=True if you trust it"
-            ) from e
         raise PocketsizeError(f"cannot read the config of {ref}: {str(e).splitlines()[0]}") from e
     except OSError as e:
         if local:
@@ -115,8 +109,8 @@ def load_pretrained(
             config.id2label = dict(enumerate(names))
             config.label2id = {n: i for i, n in enumerate(names)}
     try:
-        model = auto_class.from_pretrained(
-            path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+        model = load_model(
+            auto_class, path, trust_remote_code, config=config, use_safetensors=True, **kwargs
         )
     except OSError as e:
         if local and not any(Path(path).glob("*.safetensors")):
@@ -144,7 +138,7 @@ def load_pretrained(
 def load_tokenizer(ref, trust_remote_code: bool = False, **kwargs):
     """The tokenizer saved with a model: catalogue name, local directory, hub id or a model
     object (its `name_or_path`)."""
-    from transformers import AutoTokenizer
+    from pocketsize.formats.hf_load import load_tokenizer as load
 
     if hasattr(ref, "name_or_path") and not isinstance(ref, (str, os.PathLike)):
         ref = ref.name_or_path
@@ -157,7 +151,7 @@ def load_tokenizer(ref, trust_remote_code: bool = False, **kwargs):
             "vocabulary); save the model's tokenizer beside it (tokenizer.save_pretrained(dir))"
         )
     try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+        return load(path, trust_remote_code, **kwargs)
     except (OSError, ValueError) as e:
         if os.path.isdir(path):
             raise PocketsizeError(

@@ -7,6 +7,7 @@ import json
 import sys
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats.hf_load import add_trust_options
 from pocketsize.tasks.cli_data import add_columns_option, parse_columns
 from pocketsize.tasks.labels import add_label_map_option, parse_label_map
 
@@ -53,11 +54,7 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--no-memory", action="store_true")
-    p.add_argument(
-        "--trust-module-code",
-        action="store_true",
-        help="import a module directory's class from outside pocketsize (runs that code)",
-    )
+    add_trust_options(p)
     p.set_defaults(func=run_eval)
 
     q = sub.add_parser(
@@ -75,6 +72,7 @@ def add_commands(sub) -> None:
         "aggregation_strategy; default: one entry per piece)",
     )
     q.add_argument("--threads", type=int)
+    add_trust_options(q)
     q.set_defaults(func=run_predict)
 
 
@@ -130,6 +128,7 @@ def run_eval(args: argparse.Namespace) -> int:
         latency_examples=args.latency_examples,
         repeats=args.repeats,
         trust_module_code=args.trust_module_code,
+        trust_remote_code=args.trust_remote_code,
         device=args.device,
         label_map=label_map,
     )
@@ -149,7 +148,12 @@ def run_predict(args: argparse.Namespace) -> int:
 
     extra = {"aggregation_strategy": args.aggregation} if args.aggregation else {}
     pipe = load_pipeline(
-        args.model, task="extractive-qa" if args.question else None, threads=args.threads, **extra
+        args.model,
+        task="extractive-qa" if args.question else None,
+        threads=args.threads,
+        trust_remote_code=args.trust_remote_code,
+        trust_module_code=args.trust_module_code,
+        **extra,
     )
     limit = pipe.tokenizer.model_max_length
     for i, text in enumerate(args.text, 1):

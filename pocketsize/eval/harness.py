@@ -51,6 +51,7 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     trust_module_code: bool = False,
+    trust_remote_code: bool = False,
     device: str = "cpu",
     label_map: dict | str | None = None,
 ) -> Report:
@@ -64,6 +65,8 @@ def evaluate(
     latency_examples: how many test inputs are timed (per batch size: that many examples,
     i.e. latency_examples // batch_size calls per round), `repeats` rounds, `warmup` calls per block.
     trust_module_code: import the classes of module directories from outside pocketsize.
+    trust_remote_code: run the code a directory's config or tokenizer config names (auto_map);
+    off, such a variant is refused in one line.
     device: "cpu" (default: where most compressed models are deployed), "cuda" (PyTorch
     variants on the GPU, ONNX variants on onnxruntime-gpu's CUDA provider when installed), or
     "auto" (the GPU where there is one); an in-memory model is moved there. The report names
@@ -107,6 +110,7 @@ def evaluate(
     resolved = {name: resolve_variant(name, spec) for name, spec in variants.items()}
     for variant in resolved.values():
         variant.trust_module_code = trust_module_code
+        variant.trust_remote_code = trust_remote_code
     for variant in resolved.values():
         check_architecture(variant.config.get("model_type"), task)  # e.g. GPT-2 for extractive QA
     fingerprint = getattr(examples, "_fingerprint", None)  # of the data as given

@@ -53,6 +53,7 @@ def measure_peak_memory(variant, task, batch: dict, threads: int, timeout: float
             "ort_runner": task.generates,
             "threads": threads,
             "trust_module_code": variant.trust_module_code,
+            "trust_remote_code": variant.trust_remote_code,
             "batch": str(Path(tmp) / "batch.npz"),
         }
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
@@ -91,7 +92,8 @@ def _child(spec_path: str) -> None:
         task = get_task(spec["task"])
         baseline = _current_rss_bytes()
         path = Path(spec["path"])
-        variant = Variant("model", "torch", path, path, trust_module_code=spec["trust_module_code"])
+        trust = {k: spec[k] for k in ("trust_module_code", "trust_remote_code")}
+        variant = Variant("model", "torch", path, path, **trust)
         model = load_torch_model(variant, task)
         runner = TorchRunner(model, output_names, input_names, task.generation_settings)
     elif spec.get("ort_runner"):
@@ -104,6 +106,7 @@ def _child(spec_path: str) -> None:
 
         baseline = _current_rss_bytes()
         variant = resolve_variant("model", Path(spec["path"]))
+        variant.trust_remote_code = spec["trust_remote_code"]
         runner = OrtModelRunner(variant, get_task(spec["task"]), spec["threads"])
     else:
         import onnxruntime  # noqa: F401  (imported before the baseline is taken)

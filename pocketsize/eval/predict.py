@@ -24,13 +24,26 @@ def task_from_config(config: dict, directory=None):
     )
 
 
-def load_pipeline(model, task=None, threads: int | None = None, **pipeline_kwargs):
+def load_pipeline(
+    model,
+    task=None,
+    threads: int | None = None,
+    trust_remote_code: bool = False,
+    trust_module_code: bool = False,
+    **pipeline_kwargs,
+):
     """A transformers pipeline over a PyTorch dir, an ONNX dir or an .onnx/.ort file;
     pipeline_kwargs go to transformers.pipeline (e.g. aggregation_strategy="simple" for
-    token classification)."""
+    token classification). trust_remote_code runs the code a directory's config or tokenizer
+    config names (auto_map); trust_module_code imports a module directory's class from outside
+    pocketsize; off, such a model is refused in one line."""
     from transformers import pipeline
 
+    from pocketsize.formats import hf_load
+
     variant = resolve_variant("model", model)
+    variant.trust_remote_code = trust_remote_code
+    variant.trust_module_code = trust_module_code
     task = (
         get_task(task) if task is not None else task_from_config(variant.config, variant.model_dir)
     )
@@ -56,6 +69,7 @@ def load_pipeline(model, task=None, threads: int | None = None, **pipeline_kwarg
             task.pipeline_task,
             model=load_torch_model(variant, task),
             tokenizer=tokenizer,
+            trust_remote_code=trust_remote_code,
             **pipeline_kwargs,
         )
     import onnxruntime as ort
@@ -65,17 +79,25 @@ def load_pipeline(model, task=None, threads: int | None = None, **pipeline_kwarg
     ort_class = task.ort_model_class()
     if variant.kind == "ort":
         # from_pretrained looks for .onnx files only (and would try to export the directory)
-        from transformers import AutoConfig
-
         session = ort.InferenceSession(
             str(variant.path), options, providers=["CPUExecutionProvider"]
         )
-        config = AutoConfig.from_pretrained(str(variant.model_dir))
+        config = hf_load.load_config(variant.model_dir, trust_remote_code)
         ort_model = ort_class(config=config, session=session, model_save_dir=variant.model_dir)
     else:
         from pocketsize.formats.onnx_dir import graph_files
 
-        ort_model = ort_class.from_pretrained(
-            str(variant.model_dir), session_options=options, **graph_files(variant.path)
+        ort_model = hf_load.load_model(
+            ort_class,
+            variant.model_dir,
+            trust_remote_code,
+            session_options=options,
+            **graph_files(variant.path),
         )
-    return pipeline(task.pipeline_task, model=ort_model, tokenizer=tokenizer, **pipeline_kwargs)
+    return pipeline(
+        task.pipeline_task,
+        model=ort_model,
+        tokenizer=tokenizer,
+        trust_remote_code=trust_remote_code,
+        **pipeline_kwargs,
+    )

@@ -20,6 +20,7 @@ import numpy as np
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.eval.devices import CPU, CPU_PROVIDER, Placement, provider_note
+from pocketsize.formats import hf_load
 from pocketsize.formats.model_dir import is_torch_dir, load_model_dir, read_config
 from pocketsize.formats.module_dir import is_module_dir
 from pocketsize.formats.onnx_dir import graph_files, model_file
@@ -49,6 +50,7 @@ class Variant:
     model: Any = None  # an in-memory torch model, when given one
     tokenizer: Any = None
     trust_module_code: bool = False  # import a module directory's class from outside pocketsize
+    trust_remote_code: bool = False  # run the code a directory's auto_map names (transformers)
 
     @property
     def source(self) -> str:
@@ -121,15 +123,13 @@ def _catalogue_path(name: str, ref: Path) -> Path:
 def load_tokenizer(variant: Variant):
     if variant.tokenizer is not None:
         return variant.tokenizer
-    from transformers import AutoTokenizer
-
     if variant.model_dir is None or not has_tokenizer(variant.model_dir):
         where = variant.model_dir or "the in-memory model"
         raise PocketsizeError(
             f"variant {variant.name!r}: no tokenizer found in {where}; save the tokenizer next to "
             "the model (tokenizer.save_pretrained(DIR)) or pass (model, tokenizer)"
         )
-    variant.tokenizer = AutoTokenizer.from_pretrained(str(variant.model_dir))
+    variant.tokenizer = hf_load.load_tokenizer(variant.model_dir, variant.trust_remote_code)
     return variant.tokenizer
 
 
@@ -291,7 +291,10 @@ def _auto_class(task, variant: Variant):
 def load_torch_model(variant: Variant, task):
     if variant.model is None:
         variant.model = load_model_dir(
-            variant.path, _auto_class(task, variant), variant.trust_module_code
+            variant.path,
+            _auto_class(task, variant),
+            variant.trust_module_code,
+            variant.trust_remote_code,
         )
     return variant.model
 
@@ -320,8 +323,13 @@ class OrtModelRunner:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         files = graph_files(variant.path)
-        self.model = task.ort_model_class().from_pretrained(
-            str(variant.model_dir), session_options=options, providers=list(providers), **files
+        self.model = hf_load.load_model(
+            task.ort_model_class(),
+            variant.model_dir,
+            variant.trust_remote_code,
+            session_options=options,
+            providers=list(providers),
+            **files,
         )
         used = self.model.providers if hasattr(self.model, "providers") else [providers[0]]
         self.runs_on = used[0]

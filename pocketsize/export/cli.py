@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pocketsize.formats.hf_load import add_trust_options
+
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a model to ONNX (parity-checked, optimised)")
@@ -21,11 +23,7 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("--opset", type=int, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    p.add_argument(
-        "--trust-module-code",
-        action="store_true",
-        help="import a module directory's class from outside pocketsize (runs that code)",
-    )
+    add_trust_options(p)
     p.set_defaults(func=run_export)
 
 
@@ -43,6 +41,7 @@ def run_export(args) -> int:
         opset=args.opset,
         overwrite=args.overwrite,
         trust_module_code=args.trust_module_code,
+        trust_remote_code=args.trust_remote_code,
     )
     m = read_manifest(out)
     opt = m.get("optimization", {})

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats import hf_load
 from pocketsize.formats.onnx_dir import graph_files, model_file
 from pocketsize.tasks import check_architecture, get_task, task_of_model
 
@@ -26,20 +27,20 @@ def _no_grad():
     return torch.no_grad()
 
 
-def load_generator(model, task, onnx: bool | None = None):
+def load_generator(model, task, onnx: bool | None = None, trust_remote_code: bool = False):
     """(model, tokenizer) from a PyTorch dir, an exported ONNX dir or an in-memory model."""
-    from transformers import AutoTokenizer
-
     from pocketsize.formats.model_dir import load_model_dir
 
     task = get_task(task)
     path = Path(str(model))
     is_onnx = onnx if onnx is not None else any(path.glob("*.onnx"))
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = hf_load.load_tokenizer(path, trust_remote_code)
     if is_onnx:
         files = graph_files(model_file(path))
-        return task.ort_model_class().from_pretrained(path, **files), tok
-    return load_model_dir(path, task.auto_model_class()), tok
+        ort_class = task.ort_model_class()
+        return hf_load.load_model(ort_class, path, trust_remote_code, **files), tok
+    auto_class = task.auto_model_class()
+    return load_model_dir(path, auto_class, trust_remote_code=trust_remote_code), tok
 
 
 def check_generation_settings(model, settings: dict) -> None:
@@ -102,11 +103,10 @@ def export_generative(
     atol: float = 1e-4,
     max_new_tokens: int = 8,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Export a causal LM / seq2seq model with optimum (past key values), checked against PyTorch:
     logits of one forward within `atol`, and greedy generation giving the same tokens."""
-    from transformers import AutoConfig
-
     from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
 
     check_output_dir(out, overwrite)
@@ -121,7 +121,7 @@ def export_generative(
             model_dir = Path(str(model))
             if not (model_dir / "config.json").is_file():
                 raise PocketsizeError(f"{model_dir} is not a model directory (no config.json)")
-        config = AutoConfig.from_pretrained(model_dir)
+        config = hf_load.load_config(model_dir, trust_remote_code)
         task = get_task(task) if task is not None else task_of_model(model_dir)
         if task is None or not task.generates:
             raise PocketsizeError(
@@ -130,21 +130,20 @@ def export_generative(
                 "use pocketsize.export"
             )
         check_architecture(config.model_type, task)
-        torch_model, tok = load_generator(model_dir, task, onnx=False)
+        torch_model, tok = load_generator(model_dir, task, False, trust_remote_code)
         with atomic_dir(out, overwrite) as tmp:
-            from optimum.exporters.onnx import main_export
-
             from pocketsize.export.pruned_heads import custom_onnx_configs
 
-            main_export(
-                str(model_dir),
+            hf_load.optimum_export(
+                model_dir,
                 tmp,
+                trust_remote_code,
                 task=task.optimum_task,
                 do_validation=False,
                 local_files_only=True,
                 custom_onnx_configs=custom_onnx_configs(config, task.optimum_task),
             )
-            ort_model, _ = load_generator(tmp, task, onnx=True)
+            ort_model, _ = load_generator(tmp, task, True, trust_remote_code)
             parity = generation_parity(
                 torch_model, ort_model, tok, list(prompts), atol, max_new_tokens
             )

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats import hf_load
 from pocketsize.formats.module_dir import is_module_dir, load_module_dir
 from pocketsize.formats.onnx_dir import MANIFEST, check_onnx_file, write_manifest
 from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
@@ -41,6 +42,7 @@ def export(
     rtol: float = 1e-4,
     overwrite: bool = False,
     trust_module_code: bool = False,
+    trust_remote_code: bool = False,
     transformers_js: bool = False,
 ) -> Path:
     """Export `model` to an ONNX directory `out` and return its path.
@@ -55,6 +57,8 @@ def export(
       config.json and tokenizer.json; formats/transformers_js.py), for Node and the browser.
     trust_module_code: a module directory whose class lives outside pocketsize imports that
       class only with this set (importing runs the module's code).
+    trust_remote_code: a directory whose config or tokenizer config names its own code
+      (auto_map) runs that code only with this set; without, it is refused in one line.
     The output holds model.onnx, config.json, tokenizer files, parity.json and pocketsize.json.
     """
     import torch
@@ -77,7 +81,7 @@ def export(
         src = Path(model)
         module = load_module_dir(src, trust_module_code)
         if example_inputs is None:
-            example_inputs = _text_example_inputs(src, module)
+            example_inputs = _text_example_inputs(src, module, trust_remote_code)
         return _export_module(
             module,
             out,
@@ -118,14 +122,14 @@ def export(
             tokenizer.save_pretrained(staging)
             model_dir = Path(staging)
         else:
-            model_dir = _resolve_model_dir(model)
+            model_dir = _resolve_model_dir(model, trust_remote_code)
         return _export_transformers(
             model_dir, out, task, exporter, optimize, mobile, opset, atol, rtol, overwrite,
-            transformers_js,
+            transformers_js, trust_remote_code,
         )  # fmt: skip
 
 
-def _resolve_model_dir(model) -> Path:
+def _resolve_model_dir(model, trust_remote_code: bool = False) -> Path:
     path = Path(str(model))
     if not path.exists():
         try:
@@ -162,7 +166,7 @@ def _resolve_model_dir(model) -> Path:
         )
     from pocketsize.formats.checkpoint import check_own_code, check_weights
 
-    check_own_code(path)
+    check_own_code(path, trust_remote_code)
     check_weights(path)
     return path
 
@@ -185,15 +189,14 @@ def optimum_supports(model_type: str, optimum_task: str | None) -> bool:
 
 
 def _export_transformers(
-    model_dir, out, task, exporter, optimize, mobile, opset, atol, rtol, overwrite, transformers_js
-):
-    from transformers import AutoConfig, AutoTokenizer
-
+    model_dir, out, task, exporter, optimize, mobile, opset, atol, rtol, overwrite, transformers_js,
+    trust_remote_code=False,
+):  # fmt: skip
     from pocketsize.formats.checkpoint import check_tokenizer_fits
     from pocketsize.formats.model_dir import load_model_dir
     from pocketsize.formats.vocab_clamp import add_vocab_clamp_to_onnx
 
-    config = AutoConfig.from_pretrained(model_dir)
+    config = hf_load.load_config(model_dir, trust_remote_code)
     task_obj = get_task(task) if task is not None else task_of_model(model_dir)
     if task_obj is None:
         raise PocketsizeError(
@@ -210,9 +213,14 @@ def _export_transformers(
                 "the mobile format or the transformers.js layout (not written for generating "
                 "models yet); use exporter='auto', mobile=False and transformers_js=False"
             )
-        return export_generative(model_dir, out, task=task_obj, atol=atol, overwrite=overwrite)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    torch_model = load_model_dir(model_dir, task_obj.auto_model_class())
+        return export_generative(
+            model_dir, out, task=task_obj, atol=atol, overwrite=overwrite,
+            trust_remote_code=trust_remote_code,
+        )  # fmt: skip
+    tokenizer = hf_load.load_tokenizer(model_dir, trust_remote_code)
+    torch_model = load_model_dir(
+        model_dir, task_obj.auto_model_class(), trust_remote_code=trust_remote_code
+    )
     check_tokenizer_fits(torch_model, tokenizer, model_dir)
     notes = {}
     with atomic_dir(out, overwrite) as tmp:
@@ -220,7 +228,7 @@ def _export_transformers(
         if exporter in ("auto", "optimum"):
             if optimum_supports(config.model_type, task_obj.optimum_task):
                 try:
-                    _optimum_export(model_dir, tmp, task_obj.optimum_task, opset)
+                    _optimum_export(model_dir, tmp, task_obj.optimum_task, opset, trust_remote_code)
                     used = "optimum"
                 except Exception as e:  # e.g. a pruned model with uneven layers
                     if exporter == "optimum":
@@ -269,13 +277,14 @@ def _export_transformers(
     return Path(out)
 
 
-def _optimum_export(model_dir: Path, dest: Path, optimum_task: str, opset: int | None) -> None:
-    from optimum.exporters.onnx import main_export
-
+def _optimum_export(
+    model_dir: Path, dest: Path, optimum_task: str, opset: int | None, trust_remote_code: bool
+) -> None:
     # Validation is ours (parity.py, several shapes, after optimisation), not optimum's.
-    main_export(
-        str(model_dir),
+    hf_load.optimum_export(
+        model_dir,
         dest,
+        trust_remote_code,
         task=optimum_task,
         opset=opset,
         do_validation=False,
@@ -487,12 +496,11 @@ def _export_module(
     return Path(out)
 
 
-def _text_example_inputs(path: Path, module) -> dict:
+def _text_example_inputs(path: Path, module, trust_remote_code: bool = False) -> dict:
     """Token ids (+ mask) from the directory's tokenizer, for the inputs forward() names."""
     import inspect
 
     import torch
-    from transformers import AutoTokenizer
 
     from pocketsize.export.parity import sample_inputs
 
@@ -502,7 +510,8 @@ def _text_example_inputs(path: Path, module) -> dict:
             "{'input_name': tensor, ...} with a batch of its inputs"
         )
     params = inspect.signature(module.forward).parameters
-    batch = sample_inputs(AutoTokenizer.from_pretrained(path), "text-classification")[1]
+    tokenizer = hf_load.load_tokenizer(path, trust_remote_code)
+    batch = sample_inputs(tokenizer, "text-classification")[1]
     return {k: torch.from_numpy(v) for k, v in batch.items() if k in params}
 
 

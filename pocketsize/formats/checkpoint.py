@@ -1,7 +1,7 @@
 """What every loader checks of a saved model directory, before and after transformers loads it,
 so that a broken checkpoint is one clear error wherever it is used: weights that are pickles or
-not valid safetensors (truncated, random bytes), a model that needs its own code, weights that
-hold NaN or infinity, and a tokenizer with more tokens than the model has embeddings."""
+not valid safetensors (truncated, random bytes), a model or a tokenizer that needs its own code,
+weights that hold NaN or infinity, and a tokenizer with more tokens than the model has embeddings."""
 
 from __future__ import annotations
 
@@ -40,26 +40,93 @@ def check_weights(path) -> None:
             ) from e
 
 
+# How every refusal of a checkpoint's own code ends: the Python keyword and the CLI flag.
+TRUST_HINT = (
+    "pocketsize runs a model directory's code only when told: pass trust_remote_code=True "
+    "(CLI: --trust-remote-code) if you trust that code"
+)
+
+
+def _read_json(file: Path) -> dict:
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PocketsizeError(f"{file} is not valid JSON ({e}); save the model again") from e
+    return data if isinstance(data, dict) else {}
+
+
+def _code_source(ref: str) -> str:
+    """Where an auto_map entry's class lives: "Class in module.py" beside the model, or "Class
+    from the hub repository owner/name" (transformers' "owner/name--module.Class" form)."""
+    repo, sep, local = ref.rpartition("--")
+    module, _, name = local.rpartition(".")
+    if sep:
+        return f"{name} from the hub repository {repo}"
+    return f"{name} in {module}.py" if module else name
+
+
 def check_own_code(path, trust_remote_code: bool = False) -> None:
     """Refuse a model whose config names its own code (auto_map) for an architecture
-    transformers does not know, unless the caller trusts it."""
+    transformers does not know, unless the caller trusts it. (For an architecture it knows,
+    trust_remote_code=False makes transformers use its own class and run nothing.)"""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    config = Path(path) / "config.json"
-    if trust_remote_code or not config.is_file():
+    if trust_remote_code or not Path(path).is_dir():
         return
-    try:
-        data = json.loads(config.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise PocketsizeError(f"{config} is not valid JSON ({e}); save the model again") from e
+    data = _read_json(Path(path) / "config.json")
     model_type = data.get("model_type")
-    if data.get("auto_map") and model_type not in CONFIG_MAPPING:
+    auto_map = data.get("auto_map")
+    if auto_map and model_type not in CONFIG_MAPPING:
+        refs = auto_map.values() if isinstance(auto_map, dict) else auto_map
+        first = next((r for r in refs if isinstance(r, str)), None)
+        where = f"{_code_source(first)}, " if first else ""
         raise PocketsizeError(
             f"{path} is a custom architecture ({model_type!r}) that needs the code shipped with "
-            "it (config.json auto_map), and pocketsize does not run a checkpoint's code unless "
-            "told: in Python pass trust_remote_code=True if you trust it, or load the model "
-            "yourself and pass the model object"
+            f"it ({where}config.json auto_map); {TRUST_HINT}, or load the model yourself and "
+            "pass the model object"
         )
+
+
+def _tokenizer_refs(config: dict) -> list:
+    """The [slow, fast] classes a config's auto_map names for AutoTokenizer (older tokenizer
+    configs give the pair as the whole auto_map)."""
+    auto_map = config.get("auto_map")
+    refs = auto_map.get("AutoTokenizer") if isinstance(auto_map, dict) else auto_map
+    if isinstance(refs, str):
+        refs = [refs]
+    return [r if isinstance(r, str) else None for r in refs or []]
+
+
+def check_tokenizer_code(path, trust_remote_code: bool = False) -> None:
+    """Refuse a tokenizer whose configs name its own code (auto_map AutoTokenizer) for a class
+    transformers does not have, unless the caller trusts it: left to transformers, such a
+    directory makes it ask "Do you wish to run the custom code? [y/N]" on stdin, where a piped
+    "y" runs the file. This reads the files as AutoTokenizer does: tokenizer_config.json, and
+    config.json where the tokenizer config names no class."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    if trust_remote_code or not Path(path).is_dir():
+        return
+    tok_config = _read_json(Path(path) / "tokenizer_config.json")
+    name, refs = tok_config.get("tokenizer_class"), _tokenizer_refs(tok_config)
+    named_in, known = "tokenizer_config.json", False
+    if name is None:  # AutoTokenizer then reads config.json, and knows a known model's tokenizer
+        config = _read_json(Path(path) / "config.json")
+        name, known = config.get("tokenizer_class"), config.get("model_type") in CONFIG_MAPPING
+        if _tokenizer_refs(config):
+            refs, named_in = _tokenizer_refs(config), "config.json"
+    if name and (tokenizer_class_from_name(name) or tokenizer_class_from_name(name + "Fast")):
+        known = True
+    if known or not any(refs):
+        return
+    ref = refs[1] if len(refs) > 1 and refs[1] else next(r for r in refs if r)
+    raise PocketsizeError(
+        f"the tokenizer of {path} needs its own code ({_code_source(ref)}, named by {named_in} "
+        f"auto_map); {TRUST_HINT}"
+    )
 
 
 def check_finite(model, where) -> None:

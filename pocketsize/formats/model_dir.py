@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.formats.checkpoint import check_finite, check_own_code, check_weights
+from pocketsize.formats.checkpoint import check_finite, check_weights
+from pocketsize.formats.hf_load import load_model
 from pocketsize.formats.module_dir import is_module_dir, load_module_dir
 from pocketsize.formats.vocab_clamp import apply_vocab_clamp
 
@@ -53,7 +54,13 @@ def is_torch_dir(path) -> bool:
     )
 
 
-def load_model_dir(path, auto_class=None, trust_module_code: bool = False, **kwargs):
+def load_model_dir(
+    path,
+    auto_class=None,
+    trust_module_code: bool = False,
+    trust_remote_code: bool = False,
+    **kwargs,
+):
     """The model saved in `path` (eval mode): a module directory by its recorded class, a
     transformers directory with `auto_class` (e.g. AutoModelForSequenceClassification)."""
     path = Path(path)
@@ -64,9 +71,8 @@ def load_model_dir(path, auto_class=None, trust_module_code: bool = False, **kwa
             f"{path} is a transformers directory; say which head to load it with (task=...)"
         )
     check_weights(path)
-    check_own_code(path)
     try:
-        model = auto_class.from_pretrained(str(path), use_safetensors=True, **kwargs)
+        model = load_model(auto_class, path, trust_remote_code, use_safetensors=True, **kwargs)
     except (OSError, ValueError) as e:
         raise PocketsizeError(f"cannot load the model in {path}: {str(e).splitlines()[0]}") from e
     check_finite(model, path)

@@ -172,13 +172,11 @@ def _class_and_config(path: Path, record: dict, trust: bool) -> tuple[type, dict
         return MODULES[name], record.get("module_config", {}), "kwargs"
     target = record[CLASS_KEY]
     module_name, _, qualname = target.partition(":")
-    own = module_name == "pocketsize" or module_name.startswith("pocketsize.")
     registered = any(class_path(c) == target for c in MODULES.values())
-    if not (own or registered or trust):
-        raise PocketsizeError(
-            f"{path} names the class {target} outside pocketsize; pass trust_module_code=True "
-            "(CLI: --trust-module-code) to import it if you trust that code"
-        )
+    trusted = trust or registered
+    if not (trusted or _is_own(module_name)):
+        # importing a module runs its code: refused before the import
+        raise _untrusted(path, target)
     try:
         cls = importlib.import_module(module_name)
         for part in qualname.split("."):
@@ -187,10 +185,26 @@ def _class_and_config(path: Path, record: dict, trust: bool) -> tuple[type, dict
         raise PocketsizeError(
             f"cannot import {target} to load {path}; install the package that defines it"
         ) from e
+    # An attribute path can leave pocketsize ("pocketsize.distill.bilstm:nn.Linear" is
+    # torch's Linear): what counts is the module the class itself is defined in.
+    defined_in = getattr(cls, "__module__", None) or ""
+    if not (trusted or _is_own(defined_in) or cls in MODULES.values()):
+        raise _untrusted(path, f"{target}, defined in {defined_in},")
     if "module_config" in record:
         return cls, record["module_config"], record.get("module_init", "kwargs")
     # pocketsize 0.1: the constructor's config dict flat in config.json
     return cls, {k: v for k, v in record.items() if k != CLASS_KEY}, "dict"
+
+
+def _is_own(module_name: str) -> bool:
+    return module_name == "pocketsize" or module_name.startswith("pocketsize.")
+
+
+def _untrusted(path: Path, what: str) -> PocketsizeError:
+    return PocketsizeError(
+        f"{path} names the class {what} outside pocketsize; pass trust_module_code=True "
+        "(CLI: --trust-module-code) to import it if you trust that code"
+    )
 
 
 def saved_task(config: dict) -> str | None:

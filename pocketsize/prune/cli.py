@@ -3,6 +3,7 @@ sparsity from the shell; every option is generated from PruneConfig."""
 
 from __future__ import annotations
 
+from pocketsize.formats.hf_load import add_trust_options
 from pocketsize.options import add_arguments, from_args
 from pocketsize.prune.config import PruneConfig
 from pocketsize.tasks.cli_data import add_columns_option, data_for_stage
@@ -20,6 +21,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--task", help="task name (default: inferred from the data)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_trust_options(p)
     add_arguments(p, PruneConfig)
     p.set_defaults(func=run)
 
@@ -35,6 +37,8 @@ def run(args) -> int:
         task=args.task,
         out=args.out,
         overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
+        trust_module_code=args.trust_module_code,
     )
     print(f"pruned model written to {out} (what was removed: {out / 'pruning.json'})")
     return 0

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from pocketsize import processes
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats.hf_load import load_model
 from pocketsize.prune import ffn as ffn_mod
 from pocketsize.prune import importance, magnitude
 from pocketsize.prune import vocab as vocab_mod
@@ -231,7 +232,8 @@ class Recovery(Pass):
         )  # fmt: skip
         if not processes.is_main():
             return
-        run.model = run.task.auto_model_class().from_pretrained(result, use_safetensors=True)
+        # the student pocketsize just wrote: no code of its own to trust
+        run.model = load_model(run.task.auto_model_class(), result, use_safetensors=True)
         run.model.eval()
         given = run.cfg.recover_teacher
         run.record["recovery"] = {

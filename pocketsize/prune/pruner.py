@@ -52,12 +52,12 @@ def _task_for(task, data, model_dir=None):
     return (model_dir and task_of_model(model_dir)) or get_task("text-classification")
 
 
-def _load_model(path, task, data):
+def _load_model(path, task, data, **trust):
     """The model for `task` (with its [UNK] clamp, if vocabulary-trimmed); a base encoder gets a
-    fresh head named after the data's labels."""
+    fresh head named after the data's labels. `trust`: trust_remote_code, trust_module_code."""
     split = data["train"] if data is not None and hasattr(data, "keys") else data
     labels = task.labels(split) if split is not None else None
-    return task.load_model(path, labels=labels)
+    return task.load_model(path, labels=labels, **trust)
 
 
 def load_pruned(path, task=None):
@@ -85,6 +85,8 @@ def prune(
     out=None,
     overwrite: bool = False,
     verbose: bool = True,
+    trust_remote_code: bool = False,
+    trust_module_code: bool = False,
     **options,
 ) -> Path:
     """Prune `model` (directory, catalogue name or in-memory model) and write it to `out`.
@@ -108,6 +110,9 @@ def prune(
       texts, + the text of every dataset in vocab_corpora, + vocab_keep, a file or list of
       tokens) uses. Open-class words (the names a tagger must find) are often absent from a
       small training set: a broad corpus keeps their pieces out of [UNK].
+    trust_remote_code / trust_module_code: let a model directory's own code run (an auto_map
+      in its config or tokenizer config; a module directory's class from outside pocketsize),
+      for the model and a recover_teacher; off, such a model is refused in one line.
     Returns the output directory (a save_pretrained directory plus pruning.json).
     """
     cfg = PruneConfig.build(config, **options)
@@ -115,10 +120,11 @@ def prune(
     passes = passes_for(cfg)
     source_dir = None if hasattr(model, "state_dict") else _resolve(model)
     out = check_output_dir(_default_out(model, source_dir, out), overwrite)
-    run = _prepare(model, source_dir, data, task, tokenizer, cfg)
+    trust = {"trust_remote_code": trust_remote_code, "trust_module_code": trust_module_code}
+    run = _prepare(model, source_dir, data, task, tokenizer, cfg, trust)
     for each in passes:
         each.check(run)  # every check that can fail comes before the slow work
-    before = _start(run, passes, source_dir)
+    before = _start(run, passes, source_dir, trust)
     with processes.shared_temp_dir("pocketsize-prune-") as work:
         run.work = work
         # every process prunes alike (the same scores from the same data) and trains its share
@@ -158,7 +164,7 @@ def _default_out(model, source_dir, out):
     return Path.cwd() / f"{Path(str(model)).name}-pruned"
 
 
-def _prepare(model, source_dir, data, task, tokenizer, cfg: PruneConfig) -> Pruning:
+def _prepare(model, source_dir, data, task, tokenizer, cfg: PruneConfig, trust: dict) -> Pruning:
     """The data, the task, the model (a copy: the caller's stays unpruned) and its tokenizer,
     checked against each other, and the model's layout."""
     from pocketsize.assets import load_tokenizer
@@ -172,8 +178,8 @@ def _prepare(model, source_dir, data, task, tokenizer, cfg: PruneConfig) -> Prun
         )
     if source_dir is not None:
         task = _task_for(task, data, source_dir)
-        model = _load_model(source_dir, task, data)
-        tokenizer = tokenizer or load_tokenizer(source_dir)
+        model = _load_model(source_dir, task, data, **trust)
+        tokenizer = tokenizer or load_tokenizer(source_dir, trust["trust_remote_code"])
     else:
         task = _task_for(task, data, model.config.to_dict())
         model = copy.deepcopy(model)  # the caller's model stays unpruned
@@ -186,7 +192,7 @@ def _prepare(model, source_dir, data, task, tokenizer, cfg: PruneConfig) -> Prun
     return run
 
 
-def _start(run: Pruning, passes, source_dir) -> dict:
+def _start(run: Pruning, passes, source_dir, trust: dict) -> dict:
     """Onto this process's GPU where there is one (the slicing keeps each weight's device and
     dtype), the scoring sample drawn, recovery's teacher kept; the sizes before any cut."""
     cfg = run.cfg
@@ -197,7 +203,9 @@ def _start(run: Pruning, passes, source_dir) -> dict:
         run.split = split.shuffle(seed=cfg.seed).select(range(min(len(split), cfg.max_examples)))
     for each in passes:
         if isinstance(each, Recovery):
-            each.keep_teacher(run, lambda ref: _load_model(_resolve(ref), run.task, run.data))
+            each.keep_teacher(
+                run, lambda ref: _load_model(_resolve(ref), run.task, run.data, **trust)
+            )
     run.record.update(stage="prune", source=str(source_dir or "<in-memory model>"))
     run.record.update(task=run.task.name, device=str(device))
     return {"params": count_parameters(run.model), "bytes": _weights_size(run.model, source_dir)}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats import hf_load
 from pocketsize.formats.model_dir import load_model_dir
 from pocketsize.formats.onnx_dir import (
     QUANTIZED_FILE,
@@ -66,6 +67,8 @@ def quantize(
     transformers_js: bool = False,
     overwrite: bool = False,
     seed: int = 0,
+    trust_remote_code: bool = False,
+    trust_module_code: bool = False,
 ) -> Path:
     """Quantize a model and return the output directory.
 
@@ -82,6 +85,10 @@ def quantize(
       (GatherBlockQuantized; a fused EmbedLayerNormalization is unfused first) and 4-bit MatMul
       weights (MatMulNBits), each block of `block_size` values with its own scale and zero point.
     seed: recorded in the manifest; the quantizers and the search are deterministic.
+    trust_remote_code: a directory whose config or tokenizer config names its own code
+      (auto_map) is quantized only with this set (its tokenizer runs that code); without, it is
+      refused in one line before any work. trust_module_code: fp16 / bf16 of a module
+      directory whose class lives outside pocketsize (importing it runs its code).
     label_map: data label -> model label for auto's scoring, as evaluate's (labels are matched
       to the model's id2label by name; e.g. {"0": "negative", "1": "positive"}).
     transformers_js: also lay the result out as transformers.js loads it (onnx/
@@ -109,8 +116,11 @@ def quantize(
             "the transformers.js layout is written for one ONNX graph of an encoder model "
             f"(int8 or 4-bit); method={method!r} on this model is not one (drop transformers_js)"
         )
+    if isinstance(model, (str, os.PathLike)):
+        hf_load.refuse_own_code(model, trust_remote_code)
     if method in ("fp16", "bf16"):
-        return _cast_torch(model, method, out, task, overwrite)
+        trust = {"trust_remote_code": trust_remote_code, "trust_module_code": trust_module_code}
+        return _cast_torch(model, method, out, task, overwrite, **trust)
     if isinstance(model, (str, os.PathLike)) and is_multi_graph(model):
         # T5-style exports hold an encoder and decoder graphs: each is quantized
         if method != "dynamic":
@@ -169,7 +179,9 @@ def quantize(
             f"the transformers.js layout is not written for {task_obj.name} models (past key "
             "values) yet; drop transformers_js"
         )
-    source = _prepare_data(data, task_obj, src_dir, max_length) if data is not None else None
+    source = None
+    if data is not None:
+        source = _prepare_data(data, task_obj, src_dir, max_length, trust_remote_code)
     if source is not None:
         source.match_labels(src_dir, label_map)
     with atomic_dir(out, overwrite) as tmp:
@@ -299,7 +311,7 @@ def _task_of(task, src_dir):
     return task_of_model(src_dir) if src_dir is not None else None
 
 
-def _prepare_data(data, task_obj, src_dir, max_length):
+def _prepare_data(data, task_obj, src_dir, max_length, trust_remote_code=False):
     from pocketsize.tasks import task_for_dataset
 
     if isinstance(data, (str, os.PathLike)):
@@ -325,9 +337,8 @@ def _prepare_data(data, task_obj, src_dir, max_length):
             f"{where} has no tokenizer files (tokenizer.json or tokenizer_config.json + vocab); "
             "copy the tokenizer of the original model into it"
         )
-    from transformers import AutoTokenizer
-
-    return _Splits(task_obj, AutoTokenizer.from_pretrained(src_dir), data, max_length)
+    tokenizer = hf_load.load_tokenizer(src_dir, trust_remote_code)
+    return _Splits(task_obj, tokenizer, data, max_length)
 
 
 @dataclass
@@ -379,7 +390,9 @@ def _default_out(model_dir: Path, suffix: str) -> Path:
     return model_dir.with_name(f"{model_dir.name}-{suffix}")
 
 
-def _cast_torch(model, dtype: str, out, task, overwrite) -> Path:
+def _cast_torch(
+    model, dtype: str, out, task, overwrite, trust_remote_code=False, trust_module_code=False
+) -> Path:
     """fp16 / bf16 copy of a PyTorch model directory (save_pretrained format)."""
     from pocketsize.quantize.torch_int8 import quantize_torch
 
@@ -394,17 +407,18 @@ def _cast_torch(model, dtype: str, out, task, overwrite) -> Path:
         )
     out = Path(out) if out is not None else _default_out(path, dtype)
     check_output_dir(out, overwrite)
-    from transformers import AutoTokenizer
-
     task_obj = _task_of(task, path)
     if task_obj is None:
         raise PocketsizeError(
             "cannot tell the model's task; pass task='text-classification' or 'extractive-qa'"
         )
-    torch_model = load_model_dir(path, task_obj.auto_model_class())
+    torch_model = load_model_dir(
+        path, task_obj.auto_model_class(), trust_module_code, trust_remote_code
+    )
+    tokenizer = hf_load.load_tokenizer(path, trust_remote_code)
     with atomic_dir(out, overwrite) as tmp:
         quantize_torch(torch_model, dtype).save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(path).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
         write_json(
             tmp / "pocketsize.json",
             {"format": "pytorch", "dtype": dtype, "task": task_obj.name, "source": str(model)},

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats import hf_load
 from pocketsize.formats.onnx_dir import write_manifest
 from pocketsize.fsutil import atomic_dir, check_output_dir
 
@@ -24,16 +25,19 @@ def optimum_int8(model_dir, out, *, task, overwrite: bool = False) -> Path:
     (an ONNX directory with the tokenizer and a pocketsize.json saying how it was made)."""
     from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
-    from transformers import AutoTokenizer
 
     out = check_output_dir(out, overwrite)
     ort_class = task.ort_model_class()
     if ort_class is None:
         raise PocketsizeError(f"optimum has no ORTModel class for {task.name}; drop the baseline")
     qconfig = _quantization_config()
+    # the tokenizer first: a directory needing its own code is refused before the slow export
+    tokenizer = hf_load.load_tokenizer(model_dir)
     with atomic_dir(out, overwrite) as tmp:
         exported, optimized = tmp / "exported", tmp / "optimized"
-        ort_class.from_pretrained(model_dir, export=True).save_pretrained(exported)
+        hf_load.load_model(ort_class, model_dir, export=True).save_pretrained(exported)
+        # ORTOptimizer / ORTQuantizer read the exported config.json without trust_remote_code:
+        # safe, since the load above refused a model that needs its own code
         ORTOptimizer.from_pretrained(exported).optimize(
             save_dir=optimized, optimization_config=AutoOptimizationConfig.O2()
         )
@@ -53,7 +57,7 @@ def optimum_int8(model_dir, out, *, task, overwrite: bool = False) -> Path:
             how = "dynamic int8 of the plain export"
         shutil.rmtree(exported)
         shutil.rmtree(optimized)
-        AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
         write_manifest(
             tmp,
             format="onnx",

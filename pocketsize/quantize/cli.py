@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pocketsize.formats.hf_load import add_trust_options
 from pocketsize.tasks.cli_data import add_columns_option, data_for_stage
 from pocketsize.tasks.labels import add_label_map_option, parse_label_map
 
@@ -59,6 +60,7 @@ def add_commands(subparsers) -> None:
         help="also lay the model out as transformers.js loads it (onnx/model_quantized.onnx)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    add_trust_options(p)
     p.set_defaults(func=run_quantize)
 
 
@@ -92,6 +94,8 @@ def run_quantize(args) -> int:
         mobile=args.mobile,
         transformers_js=args.transformers_js,
         overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
+        trust_module_code=args.trust_module_code,
     )
     manifest = json.loads((Path(out) / "pocketsize.json").read_text())
     line = f"quantized {args.model} -> {out}/{manifest['file']} ({manifest.get('quantization', {}).get('method', args.method)})"
