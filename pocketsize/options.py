@@ -116,7 +116,12 @@ class Config:
             value = getattr(self, field.name)
             coerce = field.metadata.get("coerce")
             if coerce is not None:
-                value = coerce(value)
+                try:
+                    value = coerce(value)
+                except OptionError:
+                    raise
+                except PocketsizeError as e:  # named by its option (a recipe: by its key)
+                    raise OptionError(self.verb, field, str(e)) from None
                 object.__setattr__(self, field.name, value)
             _check_value(self, field, value)
         self.check()
@@ -254,30 +259,27 @@ def flag_of(field: dataclasses.Field) -> str:
     return field.metadata.get("cli") or "--" + field.name.replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type[Config], skip=()) -> None:
-    """One flag per field of `cls` (and its deprecated spellings). Defaults stay the config's:
-    a flag not given is left out of the namespace, so `from_args` builds from given flags only."""
-    group = parser.add_argument_group(f"{cls.verb} options ({cls.__name__})")
-    for field in dataclasses.fields(cls):
+def add_arguments(parser: argparse.ArgumentParser, *classes: type[Config], skip=()) -> None:
+    """One flag per field of `classes` (and its deprecated spellings); several classes (quantize's
+    methods) share one flag per field name, whose help says which of them take it. Defaults stay
+    the config's: a flag not given is left out of the namespace, so `from_args` builds from the
+    given flags only."""
+    names = ", ".join(cls.__name__ for cls in classes)
+    group = parser.add_argument_group(f"{classes[0].verb} options ({names})")
+    for field in _union_fields(classes):
         if field.name in skip:
             continue
-        kind = _cli_type(_hints(cls)[field.name])
-        default = (
-            field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        )
-        help = field.metadata["help"]
-        if "(default:" not in help:  # a help that explains its default says it itself
-            help = f"{help} (default: {_shown(default)})"
-        help = help.replace("%", "%%")
-        kw = dict(dest=field.name, default=argparse.SUPPRESS, help=help)
-        many = _is_list(_hints(cls)[field.name])
+        annotation = _hints(next(c for c in classes if field.name in c.names()))[field.name]
+        kind = _cli_type(annotation)
+        kw = dict(dest=field.name, default=argparse.SUPPRESS, help=_help(field, classes))
+        many = _is_list(annotation)
         if kind is bool:
             group.add_argument(flag_of(field), action=argparse.BooleanOptionalAction, **kw)
         elif many:  # --name A B, repeatable
             metavar = field.metadata.get("metavar") or "TEXT"
             group.add_argument(flag_of(field), nargs="+", action="extend", metavar=metavar, **kw)
         else:
-            choices = _choices(_hints(cls)[field.name])
+            choices = _choices(annotation)
             kw.update(type=kind, metavar=field.metadata.get("metavar") or _metavar(kind, choices))
             group.add_argument(flag_of(field), choices=choices, **kw)
         for old, constant in field.metadata["old_flags"].items():
@@ -287,9 +289,32 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Config], skip=()) -
                 default=argparse.SUPPRESS,
                 help=argparse.SUPPRESS,
                 action=_deprecated(flag_of(field), constant, many),
-                nargs=0 if constant is not None else None,
+                nargs=0 if constant is not None else ("+" if many else None),
                 type=None if constant is not None else kind,
             )
+
+
+def _help(field: dataclasses.Field, classes) -> str:
+    """The field's help with its default; with several classes, which take it and the
+    defaults that differ (e.g. "(default: 8; 4bit: 4)")."""
+    help = field.metadata["help"]
+    takers = [c for c in classes if field.name in c.names()]
+    defaults = {_label(c): _default_of(_field(c, field.name)) for c in takers}
+    first = next(iter(defaults.values()))
+    if "(default:" not in help:  # a help that explains its default says it itself
+        others = "".join(f"; {k}: {_shown(v)}" for k, v in defaults.items() if v != first)
+        help = f"{help} (default: {_shown(first)}{others})"
+    if len(takers) < len(classes):
+        help = f"[{', '.join(_label(c) for c in takers)}] {help}"
+    return help.replace("%", "%%")
+
+
+def _label(cls) -> str:
+    return getattr(cls, "method", "") or cls.__name__
+
+
+def _field(cls, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
 def from_args(cls: type[Config], args: argparse.Namespace, base: Config | None = None, **extra):
@@ -301,17 +326,22 @@ def from_args(cls: type[Config], args: argparse.Namespace, base: Config | None =
 def _deprecated(new_flag: str, constant, many: bool = False):
     class Deprecated(argparse.Action):
         def __call__(self, parser, namespace, values, option_string=None):
-            said = new_flag if constant is None else f"{new_flag} {constant}"
+            said = {None: new_flag, True: new_flag, False: f"--no-{new_flag[2:]}"}.get(
+                constant, f"{new_flag} {constant}"
+            )
             print(f"pocketsize: {option_string} is deprecated; use {said}", file=sys.stderr)
             value = values if constant is None else constant
-            if many:  # a repeatable flag: each use adds one
-                value = list(getattr(namespace, self.dest, [])) + [value]
+            if many:  # a repeatable flag: each use adds to the list
+                value = list(getattr(namespace, self.dest, [])) + list(value)
             setattr(namespace, self.dest, value)
 
     return Deprecated
 
 
 def _is_list(annotation) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        plain = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(plain) == 1 and _is_list(plain[0])
     origin = typing.get_origin(annotation) or annotation
     return origin in (list, tuple)
 
@@ -321,7 +351,7 @@ def _cli_type(annotation):
     Literal, a list, a mapping or anything else: those are parsed by the config's coerce)."""
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
-        return str
+        return type(typing.get_args(annotation)[0])
     if origin is None:
         return annotation if annotation in (bool, int, float, str) else str
     plain = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -331,14 +361,18 @@ def _cli_type(annotation):
 
 
 def _choices(annotation):
+    """A Literal's values; with None (`Literal[...] | None`), the values it is not None."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        literal = [a for a in typing.get_args(annotation) if typing.get_origin(a) is typing.Literal]
+        return _choices(literal[0]) if literal else None
     if typing.get_origin(annotation) is typing.Literal:
-        return [a for a in typing.get_args(annotation) if isinstance(a, str)]
+        return list(typing.get_args(annotation))
     return None
 
 
 def _metavar(kind, choices) -> str:
     if choices:
-        return "{" + ",".join(choices) + "}"
+        return "{" + ",".join(map(str, choices)) + "}"
     return {int: "N", float: "X"}.get(kind, "TEXT")
 
 
@@ -353,24 +387,36 @@ def _shown(default) -> str:
 # --------------------------------------------------------------------------- the Python verbs
 
 
-def keywords_from(cls: type[Config]):
+def keywords_from(*classes: type[Config]):
     """Decorator: the verb's `**options` show in its signature (help(), IDEs, inspect) as the
-    keyword-only fields of `cls`, with their defaults; the verb builds `cls` from them."""
+    keyword-only fields of `classes` (several: quantize's methods; a field shared by several
+    shows the first one's default), and the verb builds its config from them."""
     import inspect
 
     def decorate(fn):
         sig = inspect.signature(fn)
         params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
-        for field in dataclasses.fields(cls):
-            default = (
-                field.default
-                if field.default is not dataclasses.MISSING
-                else field.default_factory()
-            )
+        for field in _union_fields(classes):
             params.append(
-                inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                inspect.Parameter(
+                    field.name, inspect.Parameter.KEYWORD_ONLY, default=_default_of(field)
+                )
             )
         fn.__signature__ = sig.replace(parameters=params)
         return fn
 
     return decorate
+
+
+def _union_fields(classes) -> list[dataclasses.Field]:
+    seen: dict[str, dataclasses.Field] = {}
+    for cls in classes:
+        for field in dataclasses.fields(cls):
+            seen.setdefault(field.name, field)
+    return list(seen.values())
+
+
+def _default_of(field: dataclasses.Field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()

@@ -162,29 +162,39 @@ _SUPPLIED = {
     "quantize": {"model", "data", "out", "overwrite", "seed", "task"},
     "eval": {"variants", "dataset", "final", "task"},
 }
-# Recipe-only keys that the recipe consumes before calling the stage function.
-_RECIPE_KEYS: dict[str, set[str]] = {}
 
 
-def _configs() -> dict[str, type]:
-    """The sections whose keys are a stage config's fields (checked by the config itself)."""
+def _configs() -> dict[str, tuple[Callable, set[str]]]:
+    """Every section's keys are a stage config's fields: section -> (what builds, and so
+    checks, the config from them as `Config.from_mapping(mapping, where, supplied)` does,
+    the config's field names)."""
     from pocketsize.distill.config import DistillConfig, FinetuneConfig
+    from pocketsize.eval.config import EvalConfig
+    from pocketsize.export.config import ExportConfig
     from pocketsize.prune.config import PruneConfig
+    from pocketsize.quantize import config as quantize_config
 
-    return {"teacher.finetune": FinetuneConfig, "distill": DistillConfig, "prune": PruneConfig}
+    configs = {
+        "teacher.finetune": FinetuneConfig,
+        "distill": DistillConfig,
+        "prune": PruneConfig,
+        "export": ExportConfig,
+        "eval": EvalConfig,
+    }
+    built = {section: (cls.from_mapping, set(cls.names())) for section, cls in configs.items()}
+    methods = {n for cls in quantize_config.METHODS.values() for n in cls.names()}
+    built["quantize"] = (quantize_config.from_mapping, methods | {"method"})  # method: picks
+    return built
 
 
 def _check_section(section: str, cfg: dict, fn: Callable) -> None:
-    config = _configs().get(section)
-    if config is None:
-        _check_kwargs(section, cfg, fn)
-        return
+    from_mapping, names = _configs()[section]
     # besides the config's keys, a Python recipe may pass the verb's run controls (callbacks)
     params = inspect.signature(fn).parameters
-    controls = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY} - set(config.names())
+    controls = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY} - names
     controls -= {"config", *_SUPPLIED[section]}
     options = {k: v for k, v in cfg.items() if k not in controls}
-    config.from_mapping(options, section, supplied=tuple(_SUPPLIED[section]))
+    from_mapping(options, section, supplied=tuple(_SUPPLIED[section]))
 
 
 def _check_recovery(prune: dict) -> None:
@@ -205,53 +215,6 @@ def _check_recovery(prune: dict) -> None:
 def _check_type(key: str, value: Any, kind: type | tuple[type, ...], hint: str) -> None:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise PocketsizeError(f"recipe key {key}: expected {hint}, got {value!r}")
-
-
-def _check_kwargs(section: str, cfg: dict, fn: Callable) -> None:
-    params = inspect.signature(fn).parameters
-    allowed = {
-        n
-        for n, p in params.items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in _SUPPLIED[section]
-    } | _RECIPE_KEYS.get(section, set())
-    for key, value in cfg.items():
-        if key in _SUPPLIED[section]:
-            raise PocketsizeError(
-                f"recipe key {section}.{key} is set by the recipe itself (from the other stages); remove it"
-            )
-        if key not in allowed:
-            raise PocketsizeError(
-                f"recipe key {section}.{key} is unknown; allowed keys: {', '.join(sorted(allowed))}"
-            )
-        p = params.get(key)
-        expected = _expected_types(p)
-        if expected and value is not None and not any(_is(value, t) for t in expected):
-            names = " or ".join(t.__name__ for t in expected)
-            raise PocketsizeError(
-                f"recipe key {section}.{key}: expected {names} "
-                f"(like the default {p.default!r}), got {value!r}"
-            )
-
-
-_PLAIN = {"bool": bool, "int": int, "float": float, "str": str}
-
-
-def _expected_types(p: inspect.Parameter | None) -> list[type]:
-    """What a stage parameter takes, to catch `epochs: "two"` early: the plain types of its
-    annotation (`bool | str` for bf16's True/False/"auto"), else the type of a plain default."""
-    if p is None:
-        return []
-    if isinstance(p.annotation, str):
-        names = [n.strip() for n in p.annotation.split("|")]
-        if names and all(n in _PLAIN or n == "None" for n in names):
-            return [_PLAIN[n] for n in names if n in _PLAIN]
-    return [type(p.default)] if type(p.default) in _PLAIN.values() else []
-
-
-def _is(value, plain: type) -> bool:
-    if isinstance(value, bool):
-        return plain is bool  # True is an int to Python, not to a recipe
-    return isinstance(value, plain) or (plain is float and isinstance(value, int))
 
 
 def validate_recipe(recipe: dict) -> None:
@@ -346,20 +309,13 @@ def _check_chain(recipe: dict) -> None:
 
 
 def _check_eval(recipe: dict) -> None:
-    from pocketsize.tasks.labels import parse_label_map
-
-    for section in ("eval", "quantize"):  # both score against the data's labels
-        try:
-            parse_label_map((recipe.get(section) or {}).get("label_map"))
-        except PocketsizeError as e:
-            raise PocketsizeError(f"recipe key {section}.label_map: {e}") from None
     baselines = (recipe.get("eval") or {}).get("baselines")
     if baselines is not None:
         from pocketsize.quantize.baselines import check_baselines
 
         _check_type("eval.baselines", baselines, list, "a list of baseline names")
         check_baselines(baselines)
-    reference = (recipe.get("eval") or {}).get("reference", "teacher")
+    reference = (recipe.get("eval") or {}).get("reference") or "teacher"  # (null: the default)
     if reference not in planned_variants(recipe):
         raise PocketsizeError(
             f"recipe key eval.reference: {reference!r} is not a stage of this recipe; "
@@ -666,7 +622,7 @@ def run_recipe(
     # baselines (eval.baselines) are built from the teacher here, then compared in the report
     for name in eval_cfg.get("baselines") or []:
         variants[name] = _run_baseline(run, name, teacher, recipe).path
-    eval_cfg.setdefault("reference", "teacher")
+    eval_cfg["reference"] = eval_cfg.get("reference") or "teacher"
     eval_cfg.setdefault("split", "test")
     log(f"[report] evaluating {', '.join(variants)} on the {eval_cfg['split']} split")
 

@@ -212,7 +212,7 @@ def test_bad_inputs_give_one_line_errors(tiny_cls_dir, cls_onnx, tmp_path):
     assert "\n" not in str(e.value) and not (tmp_path / "o1").exists()
     with pytest.raises(PocketsizeError, match="already an ONNX"):
         export(cls_onnx, tmp_path / "o2")
-    with pytest.raises(PocketsizeError, match="unknown exporter"):
+    with pytest.raises(PocketsizeError, match="exporter: must be auto or a registered exporter"):
         export(tiny_cls_dir, tmp_path / "o3", exporter="tflite")
     with pytest.raises(PocketsizeError, match="not found"):
         export(tmp_path / "missing", tmp_path / "o4")

@@ -149,11 +149,12 @@ def test_excluded_embedding_stays_float(cls_onnx, tmp_path):
 @pytest.mark.parametrize(
     "kw, message",
     [
-        (dict(embedding_bits=3), "embedding_bits=3 is not supported"),
-        (dict(matmul_bits=2), "matmul_bits=2 is not supported"),
-        (dict(embedding_bits=4, block_size=24), "block_size=24 is not a power of two"),
+        (dict(embedding_bits=3), "embedding_bits: expected 4 or 8, got 3"),
+        (dict(matmul_bits=2), "matmul_bits: expected 4 or 8, got 2"),
+        (dict(embedding_bits=4, block_size=24), "block_size: must be a power of two"),
         (dict(embedding_bits=4, quantize_embeddings=False), "drop one of the two"),
-        (dict(embedding_bits=4, method="static"), "weight-only"),
+        (dict(embedding_bits=4, method="static"), "embedding_bits applies to method dynamic"),
+        (dict(method="4bit", embedding_bits=8, matmul_bits=8), "use method='dynamic'"),
     ],
 )
 def test_bad_4bit_settings(cls_onnx, tiny_cls_data, tmp_path, kw, message):
@@ -172,5 +173,10 @@ def test_cli_4bit(cls_onnx, tmp_path, capsys):
     assert main(argv + ["--block-size", "64"]) == 0
     q = json.loads((out / "pocketsize.json").read_text())["quantization"]
     assert (q["embedding_bits"], q["block_size"]) == (4, 64)
-    assert main(argv[:3] + ["--out", str(tmp_path / "bad"), "--matmul-bits", "5"]) == 2
-    assert "matmul_bits=5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: 4 and 8 are the choices
+        main(argv[:3] + ["--out", str(tmp_path / "bad"), "--matmul-bits", "5"])
+    assert "--matmul-bits: invalid choice: 5" in capsys.readouterr().err
+    # the 4bit method: 4-bit tables and MatMuls unless told otherwise
+    assert main(argv[:4] + [str(tmp_path / "m4"), "--method", "4bit"]) == 0
+    q = json.loads((tmp_path / "m4" / "pocketsize.json").read_text())["quantization"]
+    assert (q["embedding_bits"], q["matmul_bits"]) == (4, 4)

@@ -194,8 +194,13 @@ def test_overrides_and_run_dir_of_another_recipe(tiny_setup, tmp_path):
     root, teacher, data_dir = tiny_setup
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe(teacher, data_dir)))
-    recipe = load_recipe(path, ["distill.max_steps=7", "quantize.max_drop=0.02"])
-    assert recipe["distill"]["max_steps"] == 7 and recipe["quantize"]["max_drop"] == 0.02
+    recipe = load_recipe(path, ["distill.max_steps=7", "quantize.mobile=false"])
+    assert recipe["distill"]["max_steps"] == 7 and recipe["quantize"]["mobile"] is False
+    # an option of another quantization method is named with the method that takes it
+    with pytest.raises(PocketsizeError, match="quantize.max_drop applies to method auto, not dy"):
+        load_recipe(path, ["quantize.max_drop=0.02"])
+    recipe = load_recipe(path, ["quantize.method=auto", "quantize.max_drop=0.02"])
+    assert recipe["quantize"] == {"method": "auto", "mobile": True, "max_drop": 0.02}
     with pytest.raises(PocketsizeError, match="key.sub=value"):
         load_recipe(path, ["distill.max_steps"])
 
@@ -222,7 +227,8 @@ def test_sentiment_recipe_shortened_on_the_real_model(tmp_path):
         "prune.recover=false",
         "prune.recover_teacher=null",
         "prune.max_examples=64",
-        "quantize.method=dynamic",
+        "quantize.method=dynamic",  # auto's budget keys go (null: unset)
+        "quantize.max_drop=null",
         "quantize.max_size_mb=null",
         "eval.max_examples=96",
         "eval.latency_examples=16",

@@ -14,19 +14,29 @@ from conftest import make_cls_dataset, make_tiny_bert, make_tokenizer, tiny_bert
 
 from pocketsize.distill.config import DistillConfig, FinetuneConfig
 from pocketsize.errors import PocketsizeError
+from pocketsize.eval.config import EvalConfig
+from pocketsize.export.config import ExportConfig
 from pocketsize.options import flag_of
 from pocketsize.prune.config import PruneConfig
+from pocketsize.quantize.config import METHODS
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 # verb -> (its config, the Python function, the recipe section holding its keys)
 # options that make a valid config of each verb (pruning needs something to remove)
-BASE = {"finetune": {}, "distill": {}, "prune": {"heads": 0.5, "ffn": 0.5}}
+BASE = {"finetune": {}, "distill": {}, "prune": {"heads": 0.5, "ffn": 0.5}, "export": {}}
 VERBS = {
     "finetune": (FinetuneConfig, "pocketsize.distill:finetune", "teacher.finetune"),
     "distill": (DistillConfig, "pocketsize.distill:distill", "distill"),
     "prune": (PruneConfig, "pocketsize.prune.pruner:prune", "prune"),
+    "export": (ExportConfig, "pocketsize.export.onnx_export:export", "export"),
+    "eval": (EvalConfig, "pocketsize.eval.harness:evaluate", "eval"),
 }
+BASE["eval"] = {}
+# quantize: one config per method, `--method` / `method:` picks it
+for _method, _cls in METHODS.items():
+    BASE[f"quantize:{_method}"] = {"method": _method}
+    VERBS[f"quantize:{_method}"] = (_cls, "pocketsize.quantize.api:quantize", "quantize")
 
 
 def _subparser(verb: str):
@@ -57,6 +67,8 @@ def _minimal_recipe(section: str, options: dict) -> dict:
         return recipe
     if section == "distill":
         recipe["student"] = {"init": "truncate", "layers": [0]}
+    if section == "quantize":
+        recipe["export"] = {}
     recipe[section] = options
     return recipe
 
@@ -82,25 +94,33 @@ def test_every_config_field_is_a_keyword_a_flag_and_a_recipe_key_with_one_defaul
     from pocketsize.recipe import validate_recipe
 
     config_cls, function, section = VERBS[verb]
-    sub = _subparser(verb)
+    sub = _subparser(verb.split(":")[0])
     flags = {s: a for a in sub._actions for s in a.option_strings}
     signature = inspect.signature(_function(function)).parameters
     required = {"finetune": ["--model", "m"], "distill": ["--teacher", "t"]}.get(verb, [])
-    base = required + ["--model", "m"] * (not required) + ["--data", "d", "--out", "o"]
-    base += _flags(BASE[verb])
-    valid = config_cls(**BASE[verb])
+    base = required + ["--model", "m"] * (not required) + ["--out", "o"]
+    base += ["--data", "d"] * (verb != "export") + _flags(BASE[verb])
+    options = {k: v for k, v in BASE[verb].items() if k != "method"}
+    valid = config_cls(**options)
     assert from_args(config_cls, sub.parse_args(base)) == valid
     for field in dataclasses.fields(config_cls):
         default = _default(field)
-        # Python: a keyword-only parameter of the verb, with the config's default
+        # Python: a keyword-only parameter of the verb, with the config's default (quantize's
+        # signature shows the first method's default of a field several methods share)
         param = signature[field.name]
-        assert param.kind is param.KEYWORD_ONLY and param.default == default, field.name
+        shown = config_cls
+        if section == "quantize":
+            shown = next(c for c in METHODS.values() if field.name in c.names())
+        shown_field = next(f for f in dataclasses.fields(shown) if f.name == field.name)
+        assert param.kind is param.KEYWORD_ONLY and param.default == _default(shown_field)
         # CLI: --name-with-dashes, which reads its default's text back to the same config
         flag = flag_of(field)
         assert flag == "--" + field.name.replace("_", "-") and flag in flags, field.name
         if isinstance(default, bool):  # a switch: --name and --no-name
+            # (4bit's float embeddings need int8 tables: embedding_bits=4 needs them quantized)
+            other = ["--embedding-bits", "8"] * (field.name == "quantize_embeddings")
             for text, value in ((flag, True), (f"--no-{flag[2:]}", False)):
-                given = from_args(config_cls, sub.parse_args(base + [text]))
+                given = from_args(config_cls, sub.parse_args(base + other + [text]))
                 assert getattr(given, field.name) is value, field.name
         elif default is not None and default != []:  # (an empty list has no text to type)
             given = sub.parse_args(base + [flag, *_as_text(default)])
@@ -127,18 +147,33 @@ def test_every_config_field_is_a_keyword_a_flag_and_a_recipe_key_with_one_defaul
             "--vocab-corpora",
             {"vocab_corpora": ["a", "b"]},
         ),
+        ("export", ["--no-optimize"], None, {"optimize": False}),  # generated as before
+        (
+            "quantize:dynamic",
+            ["--no-embeddings"],
+            "--no-quantize-embeddings",
+            {"quantize_embeddings": False},
+        ),
+        (
+            "quantize:dynamic",
+            ["--exclude-ops", "Gather", "MatMul"],
+            "--exclude-op-types",
+            {"exclude_op_types": ["Gather", "MatMul"]},
+        ),
     ],
 )
 def test_old_flag_names_still_work_and_say_what_replaces_them(verb, old, new, expected, capsys):
     from pocketsize.options import from_args
 
-    sub = _subparser(verb)
+    sub = _subparser(verb.split(":")[0])
     model = "--teacher" if verb == "distill" else "--model"
     needed = ["--vocab"] if verb == "prune" else []  # something to prune
-    args = sub.parse_args([model, "t", "--data", "d", "--out", "o", *needed, *old])
+    data = ["--data", "d"] * (verb != "export")
+    args = sub.parse_args([model, "t", *data, "--out", "o", *needed, *old])
     config = from_args(VERBS[verb][0], args)
     assert {k: getattr(config, k) for k in expected} == expected
-    assert f"{old[0]} is deprecated; use {new}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{old[0]} is deprecated; use {new}" in err if new else "deprecated" not in err
 
 
 BAD_VALUES = [
@@ -160,10 +195,28 @@ PRUNE_BAD_VALUES = [
 ]
 
 
+EXPORT_BAD_VALUES = [
+    (["--opset", "5"], "option opset: must be an ONNX opset from 11 to 20, not 5"),
+    (["--atol", "-1"], "option atol: must be at least 0, not -1.0"),
+    (["--exporter", "tflite"], "option exporter: must be auto or a registered exporter"),
+]
+QUANTIZE_BAD_VALUES = [
+    (["--method", "auto", "--max-drop", "2"], "option max_drop: must be between 0 and 1"),
+    (["--method", "auto", "--min-agreement", "0"], "option min_agreement: must be a share"),
+    (["--method", "auto", "--max-size-mb", "0"], "option max_size_mb: must be above 0"),
+    (["--method", "static", "--calibration-size", "0"], "option calibration_size: must be at"),
+    (["--block-size", "24"], "option block_size: must be a power of two from 16"),
+    (["--calibration", "entropy"], "option calibration applies to method static / auto, not dy"),
+    (["--method", "fp16", "--mobile"], "option mobile applies to method dynamic / 4bit / static"),
+]
+
+
 @pytest.mark.parametrize(
     "verb, flags, message",
     [(verb, *case) for verb in ("finetune", "distill") for case in BAD_VALUES]
-    + [("prune", *case) for case in PRUNE_BAD_VALUES],
+    + [("prune", *case) for case in PRUNE_BAD_VALUES]
+    + [("export", *case) for case in EXPORT_BAD_VALUES]
+    + [("quantize", *case) for case in QUANTIZE_BAD_VALUES],
 )
 def test_a_zero_a_negative_or_an_out_of_range_share_is_refused_before_any_work(
     verb, flags, message, tmp_path, capsys
@@ -172,7 +225,8 @@ def test_a_zero_a_negative_or_an_out_of_range_share_is_refused_before_any_work(
 
     model = ["--teacher"] if verb == "distill" else ["--model"]
     out = tmp_path / "out"
-    argv = [verb, *model, "no-such-model", "--data", "no-such-data", "--out", str(out), *flags]
+    data = ["--data", "no-such-data"] * (verb != "export")
+    argv = [verb, *model, "no-such-model", *data, "--out", str(out), *flags]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"pocketsize: error: {verb} option") and message in err
@@ -300,3 +354,101 @@ def test_a_new_pruning_pass_is_one_class_and_one_config_field(tiny_cls_dir, tmp_
     assert not load_file(str(out / "model.safetensors"))["classifier.bias"].any()
     with pytest.raises(PocketsizeError, match="nothing to prune"):
         WithZeroBias()
+
+
+def test_a_new_quantization_method_is_one_config_and_one_handler(
+    tiny_cls_dir, tmp_path, monkeypatch
+):
+    """Where things go: a method is a config type (its options) and the handler registered for
+    that type; the verb, the CLI's --method and its flags pick it up with no other change."""
+    from dataclasses import dataclass
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from pocketsize.cli import main
+    from pocketsize.export import export
+    from pocketsize.options import option
+    from pocketsize.quantize import api, config
+    from pocketsize.quantize.config import QuantizeConfig
+
+    @dataclass(frozen=True)
+    class RoundConfig(QuantizeConfig):
+        """Weights rounded to float16's precision, stored as float32."""
+
+        method = "round16"
+        keep_bias: bool = option(False, "leave 1-D initializers (biases) as they are")
+
+    def write(job, cfg, dst):
+        model = onnx.load(str(job.onnx_file))
+        for init in model.graph.initializer:
+            array = numpy_helper.to_array(init)
+            if array.dtype == np.float32 and not (cfg.keep_bias and array.ndim == 1):
+                init.CopyFrom(
+                    numpy_helper.from_array(array.astype(np.float16).astype(np.float32), init.name)
+                )
+        onnx.save(model, str(dst))
+        return {"quantization": {"method": "round16", "keep_bias": cfg.keep_bias}}
+
+    monkeypatch.setitem(config.METHODS, "round16", RoundConfig)  # (taken out afterwards)
+    monkeypatch.setitem(api.HANDLERS, RoundConfig, None)
+    api.register_handler(RoundConfig, api.onnx_method(write))
+    onnx_dir = export(tiny_cls_dir, tmp_path / "onnx", optimize=False)
+    out = api.quantize(onnx_dir, method="round16", keep_bias=True, out=tmp_path / "q")
+    manifest = json.loads((out / "pocketsize.json").read_text())
+    assert manifest["quantization"] == {"method": "round16", "keep_bias": True}
+    weights = {
+        i.name: numpy_helper.to_array(i)
+        for i in onnx.load(str(out / "model_quantized.onnx")).graph.initializer
+    }
+    matrices = [w for w in weights.values() if w.ndim == 2 and w.dtype == np.float32]
+    assert matrices and all((w == w.astype(np.float16).astype(np.float32)).all() for w in matrices)
+    # the CLI: --method round16 and its flag are generated; another method's flag is refused
+    assert (
+        main(
+            [
+                "quantize",
+                "--model",
+                str(onnx_dir),
+                "--out",
+                str(tmp_path / "c"),
+                "--method",
+                "round16",
+                "--keep-bias",
+            ]
+        )
+        == 0
+    )
+    with pytest.raises(PocketsizeError, match="keep_bias applies to method round16, not dynamic"):
+        api.quantize(onnx_dir, keep_bias=True, out=tmp_path / "d")
+
+
+def test_a_new_exporter_is_one_registered_class_and_auto_falls_back_past_a_failing_one(
+    tiny_cls_dir, tmp_path, monkeypatch
+):
+    from pocketsize.export import exporters, read_manifest
+    from pocketsize.export.onnx_export import export
+
+    class Failing(exporters.Exporter):
+        name = "failing"
+
+        def supports(self, source):
+            return source.model_type == "bert"
+
+        def write(self, source, dest):
+            (dest / "half-written.onnx").write_bytes(b"\0")
+            raise RuntimeError("cannot")
+
+    monkeypatch.setattr(exporters, "EXPORTERS", {"torch": exporters.EXPORTERS["torch"]})
+    exporters.register_exporter(Failing())
+    assert list(exporters.EXPORTERS) == ["failing", "torch"]  # torch.onnx stays the last resort
+    out = export(tiny_cls_dir, tmp_path / "auto", optimize=False)
+    manifest = read_manifest(out)
+    assert manifest["exporter"] == "torch" and manifest["failing_failed"] == "RuntimeError: cannot"
+    assert not (out / "half-written.onnx").exists()
+    with pytest.raises(
+        PocketsizeError, match=r"failing's exporter failed \(RuntimeError: cannot\)"
+    ):
+        export(tiny_cls_dir, tmp_path / "asked", exporter="failing")
+    assert not (tmp_path / "asked").exists()

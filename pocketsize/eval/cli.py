@@ -1,4 +1,5 @@
-"""`pocketsize eval` and `pocketsize predict`. Nothing heavy is imported at module level."""
+"""`pocketsize eval` (the variants, data and output by hand, every option generated from
+EvalConfig) and `pocketsize predict`. Nothing heavy is imported at module level."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 import sys
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.eval.config import EvalConfig
 from pocketsize.formats.hf_load import add_trust_options
+from pocketsize.options import add_arguments, from_args
 from pocketsize.tasks.cli_data import add_columns_option, parse_columns
-from pocketsize.tasks.labels import add_label_map_option, parse_label_map
 
 
 def add_commands(sub) -> None:
@@ -27,34 +29,12 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--data", required=True, help="dataset name, hub id or local files")
     add_columns_option(p)
-    p.add_argument(
-        "--split",
-        default="test",
-        help="the split to evaluate (default: test); all: every row of the data, nothing split off",
-    )
-    add_label_map_option(p)
-    p.add_argument("--reference", help="the variant others are compared with (default: first)")
-    p.add_argument("--final", help="the variant a recipe ships, marked in the report")
     p.add_argument("--task", help="text-classification or extractive-qa (default: from the data)")
+    p.add_argument("--final", help="the variant a recipe ships, marked in the report")
     p.add_argument("--out", required=True, help="output directory for the report")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--batch-sizes", default="1,32", help="comma-separated (default 1,32)")
-    p.add_argument("--threads", type=int, help="threads for PyTorch and ORT (default: all cores)")
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=("cpu", "cuda", "auto"),
-        help="where variants run and are timed: cpu (default), cuda (PyTorch on the GPU; ONNX on "
-        "onnxruntime-gpu's CUDA provider if installed), auto (the GPU where there is one)",
-    )
-    p.add_argument("--max-examples", type=int, help="evaluate only the first N examples")
-    p.add_argument("--latency-examples", type=int, default=256, help="test inputs timed")
-    p.add_argument(
-        "--repeats", type=int, default=3, help="timing rounds (each variant timed once per round)"
-    )
-    p.add_argument("--no-latency", action="store_true")
-    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     add_trust_options(p)
+    add_arguments(p, EvalConfig)
     p.set_defaults(func=run_eval)
 
     q = sub.add_parser(
@@ -94,14 +74,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from pocketsize.fsutil import check_output_dir
 
     models = parse_models(args.model)
-    label_map = parse_label_map(args.label_map)
+    config = from_args(EvalConfig, args)  # checked before the data is read
     check_output_dir(args.out, args.overwrite)
-    try:
-        batch_sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
-    except ValueError:
-        raise PocketsizeError(
-            f"--batch-sizes {args.batch_sizes!r}: expected comma-separated integers, e.g. 1,32"
-        ) from None
     from pocketsize.data import load_dataset
     from pocketsize.eval import evaluate
     from pocketsize.tasks import get_task
@@ -110,27 +84,17 @@ def run_eval(args: argparse.Namespace) -> int:
         "columns": parse_columns(args.columns),
         "labelled": get_task(args.task).reads_labels if args.task else True,
     }
-    if args.split == "all":  # every row of the files as given (e.g. a 3-row CSV)
+    if config.split == "all":  # every row of the files as given (e.g. a 3-row CSV)
         options["split"] = "all"
     data = load_dataset(args.data, **options)
     report = evaluate(
         models,
         data,
-        reference=args.reference,
+        config=config,
         final=args.final,
         task=args.task,
-        split=args.split,
-        batch_sizes=batch_sizes,
-        threads=args.threads,
-        latency=not args.no_latency,
-        memory=not args.no_memory,
-        max_examples=args.max_examples,
-        latency_examples=args.latency_examples,
-        repeats=args.repeats,
         trust_module_code=args.trust_module_code,
         trust_remote_code=args.trust_remote_code,
-        device=args.device,
-        label_map=label_map,
     )
     out = report.save(args.out, overwrite=args.overwrite)
     print(report.table())

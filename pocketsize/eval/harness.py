@@ -1,14 +1,17 @@
 """`evaluate(variants, dataset, reference=...)`: every variant measured against the reference.
 
-Order of work: resolve and check every variant and the data (cheap, fails fast with a
-PocketsizeError), then predictions per variant, fidelity and bootstrap intervals, then the
-latency run (variants in rotating blocks), then peak memory in one child process per variant.
+A short driver: the options as one EvalConfig (eval/config.py), then in order: resolve and
+check every variant and the data (cheap, fails fast with a PocketsizeError), predictions per
+variant and the latency run (variants in rotating blocks), fidelity and bootstrap intervals,
+then peak memory in one child process per variant, and the report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,48 +21,38 @@ from pocketsize.errors import PocketsizeError
 from pocketsize.eval import bootstrap, cost, devices, fidelity
 from pocketsize.eval import latency as timing
 from pocketsize.eval import memory as peak_memory
+from pocketsize.eval.config import EvalConfig
 from pocketsize.eval.environment import library_versions, machine_info
 from pocketsize.eval.labels import align_labels
 from pocketsize.eval.report import SCHEMA_VERSION, Report, mark_pareto
 from pocketsize.eval.runners import default_threads, load_tokenizer, make_runner, resolve_variant
 from pocketsize.eval.scoring import encode_split, predict, run_batches, stack_outputs
 from pocketsize.formats.model_dir import max_length_of
+from pocketsize.options import keywords_from
 from pocketsize.tasks import check_architecture, get_task, task_for_dataset
 
 MAX_DISAGREEMENTS = 1000  # kept per variant in metrics.json; the total is always reported
 
 
+@keywords_from(EvalConfig)
 def evaluate(
     variants: dict[str, Any],
     dataset,
-    reference: str | None = None,
+    *,
+    config: EvalConfig | None = None,
     task=None,
-    split: str = "test",
-    batch_sizes=(1, 32),
-    threads: int | None = None,
-    latency: bool = True,
-    memory: bool = True,
     final: str | None = None,
-    baselines=(),
-    max_examples: int | None = None,
-    latency_examples: int = 256,
-    repeats: int = 3,
-    warmup: int = 3,
-    bootstrap_samples: int = bootstrap.DEFAULT_SAMPLES,
-    eval_batch_size: int = 32,
-    max_length: int | None = None,
-    seed: int = 0,
     progress: bool = True,
     trust_module_code: bool = False,
     trust_remote_code: bool = False,
-    device: str = "cpu",
-    label_map: dict | str | None = None,
+    **options,
 ) -> Report:
     """Measure every variant against `reference` (default: the first) on one split.
 
     variants: name -> a save_pretrained dir, an optimum ONNX dir, an .onnx/.ort file (with
     config and tokenizer beside it), a transformers model, or (model, tokenizer).
     dataset: a datasets.Dataset, a DatasetDict of which `split` is used, or a dataset name.
+    config: an EvalConfig (pocketsize.eval.config); keywords build or override one:
     split: the split to evaluate on; "all" takes every row of every split (of a name or path:
     every row of its files, with no validation or test split cut from them).
     latency_examples: how many test inputs are timed (per batch size: that many examples,
@@ -77,158 +70,250 @@ def evaluate(
     (e.g. {"0": "negative", "1": "positive"}, or "0=negative,1=positive"); every other label
     is matched by name (pocketsize.tasks.labels), whatever order the model lists them in.
     """
+    cfg = EvalConfig.build(config, **options)  # refused in one line before any work
+    trust = dict(trust_module_code=trust_module_code, trust_remote_code=trust_remote_code)
+    run = _resolve(variants, dataset, cfg, task, final, progress, trust)
+    with _torch_threads(run.threads):
+        _predict_all(run)
+        if cfg.latency:
+            run.latency, run.timed = _latency(run)
+    records = _records(run)
+    if cfg.memory:
+        _measure_memory(run, records)
+    _relative_figures(records, run.reference)
+    mark_pareto(records)
+    return Report(_metrics(run, records))
+
+
+@dataclass
+class _Run:
+    """What the phases of one evaluation share: the inputs as resolved and checked, then the
+    predictions (`runs`) and the timings."""
+
+    cfg: EvalConfig
+    progress: bool
+    reference: str
+    final: str | None
+    baselines: list
+    split: str | None  # as metrics.json records it: None for a Dataset given without splits
+    fingerprint: str | None  # of the data as given
+    task: Any
+    threads: int
+    placement: Any
+    batch_sizes: tuple
+    examples: Any = None  # the split as scored: its labels as the reference's output indices
+    aligned: Any = None  # eval/labels.py AlignedLabels
+    resolved: dict = field(default_factory=dict)
+    tokenizers: dict = field(default_factory=dict)
+    runners: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)  # per variant: outputs and predictions (_predict)
+    latency: dict = field(default_factory=dict)
+    timed: int = 0
+
+
+def _resolve(variants, dataset, cfg: EvalConfig, task, final, progress, trust) -> _Run:
+    """Every variant and the data resolved and checked, before any long work."""
+    reference = _check_names(variants, cfg, final)
+    dataset, examples = _load_examples(dataset, cfg)
+    task = get_task(task) if task is not None else task_for_dataset(examples)
+    _check_columns(task, examples)
+    run = _Run(
+        cfg=cfg,
+        progress=progress,
+        reference=reference,
+        final=final,
+        baselines=list(cfg.baselines),
+        split=cfg.split if hasattr(dataset, "keys") or cfg.split == "all" else None,
+        fingerprint=getattr(examples, "_fingerprint", None),
+        task=task,
+        threads=cfg.threads or default_threads(),
+        placement=devices.resolve_device(cfg.device),
+        batch_sizes=tuple(sorted(set(cfg.batch_sizes))),
+    )
+    run.resolved = _resolve_variants(variants, task, trust)
+    run.aligned = align_labels(task, examples, run.resolved, reference, cfg.label_map)
+    run.examples = run.aligned.examples
+    run.tokenizers = _tokenizers(run)
+    run.runners = _runners(run)
+    return run
+
+
+def _check_names(variants, cfg: EvalConfig, final) -> str:
+    """The reference (default: the first variant); the reference, final and baselines must
+    be among the variants."""
     if not variants:
         raise PocketsizeError("no variants given; pass {name: model_dir_or_model, ...}")
-    reference = reference or next(iter(variants))
-    baselines = list(baselines or [])
+    reference = cfg.reference or next(iter(variants))
     for role, name in (
         ("reference", reference),
         ("final", final),
-        *(("baseline", b) for b in baselines),
+        *(("baseline", b) for b in cfg.baselines),
     ):
         if name is not None and name not in variants:
             raise PocketsizeError(
                 f"{role} {name!r} is not among the variants ({', '.join(variants)}); "
                 f"pass one of them as {role}="
             )
+    return reference
+
+
+def _load_examples(dataset, cfg: EvalConfig):
+    """(the dataset as loaded, the examples evaluated: its split, sampled to max_examples)."""
     if isinstance(dataset, (str, os.PathLike)):
         from pocketsize.data import load_dataset
 
         # "all": every row of the file(s) as given, nothing split off (a small labelled file)
-        dataset = load_dataset(dataset, split="all") if split == "all" else load_dataset(dataset)
-    examples = _select_split(dataset, split)
-    if max_examples is not None and max_examples < len(examples):
+        all_rows = cfg.split == "all"
+        dataset = load_dataset(dataset, split="all") if all_rows else load_dataset(dataset)
+    examples = _select_split(dataset, cfg.split)
+    if cfg.max_examples is not None and cfg.max_examples < len(examples):
         # A seeded sample, not the first rows: splits are often sorted (e.g. by label).
-        examples = examples.shuffle(seed=seed).select(range(max_examples))
-    task = get_task(task) if task is not None else task_for_dataset(examples)
-    _check_columns(task, examples)
-    threads = threads or default_threads()
-    placement = devices.resolve_device(device)
-    batch_sizes = tuple(sorted({int(b) for b in batch_sizes}))
+        examples = examples.shuffle(seed=cfg.seed).select(range(cfg.max_examples))
+    return dataset, examples
 
-    # ---- resolve and check everything before any long work ----
+
+def _resolve_variants(variants, task, trust: dict) -> dict:
     resolved = {name: resolve_variant(name, spec) for name, spec in variants.items()}
     for variant in resolved.values():
-        variant.trust_module_code = trust_module_code
-        variant.trust_remote_code = trust_remote_code
+        variant.trust_module_code = trust["trust_module_code"]
+        variant.trust_remote_code = trust["trust_remote_code"]
     for variant in resolved.values():
         check_architecture(variant.config.get("model_type"), task)  # e.g. GPT-2 for extractive QA
-    fingerprint = getattr(examples, "_fingerprint", None)  # of the data as given
-    aligned = align_labels(task, examples, resolved, reference, label_map)
-    examples, label_names = aligned.examples, aligned.names
-    # non-text tasks (e.g. arrays of pixels) read their inputs from the data, with no tokenizer
-    tokenizers = {
-        name: load_tokenizer(v) if task.needs_tokenizer else None for name, v in resolved.items()
-    }
-    for name, variant in resolved.items():
-        if task.needs_tokenizer:
-            _check_vocab(variant, tokenizers[name])
-    runners = {}
-    for name, variant in resolved.items():
-        runners[name] = make_runner(variant, task, threads, placement)
-        if label_names is not None:
-            _check_onnx_label_count(name, runners[name], len(label_names))
+    return resolved
 
+
+def _tokenizers(run: _Run) -> dict:
+    """Each variant's tokenizer, checked against its vocabulary; non-text tasks (e.g. arrays
+    of pixels) read their inputs from the data, with no tokenizer."""
+    if not run.task.needs_tokenizer:
+        return {name: None for name in run.resolved}
+    tokenizers = {name: load_tokenizer(v) for name, v in run.resolved.items()}
+    for name, variant in run.resolved.items():
+        _check_vocab(variant, tokenizers[name])
+    return tokenizers
+
+
+def _runners(run: _Run) -> dict:
+    runners = {}
+    for name, variant in run.resolved.items():
+        runners[name] = make_runner(variant, run.task, run.threads, run.placement)
+        if run.aligned.names is not None:
+            _check_onnx_label_count(name, runners[name], len(run.aligned.names))
+    return runners
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
     import torch
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        runs = {}
-        for name, variant in resolved.items():
-            runs[name] = _predict(
-                name,
-                runners[name],
-                tokenizers[name],
-                task,
-                examples,
-                max_length_of(variant.config, tokenizers[name], max_length),
-                eval_batch_size,
-                progress,
-                aligned.orders.get(name),
-            )
-        latency_results, timed = {}, 0
-        if latency:
-            latency_results, timed = _latency(
-                runners, runs, batch_sizes, latency_examples, repeats, warmup, seed, progress
-            )
+        yield
     finally:
         torch.set_num_threads(previous_threads)
 
-    # ---- metrics, fidelity, intervals ----
-    indices = bootstrap.resample_indices(len(examples), bootstrap_samples, seed)
-    ref_run = runs[reference]
+
+def _predict_all(run: _Run) -> None:
+    for name, variant in run.resolved.items():
+        tokenizer = run.tokenizers[name]
+        run.runs[name] = _predict(
+            name,
+            run.runners[name],
+            tokenizer,
+            run.task,
+            run.examples,
+            max_length_of(variant.config, tokenizer, run.cfg.max_length),
+            run.cfg.eval_batch_size,
+            run.progress,
+            run.aligned.orders.get(name),
+        )
+
+
+def _records(run: _Run) -> dict:
+    """Per variant: where it ran, its metric, fidelity and intervals, its cost and latency."""
+    indices = bootstrap.resample_indices(len(run.examples), run.cfg.bootstrap_samples, run.cfg.seed)
+    ref_run = run.runs[run.reference]
     records = {}
-    for name, variant in resolved.items():
-        run = runs[name]
+    for name, variant in run.resolved.items():
         records[name] = {
             "kind": variant.kind,
             "source": variant.source,
-            "runs_on": runners[name].runs_on,
-            **_quality(task, examples, run, ref_run, indices, label_names),
-            **_cost(variant, runners[name]),
+            "runs_on": run.runners[name].runs_on,
+            **_quality(run.task, run.examples, run.runs[name], ref_run, indices, run.aligned.names),
+            **_cost(variant, run.runners[name]),
         }
-        if latency:
-            records[name]["latency_ms"] = latency_results[name]
+        if run.cfg.latency:
+            records[name]["latency_ms"] = run.latency[name]
             records[name]["throughput_per_s"] = {
-                bs: stats["throughput_per_s"] for bs, stats in latency_results[name].items()
+                bs: stats["throughput_per_s"] for bs, stats in run.latency[name].items()
             }
-    if memory:
-        for name, variant in tqdm(resolved.items(), desc="peak memory", disable=not progress):
-            batch = runs[name]["pad"](runs[name]["rows"][: max(batch_sizes)])
-            records[name]["memory"] = peak_memory.measure_peak_memory(variant, task, batch, threads)
-    _relative_figures(records, reference)
-    mark_pareto(records)
+    return records
 
-    metrics = {
+
+def _measure_memory(run: _Run, records: dict) -> None:
+    for name, variant in tqdm(run.resolved.items(), desc="peak memory", disable=not run.progress):
+        batch = run.runs[name]["pad"](run.runs[name]["rows"][: max(run.batch_sizes)])
+        records[name]["memory"] = peak_memory.measure_peak_memory(
+            variant, run.task, batch, run.threads
+        )
+
+
+def _metrics(run: _Run, records: dict) -> dict:
+    """metrics.json (schema: SCHEMA.md)."""
+    return {
         "schema_version": SCHEMA_VERSION,
-        "task": task.name,
-        "reference": reference,
-        "final": final,
-        "baselines": baselines,
+        "task": run.task.name,
+        "reference": run.reference,
+        "final": run.final,
+        "baselines": run.baselines,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {**machine_info(), "gpu": devices.gpu_info() if placement.on_gpu else None},
+        "machine": {**machine_info(), "gpu": devices.gpu_info() if run.placement.on_gpu else None},
         "versions": library_versions(),
-        "settings": {
-            "split": split if hasattr(dataset, "keys") or split == "all" else None,
-            # inputs longer than a variant's token limit are cut to it, not refused
-            "truncated_inputs": {
-                name: {"examples": run["truncated"], "max_length": run["max_length"]}
-                for name, run in runs.items()
-                if run["truncated"]
-            },
-            "examples": len(examples),
-            "dataset_fingerprint": fingerprint,
-            "label_mapping": aligned.record,
-            "primary_metric": task.primary_metric,
-            "agreement": task.agreement_meaning,
-            "threads": threads,
-            "device": placement.record(r.note for r in runners.values() if getattr(r, "note", "")),
-            "batch_sizes": list(batch_sizes),
-            "eval_batch_size": eval_batch_size,
-            "max_length": max_length,
-            "latency": {
-                "measured": bool(latency),
-                "inputs_timed": timed,
-                "repeats": repeats,
-                "warmup_calls": warmup,
-                "interleaved": False,
-                "protocol": "rotating blocks",
-                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                "ort_spinning": True,
-                "timed": "model call only; inputs pre-tokenized, padded per batch to its longest",
-            },
-            "bootstrap": {"samples": bootstrap_samples, "confidence": 0.95, "seed": seed},
-            "memory": {
-                "measured": bool(memory),
-                "method": "VmHWM (peak RSS) of a fresh process per variant running one batch "
-                "on the CPU",
-            },
-        },
-        "labels": label_names,
+        "settings": _settings(run),
+        "labels": run.aligned.names,
         "variants": records,
     }
-    return Report(metrics)
+
+
+def _settings(run: _Run) -> dict:
+    cfg, runners = run.cfg, run.runners
+    return {
+        "split": run.split,
+        # inputs longer than a variant's token limit are cut to it, not refused
+        "truncated_inputs": {
+            name: {"examples": r["truncated"], "max_length": r["max_length"]}
+            for name, r in run.runs.items()
+            if r["truncated"]
+        },
+        "examples": len(run.examples),
+        "dataset_fingerprint": run.fingerprint,
+        "label_mapping": run.aligned.record,
+        "primary_metric": run.task.primary_metric,
+        "agreement": run.task.agreement_meaning,
+        "threads": run.threads,
+        "device": run.placement.record(r.note for r in runners.values() if getattr(r, "note", "")),
+        "batch_sizes": list(run.batch_sizes),
+        "eval_batch_size": cfg.eval_batch_size,
+        "max_length": cfg.max_length,
+        "latency": {
+            "measured": bool(cfg.latency),
+            "inputs_timed": run.timed,
+            "repeats": cfg.repeats,
+            "warmup_calls": cfg.warmup,
+            "interleaved": False,
+            "protocol": "rotating blocks",
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "ort_spinning": True,
+            "timed": "model call only; inputs pre-tokenized, padded per batch to its longest",
+        },
+        "bootstrap": {"samples": cfg.bootstrap_samples, "confidence": 0.95, "seed": cfg.seed},
+        "memory": {
+            "measured": bool(cfg.memory),
+            "method": "VmHWM (peak RSS) of a fresh process per variant running one batch "
+            "on the CPU",
+        },
+    }
 
 
 def _select_split(dataset, split: str):
@@ -379,19 +464,20 @@ def _cost(variant, runner) -> dict:
     }
 
 
-def _latency(runners, runs, batch_sizes, n_inputs, repeats, warmup, seed, progress):
+def _latency(run: _Run):
     """Time the same (randomly chosen, seeded) test inputs on every variant."""
-    n_features = min(len(run["rows"]) for run in runs.values())
-    n_inputs = min(n_inputs, n_features)
-    chosen = np.random.default_rng(seed).permutation(n_features)[:n_inputs]
+    cfg = run.cfg
+    n_features = min(len(r["rows"]) for r in run.runs.values())
+    n_inputs = min(cfg.latency_examples, n_features)
+    chosen = np.random.default_rng(cfg.seed).permutation(n_features)[:n_inputs]
     batches = {
         name: {
-            bs: timing.make_batches([run["rows"][i] for i in chosen], bs, run["pad"])
-            for bs in batch_sizes
+            bs: timing.make_batches([r["rows"][i] for i in chosen], bs, r["pad"])
+            for bs in run.batch_sizes
         }
-        for name, run in runs.items()
+        for name, r in run.runs.items()
     }
-    results = timing.measure_latency(runners, batches, repeats, warmup, progress)
+    results = timing.measure_latency(run.runners, batches, cfg.repeats, cfg.warmup, run.progress)
     return results, int(n_inputs)
 
 

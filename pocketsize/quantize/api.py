@@ -1,12 +1,15 @@
-"""`quantize(model, data, method=...)`: resolves inputs, validates them, writes the output dir."""
+"""`quantize(model, data, method=...)`: builds the method's config (quantize/config.py) and runs
+the handler registered for its type; the ONNX methods share one resolve / check / write path."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.formats import hf_load
@@ -23,6 +26,17 @@ from pocketsize.formats.onnx_dir import (
 from pocketsize.formats.ort_format import to_mobile
 from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
 from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
+from pocketsize.options import keywords_from
+from pocketsize.quantize.config import (
+    AutoConfig,
+    Bf16Config,
+    CastConfig,
+    DynamicConfig,
+    FourBitConfig,
+    StaticConfig,
+    build_config,
+    register_method,
+)
 from pocketsize.quantize.dynamic import DynamicSettings, check_node_names, quantize_dynamic_file
 from pocketsize.quantize.static import (
     MIN_CALIBRATION_EXAMPLES,
@@ -30,221 +44,202 @@ from pocketsize.quantize.static import (
     quantize_static_file,
 )
 
-METHODS = ("dynamic", "static", "auto", "fp16", "bf16")
 TRIALS_LOG = "quantize_trials.json"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What every method gets besides its config: the model, the data and where to write."""
+
+    model: Any
+    data: Any
+    out: str | os.PathLike | None
+    task: str | None
+    overwrite: bool
+    seed: int
+    trust_remote_code: bool
+    trust_module_code: bool
 
 
 def quantize(
     model,
     data=None,
     *,
-    method: str = "dynamic",
+    method: str | None = None,
+    config=None,
     out: str | os.PathLike | None = None,
-    max_drop: float = 0.01,
     task: str | None = None,
-    target: str = "auto",
-    per_channel: bool = True,
-    weight_type: str | None = None,
-    reduce_range: bool | None = None,
-    quantize_embeddings: bool = True,
-    op_types: list[str] | None = None,
-    exclude_op_types: list[str] | None = None,
-    exclude_nodes: list[str] | None = None,
-    embedding_bits: int = 8,
-    matmul_bits: int = 8,
-    block_size: int = 32,
-    calibration: str = "minmax",
-    calibration_size: int = 256,
-    calibration_split: str = "train",
-    eval_split: str = "validation",
-    eval_size: int | None = None,
-    label_map: dict | str | None = None,
-    max_length: int | None = None,
-    exhaustive: bool = False,
-    max_size_mb: float | None = None,
-    min_agreement: float | None = None,
-    mobile: bool = False,
-    transformers_js: bool = False,
     overwrite: bool = False,
     seed: int = 0,
     trust_remote_code: bool = False,
     trust_module_code: bool = False,
+    **options,
 ) -> Path:
     """Quantize a model and return the output directory.
 
-    model: an ONNX directory or .onnx file (a PyTorch model directory: export it first).
-    data: a DatasetDict or dataset name; needed by static (calibration split) and auto (eval split).
-    method: dynamic | static | auto (accuracy budget `max_drop`, absolute drop of the task's
-      primary metric on `eval_split`; with max_size_mb, a configuration whose model file is
-      larger is out of budget too, so that keeping a big node such as the embedding in float
-      cannot buy the accuracy; with min_agreement, one whose predictions agree with the float
-      model's on less than that share of `eval_split` is out of budget too: "is this still my
-      model" as a budget) | fp16 | bf16 (PyTorch casts of a PyTorch model directory).
-    target: CPU preset auto | avx2 | avx512 | avx512_vnni | arm64 (weight type, reduce_range).
-    embedding_bits / matmul_bits: 8 (int8) or 4 (dynamic and auto): 4-bit embedding tables
-      (GatherBlockQuantized; a fused EmbedLayerNormalization is unfused first) and 4-bit MatMul
-      weights (MatMulNBits), each block of `block_size` values with its own scale and zero point.
+    model: an ONNX directory or .onnx file (a PyTorch model directory: export it first; fp16 /
+      bf16 cast a PyTorch model directory).
+    data: a DatasetDict or dataset name; read by static (calibration split) and auto (eval split).
+    method / config: dynamic (default) | 4bit | static | auto | fp16 | bf16, or the method's
+      config (DynamicConfig, FourBitConfig, StaticConfig, AutoConfig, CastConfig, Bf16Config in
+      pocketsize/quantize/config.py, which says what each option does); the other keywords are
+      that config's fields, and an option of another method is refused in one line. auto keeps
+      the fastest configuration whose metric drops by at most max_drop on eval_split (and whose
+      file is at most max_size_mb, and whose predictions agree with the float model's on at
+      least min_agreement of the examples).
     seed: recorded in the manifest; the quantizers and the search are deterministic.
     trust_remote_code: a directory whose config or tokenizer config names its own code
       (auto_map) is quantized only with this set (its tokenizer runs that code); without, it is
       refused in one line before any work. trust_module_code: fp16 / bf16 of a module
       directory whose class lives outside pocketsize (importing it runs its code).
-    label_map: data label -> model label for auto's scoring, as evaluate's (labels are matched
-      to the model's id2label by name; e.g. {"0": "negative", "1": "positive"}).
-    transformers_js: also lay the result out as transformers.js loads it (onnx/
-      model_quantized.onnx, or onnx/model_q4.onnx with 4-bit weights).
     Output: model_quantized.onnx + config.json + tokenizer files + pocketsize.json
     (+ quantize_trials.json for auto, + model_quantized.ort with mobile=True).
     """
-    if method not in METHODS:
-        raise PocketsizeError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if not 0 <= max_drop <= 1:
-        raise PocketsizeError(
-            f"max_drop={max_drop} is not an absolute metric drop in [0, 1]; e.g. 0.01 = one point"
-        )
-    if max_size_mb is not None and (method != "auto" or not max_size_mb > 0):
-        raise PocketsizeError(
-            f"max_size_mb={max_size_mb} applies to method='auto' only, as a size in MB above 0"
-        )
-    if min_agreement is not None and (method != "auto" or not 0 < min_agreement <= 1):
-        raise PocketsizeError(
-            f"min_agreement={min_agreement} applies to method='auto' only, as a share of "
-            "examples in (0, 1], e.g. 0.99"
-        )
-    if transformers_js and (method in ("fp16", "bf16") or is_multi_graph(str(model))):
-        raise PocketsizeError(
-            "the transformers.js layout is written for one ONNX graph of an encoder model "
-            f"(int8 or 4-bit); method={method!r} on this model is not one (drop transformers_js)"
-        )
+    cfg = build_config(method, config, options)
     if isinstance(model, (str, os.PathLike)):
         hf_load.refuse_own_code(model, trust_remote_code)
-    if method in ("fp16", "bf16"):
-        trust = {"trust_remote_code": trust_remote_code, "trust_module_code": trust_module_code}
-        return _cast_torch(model, method, out, task, overwrite, **trust)
-    if isinstance(model, (str, os.PathLike)) and is_multi_graph(model):
-        # T5-style exports hold an encoder and decoder graphs: each is quantized
-        if method != "dynamic":
-            raise PocketsizeError(
-                f"method={method!r} is not supported for encoder-decoder exports (several "
-                "graphs); use method='dynamic'"
-            )
-        from pocketsize.quantize.multi_graph import quantize_graphs
+    request = Request(model, data, out, task, overwrite, seed, trust_remote_code, trust_module_code)
+    return HANDLERS[type(cfg)](request, cfg)
 
-        out = Path(out) if out is not None else _default_out(Path(str(model)), "int8")
-        bits = dict(embedding_bits=embedding_bits, matmul_bits=matmul_bits, block_size=block_size)
-        return quantize_graphs(
-            model, out, overwrite=overwrite, target=target, per_channel=per_channel, **bits
-        )
-    dyn = DynamicSettings(
-        target=target,
-        weight_type=weight_type,
-        reduce_range=reduce_range,
-        per_channel=per_channel,
-        quantize_embeddings=quantize_embeddings,
-        op_types=op_types,
-        exclude_op_types=list(exclude_op_types or []),
-        exclude_nodes=list(exclude_nodes or []),
-        embedding_bits=embedding_bits,
-        matmul_bits=matmul_bits,
-        block_size=block_size,
-    ).resolved()
-    if (embedding_bits, matmul_bits) != (8, 8) and method == "static":
-        raise PocketsizeError(
-            "4-bit weights are weight-only (method='dynamic' or 'auto'); drop embedding_bits / "
-            "matmul_bits for static quantization"
-        )
-    stat = None
-    if method in ("static", "auto"):
-        stat = StaticSettings(
-            target=target,
-            calibration=calibration,
-            reduce_range=reduce_range,
-            per_channel=per_channel,
-            exclude_nodes=list(exclude_nodes or []),
-            calibration_size=calibration_size,
-        )
-        if op_types and method == "static":
-            stat.op_types = list(op_types)
-        stat = stat.resolved()
-        if data is None:
-            raise PocketsizeError(f"method={method!r} needs task data; pass data=... (--data NAME)")
-    src_dir, onnx_file = _resolve_onnx(model)
+
+_SIGNATURE_CLASSES = (DynamicConfig, FourBitConfig, StaticConfig, AutoConfig)
+quantize = keywords_from(*_SIGNATURE_CLASSES)(quantize)
+
+HANDLERS: dict[type, Callable[[Request, Any], Path]] = {}
+
+
+def register_handler(config_class: type, handler: Callable[[Request, Any], Path]) -> None:
+    """The function that quantizes for a config type (a new method: a config, register_method,
+    and this)."""
+    register_method(config_class)
+    HANDLERS[config_class] = handler
+
+
+@dataclass
+class Job:
+    """An ONNX method's resolved inputs: the graph, its directory, the task and the data."""
+
+    onnx_file: Path
+    src_dir: Path | None
+    out: Path
+    task: Any
+    source: Any  # _Splits, when the method reads data
+
+    def input_names(self) -> list[str]:
+        return _input_names(self.onnx_file)
+
+
+def onnx_method(write: Callable[[Job, Any, Path], dict]) -> Callable[[Request, Any], Path]:
+    """A handler for a method that writes model_quantized.onnx: resolves and checks the inputs,
+    then `write(job, config, file)` inside the atomic output directory returns its notes."""
+
+    def handle(request: Request, cfg) -> Path:
+        if isinstance(request.model, (str, os.PathLike)) and is_multi_graph(request.model):
+            return _several_graphs(request, cfg)
+        job = _resolve_job(request, cfg)
+        manifest = read_manifest(job.src_dir)
+        with atomic_dir(job.out, request.overwrite) as tmp:
+            info = write(job, cfg, tmp / QUANTIZED_FILE)
+            info["seed"] = request.seed
+            _finish_dir(tmp, job, manifest, request.model, info, cfg)
+        return job.out
+
+    return handle
+
+
+def _resolve_job(request: Request, cfg) -> Job:
+    if cfg.reads_data and request.data is None:
+        raise PocketsizeError(f"method={cfg.method!r} needs task data; pass data=... (--data NAME)")
+    src_dir, onnx_file = _resolve_onnx(request.model)
+    out = request.out
     out = Path(out) if out is not None else _default_out(src_dir or onnx_file.parent, "int8")
-    check_output_dir(out, overwrite)
-    check_node_names(onnx_file, dyn.exclude_nodes)
-    manifest = read_manifest(src_dir)
-    task_obj = _task_of(task, src_dir)
-    if transformers_js and task_obj is not None and task_obj.generates:
+    check_output_dir(out, request.overwrite)
+    check_node_names(onnx_file, getattr(cfg, "exclude_nodes", ()))  # (a method may keep none)
+    task_obj = _task_of(request.task, src_dir)
+    if cfg.transformers_js and task_obj is not None and task_obj.generates:
         raise PocketsizeError(
             f"the transformers.js layout is not written for {task_obj.name} models (past key "
             "values) yet; drop transformers_js"
         )
     source = None
-    if data is not None:
-        source = _prepare_data(data, task_obj, src_dir, max_length, trust_remote_code)
-    if source is not None:
-        source.match_labels(src_dir, label_map)
-    with atomic_dir(out, overwrite) as tmp:
-        dst = tmp / QUANTIZED_FILE
-        info: dict = {}
-        if method == "dynamic":
-            info["quantization"] = quantize_dynamic_file(onnx_file, dst, dyn).to_dict()
-        elif method == "static":
-            cal = source.split(calibration_split, calibration_size)
-            names = _input_names(onnx_file)
-            cal.check_inputs(names)
-            applied = quantize_static_file(
-                onnx_file, dst, lambda: cal.batches(names, stat.batch_size), stat, len(cal)
-            )
-            info["quantization"] = dict(applied.to_dict(), calibration_examples=len(cal))
-        else:
-            info.update(
-                _run_auto(
-                    onnx_file, dst, tmp, source, dyn, stat,
-                    max_drop=max_drop,
-                    eval_split=eval_split,
-                    eval_size=eval_size,
-                    calibration_split=calibration_split,
-                    exhaustive=exhaustive,
-                    max_size_mb=max_size_mb,
-                    min_agreement=min_agreement,
-                )
-            )  # fmt: skip
-        info["seed"] = seed
-        _finish_dir(tmp, src_dir, manifest, task_obj, model, info, mobile, transformers_js)
-    return out
+    if cfg.reads_data:
+        source = _prepare_data(
+            request.data, task_obj, src_dir, cfg.max_length, request.trust_remote_code
+        )
+        source.match_labels(src_dir, getattr(cfg, "label_map", None))
+    return Job(onnx_file, src_dir, out, task_obj, source)
 
 
-def _run_auto(
-    onnx_file, dst, tmp, source, dyn, stat, *, max_drop, eval_split, eval_size,
-    calibration_split, exhaustive, max_size_mb=None, min_agreement=None,
-) -> dict:  # fmt: skip
+def _several_graphs(request: Request, cfg) -> Path:
+    """T5-style exports hold an encoder and decoder graphs: each is quantized alone."""
+    from pocketsize.quantize.multi_graph import quantize_graphs
+
+    if not cfg.several_graphs or cfg.transformers_js:
+        raise PocketsizeError(
+            f"method={cfg.method!r} is not supported for encoder-decoder exports (several "
+            "graphs); use method='dynamic' without transformers_js"
+        )
+    model = Path(str(request.model))
+    out = Path(request.out) if request.out is not None else _default_out(model, "int8")
+    bits = dict(
+        embedding_bits=cfg.embedding_bits, matmul_bits=cfg.matmul_bits, block_size=cfg.block_size
+    )
+    return quantize_graphs(
+        model, out, overwrite=request.overwrite, target=cfg.target,
+        per_channel=cfg.per_channel, **bits,
+    )  # fmt: skip
+
+
+def _write_dynamic(job: Job, cfg: DynamicConfig, dst: Path) -> dict:
+    return {
+        "quantization": quantize_dynamic_file(job.onnx_file, dst, cfg.dynamic_settings()).to_dict()
+    }
+
+
+def _write_static(job: Job, cfg: StaticConfig, dst: Path) -> dict:
+    settings = cfg.static_settings()
+    cal = job.source.split(cfg.calibration_split, cfg.calibration_size)
+    names = job.input_names()
+    cal.check_inputs(names)
+    applied = quantize_static_file(
+        job.onnx_file, dst, lambda: cal.batches(names, settings.batch_size), settings, len(cal)
+    )
+    return {"quantization": dict(applied.to_dict(), calibration_examples=len(cal))}
+
+
+def _write_auto(job: Job, cfg: AutoConfig, dst: Path) -> dict:
     from pocketsize.quantize.auto import auto_quantize
 
-    val = source.split(eval_split, eval_size, scored=True)
-    names = _input_names(onnx_file)
+    dyn, stat = cfg.dynamic_settings(), cfg.static_settings()
+    val = job.source.split(cfg.eval_split, cfg.eval_size, scored=True)
+    names = job.input_names()
     calib = None
-    if len(source.splits.get(calibration_split, ())) >= MIN_CALIBRATION_EXAMPLES:
-        cal = source.split(calibration_split, stat.calibration_size)
+    if len(job.source.splits.get(cfg.calibration_split, ())) >= MIN_CALIBRATION_EXAMPLES:
+        cal = job.source.split(cfg.calibration_split, stat.calibration_size)
         calib = (lambda: cal.batches(names, stat.batch_size), len(cal))
     summary = auto_quantize(
-        onnx_file, dst, val, dyn, max_drop, tmp / TRIALS_LOG, calib, stat, exhaustive,
-        max_size_bytes=None if max_size_mb is None else int(max_size_mb * 1e6),
-        min_agreement=min_agreement,
+        job.onnx_file, dst, val, dyn, cfg.max_drop, dst.parent / TRIALS_LOG, calib, stat,
+        cfg.exhaustive,
+        max_size_bytes=None if cfg.max_size_mb is None else int(cfg.max_size_mb * 1e6),
+        min_agreement=cfg.min_agreement,
     )  # fmt: skip
+    return _budget_notes(summary, cfg)
+
+
+def _budget_notes(summary: dict, cfg: AutoConfig) -> dict:
     chosen = next(t for t in summary["trials"] if t.get("name") == summary["chosen"])
     return {
         "quantization": chosen["settings"],
         "accuracy_budget": {
             "metric": summary["metric"],
-            "max_drop": max_drop,
+            "max_drop": cfg.max_drop,
             "float_metric": summary["float"]["metric"],
             "quantized_metric": chosen["metric"],
             "drop": chosen["drop"],
             "budget_met": summary["budget_met"],
             "miss_by": summary["miss_by"],
-            "max_size_mb": max_size_mb,
-            "min_agreement": min_agreement,
+            "max_size_mb": cfg.max_size_mb,
+            "min_agreement": cfg.min_agreement,
             "agreement": chosen["agreement"],
             "agreement_miss_by": summary.get("agreement_miss_by"),
             "trials_log": TRIALS_LOG,
@@ -252,23 +247,21 @@ def _run_auto(
     }
 
 
-def _finish_dir(
-    tmp: Path, src_dir, manifest, task_obj, model, info, mobile, transformers_js=False
-) -> None:
-    if src_dir is not None:
-        copy_model_side_files(src_dir, tmp)
+def _finish_dir(tmp: Path, job: Job, manifest: dict, model, info: dict, cfg) -> None:
+    if job.src_dir is not None:
+        copy_model_side_files(job.src_dir, tmp)
     write_manifest(
         tmp,
         format="onnx",
         file=QUANTIZED_FILE,
-        task=task_obj.name if task_obj else None,
+        task=job.task.name if job.task else None,
         model_type=manifest.get("model_type"),
         source=str(model) if not hasattr(model, "forward") else type(model).__name__,
         **info,
     )
-    if mobile:
+    if cfg.mobile:
         to_mobile(tmp)
-    if transformers_js:
+    if cfg.transformers_js:
         from pocketsize.formats.transformers_js import add_transformers_js_layout
 
         add_transformers_js_layout(tmp)  # q8, or q4 with 4-bit weights
@@ -390,12 +383,12 @@ def _default_out(model_dir: Path, suffix: str) -> Path:
     return model_dir.with_name(f"{model_dir.name}-{suffix}")
 
 
-def _cast_torch(
-    model, dtype: str, out, task, overwrite, trust_remote_code=False, trust_module_code=False
-) -> Path:
+def _cast_torch(request: Request, cfg: CastConfig) -> Path:
     """fp16 / bf16 copy of a PyTorch model directory (save_pretrained format)."""
     from pocketsize.quantize.torch_int8 import quantize_torch
 
+    model, dtype, out, overwrite = request.model, cfg.method, request.out, request.overwrite
+    trust_remote_code = request.trust_remote_code
     path = Path(str(model))
     if not (path.is_dir() and (path / "config.json").is_file()) or any(path.glob("*.onnx")):
         raise PocketsizeError(
@@ -407,13 +400,13 @@ def _cast_torch(
         )
     out = Path(out) if out is not None else _default_out(path, dtype)
     check_output_dir(out, overwrite)
-    task_obj = _task_of(task, path)
+    task_obj = _task_of(request.task, path)
     if task_obj is None:
         raise PocketsizeError(
             "cannot tell the model's task; pass task='text-classification' or 'extractive-qa'"
         )
     torch_model = load_model_dir(
-        path, task_obj.auto_model_class(), trust_module_code, trust_remote_code
+        path, task_obj.auto_model_class(), request.trust_module_code, trust_remote_code
     )
     tokenizer = hf_load.load_tokenizer(path, trust_remote_code)
     with atomic_dir(out, overwrite) as tmp:
@@ -424,6 +417,14 @@ def _cast_torch(
             {"format": "pytorch", "dtype": dtype, "task": task_obj.name, "source": str(model)},
         )
     return out
+
+
+register_handler(DynamicConfig, onnx_method(_write_dynamic))
+register_handler(FourBitConfig, onnx_method(_write_dynamic))
+register_handler(StaticConfig, onnx_method(_write_static))
+register_handler(AutoConfig, onnx_method(_write_auto))
+register_handler(CastConfig, _cast_torch)
+register_handler(Bf16Config, _cast_torch)
 
 
 def layer_sensitivity(
