@@ -181,12 +181,27 @@ def test_trust_remote_code_runs_it(workdir, tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out.strip())[0]["label"] in ("negative", "positive")
 
 
+@pytest.mark.parametrize("verb", ["finetune", "distill"])
+def test_the_training_verbs_pass_trust_remote_code_to_their_loaders(
+    verb, workdir, tmp_path, monkeypatch
+):
+    import transformers.dynamic_module_utils as dynamic
+
+    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    marker = tmp_path / "trusted-code-ran"
+    trusted = add_evil_tokenizer(shutil.copytree(workdir / "good", tmp_path / "m"), marker)
+    out = tmp_path / "out"
+    argv = argv_of(verb, str(trusted), str(workdir / "data"), str(out))
+    assert main(argv + ["--trust-remote-code", "--no-evaluate"]) == 0
+    assert marker.read_text() == "ran" and (out / "model.safetensors").is_file()
+
+
 MODEL_VERBS = ("predict", "eval", "export", "quantize", "prune", "finetune", "distill")
 
 
-@pytest.mark.parametrize("verb", [v for v in MODEL_VERBS if v not in ("finetune", "distill")])
+@pytest.mark.parametrize("verb", MODEL_VERBS)
 def test_every_verb_that_loads_a_model_takes_both_trust_flags(verb):
-    # finetune and distill take theirs from their configs (pocketsize/distill/config.py)
     from pocketsize.cli import build_parser
 
     argv = argv_of(verb, "m", "d", "o") + ["--trust-remote-code", "--trust-module-code"]

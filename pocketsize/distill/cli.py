@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from pocketsize.distill.config import DistillConfig, FinetuneConfig
+from pocketsize.formats.hf_load import add_trust_options
 from pocketsize.options import add_arguments, from_args
 from pocketsize.tasks.cli_data import add_columns_option, data_for_stage
 
@@ -37,6 +38,7 @@ def _inputs(p, task_help: str) -> None:
     p.add_argument("--task", help=task_help)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    add_trust_options(p)
 
 
 def _summary(out) -> None:
@@ -61,6 +63,8 @@ def run_finetune(args) -> int:
         task=args.task,
         overwrite=args.overwrite,
         resume=args.resume,
+        trust_remote_code=args.trust_remote_code,
+        trust_module_code=args.trust_module_code,
     )
     _summary(out)
     return 0
@@ -79,6 +83,8 @@ def run_distill(args) -> int:
         task=args.task,
         overwrite=args.overwrite,
         resume=args.resume,
+        trust_remote_code=args.trust_remote_code,
+        trust_module_code=args.trust_module_code,
     )
     _summary(out)
     return 0

@@ -67,6 +67,8 @@ def distill(
     resume: bool = False,
     progress: bool = True,
     callbacks=None,
+    trust_remote_code: bool = False,
+    trust_module_code: bool = False,
     **options,
 ) -> Path:
     """Distil `teacher` into `student` on `data`; returns the student's directory.
@@ -94,6 +96,9 @@ def distill(
         as its K largest logits per position (the top-k token KL, K=64 unless given;
         stage.json records the mass they cover).
     shuffle=False: examples in order, every epoch (for comparing runs; see training.train).
+    trust_remote_code / trust_module_code: let the teacher's or a student directory's own code
+    run (an auto_map in its config or tokenizer config; a module directory's class from
+    outside pocketsize); off, such a model is refused in one line before any work.
 
     Under torchrun / accelerate launch every process trains its share of each batch (DDP);
     the main process alone fills the cache and writes the output, the others wait for it.
@@ -103,7 +108,8 @@ def distill(
     out = Path(out) if out is not None else T.default_out("distill")
     check_output_dir(out, overwrite)
     processes.start()
-    run = _resolve(teacher, data, student, task, tokenizer, student_tokenizer, cfg)
+    trust = {"trust_remote_code": trust_remote_code, "trust_module_code": trust_module_code}
+    run = _resolve(teacher, data, student, task, (tokenizer, student_tokenizer), cfg, trust)
     _training_examples(run)
     _prepare_losses(run)
     work, checkpoint = T.prepare_work_dir(out, resume)
@@ -164,6 +170,7 @@ class _Run:
     scratch: Path | None = None
     context: Any = None
     projections: Any = None
+    trust: dict = field(default_factory=dict)  # trust_remote_code, trust_module_code
 
     @property
     def needs(self) -> set:
@@ -174,7 +181,7 @@ class _Run:
         return self.needs & L.INTERMEDIATE
 
 
-def _resolve(teacher, data, student, task, tokenizer, student_tokenizer, cfg) -> _Run:
+def _resolve(teacher, data, student, task, tokenizers, cfg, trust: dict) -> _Run:
     """Load the data, the teacher and the student, and run every check that needs only them."""
     from pocketsize.tasks import get_task, task_for_dataset
 
@@ -186,6 +193,8 @@ def _resolve(teacher, data, student, task, tokenizer, student_tokenizer, cfg) ->
     intermediate = L.needs_of(weights) & L.INTERMEDIATE
     use_cache = _decide_cache(cfg.cache_setting, intermediate, task) and L.reads_teacher(weights)
     run = _Run(cfg, data, task, names, weights, T.resolve_bf16(cfg.bf16_setting), use_cache)
+    run.trust = trust
+    tokenizer, student_tokenizer = tokenizers
     _load_teacher(run, teacher, tokenizer)
     _build_student(run, student, student_tokenizer)
     run.shared_tokenizer = _check_tokenizers(
@@ -198,11 +207,12 @@ def _resolve(teacher, data, student, task, tokenizer, student_tokenizer, cfg) ->
 
 def _load_teacher(run: _Run, teacher, tokenizer) -> None:
     with processes.main_first():
-        run.teacher_model = load.load_model(teacher, run.task)
+        run.teacher_model = load.load_model(teacher, run.task, **run.trust)
     if run.task.needs_tokenizer:
         run.t_tok = load.load_tokenizer(
             tokenizer if tokenizer is not None or isinstance(teacher, nn.Module) else teacher,
             run.teacher_model,
+            trust_remote_code=run.trust["trust_remote_code"],
         )
     if isinstance(run.teacher_model, nn.Module):
         run.teacher_model.eval()
@@ -221,7 +231,7 @@ def _build_student(run: _Run, student, student_tokenizer) -> None:
     set_seed(run.cfg.seed)
     run.student_model, run.info = build_student(
         run.teacher_model, student, tokenizer=run.t_tok, task=run.task,
-        student_tokenizer=student_tokenizer,
+        student_tokenizer=student_tokenizer, trust=run.trust,
     )  # fmt: skip
     _check_architecture(run.student_model, run.task)
     load.check_labels(run.student_model, run.names, "student")
@@ -230,7 +240,9 @@ def _build_student(run: _Run, student, student_tokenizer) -> None:
     if run.learning_rate is None:
         run.learning_rate = DEFAULT_LEARNING_RATES.get(run.info.get("type"), FALLBACK_LEARNING_RATE)
     s_tok = student_tokenizer or run.info.get("tokenizer") or run.t_tok
-    run.s_tok = load.load_tokenizer(s_tok) if isinstance(s_tok, (str, Path)) else s_tok
+    if isinstance(s_tok, (str, Path)):
+        s_tok = load.load_tokenizer(s_tok, trust_remote_code=run.trust["trust_remote_code"])
+    run.s_tok = s_tok
 
 
 def _training_examples(run: _Run) -> None:

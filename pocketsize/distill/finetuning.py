@@ -42,6 +42,8 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     callbacks=None,
+    trust_remote_code: bool = False,
+    trust_module_code: bool = False,
     **options,
 ) -> Path:
     """Fine-tune `model` (catalogue name, directory, hub id or model) on `data`'s train split.
@@ -54,6 +56,9 @@ def finetune(
     took ~0.5x the wall time with the same loss on an AVX-512-BF16 CPU (distill_benchmark.py).
     Under torchrun / accelerate launch every process trains its share (DDP) and the main
     process alone writes `out`.
+    trust_remote_code / trust_module_code: let a model directory's own code run (an auto_map
+    in its config or tokenizer config; a module directory's class from outside pocketsize);
+    off, such a model is refused in one line before any work.
     """
     from pocketsize.tasks import get_task, task_for_dataset
 
@@ -69,7 +74,8 @@ def finetune(
     names = task.labels(train)
     bf16 = T.resolve_bf16(cfg.bf16_setting)
     set_seed(cfg.seed)  # the new head's initialisation
-    model_obj, tokenizer = _model_and_tokenizer(model, tokenizer, task, names)
+    trust = {"trust_remote_code": trust_remote_code, "trust_module_code": trust_module_code}
+    model_obj, tokenizer = _model_and_tokenizer(model, tokenizer, task, names, trust)
     max_length = task.training_max_length(train, tokenizer, model_obj, cfg.max_length)
     features = training_features(task, train, tokenizer, max_length, with_index=False)
     check_output_width(model_obj, features, task, tokenizer, names, "model")
@@ -105,7 +111,7 @@ def finetune(
     return out
 
 
-def _model_and_tokenizer(model, tokenizer, task, names):
+def _model_and_tokenizer(model, tokenizer, task, names, trust: dict):
     """The model to train (loaded, or the caller's with the data's label names) and its
     tokenizer, checked against each other and the task."""
     from pocketsize.tasks import check_architecture
@@ -113,8 +119,11 @@ def _model_and_tokenizer(model, tokenizer, task, names):
     if not hasattr(model, "forward"):
         with processes.main_first():  # fetched once, by the main process
             if task.needs_tokenizer:
-                tokenizer = load.load_tokenizer(tokenizer if tokenizer is not None else model)
-            model_obj = load.load_model(model, task, labels=names)
+                tokenizer = load.load_tokenizer(
+                    tokenizer if tokenizer is not None else model,
+                    trust_remote_code=trust["trust_remote_code"],
+                )
+            model_obj = load.load_model(model, task, labels=names, **trust)
     else:
         model_obj = model
         if task.needs_tokenizer:

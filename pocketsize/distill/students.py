@@ -199,11 +199,14 @@ def smaller_config(
     return student, info
 
 
-def build_student(teacher: nn.Module, spec="truncate", *, tokenizer=None, task=None, **kw):
+def build_student(
+    teacher: nn.Module, spec="truncate", *, tokenizer=None, task=None, trust=None, **kw
+):
     """Build a student from `spec` and the (loaded) teacher.
 
     Returns (student_module, info) where info holds `type`, for truncate students the kept
     `layers` (the natural layer mapping), and `tokenizer` when the student brings its own.
+    trust: trust_remote_code / trust_module_code for a student loaded from a directory.
     """
     if isinstance(spec, nn.Module):
         return spec, {"type": "module", "tokenizer": kw.get("student_tokenizer")}
@@ -214,6 +217,8 @@ def build_student(teacher: nn.Module, spec="truncate", *, tokenizer=None, task=N
             f"the {kind} student does not fit {task.name}; student builders for it: {allowed}"
         )
     opts.update({k: v for k, v in kw.items() if k != "student_tokenizer"})
+    if kind == "path":
+        return _student_from_directory(opts["path"], task, trust or {})
     if kind == "truncate":
         student, layers = truncate(teacher, opts.get("layers"))
         return student, {"type": "truncate", "layers": layers}
@@ -238,15 +243,18 @@ def build_student(teacher: nn.Module, spec="truncate", *, tokenizer=None, task=N
             **opts,
         )
         return student, {"type": "bilstm"}
-    # a model directory, catalogue name or hub id
+    raise PocketsizeError(f"unknown student kind {kind!r}")  # parse_spec names the kinds
+
+
+def _student_from_directory(path, task, trust: dict):
+    """A model directory, catalogue name or hub id as the student (with its own tokenizer)."""
     from pocketsize.distill import loading
     from pocketsize.formats.side_files import has_tokenizer
 
-    path = opts["path"]
-    student = loading.load_model(path, task)
+    student = loading.load_model(path, task, **trust)
     own = None
     if Path(path).is_dir() and has_tokenizer(path):
-        own = loading.load_tokenizer(path)
+        own = loading.load_tokenizer(path, trust_remote_code=trust.get("trust_remote_code", False))
     return student, {"type": "model", "path": path, "tokenizer": own}
 
 
