@@ -293,6 +293,50 @@ def test_auto_saves_the_best_quantized_model_when_the_budget_cannot_be_met(
     assert _ops(out / "model_quantized.onnx")["QEmbedLayerNormalization"] == 1
 
 
+def test_auto_names_the_budget_it_missed_and_keeps_the_trial_nearest_to_it(
+    broken_embedding_onnx, tiny_cls_data, tmp_path, caplog
+):
+    """An agreement budget no configuration meets: the summary names agreement (not the metric
+    drop, which every trial meets)."""
+    from datasets import DatasetDict
+
+    from pocketsize.quantize import quantize
+
+    data = DatasetDict({"validation": tiny_cls_data["validation"]})
+    out = quantize(
+        broken_embedding_onnx, data, method="auto", max_drop=1.0, min_agreement=1.0,
+        op_types=["EmbedLayerNormalization"], exhaustive=True, out=tmp_path / "auto",
+    )  # fmt: skip
+    budget = json.loads((out / "pocketsize.json").read_text())["accuracy_budget"]
+    trials = [t for t in json.loads((out / "quantize_trials.json").read_text())["trials"]]
+    agreements = sorted({t["agreement"] for t in trials if "agreement" in t})
+    assert agreements and agreements[-1] < 1.0  # none meets it
+    assert not budget["budget_met"] and list(budget["missed"]) == ["min_agreement"]
+    assert budget["miss_by"] == 0 and budget["agreement"] == agreements[-1]
+    assert budget["missed"]["min_agreement"] == pytest.approx(1.0 - agreements[-1])
+    assert "misses min_agreement by" in caplog.text
+
+
+def test_out_of_budget_the_trial_nearest_to_the_missed_budget_is_kept():
+    """Two trials that both miss the agreement budget (and meet the drop): the one that agrees
+    more is kept, though the other scores higher (it used to be kept)."""
+    from pocketsize.quantize.auto import Budget, _better
+
+    budget = Budget(max_drop=0.05, min_agreement=0.99)
+
+    def trial(metric, agreement):
+        missed = budget.shortfalls(0.9 - metric, 1000, agreement)
+        return {"metric": metric, "agreement": agreement, "missed": missed,
+                "within_budget": not missed, "within_size": True}  # fmt: skip
+
+    agrees_more, scores_more = trial(0.88, 0.97), trial(0.89, 0.90)
+    assert list(agrees_more["missed"]) == ["min_agreement"] == list(scores_more["missed"])
+    assert _better(agrees_more, scores_more) and not _better(scores_more, agrees_more)
+    # missing one budget beats missing two, however near
+    both = trial(0.80, 0.985)
+    assert set(both["missed"]) == {"max_drop", "min_agreement"} and _better(scores_more, both)
+
+
 def test_qa_model_dynamic_and_auto(tiny_qa_dir, tmp_path):
     from _eval_helpers import make_qa_dataset
     from optimum.onnxruntime import ORTModelForQuestionAnswering

@@ -237,6 +237,7 @@ def _budget_notes(summary: dict, cfg: AutoConfig) -> dict:
             "quantized_metric": chosen["metric"],
             "drop": chosen["drop"],
             "budget_met": summary["budget_met"],
+            "missed": summary["missed"],  # each budget the kept trial misses, by how much
             "miss_by": summary["miss_by"],
             "max_size_mb": cfg.max_size_mb,
             "min_agreement": cfg.min_agreement,

@@ -89,6 +89,67 @@ def _trials(
         yield "static-matmul-minmax", static
 
 
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What a trial must meet: the metric's drop, and optionally the file size and the share of
+    predictions that agree with the float model's."""
+
+    max_drop: float
+    max_size_bytes: int | None = None
+    min_agreement: float | None = None
+
+    def shortfalls(self, drop: float, size: int, agreement: float) -> dict[str, float]:
+        """How far a trial is from each budget it misses (a share, 0 where met): the drop and
+        the agreement as they are, the size relative to its limit."""
+        missed = {"max_drop": max(0.0, drop - self.max_drop)}
+        if self.max_size_bytes is not None:
+            missed["max_size_mb"] = max(0.0, size / self.max_size_bytes - 1)
+        if self.min_agreement is not None:
+            missed["min_agreement"] = max(0.0, self.min_agreement - agreement)
+        return {k: v for k, v in missed.items() if v > 1e-12}
+
+
+@dataclasses.dataclass
+class _Search:
+    """The float model's reference outputs and what every trial is measured with."""
+
+    src: Path
+    val: TaskData
+    budget: Budget
+    names: list[str]
+    reference: dict
+    float_metric: float
+    reference_predictions: object
+    bs1: list
+    sensitivity_examples: int
+    summary: dict
+
+    @classmethod
+    def start(cls, src: Path, val: TaskData, budget: Budget, sensitivity_examples: int):
+        names = [i.name for i in ort_session(src).get_inputs()]
+        val.check_inputs(names)
+        float_session = ort_session(src)
+        reference = val.run(float_session)
+        bs1 = list(val.batches(names, batch_size=1, limit=16))
+        summary = {
+            "max_drop": budget.max_drop,
+            "max_size_bytes": budget.max_size_bytes,
+            "min_agreement": budget.min_agreement,
+            "metric": val.task.primary_metric,
+            "float": {
+                "metric": val.primary(reference),
+                "latency_ms": latency_ms(float_session, bs1),
+                "size_bytes": src.stat().st_size,
+            },
+            "trials": [],
+        }
+        return cls(
+            src, val, budget, names, reference, val.primary(reference),
+            val.predictions(reference),  # once: every trial is compared with it
+            bs1, sensitivity_examples, summary,
+        )  # fmt: skip
+
+
 def auto_quantize(
     src: Path,
     dst: Path,
@@ -104,162 +165,162 @@ def auto_quantize(
     min_agreement: float | None = None,
 ) -> dict:
     """Write the chosen quantized model to `dst`; return the summary (also logged to `log_path`)."""
-    names = [i.name for i in ort_session(src).get_inputs()]
-    val.check_inputs(names)
-    float_session = ort_session(src)
-    reference = val.run(float_session)
-    float_metric = val.primary(reference)
-    reference_predictions = val.predictions(reference)  # once: every trial is compared with it
-    bs1 = list(val.batches(names, batch_size=1, limit=16))
-    summary = {
-        "max_drop": max_drop,
-        "max_size_bytes": max_size_bytes,
-        "min_agreement": min_agreement,
-        "metric": val.task.primary_metric,
-        "float": {
-            "metric": float_metric,
-            "latency_ms": latency_ms(float_session, bs1),
-            "size_bytes": src.stat().st_size,
-        },
-        "trials": [],
-    }
-    ranked_cache: list[str] = []
+    budget = Budget(max_drop, max_size_bytes, min_agreement)
+    search = _Search.start(src, val, budget, sensitivity_examples)
+    ranked: list[str] = []
 
     def sensitive_nodes() -> list[str]:
-        if not ranked_cache:
-            per_channel = dataclasses.replace(base, per_channel=True).resolved()
-            nodes = [
-                n
-                for n in candidate_nodes(src, per_channel.op_types)
-                if n["node"] not in per_channel.exclude_nodes
-            ]
-            subset = val.subset(sensitivity_examples)
-            ranking = rank_nodes(
-                src,
-                nodes,
-                lambda p, only: quantize_dynamic_file(src, p, per_channel, nodes_to_quantize=only),
-                subset,
-                subset.run(float_session),
-                None,
-                by="divergence",
-            )
-            summary["sensitivity"] = ranking
-            ranked_cache.extend(r["node"] for r in ranking)
-        return ranked_cache
+        if not ranked:
+            ranked.extend(_rank_sensitive(search, base))
+        return ranked
 
     best: dict | None = None
+    trials = _trials(
+        base, sensitive_nodes, lambda nodes: smoothable_nodes(src, nodes),
+        static if calibration else None,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="pocketsize-auto-") as tmp:
         tmp = Path(tmp)
-        for i, (name, settings) in enumerate(
-            _trials(
-                base,
-                sensitive_nodes,
-                lambda nodes: smoothable_nodes(src, nodes),
-                static if calibration else None,
-            )
-        ):
-            path = tmp / f"trial{i}.onnx"
-            started = time.perf_counter()
-            try:
-                if isinstance(settings, StaticSettings):
-                    settings = settings.resolved()
-                    pre = prepare(src, tmp)
-                    ranges, _ = calibrate(pre, calibration[0](), settings, tmp)
-                    quantize_with_ranges(pre, path, ranges, settings)
-                elif isinstance(settings, SmoothedDynamic):
-                    batches = val.subset(sensitivity_examples).batches(names, batch_size=32)
-                    smoothed = tmp / f"trial{i}-smoothed.onnx"
-                    smooth_file(
-                        src, smoothed, input_absmax(src, settings.nodes, batches), settings.alpha
-                    )
-                    resolved = quantize_dynamic_file(smoothed, path, settings.base)
-                    settings = dataclasses.replace(settings, base=resolved)
-                    smoothed.unlink()
-                else:
-                    settings = quantize_dynamic_file(src, path, settings)
-            except PocketsizeError:
-                raise
-            except Exception as e:  # one failing configuration must not end the search
-                summary["trials"].append(
-                    {
-                        "name": name,
-                        "settings": settings.to_dict(),
-                        "error": f"{type(e).__name__}: {e}",
-                    }
-                )
-                continue
-            session = ort_session(path)
-            outputs = val.run(session)
-            metric = val.primary(outputs)
-            size = path.stat().st_size
-            fits = max_size_bytes is None or size <= max_size_bytes
-            agreement = val.agreement(outputs, reference_predictions)
-            agrees = min_agreement is None or agreement >= min_agreement - 1e-12
-            trial = {
-                "name": name,
-                "settings": settings.to_dict(),
-                "metric": metric,
-                "drop": float_metric - metric,
-                "agreement": agreement,
-                "within_budget": float_metric - metric <= max_drop + 1e-12 and fits and agrees,
-                "within_size": fits,
-                "within_agreement": agrees,
-                "divergence": divergence(reference, outputs, val.task.output_names),
-                "latency_ms": latency_ms(session, bs1),
-                "size_bytes": size,
-                "seconds": time.perf_counter() - started,
-            }
-            summary["trials"].append(trial)
-            write_json(log_path, summary)
-            log.info(
-                "auto trial %s: %s=%.4f drop=%.4f latency=%.2fms",
-                name,
-                val.task.primary_metric,
-                metric,
-                trial["drop"],
-                trial["latency_ms"],
-            )
-            if _better(trial, best):
-                best, best_path = trial, tmp / "best.onnx"
-                shutil.copy2(path, best_path)
-            path.unlink()
-            if best["within_budget"] and not exhaustive:
+        best_path = tmp / "best.onnx"
+        for i, (name, settings) in enumerate(trials):
+            trial = _run_trial(search, name, settings, tmp / f"trial{i}.onnx", calibration)
+            write_json(log_path, search.summary)
+            if trial is not None and _better(trial, best):
+                best = trial
+                shutil.copy2(tmp / f"trial{i}.onnx", best_path)
+            (tmp / f"trial{i}.onnx").unlink(missing_ok=True)
+            if best is not None and best["within_budget"] and not exhaustive:
                 break
         if best is None:
             raise PocketsizeError(
                 "every quantization configuration failed (see the trial log); try method='dynamic' with exclude_nodes"
             )
         shutil.copy2(best_path, dst)
+    _conclude(search, best)
+    write_json(log_path, search.summary)
+    return search.summary
+
+
+def _rank_sensitive(search: _Search, base: DynamicSettings) -> list[str]:
+    """The quantizable nodes, most sensitive first (each quantized alone, on a subset)."""
+    src = search.src
+    per_channel = dataclasses.replace(base, per_channel=True).resolved()
+    nodes = [
+        n
+        for n in candidate_nodes(src, per_channel.op_types)
+        if n["node"] not in per_channel.exclude_nodes
+    ]
+    subset = search.val.subset(search.sensitivity_examples)
+    ranking = rank_nodes(
+        src,
+        nodes,
+        lambda p, only: quantize_dynamic_file(src, p, per_channel, nodes_to_quantize=only),
+        subset,
+        subset.run(ort_session(src)),
+        None,
+        by="divergence",
+    )
+    search.summary["sensitivity"] = ranking
+    return [r["node"] for r in ranking]
+
+
+def _run_trial(search: _Search, name: str, settings, path: Path, calibration) -> dict | None:
+    """Quantize one configuration to `path` and measure it; a configuration that fails is
+    logged and skipped (one must not end the search)."""
+    started = time.perf_counter()
+    try:
+        settings = _quantize_trial(search, settings, path, calibration)
+    except PocketsizeError:
+        raise
+    except Exception as e:
+        failed = {"name": name, "settings": settings.to_dict(), "error": f"{type(e).__name__}: {e}"}
+        search.summary["trials"].append(failed)
+        return None
+    trial = _measure(search, name, settings, path)
+    trial["seconds"] = time.perf_counter() - started
+    search.summary["trials"].append(trial)
+    log.info(
+        "auto trial %s: %s=%.4f drop=%.4f latency=%.2fms",
+        name, search.val.task.primary_metric, trial["metric"], trial["drop"], trial["latency_ms"],
+    )  # fmt: skip
+    return trial
+
+
+def _quantize_trial(search: _Search, settings, path: Path, calibration):
+    """Write the trial's model; returns its settings as resolved."""
+    src, tmp = search.src, path.parent
+    if isinstance(settings, StaticSettings):
+        settings = settings.resolved()
+        pre = prepare(src, tmp)
+        ranges, _ = calibrate(pre, calibration[0](), settings, tmp)
+        quantize_with_ranges(pre, path, ranges, settings)
+        return settings
+    if isinstance(settings, SmoothedDynamic):
+        batches = search.val.subset(search.sensitivity_examples).batches(search.names, 32)
+        smoothed = tmp / f"{path.stem}-smoothed.onnx"
+        smooth_file(src, smoothed, input_absmax(src, settings.nodes, batches), settings.alpha)
+        resolved = quantize_dynamic_file(smoothed, path, settings.base)
+        smoothed.unlink()
+        return dataclasses.replace(settings, base=resolved)
+    return quantize_dynamic_file(src, path, settings)
+
+
+def _measure(search: _Search, name: str, settings, path: Path) -> dict:
+    session = ort_session(path)
+    outputs = search.val.run(session)
+    metric = search.val.primary(outputs)
+    size = path.stat().st_size
+    agreement = search.val.agreement(outputs, search.reference_predictions)
+    drop = search.float_metric - metric
+    missed = search.budget.shortfalls(drop, size, agreement)
+    return {
+        "name": name,
+        "settings": settings.to_dict(),
+        "metric": metric,
+        "drop": drop,
+        "agreement": agreement,
+        "within_budget": not missed,
+        "within_size": "max_size_mb" not in missed,
+        "within_agreement": "min_agreement" not in missed,
+        "missed": missed,
+        "divergence": divergence(search.reference, outputs, search.val.task.output_names),
+        "latency_ms": latency_ms(session, search.bs1),
+        "size_bytes": size,
+    }
+
+
+def _conclude(search: _Search, best: dict) -> None:
+    """The summary's verdict: the trial kept, and each budget it misses, by how much."""
+    budget, summary = search.budget, search.summary
     summary["chosen"] = best["name"]
     summary["budget_met"] = best["within_budget"]
-    summary["miss_by"] = max(0.0, best["drop"] - max_drop)
-    if max_size_bytes is not None:
-        summary["over_size_by_bytes"] = max(0, best["size_bytes"] - max_size_bytes)
-    if min_agreement is not None:
-        summary["agreement_miss_by"] = max(0.0, min_agreement - best["agreement"])
-    write_json(log_path, summary)
+    summary["missed"] = best["missed"]
+    summary["miss_by"] = max(0.0, best["drop"] - budget.max_drop)
+    if budget.max_size_bytes is not None:
+        summary["over_size_by_bytes"] = max(0, best["size_bytes"] - budget.max_size_bytes)
+    if budget.min_agreement is not None:
+        summary["agreement_miss_by"] = max(0.0, budget.min_agreement - best["agreement"])
     if not best["within_budget"]:
         log.warning(
-            "no configuration met max_drop=%.4f; saved the best found (%s, drop %.4f: misses by %.4f)",
-            max_drop,
+            "no configuration met the budget; saved the nearest found (%s), which misses %s",
             best["name"],
-            best["drop"],
-            summary["miss_by"],
+            ", ".join(f"{k} by {v:.4f}" for k, v in best["missed"].items()),
         )
-    return summary
 
 
 def _better(trial: dict, best: dict | None) -> bool:
-    """Within budget beats out of budget; within budget the faster wins; outside, one within
-    the size limit beats one over it, then the more accurate wins."""
+    """Within budget beats out of budget; within budget the faster wins. Outside, one within
+    the size limit beats one over it (keeping big nodes in float must not buy the accuracy),
+    then the one missing fewer budgets, then the one nearest to them, then the more accurate."""
     if best is None:
         return True
     if trial["within_budget"] != best["within_budget"]:
         return trial["within_budget"]
     if trial["within_budget"]:
         return trial["latency_ms"] < best["latency_ms"]
-    if trial.get("within_size", True) != best.get("within_size", True):
-        return trial.get("within_size", True)
-    if trial.get("within_agreement", True) != best.get("within_agreement", True):
-        return trial.get("within_agreement", True)
-    return trial["metric"] > best["metric"]
+    return _nearness(trial) > _nearness(best)
+
+
+def _nearness(trial: dict) -> tuple:
+    missed = trial["missed"]
+    return (trial["within_size"], -len(missed), -sum(missed.values()), trial["metric"])

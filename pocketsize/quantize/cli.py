@@ -58,7 +58,9 @@ def run_quantize(args) -> int:
         status = (
             "within budget"
             if budget["budget_met"]
-            else f"MISSES the budget by {budget['miss_by']:.4f}"
+            else "MISSES "
+            + ", ".join(f"{k} by {v:.4f}" for k, v in budget["missed"].items())
+            + " (the nearest configuration found is kept)"
         )
         line += (
             f"; {budget['metric']} {budget['float_metric']:.4f} -> {budget['quantized_metric']:.4f} "
