@@ -57,10 +57,11 @@ def main() -> None:
     import torch
 
     from pocketsize.data import load_dataset
-    from pocketsize.eval.devices import gpu_info, resolve_device
     from pocketsize.eval.environment import machine_info
     from pocketsize.eval.latency import measure_latency
-    from pocketsize.eval.runners import load_tokenizer, make_runner, resolve_variant
+    from pocketsize.runtime.devices import gpu_info, resolve_device
+    from pocketsize.runtime.registry import make_runner
+    from pocketsize.runtime.runners import load_tokenizer, resolve_variant
     from pocketsize.tasks import task_of_model
 
     torch.set_num_threads(args.threads)

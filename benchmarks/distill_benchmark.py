@@ -209,7 +209,7 @@ PAIRS = [
 def _correct(model_dir, data) -> tuple[np.ndarray, int]:
     """Per-example test correctness and the parameter count of a model directory."""
     from pocketsize.assets import load_tokenizer
-    from pocketsize.eval.scoring import encode_split, outputs_of, predict, torch_forward
+    from pocketsize.runtime.scoring import encode_split, outputs_of, predict, torch_forward
     from pocketsize.tasks import get_task
 
     task = get_task("text-classification")

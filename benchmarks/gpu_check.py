@@ -86,8 +86,8 @@ def environment() -> dict:
     import onnxruntime
     import torch
 
-    from pocketsize.eval.devices import gpu_info
     from pocketsize.eval.environment import library_versions, machine_info
+    from pocketsize.runtime.devices import gpu_info
 
     return {
         "machine": machine_info(),

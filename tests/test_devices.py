@@ -12,8 +12,8 @@ from _eval_helpers import export_onnx, make_trained_looking_bert
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.eval import evaluate
-from pocketsize.eval.devices import CPU, gpu_info, provider_note, resolve_device
-from pocketsize.eval.runners import TorchRunner
+from pocketsize.runtime.devices import CPU, gpu_info, provider_note, resolve_device
+from pocketsize.runtime.runners import TorchRunner
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 HAS_CUDA = torch.cuda.is_available()

@@ -15,7 +15,7 @@ def test_distil_the_packaged_minilm_for_a_few_steps(tmp_path):
     from pocketsize.assets import fetch
     from pocketsize.data import load_dataset
     from pocketsize.distill import distill, finetune
-    from pocketsize.eval.scoring import encode_split, evaluate_forward, torch_forward
+    from pocketsize.runtime.scoring import encode_split, evaluate_forward, torch_forward
     from pocketsize.tasks import get_task
 
     fetch("minilm-l6")  # the packaged model and data must be there: no skip hides a failure

@@ -107,7 +107,7 @@ def _predicted_names(model_dir, task_name, examples) -> list:
     """The model's predictions by name, through eval's own scoring path (same batches)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from pocketsize.eval.scoring import encode_split, outputs_of, predict, torch_forward
+    from pocketsize.runtime.scoring import encode_split, outputs_of, predict, torch_forward
     from pocketsize.tasks import get_task
 
     task = get_task(task_name)

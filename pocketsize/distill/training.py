@@ -198,10 +198,10 @@ def grouped_by_length(features) -> bool:
 
 
 def validator(task, tokenizer, split, max_length=None, batch_size: int = 64):
-    """model -> the task's metrics on `split` through eval's one scoring path (distillation's
-    validation is the one allowed call from this stage into eval). The split is tokenized once,
+    """model -> the task's metrics on `split` through the one scoring path every stage shares
+    (runtime/scoring.py, as eval's report and quantize's budget). The split is tokenized once,
     at the first call, and reused by every epoch's validation."""
-    from pocketsize.eval.scoring import encode_split, evaluate_forward, torch_forward
+    from pocketsize.runtime.scoring import encode_split, evaluate_forward, torch_forward
 
     encoded = []
 

@@ -17,11 +17,11 @@ _API = {
     "load_pipeline": "pocketsize.eval.predict",
     "Report": "pocketsize.eval.report",
     "SCHEMA_VERSION": "pocketsize.eval.report",
-    "Variant": "pocketsize.eval.runners",
-    "TorchRunner": "pocketsize.eval.runners",
-    "OnnxRunner": "pocketsize.eval.runners",
-    "resolve_variant": "pocketsize.eval.runners",
-    "make_runner": "pocketsize.eval.runners",
+    "Variant": "pocketsize.runtime.runners",
+    "TorchRunner": "pocketsize.runtime.runners",
+    "OnnxRunner": "pocketsize.runtime.runners",
+    "resolve_variant": "pocketsize.runtime.runners",
+    "make_runner": "pocketsize.runtime.registry",
 }
 
 __all__ = sorted(_API)

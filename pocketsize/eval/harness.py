@@ -18,17 +18,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.eval import bootstrap, cost, devices, fidelity
+from pocketsize.eval import bootstrap, fidelity
 from pocketsize.eval import latency as timing
 from pocketsize.eval import memory as peak_memory
 from pocketsize.eval.config import EvalConfig
 from pocketsize.eval.environment import library_versions, machine_info
 from pocketsize.eval.labels import align_labels
 from pocketsize.eval.report import SCHEMA_VERSION, Report, mark_pareto
-from pocketsize.eval.runners import default_threads, load_tokenizer, make_runner, resolve_variant
-from pocketsize.eval.scoring import encode_split, predict, run_batches, stack_outputs
 from pocketsize.formats.model_dir import max_length_of
 from pocketsize.options import keywords_from
+from pocketsize.runtime import cost, devices
+from pocketsize.runtime.registry import make_runner
+from pocketsize.runtime.runners import default_threads, load_tokenizer, resolve_variant
+from pocketsize.runtime.scoring import encode_split, predict, run_batches, stack_outputs
 from pocketsize.tasks import check_architecture, get_task, task_for_dataset
 
 MAX_DISAGREEMENTS = 1000  # kept per variant in metrics.json; the total is always reported

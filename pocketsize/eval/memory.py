@@ -48,9 +48,6 @@ def measure_peak_memory(variant, task, batch: dict, threads: int, timeout: float
             "kind": variant.kind,
             "path": str(path),
             "task": task.name,
-            "output_names": list(task.output_names),
-            "input_names": list(task.input_names),
-            "ort_runner": task.generates,
             "threads": threads,
             "trust_module_code": variant.trust_module_code,
             "trust_remote_code": variant.trust_remote_code,
@@ -79,42 +76,23 @@ def measure_peak_memory(variant, task, batch: dict, threads: int, timeout: float
 def _child(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     batch = dict(np.load(spec["batch"]))
-    output_names = tuple(spec["output_names"])
-    input_names = tuple(spec["input_names"])
+    from pocketsize.runtime.devices import CPU
+    from pocketsize.runtime.registry import RUNTIMES
+    from pocketsize.runtime.runners import resolve_variant
+    from pocketsize.tasks import get_task
+
+    task = get_task(spec["task"])
+    runtime = RUNTIMES[spec["kind"]]
+    runtime.preload(task)  # the libraries are imported before the baseline is taken
     if spec["kind"] == "torch":
         import torch
-        import transformers  # noqa: F401  (imported before the baseline is taken)
-
-        from pocketsize.eval.runners import TorchRunner, Variant, load_torch_model
-        from pocketsize.tasks import get_task
 
         torch.set_num_threads(spec["threads"])
-        task = get_task(spec["task"])
-        baseline = _current_rss_bytes()
-        path = Path(spec["path"])
-        trust = {k: spec[k] for k in ("trust_module_code", "trust_remote_code")}
-        variant = Variant("model", "torch", path, path, **trust)
-        model = load_torch_model(variant, task)
-        runner = TorchRunner(model, output_names, input_names, task.generation_settings)
-    elif spec.get("ort_runner"):
-        # generative graphs (past key values, encoder + decoders) run through optimum
-        import onnxruntime  # noqa: F401
-        import optimum.onnxruntime  # noqa: F401  (both imported before the baseline)
-
-        from pocketsize.eval.runners import OrtModelRunner, resolve_variant
-        from pocketsize.tasks import get_task
-
-        baseline = _current_rss_bytes()
-        variant = resolve_variant("model", Path(spec["path"]))
-        variant.trust_remote_code = spec["trust_remote_code"]
-        runner = OrtModelRunner(variant, get_task(spec["task"]), spec["threads"])
-    else:
-        import onnxruntime  # noqa: F401  (imported before the baseline is taken)
-
-        from pocketsize.eval.runners import OnnxRunner
-
-        baseline = _current_rss_bytes()
-        runner = OnnxRunner(Path(spec["path"]), output_names, spec["threads"], feedable=input_names)
+    baseline = _current_rss_bytes()
+    variant = resolve_variant("model", Path(spec["path"]))
+    variant.trust_module_code = spec["trust_module_code"]
+    variant.trust_remote_code = spec["trust_remote_code"]
+    runner = runtime.runner(variant, task, spec["threads"], CPU)
     for _ in range(2):
         runner.run(batch)
     peak = _peak_rss_bytes()

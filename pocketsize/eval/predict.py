@@ -7,7 +7,8 @@ files) load with optimum's ORTModelFor... classes, which transformers.pipeline a
 from __future__ import annotations
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.eval.runners import default_threads, load_tokenizer, resolve_variant
+from pocketsize.runtime.registry import runtime_of
+from pocketsize.runtime.runners import load_tokenizer, resolve_variant
 from pocketsize.tasks import get_task, task_of_model
 
 
@@ -39,8 +40,6 @@ def load_pipeline(
     pocketsize; off, such a model is refused in one line."""
     from transformers import pipeline
 
-    from pocketsize.formats import hf_load
-
     variant = resolve_variant("model", model)
     variant.trust_remote_code = trust_remote_code
     variant.trust_module_code = trust_module_code
@@ -60,43 +59,11 @@ def load_pipeline(
     from pocketsize.formats.model_dir import max_length_of
 
     tokenizer.model_max_length = max_length_of(variant.config, tokenizer)
-    if task.pipeline_task == "text-classification":
-        pipeline_kwargs.setdefault("truncation", True)
-    if variant.kind == "torch":
-        from pocketsize.eval.runners import load_torch_model
-
-        return pipeline(
-            task.pipeline_task,
-            model=load_torch_model(variant, task),
-            tokenizer=tokenizer,
-            trust_remote_code=trust_remote_code,
-            **pipeline_kwargs,
-        )
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or default_threads()
-    ort_class = task.ort_model_class()
-    if variant.kind == "ort":
-        # from_pretrained looks for .onnx files only (and would try to export the directory)
-        session = ort.InferenceSession(
-            str(variant.path), options, providers=["CPUExecutionProvider"]
-        )
-        config = hf_load.load_config(variant.model_dir, trust_remote_code)
-        ort_model = ort_class(config=config, session=session, model_save_dir=variant.model_dir)
-    else:
-        from pocketsize.formats.onnx_dir import graph_files
-
-        ort_model = hf_load.load_model(
-            ort_class,
-            variant.model_dir,
-            trust_remote_code,
-            session_options=options,
-            **graph_files(variant.path),
-        )
+    pipeline_kwargs = {**task.pipeline_arguments, **pipeline_kwargs}
+    model = runtime_of(variant).pipeline_model(variant, task, threads)
     return pipeline(
         task.pipeline_task,
-        model=ort_model,
+        model=model,
         tokenizer=tokenizer,
         trust_remote_code=trust_remote_code,
         **pipeline_kwargs,

@@ -1,5 +1,5 @@
-"""The quantize stage's view of a task's data: one split encoded once (through eval's one
-scoring path, pocketsize.eval.scoring), fed to ORT sessions batch by batch, scored by the task.
+"""The quantize stage's view of a task's data: one split encoded once (through the one scoring
+path every stage shares, pocketsize.runtime.scoring), fed to ORT sessions batch by batch, scored by the task.
 
 The stage needs the task metric of many candidate models (accuracy budget, sensitivity) and
 their output divergence against the float model; batches run in the split's order at a fixed
@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.eval.scoring import (  # noqa: F401 (divergence is re-exported)
+from pocketsize.formats.onnx_dir import ort_session  # noqa: F401 (re-exported)
+from pocketsize.runtime.scoring import (  # noqa: F401 (divergence is re-exported)
     divergence,
     encode_split,
     predict,
@@ -23,7 +24,6 @@ from pocketsize.eval.scoring import (  # noqa: F401 (divergence is re-exported)
     session_forward,
     stack_outputs,
 )
-from pocketsize.formats.onnx_dir import ort_session  # noqa: F401 (re-exported)
 
 
 class TaskData:

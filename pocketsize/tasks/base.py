@@ -49,8 +49,9 @@ class Task:
     output_names: tuple[str, ...] = ()
     # the task's headline metric, a key of score()'s result; higher is better
     primary_metric: str = ""
-    # the transformers.pipeline task name
+    # the transformers.pipeline task name, and the arguments its pipeline is built with
     pipeline_task: str = ""
+    pipeline_arguments: dict = {}  # (read only)
     # how transformers names the heads of this task's models (config.architectures suffixes)
     architecture_suffixes: tuple[str, ...] = ()
     # optimum's exporter task name (None: optimum has none; the torch exporter is used)

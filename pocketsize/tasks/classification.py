@@ -38,6 +38,8 @@ class TextClassification(Task):
     output_names = ("logits",)
     primary_metric = "accuracy"
     pipeline_task = "text-classification"
+    # a text longer than the model reads is cut to its limit, not an error inside the model
+    pipeline_arguments = {"truncation": True}  # (read only)
     architecture_suffixes = ("ForSequenceClassification",)
     optimum_task = "text-classification"
     data_columns = ("text", "label")

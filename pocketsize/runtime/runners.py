@@ -1,4 +1,5 @@
-"""One interface over every kind of model a variant can be: PyTorch, ONNX, ORT mobile format.
+"""One interface over every kind of model a variant can be: PyTorch, ONNX, ORT mobile format
+(which runtime runs which variant: registry.py).
 
 A runner takes a padded batch of numpy arrays (input_ids, attention_mask, token_type_ids) and
 returns the task's outputs as numpy arrays. `prepare` (conversion to the runtime's own types)
@@ -19,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.eval.devices import CPU, CPU_PROVIDER, Placement, provider_note
 from pocketsize.formats import hf_load
-from pocketsize.formats.model_dir import is_torch_dir, load_model_dir, read_config
+from pocketsize.formats.model_dir import load_model_dir, read_config
 from pocketsize.formats.module_dir import is_module_dir
 from pocketsize.formats.onnx_dir import graph_files, model_file
 from pocketsize.formats.side_files import has_tokenizer
+from pocketsize.runtime.devices import CPU_PROVIDER, provider_note
 
 # the inputs a tokenizer gives us; an ONNX graph needing anything else cannot be fed
 FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -40,7 +41,7 @@ def default_threads() -> int:
 
 @dataclass
 class Variant:
-    """A model to evaluate, resolved to where it lives; loading happens in make_runner."""
+    """A model to evaluate, resolved to where it lives; loading happens in its runtime's runner (registry.py)."""
 
     name: str
     kind: str  # "torch" | "onnx" | "ort"
@@ -86,23 +87,25 @@ def resolve_variant(name: str, spec: Any) -> Variant:
 def _resolve_path(name: str, path: Path) -> Variant:
     if not path.exists():
         path = _catalogue_path(name, path)
+    from pocketsize.runtime.registry import runtime_for
+
     if path.is_file():
-        if path.suffix not in (".onnx", ".ort"):
+        runtime = runtime_for(path)
+        if runtime is None:
             raise PocketsizeError(
                 f"variant {name!r}: {path} is not an .onnx or .ort file; pass the model directory"
             )
-        kind = "ort" if path.suffix == ".ort" else "onnx"
-        return Variant(name, kind, path, path.parent, read_config(path.parent))
-    if is_torch_dir(path):
-        return Variant(name, "torch", path, path, read_config(path))
+        return Variant(name, runtime.kind, path, path.parent, read_config(path.parent))
+    runtime = runtime_for(path)  # a directory that is itself the model (save_pretrained)
+    if runtime is not None:
+        return Variant(name, runtime.kind, path, path, read_config(path))
     if not any(path.glob("*.onnx")) and not any(path.glob("*.ort")):
         raise PocketsizeError(
             f"{path} holds no model (no *.onnx, *.ort, model.safetensors or "
             "pytorch_model.bin); pass a save_pretrained or optimum ONNX directory"
         )
     found = model_file(path)
-    kind = "ort" if found.suffix == ".ort" else "onnx"
-    return Variant(name, kind, found, path, read_config(path))
+    return Variant(name, runtime_for(found).kind, found, path, read_config(path))
 
 
 def _catalogue_path(name: str, ref: Path) -> Path:
@@ -143,8 +146,6 @@ class TorchRunner:
     forward() returns numpy arrays, so a timed call on CUDA ends with the copy of its outputs
     to the host, which waits for the GPU's work: the time is the model's, not a kernel launch's.
     """
-
-    kind = "torch"
 
     def __init__(
         self,
@@ -222,7 +223,6 @@ class OnnxRunner:
     ):
         import onnxruntime as ort
 
-        self.kind = "ort" if Path(path).suffix == ".ort" else "onnx"
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -313,12 +313,6 @@ class OrtModelRunner:
         import torch
 
         self.torch = torch
-        self.kind = variant.kind
-        if variant.kind != "onnx":
-            raise PocketsizeError(
-                f"variant {variant.name!r}: {task.name} runs ONNX directories through optimum; "
-                "pass the exported directory, not an .ort file"
-            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -374,25 +368,3 @@ def host_array(value) -> np.ndarray:
     if hasattr(value, "detach"):
         value = value.detach().float().cpu().numpy()
     return np.asarray(value, dtype=np.float32)
-
-
-def make_runner(variant: Variant, task, threads: int, placement: Placement = CPU):
-    """Load the variant's model into the runner of its kind, where `placement` puts it."""
-    if variant.kind == "torch":
-        return TorchRunner(
-            load_torch_model(variant, task),
-            task.output_names,
-            task.input_names,
-            task.generation_settings,
-            device=placement.torch_device,
-        )
-    if task.generates:  # graphs with past key values / several graphs: optimum's ORTModel
-        return OrtModelRunner(variant, task, threads, placement.ort_providers)
-    return OnnxRunner(
-        variant.path,
-        task.output_names,
-        threads,
-        variant.name,
-        task.input_names,
-        placement.ort_providers,
-    )

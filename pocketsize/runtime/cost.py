@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketsize.eval.runners import Variant
-from pocketsize.formats.model_dir import TORCH_WEIGHT_PATTERNS
-from pocketsize.formats.onnx_dir import graph_files as graph_file_names
 from pocketsize.formats.side_files import TOKENIZER_FILES, VOCAB_FILES
+from pocketsize.runtime.registry import runtime_of
+from pocketsize.runtime.runners import Variant
 
 CONFIG_FILES = ("config.json", "generation_config.json")
 # initializer types that hold weights; int64/int32 initializers are shapes and indices
@@ -17,19 +16,11 @@ WEIGHT_TYPES = {1, 2, 3, 10, 16, 21, 22}  # float, uint8, int8, float16, bfloat1
 
 
 def shipped_files(variant: Variant) -> list[Path]:
-    """The files a user would ship: the weights (or the one model file), config, tokenizer."""
+    """The files a user would ship: the weights (or the model graphs), config, tokenizer."""
     if variant.path is None:
         return []
     directory = variant.model_dir or variant.path
-    files: list[Path] = []
-    if variant.kind == "torch":
-        for pattern in TORCH_WEIGHT_PATTERNS:
-            files += sorted(directory.glob(pattern))
-    else:
-        for graph in graph_files(variant):
-            files.append(graph)
-            if variant.kind == "onnx":
-                files += [directory / f for f in onnx_external_files(graph)]
+    files = runtime_of(variant).weight_files(variant)
     tokenizer = TOKENIZER_FILES
     if (directory / "tokenizer.json").is_file():
         # a fast tokenizer (and transformers.js) reads tokenizer.json alone: vocab.txt and its
@@ -37,14 +28,6 @@ def shipped_files(variant: Variant) -> list[Path]:
         tokenizer = tuple(f for f in TOKENIZER_FILES if f not in VOCAB_FILES)
     files += [directory / f for f in CONFIG_FILES + tokenizer if (directory / f).is_file()]
     return list(dict.fromkeys(f for f in files if f.is_file()))
-
-
-def graph_files(variant: Variant) -> list[Path]:
-    """The model file, plus the decoder graphs that go with an encoder-decoder's encoder file."""
-    if variant.kind != "onnx" or not variant.path.name.startswith("encoder_model"):
-        return [variant.path]
-    names = graph_file_names(variant.path).values()
-    return [variant.model_dir / n for n in names if (variant.model_dir / n).is_file()]
 
 
 def size_bytes(variant: Variant, files: list[Path] | None = None) -> tuple[int, str]:
@@ -62,21 +45,7 @@ def size_bytes(variant: Variant, files: list[Path] | None = None) -> tuple[int, 
 
 def param_count(variant: Variant, model=None) -> int | None:
     """All parameters, embeddings included; for ONNX, the elements of the weight initializers."""
-    if variant.kind == "torch":
-        model = model or variant.model
-        unique = {id(p): p for p in model.parameters()}
-        return int(sum(p.numel() for p in unique.values()))
-    onnx_path = variant.path
-    if variant.kind == "ort":
-        # the mobile format has no public reader; its .onnx twin has the same weights
-        onnx_path = variant.path.with_suffix(".onnx")
-        if not onnx_path.is_file():
-            return None
-    if variant.kind == "onnx":
-        # encoder-decoder: the decoder with past shares the decoder's weights; count it once
-        graphs = [g for g in graph_files(variant) if "with_past" not in g.name]
-        return sum(onnx_param_count(g) for g in graphs)
-    return onnx_param_count(onnx_path)
+    return runtime_of(variant).param_count(variant, model)
 
 
 def _load_graph(path: Path):

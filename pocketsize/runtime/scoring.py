@@ -3,7 +3,7 @@ outputs stacked back into example order, the task's predictions and metrics.
 
 The evaluation harness, quantize's accuracy budget and distillation's validation all call it,
 so a metric means the same wherever it is printed. A model is any `forward(batch) -> {output
-name: array}` over padded numpy batches: a runner of pocketsize.eval.runners, an ONNX Runtime
+name: array}` over padded numpy batches: a runner of pocketsize.runtime.runners, an ONNX Runtime
 session (`session_forward`) or a PyTorch model (`torch_forward`).
 """
 
@@ -143,7 +143,7 @@ def session_forward(session) -> Callable[[dict], dict]:
 
 def torch_forward(model, task) -> Callable[[dict], dict]:
     """A PyTorch model as a forward() (eval mode, inference mode, outputs as float32 numpy)."""
-    from pocketsize.eval.runners import TorchRunner
+    from pocketsize.runtime.runners import TorchRunner
 
     return TorchRunner(model, task.output_names, task.input_names, task.generation_settings).run
 
