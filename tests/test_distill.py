@@ -12,6 +12,7 @@ from torch import nn
 
 from pocketsize.distill.features import forward_kwargs
 from pocketsize.errors import PocketsizeError
+from pocketsize.tasks import get_task
 
 pytestmark = pytest.mark.usefixtures("single_thread", "cache_in_tmp")
 
@@ -105,7 +106,7 @@ def test_qa_losses_decrease_on_start_end_logits(loss, qa_teacher):
     batch["start_positions"] = torch.tensor([5, 8])
     batch["end_positions"] = torch.tensor([5, 8])
     names = ("start_logits", "end_logits")
-    ctx = LossContext(names, 2.0)
+    ctx = LossContext.of_task(get_task("extractive-qa"), names, temperature=2.0)
     with torch.no_grad():
         t = _views(teacher, batch, names, frozenset())
     opt = torch.optim.Adam(student.parameters(), lr=3e-3)
@@ -122,7 +123,7 @@ def test_qa_losses_decrease_on_start_end_logits(loss, qa_teacher):
 def test_kl_ignores_padding_of_span_logits():
     from pocketsize.distill import LOSSES, LossContext
 
-    ctx = LossContext(("start_logits",), 1.0)
+    ctx = LossContext(("start_logits",), 1.0, over_positions=True)
     s = {"start_logits": torch.tensor([[1.0, 2.0, 0.0]])}
     t = {"start_logits": torch.tensor([[2.0, 1.0, 0.0]])}
     t_other_pad = {"start_logits": torch.tensor([[2.0, 1.0, 55.0]])}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pocketsize.eval import bootstrap, fidelity
+from pocketsize.eval import bootstrap
 from pocketsize.eval.latency import measure_latency, summarize
 from pocketsize.eval.report import mark_pareto
+from pocketsize.tasks import fidelity
 
 
 def test_paired_bootstrap_interval_on_constructed_predictions():

@@ -269,7 +269,7 @@ def _prepare_losses(run: _Run) -> None:
     """Output widths, the layer mapping and projections, checked on real examples first."""
     task = run.task
     outputs = task.training_outputs or task.output_names
-    run.context = L.LossContext(output_names=tuple(outputs), temperature=run.cfg.temperature)
+    run.context = L.LossContext.of_task(task, outputs, temperature=run.cfg.temperature)
     check_output_width(run.student_model, run.s_features, task, run.s_tok, run.names, "student")
     if L.reads_teacher(run.weights):
         check_output_width(run.teacher_model, run.t_features, task, run.t_tok, run.names, "teacher")

@@ -82,7 +82,7 @@ def finetune(
     # a transformers model computes its own loss for the labels (exactly as transformers'
     # Trainer fine-tunes it); any other module learns from the task's label loss
     weights = {"model": 1.0} if isinstance(model_obj, PreTrainedModel) else {task.hard_loss: 1.0}
-    context = LossContext(output_names=tuple(task.training_outputs or task.output_names))
+    context = LossContext.of_task(task, task.training_outputs or task.output_names)
     work, checkpoint = T.prepare_work_dir(out, resume)
     args = T.training_arguments(
         work, cfg, learning_rate=cfg.learning_rate, bf16=bf16, features=features, progress=progress

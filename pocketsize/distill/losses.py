@@ -35,11 +35,20 @@ class LossContext:
     temperature: float = 2.0
     layer_pairs: list[tuple[int, int]] = field(default_factory=list)
     projections: nn.ModuleDict | None = None
+    # the task's hooks (Task.loss_targets, Task.outputs_over_positions): the batch keys of each
+    # output's hard targets, and whether the outputs are distributions over the positions (QA
+    # start/end), which padding must not affect
+    targets: tuple[str, ...] = ("labels",)
+    over_positions: bool = False
 
-    @property
-    def span_outputs(self) -> bool:
-        """Outputs with one logit per token (QA start/end), which padding must not affect."""
-        return tuple(self.output_names) != ("logits",)
+    @classmethod
+    def of_task(cls, task, output_names, **settings) -> LossContext:
+        return cls(
+            tuple(output_names),
+            targets=tuple(task.loss_targets),
+            over_positions=task.outputs_over_positions,
+            **settings,
+        )
 
     def project(self, key: str, x: torch.Tensor) -> torch.Tensor:
         if self.projections is not None and key in self.projections:
@@ -83,7 +92,7 @@ def needs_of(names) -> frozenset:
 def _span_masked(logits: torch.Tensor, batch: dict, ctx: LossContext) -> torch.Tensor:
     logits = logits.float()
     mask = batch.get("attention_mask")
-    if ctx.span_outputs and mask is not None and logits.shape[-1] == mask.shape[-1]:
+    if ctx.over_positions and mask is not None and logits.shape[-1] == mask.shape[-1]:
         logits = logits.masked_fill(mask == 0, _NEG)
     return logits
 
@@ -105,10 +114,7 @@ def kl_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
 @register_loss("ce", teacher=False)
 def ce_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
     """Hard-label cross-entropy; rows without a label (-100: transfer data) are skipped."""
-    if ctx.span_outputs:
-        targets = [batch.get("start_positions"), batch.get("end_positions")]
-    else:
-        targets = [batch.get("labels")]
+    targets = [batch.get(key) for key in ctx.targets]
     if any(t is None for t in targets):
         raise PocketsizeError(
             "the ce loss needs labels in the training data; drop it or add labels"
@@ -127,7 +133,7 @@ def logit_mse_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
     for name in ctx.output_names:
         s, t = student[name].float(), teacher[name].float()
         mask = batch.get("attention_mask")
-        if ctx.span_outputs and mask is not None:
+        if ctx.over_positions and mask is not None:
             m = mask.to(s.dtype)
             total = total + ((s - t) ** 2 * m).sum() / m.sum().clamp(min=1)
         else:

@@ -60,6 +60,11 @@ class Task:
     generates: bool = False
     # the outputs have a sequence axis (one value per token), not one value per example
     per_token_outputs: bool = False
+    # distillation's hooks: the batch keys of each output's hard targets (the ce loss), and
+    # whether the outputs are distributions over the positions (QA's start/end), so padded
+    # positions are masked out of the losses
+    loss_targets: tuple[str, ...] = ("labels",)
+    outputs_over_positions: bool = False
     # the model inputs the task's features provide, main input first
     input_names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
     # the data columns the task reads (checked before any model runs)
@@ -80,9 +85,6 @@ class Task:
         "the share of examples where the variant predicts what the reference does"
     )
     # how eval compares a variant's outputs with the reference's (pocketsize.eval.fidelity):
-    # "logits" (one distribution per example), "spans" (per-token start/end distributions),
-    # "token_logits" (a next-token distribution per position), "text" (generated text)
-    fidelity_kind: str = "logits"
 
     # ---- training (pocketsize.distill) ----
     # the outputs the losses compare (None: output_names; a generator trains on its logits)
@@ -246,6 +248,14 @@ class Task:
         """Per-example token F1 of one model's text predictions against another's (None for
         tasks whose predictions are no text)."""
         return None
+
+    def compare_runs(self, reference: dict, variant: dict) -> dict:
+        """How closely one model's run follows another's beyond the metric (eval's fidelity):
+        here one distribution per example, compared by softmax KL and logit differences. A run
+        holds the outputs, the predictions and each feature's input ids."""
+        from pocketsize.tasks.fidelity import classification_fidelity
+
+        return classification_fidelity(reference["outputs"]["logits"], variant["outputs"]["logits"])
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"

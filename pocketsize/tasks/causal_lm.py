@@ -16,6 +16,7 @@ import numpy as np
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.tasks.base import Task, register_task
+from pocketsize.tasks.fidelity import token_runs
 
 DEFAULT_MAX_LENGTH = 128  # tokens per training text when none is given
 
@@ -44,7 +45,6 @@ class CausalLM(Task):
     # cache keeps the top k logits per position (distill/cache.py); the default is the live teacher
     cacheable = True
     distribution_outputs = True
-    fidelity_kind = "token_logits"
     agreement_meaning = "the share of positions where the variant's most likely next token is the reference's (mean over texts)"
     input_names = ("input_ids", "attention_mask")
     data_columns = ("text",)
@@ -139,6 +139,9 @@ class CausalLM(Task):
 
     def example_scores(self, predictions: list, examples):
         return np.asarray([p["correct"] / max(p["tokens"], 1) for p in predictions])
+
+    def compare_runs(self, reference: dict, variant: dict) -> dict:
+        return token_runs(reference, variant)
 
     def agreement(self, predictions: list, reference_predictions: list):
         """Per example: the share of positions where both predict the same next token."""

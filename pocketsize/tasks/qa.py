@@ -75,8 +75,9 @@ class ExtractiveQA(Task):
     architecture_suffixes = ("ForQuestionAnswering",)
     optimum_task = "question-answering"
     per_token_outputs = True
+    loss_targets = ("start_positions", "end_positions")
+    outputs_over_positions = True
     data_columns = ("question", "context", "answers")
-    fidelity_kind = "spans"
     agreement_meaning = "the share of questions where the variant's answer equals the reference's after SQuAD normalisation"
 
     def __init__(
@@ -257,6 +258,13 @@ class ExtractiveQA(Task):
     def f1_against(self, predictions: list, reference_predictions: list):
         """Per-example SQuAD F1 of one model's answers taking the other's as the gold answer."""
         return np.asarray([f1_score(p, r) for p, r in zip(predictions, reference_predictions)])
+
+    def compare_runs(self, reference: dict, variant: dict) -> dict:
+        """The start and end distributions over each window's real tokens."""
+        from pocketsize.tasks.fidelity import not_comparable, span_fidelity
+
+        why = "tokenizers differ, so the logits are not position-for-position comparable"
+        return span_fidelity(reference, variant) or not_comparable(why)
 
     def show_example(self, example: dict) -> dict[str, Any]:
         return {

@@ -63,7 +63,6 @@ class Seq2Seq(Task):
     # ids) does not cover; and its outputs are full-vocabulary distributions per token
     cacheable = False
     student_kinds = ("truncate",)
-    fidelity_kind = "text"
     agreement_meaning = "the share of inputs where the variant generates the reference's text (after SQuAD normalisation)"
     input_names = ("input_ids", "attention_mask")
     data_columns = ()  # source/target or question/context/answers; checked in encode
@@ -137,6 +136,11 @@ class Seq2Seq(Task):
 
     def f1_against(self, predictions: list, reference_predictions: list):
         return np.asarray([f1_score(p, r) for p, r in zip(predictions, reference_predictions)])
+
+    def compare_runs(self, reference: dict, variant: dict) -> dict:
+        from pocketsize.tasks.fidelity import not_comparable
+
+        return not_comparable("generated text is compared, not logits")
 
     def show_example(self, example: dict) -> dict[str, Any]:
         shown = {k: example[k] for k in ("source", "question") if k in example}

@@ -17,6 +17,7 @@ import numpy as np
 from pocketsize.errors import PocketsizeError
 from pocketsize.tasks.base import Task, register_task
 from pocketsize.tasks.classification import fit_max_length
+from pocketsize.tasks.fidelity import token_runs
 
 IGNORED = -100  # label of the pieces after a word's first, and of special tokens
 
@@ -71,7 +72,6 @@ class TokenClassification(Task):
     optimum_task = "token-classification"
     per_token_outputs = True
     data_columns = ("tokens", "ner_tags")
-    fidelity_kind = "token_logits"
     default_losses = {"token_kl": 0.5, "token_ce": 0.5}
     hard_loss = "token_ce"
     agreement_meaning = (
@@ -206,6 +206,9 @@ class TokenClassification(Task):
         gold = self._tags(examples["ner_tags"], examples)
         predicted = self._tags(predictions, examples)
         return _f1_parts([entity_counts(p, g) for p, g in zip(predicted, gold)])
+
+    def compare_runs(self, reference: dict, variant: dict) -> dict:
+        return token_runs(reference, variant)
 
     def agreement(self, predictions: list, reference_predictions: list):
         """Per sentence, the share of words both models tag the same (1: the same tags)."""
