@@ -452,3 +452,26 @@ def test_a_new_exporter_is_one_registered_class_and_auto_falls_back_past_a_faili
     ):
         export(tiny_cls_dir, tmp_path / "asked", exporter="failing")
     assert not (tmp_path / "asked").exists()
+
+
+def test_the_task_is_resolved_in_one_order_and_never_guessed(tmp_path):
+    """Given > the model's record > the data's columns; a model and data that disagree, or
+    nothing that says, is refused in one line (prune used to take a text classifier)."""
+    from pocketsize.prune.pruner import prune
+    from pocketsize.tasks import resolve_task
+
+    qa_dir = make_tiny_bert(tmp_path / "qa", task="extractive-qa")
+    with pytest.raises(PocketsizeError, match="the model is for extractive-qa but the data is"):
+        resolve_task(model=qa_dir, data=make_cls_dataset())
+    cls_dir = make_tiny_bert(tmp_path / "cls")
+    assert resolve_task("extractive-qa", model=cls_dir).name == "extractive-qa"
+    assert resolve_task(model=cls_dir).name == "text-classification"
+    assert resolve_task(data=make_cls_dataset()).name == "text-classification"
+    config = json.loads((cls_dir / "config.json").read_text())
+    config["architectures"] = ["BertModel"]  # a base encoder: no head, no recorded task
+    (cls_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PocketsizeError, match="cannot tell the task.*pass task="):
+        resolve_task(model=cls_dir)
+    with pytest.raises(PocketsizeError, match="cannot tell the task.*pass task="):
+        prune(cls_dir, ffn=0.5, ffn_score="magnitude", out=tmp_path / "p")
+    assert not (tmp_path / "p").exists()

@@ -183,11 +183,11 @@ class _Run:
 
 def _resolve(teacher, data, student, task, tokenizers, cfg, trust: dict) -> _Run:
     """Load the data, the teacher and the student, and run every check that needs only them."""
-    from pocketsize.tasks import get_task, task_for_dataset
+    from pocketsize.tasks import resolve_task
 
     with processes.main_first():  # the main process fetches what is not cached yet
         data = load.load_data(data)
-    task = get_task(task) if task is not None else task_for_dataset(data)
+    task = resolve_task(task, model=load.saved_model_dir(teacher), data=data)
     names = task.labels(load.require_split(data, "train"))
     weights = L.parse_losses(cfg.losses if cfg.losses is not None else dict(task.default_losses))
     intermediate = L.needs_of(weights) & L.INTERMEDIATE

@@ -60,7 +60,7 @@ def finetune(
     in its config or tokenizer config; a module directory's class from outside pocketsize);
     off, such a model is refused in one line before any work.
     """
-    from pocketsize.tasks import get_task, task_for_dataset
+    from pocketsize.tasks import resolve_task
 
     cfg = FinetuneConfig.build(config, **options)
     started = time.time()
@@ -69,7 +69,7 @@ def finetune(
     processes.start()
     with processes.main_first():  # the main process fetches what is not cached yet
         data = load.load_data(data)
-    task = get_task(task) if task is not None else task_for_dataset(data)
+    task = resolve_task(task, model=load.saved_model_dir(model), data=data)
     train = load.require_split(data, "train")
     names = task.labels(train)
     bf16 = T.resolve_bf16(cfg.bf16_setting)

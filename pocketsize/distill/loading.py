@@ -119,3 +119,11 @@ def describe(ref) -> str:
     if isinstance(ref, nn.Module) or callable(ref) and not isinstance(ref, (str, os.PathLike)):
         return f"<in-memory {type(ref).__name__}>"
     return str(ref)
+
+
+def saved_model_dir(ref):
+    """`ref` as a directory on disk whose record can say the task (tasks.resolve_task), or None
+    for an in-memory model, a catalogue name or a hub id (their task comes from the data)."""
+    if isinstance(ref, (str, os.PathLike)) and Path(ref).is_dir():
+        return Path(ref)
+    return None

@@ -31,7 +31,7 @@ from pocketsize.formats.onnx_dir import MANIFEST, check_onnx_file, write_manifes
 from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
 from pocketsize.fsutil import atomic_dir, check_output_dir
 from pocketsize.options import keywords_from
-from pocketsize.tasks import get_task, task_names, task_of_model
+from pocketsize.tasks import resolve_task, task_of_model
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +192,7 @@ def _export_transformers(model_dir: Path, job: _Job, task) -> Path:
     from pocketsize.formats.model_dir import load_model_dir
 
     config = hf_load.load_config(model_dir, job.trust_remote_code)
-    task_obj = get_task(task) if task is not None else task_of_model(model_dir)
-    if task_obj is None:
-        raise PocketsizeError(
-            f"cannot tell the task of a {config.architectures} model; pass task= one of "
-            f"{', '.join(task_names())}"
-        )
+    task_obj = resolve_task(task, model=model_dir)
     if task_obj.generates:
         return _export_generative(model_dir, job, task_obj)
     tokenizer = hf_load.load_tokenizer(model_dir, job.trust_remote_code)

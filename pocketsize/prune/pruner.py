@@ -42,14 +42,10 @@ def _resolve(ref) -> str:
     return str(resolve_model(str(ref)))
 
 
-def _task_for(task, data, model_dir=None):
-    from pocketsize.tasks import get_task, task_for_dataset, task_of_model
+def _task_for(task, data, model=None):
+    from pocketsize.tasks import resolve_task
 
-    if task is not None:
-        return get_task(task)
-    if data is not None:
-        return task_for_dataset(data)
-    return (model_dir and task_of_model(model_dir)) or get_task("text-classification")
+    return resolve_task(task, model=model, data=data)
 
 
 def _load_model(path, task, data, **trust):

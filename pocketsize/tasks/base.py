@@ -338,6 +338,30 @@ def task_of_model(source) -> Task | None:
     return get_task(name) if name else None
 
 
+def resolve_task(task=None, *, model=None, data=None) -> Task:
+    """The task of a stage's work, in one order every stage follows: the task given (a name or
+    a Task); else what the model records (task_of_model: the ONNX manifest's task, a module
+    directory's, the head in config.json's architectures); else the data's columns
+    (task_for_dataset). Where the model and the data both say, they must agree; where nothing
+    says, the task is asked for (never a guess)."""
+    if task is not None:
+        return get_task(task)
+    from_model = task_of_model(model) if model is not None else None
+    from_data = task_for_dataset(data) if data is not None else None
+    if from_model is not None and from_data is not None and from_model != from_data:
+        raise PocketsizeError(
+            f"the model is for {from_model.name} but the data is for {from_data.name}; "
+            f"pass matching data, or task= (--task) to say which"
+        )
+    found = from_model or from_data
+    if found is None:
+        raise PocketsizeError(
+            "cannot tell the task: the model records none and no data was given; pass task= "
+            f"(--task) one of {', '.join(task_names())}"
+        )
+    return found
+
+
 def task_for_dataset(dataset) -> Task:
     """Infer the task from a Dataset or DatasetDict's columns: the task whose data columns are
     all present, the most specific first (QA's three before classification's text + label
