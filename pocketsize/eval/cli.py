@@ -109,11 +109,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     from pocketsize.eval import load_pipeline
+    from pocketsize.eval.predict import model_task
 
+    task = model_task(args.model)
+    _check_question(task, args.question, args.text)
     extra = {"aggregation_strategy": args.aggregation} if args.aggregation else {}
     pipe = load_pipeline(
         args.model,
-        task="extractive-qa" if args.question else None,
+        task=task,
         threads=args.threads,
         trust_remote_code=args.trust_remote_code,
         trust_module_code=args.trust_module_code,
@@ -121,13 +124,42 @@ def run_predict(args: argparse.Namespace) -> int:
     )
     limit = pipe.tokenizer.model_max_length
     for i, text in enumerate(args.text, 1):
-        if not args.question and len(pipe.tokenizer(text)["input_ids"]) > limit:
-            print(f"note: text {i} is longer than the model's {limit} tokens; it reads the "
-                  "first ones", file=sys.stderr)  # fmt: skip
-        if args.question:
+        _note_length(i, text, pipe.tokenizer, limit, task)
+        if task.asks_question:
             result = pipe(question=args.question, context=text)
         else:
             result = pipe(text)
         # pipelines give numpy scores (token classification), which json cannot write
         print(json.dumps(result, ensure_ascii=False, default=float))
     return 0
+
+
+def _check_question(task, question, texts) -> None:
+    """A question goes to a question-answering model, and such a model needs one (and a
+    context to answer from): refused before the model is loaded."""
+    if question is not None and not task.asks_question:
+        raise PocketsizeError(
+            f"--question is for extractive-qa models; this is a {task.name} model: drop --question"
+        )
+    if not task.asks_question:
+        return
+    if question is None or not question.strip():
+        given = "an empty --question" if question is not None else "no --question"
+        raise PocketsizeError(
+            f"an extractive-qa model answers a question about the text; {given} was given: "
+            'pass --question "..."'
+        )
+    empty = [i for i, text in enumerate(texts, 1) if not text.strip()]
+    if empty:
+        raise PocketsizeError(
+            f"text {empty[0]} is empty: an extractive-qa model answers from the text; pass "
+            "the context as the text"
+        )
+
+
+def _note_length(i: int, text: str, tokenizer, limit: int, task) -> None:
+    if not text.strip():
+        print(f"note: text {i} is empty; the model answers for no words at all", file=sys.stderr)
+    elif not task.asks_question and len(tokenizer(text)["input_ids"]) > limit:
+        print(f"note: text {i} is longer than the model's {limit} tokens; it reads the "
+              "first ones", file=sys.stderr)  # fmt: skip

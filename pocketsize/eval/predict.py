@@ -25,6 +25,13 @@ def task_from_config(config: dict, directory=None):
     )
 
 
+def model_task(model):
+    """The task `model` (a directory or an .onnx/.ort file) was built for, as load_pipeline
+    takes it."""
+    variant = resolve_variant("model", model)
+    return task_from_config(variant.config, variant.model_dir)
+
+
 def load_pipeline(
     model,
     task=None,

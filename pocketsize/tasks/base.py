@@ -65,6 +65,8 @@ class Task:
     # positions are masked out of the losses
     loss_targets: tuple[str, ...] = ("labels",)
     outputs_over_positions: bool = False
+    # what `pocketsize predict` gives the model besides the text (QA: a question about it)
+    asks_question: bool = False
     # the model inputs the task's features provide, main input first
     input_names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
     # the data columns the task reads (checked before any model runs)

@@ -76,6 +76,7 @@ class ExtractiveQA(Task):
     optimum_task = "question-answering"
     per_token_outputs = True
     loss_targets = ("start_positions", "end_positions")
+    asks_question = True
     outputs_over_positions = True
     data_columns = ("question", "context", "answers")
     agreement_meaning = "the share of questions where the variant's answer equals the reference's after SQuAD normalisation"
