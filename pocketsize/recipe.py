@@ -96,21 +96,41 @@ def load_recipe(source: str | os.PathLike | dict, overrides: Sequence[str] = ())
     if isinstance(source, dict):
         recipe = copy.deepcopy(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise PocketsizeError(f"recipe file {path} not found; pass the path of a YAML recipe")
-        try:
-            recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise PocketsizeError(
-                f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}"
-            ) from e
-        if not isinstance(recipe, dict):
-            raise PocketsizeError(f"recipe {path} must be a mapping of keys to values")
+        recipe = _read_recipe_file(Path(source))
     for item in overrides:
         _apply_override(recipe, item)
     validate_recipe(recipe)
     return recipe
+
+
+def _read_recipe_file(path: Path) -> dict:
+    if not path.is_file():
+        raise PocketsizeError(f"recipe file {path} not found; pass the path of a YAML recipe")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise PocketsizeError(
+            f"recipe {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 "
+            f"(e.g. iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name})"
+        ) from None
+    try:
+        recipe = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise PocketsizeError(f"recipe {path} is not valid YAML: {_yaml_problem(e)}") from None
+    if not isinstance(recipe, dict):
+        raise PocketsizeError(f"recipe {path} must be a mapping of keys to values")
+    return recipe
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What PyYAML found wrong, in one line: its `problem` ("could not determine a constructor
+    for the tag ..."), not the first line of its message ("while parsing a flow sequence")."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if isinstance(error, yaml.constructor.ConstructorError) and "for the tag" in problem:
+        tag = problem.rsplit("for the tag ", 1)[1].replace("tag:yaml.org,2002:", "!!")
+        problem = f"the tag {tag} is refused: a recipe holds plain values, never Python objects"
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
 
 
 def _apply_override(recipe: dict, item: str) -> None:
@@ -119,7 +139,13 @@ def _apply_override(recipe: dict, item: str) -> None:
             f"override {item!r} must look like key.sub=value, e.g. distill.epochs=1"
         )
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else None
+    try:  # safe_load: a tag such as !!python/object is refused, never constructed
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as e:
+        raise PocketsizeError(
+            f"override {item!r}: the value is not plain YAML ({_yaml_problem(e)}); give a "
+            "number, a string, [a, list] or {key: value}, e.g. --set distill.epochs=2"
+        ) from None
     node = recipe
     parts = key.strip().split(".")
     for part in parts[:-1]:

@@ -9,6 +9,7 @@ any other tag is refused by name.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
@@ -56,6 +57,29 @@ def read_conll(path, scheme: str = "auto") -> list[tuple[list[str], list[str]]]:
             f"unknown tag scheme {scheme!r}; use one of auto, {', '.join(SCHEMES)}"
         )
     return [(toks, to_iob2(ts, found)) for toks, ts in sentences]
+
+
+_TAG = re.compile(r"O|[BIES]-\S+")
+
+
+def looks_like_conll(path, sample_bytes: int = 65536) -> bool:
+    """True when the start of a file reads as CoNLL: token lines whose last column is a tag
+    (O, B-, I-, E-, S-TYPE), blank lines and -DOCSTART- aside; a header line before them
+    counts when a blank line separates two sentences. For the hint to other readers: a .tsv
+    or .txt file of this shape is meant for token classification."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(sample_bytes)
+    except (OSError, UnicodeDecodeError):
+        return False
+    lines = text.splitlines()[:-1] if len(text) == sample_bytes else text.splitlines()
+    parts = [line.split() for line in lines]
+    tokens = [p for p in parts if p and p[0] != "-DOCSTART-"]
+    tagged = [len(p) >= 2 and _TAG.fullmatch(p[-1]) is not None for p in tokens]
+    if len(tokens) < 2 or not all(tagged[1:]):
+        return False
+    sentences = any(not p for p in parts[parts.index(tokens[0]) + 1 :])
+    return tagged[0] or sentences
 
 
 def _split(tag: str, where: str) -> tuple[str, str]:

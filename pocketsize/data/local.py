@@ -64,26 +64,10 @@ def _read_records(path: Path):
     if suffix not in FILE_SUFFIXES:
         raise PocketsizeError(
             f"{path}: unsupported file type {suffix!r}; use one of {', '.join(FILE_SUFFIXES)}"
+            + _conll_hint(path)
         )
     if suffix in (".csv", ".tsv"):
-        import pandas as pd
-
-        # every cell as a string, and no "NA"/"None" -> NaN guessing: texts stay as written
-        try:
-            frame = pd.read_csv(
-                path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
-            )
-        except pd.errors.ParserError as e:
-            raise PocketsizeError(
-                f"{path} is not a well-formed {suffix[1:].upper()} file "
-                f"({str(e).strip().splitlines()[0]}); quote the fields that hold the separator, "
-                "or give every row the header's columns"
-            ) from e
-        except pd.errors.EmptyDataError as e:
-            raise PocketsizeError(
-                f"{path} is empty (no header, no rows); pass a file with examples"
-            ) from e
-        return Dataset.from_pandas(frame, preserve_index=False)
+        return _read_delimited(path, suffix)
     if suffix == ".parquet":
         return Dataset.from_parquet(str(path))
     if suffix == ".conll":  # token classification: tokens and their IOB2 tags, as strings
@@ -109,6 +93,77 @@ def _read_records(path: Path):
     if not records:
         raise PocketsizeError(f"{path} is empty (no rows); pass a file with examples")
     return Dataset.from_list(records)
+
+
+def _read_delimited(path: Path, suffix: str):
+    """A CSV or TSV file whose first line is the header, every row with its columns."""
+    import pandas as pd
+    from datasets import Dataset
+
+    kind, sep = suffix[1:].upper(), "\t" if suffix == ".tsv" else ","
+    conll = _conll_hint(path) if suffix == ".tsv" else ""
+    if conll:  # read as a table, each token would become an example and its tag a label
+        raise PocketsizeError(f"{path} is not a table with a header{conll}")
+    _check_columns(path, sep, kind)
+    try:
+        # every cell as a string, and no "NA"/"None" -> NaN guessing: texts stay as written
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as e:
+        raise PocketsizeError(
+            f"{path} is not a well-formed {kind} file ({str(e).strip().splitlines()[0]}); quote "
+            "the fields that hold the separator, or give every row the header's columns"
+        ) from e
+    except pd.errors.EmptyDataError as e:
+        raise PocketsizeError(
+            f"{path} is empty (no header, no rows); pass a file with examples"
+        ) from e
+    return Dataset.from_pandas(frame, preserve_index=False)
+
+
+def _check_columns(path: Path, sep: str, kind: str) -> None:
+    """Refuse a row with another number of columns than the header, naming its line: pandas
+    refuses only longer rows and fills shorter ones with "", so a header-less file's second
+    line would be read as one example under the first line's "column names"."""
+    import csv
+
+    limit = csv.field_size_limit(2**31 - 1)  # a long text is no error here
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = csv.reader(f, delimiter=sep)  # pandas' quoting: "..." with "" inside
+            header, start = None, 1  # the header: the first line that is not blank
+            for row in rows:
+                if row and header is None:
+                    header, header_line = row, start
+                elif row and len(row) != len(header):
+                    _refuse_ragged(path, kind, (start, len(row)), (header_line, len(header)))
+                start = rows.line_num + 1  # where the next row starts
+    except csv.Error:
+        return  # what the csv module cannot read, pandas reads or refuses itself
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _refuse_ragged(path: Path, kind: str, row: tuple, header: tuple) -> None:
+    (line, width), (header_line, header_width) = row, header
+    raise PocketsizeError(
+        f"{path} is not a well-formed {kind} file: line {line} has {width} column"
+        f"{'s' * (width != 1)} but the header (line {header_line}) has {header_width}; quote "
+        "the fields that hold the separator, or give every row the header's columns (the "
+        "first line is the header: add one if the file has none)"
+    )
+
+
+def _conll_hint(path: Path) -> str:
+    """How to read a file that looks like CoNLL: only a .conll file goes to the CoNLL reader."""
+    from pocketsize.data.conll import looks_like_conll
+
+    if not looks_like_conll(path):
+        return ""
+    return (
+        "; it looks like CoNLL data (token<TAB>tag lines, a blank line between sentences): "
+        f"name it .conll (mv {path.name} {path.stem}.conll) to read it with pocketsize's CoNLL "
+        "reader, as token classification (NER) data"
+    )
 
 
 def _is_squad(obj: dict) -> bool:

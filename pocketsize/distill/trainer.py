@@ -11,6 +11,7 @@ which inputs the models read, which outputs the losses compare, how to line them
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -109,6 +110,9 @@ class DistillationTrainer(Trainer):
         self.teacher_inputs = model_inputs(task)
         self._part_sums: dict[str, float] = {}
         self._part_count = 0
+        # The sum of the step losses, for the whole run's mean loss after a resume (see train)
+        self._loss_before = 0.0  # of the steps before the checkpoint this run resumed from
+        self._loss_here = torch.zeros(())  # of this run's steps, on this process
 
     def _flags(self) -> dict:
         return {
@@ -142,6 +146,38 @@ class DistillationTrainer(Trainer):
             self._part_sums[k] = self._part_sums.get(k, 0.0) + v
         self._part_count += 1
         return (loss, s_out) if return_outputs else loss
+
+    def train(self, resume_from_checkpoint=None, **kw):
+        """transformers' TrainOutput, whose training_loss is the whole run's mean step loss.
+
+        Resumed, the Trainer divides the sum of this run's step losses by every step, the
+        ones before the checkpoint included; the checkpoint's LOSS_FILE holds their sum."""
+        before = saved_loss_sum(resume_from_checkpoint)
+        self._loss_before = before or 0.0
+        result = super().train(resume_from_checkpoint=resume_from_checkpoint, **kw)
+        if not before:
+            return result
+        whole = result.training_loss + before / max(result.global_step, 1)
+        return result._replace(training_loss=whole, metrics={**result.metrics, "train_loss": whole})
+
+    def training_step(self, *args, **kw):
+        loss = super().training_step(*args, **kw)  # the step's part of the Trainer's tr_loss
+        self._loss_here = self._loss_here.to(loss.device) + loss.float()
+        return loss
+
+    def _save_checkpoint(self, model, trial):
+        # the loss sum so far, every process's mean as the Trainer logs it, written before the
+        # Trainer's state: a checkpoint that has its state has its loss sum too
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        here = self.accelerator.reduce(self._loss_here.to(self.args.device), reduction="mean")
+        folder = Path(self._get_output_dir(trial=trial))
+        folder = folder / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save:
+            folder.mkdir(parents=True, exist_ok=True)
+            record = {"step": self.state.global_step, "sum": self._loss_before + here.item()}
+            (folder / LOSS_FILE).write_text(json.dumps(record), encoding="utf-8")
+        super()._save_checkpoint(model, trial)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -191,6 +227,18 @@ class DistillationTrainer(Trainer):
                 logs[f"loss_{k}"] = round(v / float(sums[-1]), 6)
             self._part_sums, self._part_count = {}, 0
         super().log(logs, *args, **kw)
+
+
+LOSS_FILE = "pocketsize_loss.json"  # in a checkpoint: the sum of the step losses up to it
+
+
+def saved_loss_sum(checkpoint) -> float | None:
+    """The sum of the step losses up to `checkpoint` (None: no checkpoint, or one written
+    without the sum, by an older pocketsize: the Trainer's figure stands)."""
+    path = Path(checkpoint) / LOSS_FILE if isinstance(checkpoint, (str, Path)) else None
+    if path is None or not path.is_file():
+        return None
+    return float(json.loads(path.read_text(encoding="utf-8"))["sum"])
 
 
 class ValidationCallback(TrainerCallback):

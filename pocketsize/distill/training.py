@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,11 +105,12 @@ def prepare_work_dir(out: Path, resume: bool) -> tuple[Path, str | None]:
     """The Trainer's checkpoint directory beside `out` and the checkpoint to resume from.
 
     Without resume, checkpoints of an earlier attempt are removed so training starts over
-    (by the main process, before any process trains).
+    (by the main process, before any process trains), with a note: resuming them unasked
+    could continue a run made with other data or options, which nothing here can tell.
     """
     work = work_dir_for(out)
     if not resume:
-        processes.on_main(shutil.rmtree, work, ignore_errors=True)
+        processes.on_main(_start_over, work)
         return work, None
     checkpoint = last_checkpoint(work)
     if checkpoint is None:
@@ -116,6 +118,18 @@ def prepare_work_dir(out: Path, resume: bool) -> tuple[Path, str | None]:
             f"resume=True but {work} holds no checkpoint; run without resume to start over"
         )
     return work, checkpoint
+
+
+def _start_over(work: Path) -> None:
+    stale = last_checkpoint(work)
+    if stale is not None:
+        print(
+            f"note: {work} holds {Path(stale).name} of an earlier run that stopped; starting "
+            "over and removing it (to continue that run instead, pass --resume; Python: "
+            "resume=True)",
+            file=sys.stderr,
+        )
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def last_checkpoint(work_dir: Path) -> str | None:
