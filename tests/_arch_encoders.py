@@ -12,9 +12,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
-from _arch_helpers import EVAL_QUICK, QUICK, assert_decreased, loss_recorder
-from conftest import make_tokenizer
+from zoo import EVAL_QUICK, QUICK_LOGGED, assert_decreased, loss_recorder, make_base
 
 from pocketsize.errors import PocketsizeError
 
@@ -33,49 +31,6 @@ PRUNING = {
 }
 
 
-def tiny_config(arch: str, vocab_size: int, **overrides):
-    """A two-layer config of `arch`, hidden 32, 4 heads, MLP 37 (odd, so halving it rounds)."""
-    from transformers import AutoConfig
-
-    common = dict(vocab_size=vocab_size, max_position_embeddings=80)
-    sizes = {
-        "xlnet": dict(d_model=32, n_layer=2, n_head=4, d_inner=37),
-        "distilbert": dict(dim=32, n_layers=2, n_heads=4, hidden_dim=37),
-    }.get(arch, dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=37))  # fmt: skip
-    extra = {
-        "xlnet": {"max_position_embeddings": None},
-        # the special ids of make_tokenizer's vocabulary ([PAD] 0, [CLS] 2, [SEP] 3); a local
-        # window shorter than the texts, so local and global layers differ; no torch.compile
-        "modernbert": dict(
-            pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3,
-            global_attn_every_n_layers=2, local_attention=4, reference_compile=False,
-        ),
-        # DeBERTa-v3's attention: relative positions in buckets, keys shared with content
-        "deberta-v2": dict(
-            relative_attention=True, position_buckets=8, pos_att_type=["p2c", "c2p"],
-            share_att_key=True, norm_rel_ebd="layer_norm", type_vocab_size=0, pad_token_id=0,
-        ),
-    }.get(arch, {})  # fmt: skip
-    kw = {**common, **sizes, **extra, **overrides}
-    kw = {k: v for k, v in kw.items() if v is not None}
-    return AutoConfig.for_model(arch, **kw)
-
-
-def make_base(path, arch: str):
-    """A tiny random base encoder (no task head) with a real WordPiece tokenizer."""
-    from transformers import AutoModel
-
-    tok = make_tokenizer(path)
-    if arch == "xlnet":
-        # XLNet summarises the last token: pad on the left, as XLNet's own tokenizer does
-        tok.padding_side = "left"
-        tok.save_pretrained(path)
-    torch.manual_seed(0)
-    AutoModel.from_config(tiny_config(arch, len(tok))).save_pretrained(path)
-    return path
-
-
 def classifier_through_every_stage(arch, tmp_path, data):
     """Fine-tune, distil, export, quantize and evaluate a tiny `arch` classifier."""
     from transformers import AutoConfig
@@ -89,7 +44,9 @@ def classifier_through_every_stage(arch, tmp_path, data):
     base = make_base(tmp_path / "base", arch)
 
     # fine-tune: a fresh classification head on the base encoder, labels from the data
-    teacher = finetune(base, data, tmp_path / "teacher", max_steps=150, learning_rate=3e-3, **QUICK)
+    teacher = finetune(
+        base, data, tmp_path / "teacher", max_steps=150, learning_rate=3e-3, **QUICK_LOGGED
+    )
     config = AutoConfig.from_pretrained(teacher)
     assert config.model_type == arch
     assert config.architectures[0].endswith("ForSequenceClassification")
@@ -106,7 +63,7 @@ def classifier_through_every_stage(arch, tmp_path, data):
         max_steps=40,
         learning_rate=1e-3,
         callbacks=[record],
-        **QUICK,
+        **QUICK_LOGGED,
     )
     assert_decreased(losses)
     stage = json.loads((student / "stage.json").read_text())

@@ -1,4 +1,4 @@
-"""Helpers for the eval tests: tiny ONNX exports (independent of pocketsize.export), QA data."""
+"""Helpers for the eval tests: tiny ONNX exports (independent of pocketsize.export)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def make_trained_looking_bert(path: Path, task: str = "text-classification", see
     """make_tiny_bert with every weight jittered: a fresh init has identical all-zero biases and
     all-one LayerNorm weights, which the ONNX exporter stores once, unlike any trained model."""
     import torch
-    from conftest import make_tiny_bert
     from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+    from zoo import make_tiny_bert
 
     make_tiny_bert(path, task, seed)
     auto = (
@@ -98,32 +98,3 @@ def convert_to_ort(onnx_file: Path, out: Path) -> Path:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
     return out / "model.ort"
-
-
-CONTEXT_WORDS = "the film story plot actor cast scene music director script ending".split()
-
-
-def make_qa_dataset(n: int = 12, seed: int = 0, unanswerable_every: int = 0, long: bool = False):
-    """SQuAD-layout examples over the tiny vocabulary; the answer is a word of the context."""
-    import random
-
-    from datasets import Dataset, DatasetDict
-
-    rng = random.Random(seed)
-    rows = {"id": [], "title": [], "context": [], "question": [], "answers": []}
-    for i in range(n):
-        words = [rng.choice(CONTEXT_WORDS) for _ in range(40 if long else 10)]
-        answer_pos = rng.randrange(len(words))
-        words[answer_pos] = "brilliant"
-        context = " ".join(words)
-        start = len(" ".join(words[:answer_pos])) + (1 if answer_pos else 0)
-        answers = {"text": ["brilliant"], "answer_start": [start]}
-        if unanswerable_every and i % unanswerable_every == 0:
-            answers = {"text": [], "answer_start": []}
-        rows["id"].append(f"q{i}")
-        rows["title"].append("t")
-        rows["context"].append(context)
-        rows["question"].append("what is brilliant")
-        rows["answers"].append(answers)
-    ds = Dataset.from_dict(rows)
-    return DatasetDict({"train": ds, "validation": ds, "test": ds})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import make_cls_dataset, make_tiny_bert
+from zoo import make_cls_dataset, make_tiny_bert
 
 
 def train_tiny_classifier(path: Path, steps: int = 15, seed: int = 0) -> Path:

@@ -9,8 +9,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from _arch_helpers import EVAL_QUICK, QUICK, assert_decreased, loss_recorder
-from conftest import make_cls_dataset, make_tiny_bert
+from zoo import (
+    EVAL_QUICK,
+    QUICK_LOGGED,
+    assert_decreased,
+    loss_recorder,
+    make_cls_dataset,
+    make_tiny_bert,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread", "cache_in_tmp")
 
@@ -23,7 +29,9 @@ def test_bilstm_student_distill_export_quantize_eval(tmp_path):
 
     data = make_cls_dataset(n_train=96)
     base = make_tiny_bert(tmp_path / "base", seed=3)
-    teacher = finetune(base, data, tmp_path / "teacher", max_steps=150, learning_rate=3e-3, **QUICK)
+    teacher = finetune(
+        base, data, tmp_path / "teacher", max_steps=150, learning_rate=3e-3, **QUICK_LOGGED
+    )
 
     record, losses = loss_recorder()
     student_dir = distill(
@@ -35,7 +43,7 @@ def test_bilstm_student_distill_export_quantize_eval(tmp_path):
         max_steps=60,
         learning_rate=5e-3,
         callbacks=[record],
-        **QUICK,
+        **QUICK_LOGGED,
     )
     assert_decreased(losses)
     config = json.loads((student_dir / "config.json").read_text())

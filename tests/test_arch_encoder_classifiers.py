@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from _arch_encoders import classifier_through_every_stage
-from conftest import make_cls_dataset
+from zoo import QUICK_LOGGED, make_base, make_cls_dataset
 
 pytestmark = pytest.mark.usefixtures("single_thread", "cache_in_tmp")
 
@@ -24,8 +24,6 @@ def test_students_learn_hidden_states_and_attentions(arch, student, tmp_path):
     return its attention maps)."""
     import json
 
-    from _arch_encoders import make_base
-    from _arch_helpers import QUICK
     from transformers import TrainerCallback
 
     from pocketsize.distill import distill, finetune
@@ -40,11 +38,11 @@ def test_students_learn_hidden_states_and_attentions(arch, student, tmp_path):
     data = make_cls_dataset(n_train=96)
     base = make_base(tmp_path / "base", arch)
     teacher = finetune(base, data, tmp_path / "teacher", max_steps=20, learning_rate=3e-3,
-                       **QUICK)  # fmt: skip
+                       **QUICK_LOGGED)  # fmt: skip
     out = distill(
         teacher, data, student, tmp_path / "student",
         losses={"kl": 1.0, "hidden": 1.0, "attention": 1.0}, max_steps=8, learning_rate=1e-3,
-        callbacks=[Record()], **QUICK,
+        callbacks=[Record()], **QUICK_LOGGED,
     )  # fmt: skip
     assert json.loads((out / "stage.json").read_text())["config"]["layer_pairs"]
     attention = [entry["loss_attention_kl"] for entry in seen]

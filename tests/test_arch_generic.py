@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from _arch_helpers import EVAL_QUICK, assert_decreased, loss_recorder
+from zoo import EVAL_QUICK, QUICK_DIGITS, assert_decreased, digits_dataset, loss_recorder
 
 from pocketsize.errors import PocketsizeError
 
@@ -16,12 +16,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def digits():
-    from pocketsize.data.digits import load_digits_dataset
-
-    return load_digits_dataset()
-
-
-QUICK = dict(progress=False, logging_steps=5, batch_size=64)
+    return digits_dataset()
 
 
 def test_generic_digits_cnn_to_mlp_distill_export_quantize_eval(tmp_path, digits):
@@ -36,7 +31,7 @@ def test_generic_digits_cnn_to_mlp_distill_export_quantize_eval(tmp_path, digits
     torch.manual_seed(0)
     # ps.finetune / ps.distill hand array data to the generic module trainer
     teacher = finetune(DigitsCNN(channels=8, hidden=32), digits, tmp_path / "cnn",
-                       max_steps=120, learning_rate=3e-3, **QUICK)  # fmt: skip
+                       max_steps=120, learning_rate=3e-3, **QUICK_DIGITS)  # fmt: skip
     record, losses = loss_recorder()
     student = distill(
         teacher,
@@ -47,7 +42,7 @@ def test_generic_digits_cnn_to_mlp_distill_export_quantize_eval(tmp_path, digits
         max_steps=150,
         learning_rate=5e-3,
         callbacks=[record],
-        **QUICK,
+        **QUICK_DIGITS,
     )
     assert_decreased(losses)
     config = json.loads((student / "config.json").read_text())
@@ -103,7 +98,7 @@ def test_generic_label_count_mismatch_is_caught_before_training(tmp_path, digits
     from pocketsize.zoo.digits import DigitsMLP
 
     with pytest.raises(PocketsizeError, match="outputs 3 logits but the data has 10 labels"):
-        finetune(DigitsMLP(num_labels=3), digits, tmp_path / "m", max_steps=1, **QUICK)
+        finetune(DigitsMLP(num_labels=3), digits, tmp_path / "m", max_steps=1, **QUICK_DIGITS)
     assert not (tmp_path / "m").exists()
 
 
@@ -119,8 +114,8 @@ def test_generic_teacher_can_be_any_callable_from_a_batch_to_logits(tmp_path, di
         return torch.cat([brightness * k for k in range(10)], dim=1) * 10
 
     out = distill(pixel_sum_teacher, digits, DigitsMLP(hidden=8), tmp_path / "s",
-                  losses={"kl": 1.0}, max_steps=5, **QUICK)  # fmt: skip
+                  losses={"kl": 1.0}, max_steps=5, **QUICK_DIGITS)  # fmt: skip
     assert json.loads((out / "stage.json").read_text())["stage"] == "distill"
     with pytest.raises(PocketsizeError, match="not a registered module"):
-        finetune(torch.nn.Linear(64, 10), digits, tmp_path / "x", max_steps=1, **QUICK)
+        finetune(torch.nn.Linear(64, 10), digits, tmp_path / "x", max_steps=1, **QUICK_DIGITS)
     assert not (tmp_path / "x").exists()

@@ -6,64 +6,24 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections import Counter
 
 import onnx
 import pytest
-import torch
-from _arch_helpers import (
+from zoo import (
     EVAL_QUICK,
+    LM_MAX_LENGTH,
+    QUICK_GENERATIVE,
     assert_decreased,
+    lm_data,
     loss_recorder,
-    make_word_tokenizer,
+    make_qa_dataset,
+    make_tiny_gpt2,
 )
-from conftest import NEGATIVE, POSITIVE
 
 from pocketsize.errors import PocketsizeError
 
-QUICK = dict(progress=False, logging_steps=2, batch_size=16, max_length=32)
-
-
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def make_tiny_gpt2(path, n_layer=2, seed=0, words=None):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    tok = make_word_tokenizer(path, words)
-    config = GPT2Config(
-        vocab_size=len(tok), n_embd=32, n_layer=n_layer, n_head=4, n_positions=64,
-        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    GPT2LMHeadModel(config).save_pretrained(path)
-    return path
-
-
-def templated_sentences(n: int, seed: int) -> list[str]:
-    """Sentences with a learnable structure: fixed function words, one sentiment per sentence."""
-    rng = random.Random(seed)
-    nouns = ["film", "movie", "story", "plot", "cast", "script", "ending", "music"]
-    out = []
-    for _ in range(n):
-        adjectives = POSITIVE if rng.random() < 0.5 else NEGATIVE
-        a, b = rng.sample(nouns, 2)
-        out.append(f"the {a} was {rng.choice(adjectives)} and the {b} was {rng.choice(adjectives)}")
-    return out
-
-
-def lm_data(n_train=128, n_val=16, n_test=24):
-    from datasets import Dataset, DatasetDict
-
-    sizes = [("train", n_train), ("validation", n_val), ("test", n_test)]
-    return DatasetDict(
-        {
-            name: Dataset.from_dict({"text": templated_sentences(n, seed=k)})
-            for k, (name, n) in enumerate(sizes)
-        }
-    )
 
 
 def test_gpt2_finetune_distill_export_quantize_eval(tmp_path):
@@ -79,14 +39,16 @@ def test_gpt2_finetune_distill_export_quantize_eval(tmp_path):
     base = make_tiny_gpt2(tmp_path / "base", n_layer=2)
     # ps.finetune / ps.distill hand causal-lm data to the token-level trainer
     teacher = finetune(base, data, tmp_path / "teacher", task="causal-lm", max_steps=60,
-                       learning_rate=3e-3, **QUICK)  # fmt: skip
+                       learning_rate=3e-3, max_length=LM_MAX_LENGTH,
+                       **QUICK_GENERATIVE)  # fmt: skip
     assert json.loads((teacher / "stage.json").read_text())["stage"] == "finetune"
 
     record, losses = loss_recorder()
     student = distill(
         teacher, data, "truncate:0", tmp_path / "student", task="causal-lm",
         losses={"token_kl": 1.0, "token_ce": 0.5}, temperature=2.0,
-        max_steps=40, learning_rate=3e-3, callbacks=[record], **QUICK,
+        max_steps=40, learning_rate=3e-3, callbacks=[record], max_length=LM_MAX_LENGTH,
+        **QUICK_GENERATIVE,
     )  # fmt: skip
     assert_decreased(losses)
     assert AutoConfig.from_pretrained(student).n_layer == 1
@@ -154,11 +116,13 @@ def test_gpt2_prune_recover_export_quantize_eval(tmp_path):
     data = lm_data()
     base = make_tiny_gpt2(tmp_path / "base", n_layer=4)
     teacher = finetune(base, data, tmp_path / "teacher", task="causal-lm", max_steps=60,
-                       learning_rate=3e-3, **QUICK)  # fmt: skip
+                       learning_rate=3e-3, max_length=LM_MAX_LENGTH,
+                       **QUICK_GENERATIVE)  # fmt: skip
     pruned = prune(
         teacher, data, depth=0.25, heads=0.5, scope="global", ffn=0.5, task="causal-lm",
-        recover=True, recover_options={"max_steps": 20, "learning_rate": 1e-3, **QUICK},
-        out=tmp_path / "pruned", verbose=False,
+        recover=True, out=tmp_path / "pruned", verbose=False,
+        recover_options={"max_steps": 20, "learning_rate": 1e-3, "max_length": LM_MAX_LENGTH,
+                         **QUICK_GENERATIVE},
     )  # fmt: skip
     config = AutoConfig.from_pretrained(pruned)
     kept = json.loads((pruned / "pruning.json").read_text())["heads"]["kept_per_layer"]
@@ -206,15 +170,14 @@ def test_gpt2_bad_input_is_one_clear_error(tmp_path):
     with pytest.raises(PocketsizeError, match="gpt2 model .* cannot do extractive-qa"):
         check_architecture("gpt2", "extractive-qa")
     teacher = make_tiny_gpt2(tmp_path / "t")
-    from _distill_helpers import make_qa_dataset
-
     from pocketsize.eval import evaluate
 
     with pytest.raises(PocketsizeError, match="gpt2 model .* cannot do extractive-qa"):
         evaluate({"gpt2": teacher}, make_qa_dataset(2, 2, 2), task="extractive-qa")
     other = make_tiny_gpt2(tmp_path / "s", words=["x", "y", "z"])
     with pytest.raises(PocketsizeError, match="different vocabularies"):
-        distill(teacher, lm_data(8, 2, 2), str(other), tmp_path / "out", task="causal-lm", **QUICK)
+        distill(teacher, lm_data(8, 2, 2), str(other), tmp_path / "out", task="causal-lm",
+                max_length=LM_MAX_LENGTH, **QUICK_GENERATIVE)  # fmt: skip
     assert not (tmp_path / "out").exists()
     model, _ = load_generator(teacher, "causal-lm")
     with pytest.raises(PocketsizeError, match="exceeds the model's 64 positions"):

@@ -9,9 +9,16 @@ import json
 
 import onnx
 import pytest
-from _arch_helpers import EVAL_QUICK, assert_decreased, loss_recorder
-from _decoders import HEAD_DIM, make_tiny_decoder
-from test_arch_gpt2 import QUICK, lm_data
+from zoo import (
+    EVAL_QUICK,
+    HEAD_DIM,
+    LM_MAX_LENGTH,
+    QUICK_GENERATIVE,
+    assert_decreased,
+    lm_data,
+    loss_recorder,
+    make_tiny_decoder,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread", "cache_in_tmp")
 
@@ -34,13 +41,15 @@ def test_decoder_finetune_distill_prune_export_quantize_eval(model_type, tmp_pat
     data = lm_data()
     make_tiny_decoder(tmp_path / "base", model_type)
     teacher = finetune(tmp_path / "base", data, tmp_path / "teacher", task="causal-lm",
-                       max_steps=60, learning_rate=3e-3, **QUICK)  # fmt: skip
+                       max_steps=60, learning_rate=3e-3, max_length=LM_MAX_LENGTH,
+                       **QUICK_GENERATIVE)  # fmt: skip
 
     record, losses = loss_recorder()
     student = distill(
         teacher, data, "truncate:0,1,3", tmp_path / "student", task="causal-lm",
         losses={"token_kl": 1.0, "token_ce": 0.5}, temperature=2.0,
-        max_steps=40, learning_rate=3e-3, callbacks=[record], **QUICK,
+        max_steps=40, learning_rate=3e-3, callbacks=[record], max_length=LM_MAX_LENGTH,
+        **QUICK_GENERATIVE,
     )  # fmt: skip
     assert_decreased(losses)
     config = AutoConfig.from_pretrained(student)
@@ -50,7 +59,8 @@ def test_decoder_finetune_distill_prune_export_quantize_eval(model_type, tmp_pat
 
     pruned = prune(
         student, data, depth=0.34, heads=0.5, ffn=0.5, task="causal-lm", recover=True,
-        recover_teacher=teacher, recover_options={"max_steps": 10, **QUICK},
+        recover_teacher=teacher,
+        recover_options={"max_steps": 10, "max_length": LM_MAX_LENGTH, **QUICK_GENERATIVE},
         out=tmp_path / "pruned", verbose=False,
     )  # fmt: skip
     config = AutoConfig.from_pretrained(pruned)

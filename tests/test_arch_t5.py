@@ -7,38 +7,19 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from _arch_helpers import (
+from zoo import (
     EVAL_QUICK,
+    QUICK_GENERATIVE,
+    T5_MAX_LENGTH,
     assert_decreased,
     loss_recorder,
-    make_word_tokenizer,
+    make_qa_dataset,
+    make_tiny_t5,
 )
-from _distill_helpers import make_qa_dataset
-from conftest import NEGATIVE, NEUTRAL, POSITIVE
 
 from pocketsize.errors import PocketsizeError
 
-QUICK = dict(progress=False, logging_steps=2, batch_size=16, max_length=48)
-WORDS = POSITIVE + NEGATIVE + NEUTRAL + ["question", "context", ":", "which", "word"]
-
-
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def make_tiny_t5(path, layers=2, seed=0):
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    tok = make_word_tokenizer(path, WORDS, append_eos=True)
-    config = T5Config(
-        vocab_size=len(tok), d_model=32, d_kv=8, d_ff=48, num_heads=4,
-        num_layers=layers, num_decoder_layers=layers,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.pad_token_id,
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    T5ForConditionalGeneration(config).save_pretrained(path)
-    return path
 
 
 def test_t5_finetune_distill_export_quantize_eval(tmp_path):
@@ -51,14 +32,15 @@ def test_t5_finetune_distill_export_quantize_eval(tmp_path):
 
     data = make_qa_dataset(n_train=96, n_val=8, n_test=16)
     base = make_tiny_t5(tmp_path / "base")
-    teacher = finetune(base, data, tmp_path / "teacher", task="seq2seq",
-                                  max_steps=120, learning_rate=5e-3, **QUICK)  # fmt: skip
+    teacher = finetune(base, data, tmp_path / "teacher", task="seq2seq", max_steps=120,
+                       learning_rate=5e-3, max_length=T5_MAX_LENGTH,
+                       **QUICK_GENERATIVE)  # fmt: skip
 
     record, losses = loss_recorder()
     student = distill(
         teacher, data, "truncate:0", tmp_path / "student", task="seq2seq",
         losses={"token_kl": 1.0, "token_ce": 0.5}, max_steps=40, learning_rate=5e-3,
-        callbacks=[record], **QUICK,
+        callbacks=[record], max_length=T5_MAX_LENGTH, **QUICK_GENERATIVE,
     )  # fmt: skip
     assert_decreased(losses)
     config = AutoConfig.from_pretrained(student)

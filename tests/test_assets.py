@@ -246,8 +246,8 @@ def test_load_local_model_and_tokenizer(tiny_cls_dir):
 
 
 def test_base_encoder_gets_dataset_label_names(tmp_path):
-    from conftest import make_tokenizer, tiny_bert_config
     from transformers import BertModel
+    from zoo import make_tokenizer, tiny_bert_config
 
     from pocketsize import load_model
 
@@ -292,8 +292,8 @@ def test_onnx_to_bert_conversion_matches_onnxruntime(tmp_path):
     import numpy as np
     import onnxruntime as ort
     import torch
-    from conftest import tiny_bert_config
     from transformers import BertModel
+    from zoo import tiny_bert_config
 
     from pocketsize.assets.minilm_l3 import convert_onnx_bert
 

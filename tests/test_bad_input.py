@@ -15,6 +15,7 @@ import sys
 
 import pytest
 from conftest import make_sentences, make_tiny_bert, write_cls_files
+from zoo import assert_one_error_line
 
 from pocketsize.cli import main
 
@@ -110,15 +111,6 @@ def workdir(tmp_path_factory):
         breaks(root / name)
     (root / "a-file").write_text("not a directory")
     return root
-
-
-def assert_one_error_line(capsys, pattern):
-    import re
-
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("pocketsize: error: "), err
-    assert re.search(pattern, err[0]), err[0]
 
 
 TORCH_VERBS = ("eval", "predict", "export", "prune", "finetune", "distill")

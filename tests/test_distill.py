@@ -6,9 +6,16 @@ import json
 
 import pytest
 import torch
-from _distill_helpers import QUICK, make_qa_dataset
-from conftest import make_cls_dataset, make_tiny_bert, make_tokenizer, tiny_bert_config
 from torch import nn
+from zoo import (
+    QUICK,
+    QUICK_VALIDATED,
+    make_cls_dataset,
+    make_qa_dataset,
+    make_tiny_bert,
+    make_tokenizer,
+    tiny_bert_config,
+)
 
 from pocketsize.distill.features import forward_kwargs
 from pocketsize.errors import PocketsizeError
@@ -386,7 +393,7 @@ def test_qa_distillation_with_cache_and_eval(qa_teacher, tmp_path):
 
     qa = make_qa_dataset()
     out = distill(qa_teacher, qa, "truncate:1", tmp_path / "qa", max_steps=3,
-                  **{**QUICK, "evaluate": True})  # fmt: skip
+                  **QUICK_VALIDATED)  # fmt: skip
     stage = json.loads((out / "stage.json").read_text())
     assert stage["cache"]["used"] and stage["task"] == "extractive-qa"
     assert "f1" in stage["validation"] and "f1" in stage["teacher_validation"]

@@ -9,10 +9,16 @@ import json
 
 import pytest
 import torch
-from _distill_helpers import make_qa_dataset
-from test_arch_gpt2 import lm_data, make_tiny_gpt2
-from test_arch_t5 import make_tiny_t5
 from transformers import TrainerCallback
+from zoo import (
+    LM_MAX_LENGTH,
+    T5_MAX_LENGTH,
+    digits_dataset,
+    lm_data,
+    make_qa_dataset,
+    make_tiny_gpt2,
+    make_tiny_t5,
+)
 
 from pocketsize.errors import PocketsizeError
 
@@ -21,22 +27,24 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def _gpt2(tmp_path):
     teacher = make_tiny_gpt2(tmp_path / "gpt2")
-    return teacher, lm_data(32, 8, 8), "truncate:0", dict(task="causal-lm", max_length=32)
+    return (
+        teacher,
+        lm_data(32, 8, 8),
+        "truncate:0",
+        dict(task="causal-lm", max_length=LM_MAX_LENGTH),
+    )
 
 
 def _t5(tmp_path):
     teacher = make_tiny_t5(tmp_path / "t5")
     data = make_qa_dataset(n_train=32, n_val=4, n_test=4)
-    return teacher, data, "truncate:0", dict(task="seq2seq", max_length=48)
+    return teacher, data, "truncate:0", dict(task="seq2seq", max_length=T5_MAX_LENGTH)
 
 
 def _digits(tmp_path):
-    from pocketsize.data.digits import load_digits_dataset
     from pocketsize.zoo.digits import DigitsCNN, DigitsMLP
 
-    data = load_digits_dataset()
-    data["train"] = data["train"].select(range(32))
-    data["validation"] = data["validation"].select(range(16))
+    data = digits_dataset(n_train=32, n_val=16)
     torch.manual_seed(0)
     teacher = DigitsCNN(channels=4, hidden=8)
 

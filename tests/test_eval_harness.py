@@ -7,14 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-from _eval_helpers import (
-    convert_to_ort,
-    export_onnx,
-    make_qa_dataset,
-    make_trained_looking_bert,
-    quantize_onnx,
-)
-from conftest import make_cls_dataset, make_tiny_bert
+from _eval_helpers import convert_to_ort, export_onnx, make_trained_looking_bert, quantize_onnx
+from zoo import make_cls_dataset, make_qa_dataset, make_tiny_bert
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.eval import evaluate, load_pipeline
@@ -130,7 +124,7 @@ def test_report_files_written_and_parseable(full_report, tmp_path):
 def test_qa_pytorch_and_onnx_agree_with_long_contexts(tmp_path):
     qa_dir = make_tiny_bert(tmp_path / "qa", "extractive-qa")
     onnx_dir = export_onnx(qa_dir, tmp_path / "qa-onnx", task="extractive-qa")
-    data = make_qa_dataset(n=6, long=True, unanswerable_every=3)
+    data = make_qa_dataset(6, 6, 6, long=True, unanswerable_every=3)
     task = ExtractiveQA(max_length=32, doc_stride=8, max_answer_length=6)
     report = evaluate({"pt": qa_dir, "onnx": onnx_dir}, data, task=task, **FAST)
     pt, onnx = report["pt"], report["onnx"]
@@ -139,8 +133,8 @@ def test_qa_pytorch_and_onnx_agree_with_long_contexts(tmp_path):
     assert onnx["fidelity"]["max_abs_logit_diff"] < 1e-4
     assert onnx["metric"]["value"] == pt["metric"]["value"]
     assert {"exact_match", "f1", "no_answer_total"} <= set(pt["metrics"])
-    context = data["test"][1]["context"]
-    answer = load_pipeline(onnx_dir)(question="what is brilliant", context=context)
+    question, context = data["test"][1]["question"], data["test"][1]["context"]
+    answer = load_pipeline(onnx_dir)(question=question, context=context)
     assert answer["answer"] and answer["answer"] in context
 
 

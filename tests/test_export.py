@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import make_tokenizer, tiny_bert_config
+from zoo import make_tokenizer, tiny_bert_config
 
 from pocketsize.errors import PocketsizeError
 

@@ -6,7 +6,14 @@ import json
 
 import pytest
 import torch
-from conftest import make_cls_dataset, make_tokenizer, tiny_bert_config
+from zoo import (
+    QUICK,
+    QUICK_VALIDATED,
+    make_cls_dataset,
+    make_qa_dataset,
+    make_tokenizer,
+    tiny_bert_config,
+)
 
 from pocketsize.errors import PocketsizeError
 
@@ -30,16 +37,13 @@ def data():
     return make_cls_dataset(n_train=96)
 
 
-QUICK = dict(progress=False, logging_steps=1000, batch_size=16)
-
-
 def test_finetune_trains_a_head_and_saves_labels_and_tokenizer(base_encoder, data, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from pocketsize.distill import finetune
 
     out = finetune(base_encoder, data, tmp_path / "teacher", epochs=6, learning_rate=1e-2,
-                   bf16=False, **QUICK)  # fmt: skip
+                   bf16=False, **QUICK_VALIDATED)  # fmt: skip
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     assert model.config.id2label == {0: "negative", 1: "positive"}
     assert model.config.label2id == {"negative": 0, "positive": 1}
@@ -62,10 +66,9 @@ def test_finetune_bf16_autocast_runs(base_encoder, data, tmp_path):
 
     if not bf16_supported():
         with pytest.raises(PocketsizeError, match="bfloat16"):
-            finetune(base_encoder, data, tmp_path / "t", bf16=True, max_steps=1, **QUICK)
+            finetune(base_encoder, data, tmp_path / "t", bf16=True, max_steps=1, **QUICK_VALIDATED)
         return
-    out = finetune(base_encoder, data, tmp_path / "t", bf16=True, max_steps=2, evaluate=False,
-                   **QUICK)  # fmt: skip
+    out = finetune(base_encoder, data, tmp_path / "t", bf16=True, max_steps=2, **QUICK)
     stage = json.loads((out / "stage.json").read_text())
     assert stage["config"]["bf16"] is True and stage["steps"] == 2
     assert stage["train_loss"] == stage["train_loss"]  # not NaN
@@ -76,13 +79,13 @@ def test_fp16_autocast_is_for_a_gpu_and_excludes_bf16(base_encoder, data, tmp_pa
 
     if not torch.cuda.is_available():
         with pytest.raises(PocketsizeError, match=r"^fp16=True needs a CUDA GPU .* bf16='auto'$"):
-            finetune(base_encoder, data, tmp_path / "t", bf16=False, fp16=True, **QUICK)
+            finetune(base_encoder, data, tmp_path / "t", bf16=False, fp16=True, **QUICK_VALIDATED)
         assert not (tmp_path / "t").exists()
         return
     with pytest.raises(PocketsizeError, match="cannot both be on; pass bf16=False"):
-        finetune(base_encoder, data, tmp_path / "t", bf16=True, fp16=True, **QUICK)
+        finetune(base_encoder, data, tmp_path / "t", bf16=True, fp16=True, **QUICK_VALIDATED)
     out = finetune(base_encoder, data, tmp_path / "t", bf16=False, fp16=True, max_steps=2,
-                   evaluate=False, **QUICK)  # fmt: skip
+                   **QUICK)  # fmt: skip
     assert json.loads((out / "stage.json").read_text())["steps"] == 2
 
 
@@ -114,7 +117,7 @@ def test_finetune_refuses_existing_output_and_resumes(base_encoder, data, tmp_pa
     out.mkdir()
     (out / "x").write_text("x")
     with pytest.raises(PocketsizeError, match="already exists"):
-        finetune(base_encoder, data, out, **QUICK)
+        finetune(base_encoder, data, out, **QUICK_VALIDATED)
 
     class Interrupt(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
@@ -122,7 +125,7 @@ def test_finetune_refuses_existing_output_and_resumes(base_encoder, data, tmp_pa
                 raise KeyboardInterrupt
 
     out = tmp_path / "r"
-    kw = dict(max_steps=3, save_steps=2, evaluate=False, bf16=False, **QUICK)
+    kw = dict(max_steps=3, save_steps=2, bf16=False, **QUICK)
     with pytest.raises(KeyboardInterrupt):
         finetune(base_encoder, data, out, callbacks=[Interrupt()], **kw)
     assert not out.exists() and (tmp_path / ".r.checkpoints" / "checkpoint-2").is_dir()
@@ -153,13 +156,12 @@ def test_cli_finetune_then_distill(base_encoder, data, tmp_path, capsys):
 
 
 def test_finetune_extractive_qa_head(base_encoder, tmp_path):
-    from _distill_helpers import make_qa_dataset
     from transformers import AutoModelForQuestionAnswering
 
     from pocketsize.distill import finetune
 
     out = finetune(base_encoder, make_qa_dataset(), tmp_path / "qa", max_steps=2, bf16=False,
-                   **QUICK)  # fmt: skip
+                   **QUICK_VALIDATED)  # fmt: skip
     stage = json.loads((out / "stage.json").read_text())
     assert stage["task"] == "extractive-qa" and "f1" in stage["validation"]
     assert stage["config"]["max_length"] == 64  # the tiny model's positions bound the window

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from conftest import make_cls_dataset, make_sentences, make_tiny_bert
+from zoo import make_cls_dataset, make_sentences, make_tiny_bert
 
 JS = Path(__file__).parent / "js"
 

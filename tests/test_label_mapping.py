@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 from _eval_helpers import export_onnx, make_trained_looking_bert
-from conftest import NEUTRAL, POSITIVE, make_sentences, make_tokenizer, tiny_bert_config
+from zoo import NEUTRAL, POSITIVE, make_sentences, make_tokenizer, tiny_bert_config
 
 from pocketsize.cli import main
 from pocketsize.errors import PocketsizeError

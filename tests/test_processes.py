@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_bert, write_cls_files
-from test_recipe import tiny_recipe
+from zoo import make_tiny_bert, tiny_recipe, write_cls_files
 
 HERE = Path(__file__).resolve().parent
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)

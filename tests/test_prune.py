@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_cls_dataset, make_tiny_bert
+from zoo import make_cls_dataset, make_qa_dataset, make_tiny_bert, make_tokenizer
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.prune import load_pruned, prune
@@ -227,7 +227,6 @@ def test_magnitude_sparsity_is_reported_honestly(tiny, tmp_path):
 
 @pytest.mark.parametrize("model_type", ["roberta", "electra"])
 def test_other_bert_like_architectures_prune_and_reload(model_type, data, tmp_path):
-    from conftest import make_tokenizer
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     tokenizer = make_tokenizer(tmp_path / "tok")
@@ -267,7 +266,6 @@ def test_fraction_that_empties_a_layer_is_refused(tiny, data, tmp_path):
 
 
 def test_unknown_architecture_is_named(data, tmp_path):
-    from conftest import make_tokenizer
     from transformers import AlbertConfig, AlbertForSequenceClassification
 
     tokenizer = make_tokenizer(tmp_path / "tok")
@@ -361,31 +359,10 @@ def test_recovery_toward_another_teacher(tiny, data, tmp_path):
         prune(tiny, data, heads=0.5, recover_teacher=other, out=tmp_path / "x", verbose=False)
 
 
-def _qa_dataset(n=40, seed=0):
-    import random
-
-    from conftest import NEUTRAL, POSITIVE
-    from datasets import Dataset, DatasetDict
-
-    rng = random.Random(seed)
-    rows = {"id": [], "title": [], "context": [], "question": [], "answers": []}
-    for i in range(n):
-        answer = rng.choice(POSITIVE)
-        words = rng.sample(NEUTRAL, 6) + [answer] + rng.sample(NEUTRAL, 3)
-        context = " ".join(words)
-        rows["id"].append(str(i))
-        rows["title"].append("t")
-        rows["context"].append(context)
-        rows["question"].append("which word is good")
-        rows["answers"].append({"text": [answer], "answer_start": [context.index(answer)]})
-    ds = Dataset.from_dict(rows)
-    return DatasetDict(train=ds, validation=ds.select(range(8)), test=ds.select(range(8, 16)))
-
-
 def test_extractive_qa_model_prunes_scored_on_its_answer_spans(tiny_qa_dir, tmp_path):
     from transformers import AutoModelForQuestionAnswering
 
-    data = _qa_dataset()
+    data = make_qa_dataset(40, 8, 8)
     out = prune(
         tiny_qa_dir, data, heads=0.5, ffn=0.5, vocab=True, out=tmp_path / "qa", verbose=False
     )

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _decoders import make_tiny_decoder
-from test_arch_gpt2 import make_tiny_gpt2
-from test_prune_layouts import make_tiny_distilbert, make_tiny_encoder
+from zoo import make_tiny_decoder, make_tiny_distilbert, make_tiny_encoder, make_tiny_gpt2
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.prune import width

@@ -17,10 +17,16 @@ import json
 
 import pytest
 import torch
-from _arch_encoders import tiny_config
-from _decoders import HEAD_DIM, make_tiny_decoder
-from conftest import make_cls_dataset, make_tokenizer
-from test_arch_gpt2 import lm_data, make_tiny_gpt2
+from zoo import (
+    HEAD_DIM,
+    lm_data,
+    make_cls_dataset,
+    make_tiny_bert,
+    make_tiny_decoder,
+    make_tiny_distilbert,
+    make_tiny_encoder,
+    make_tiny_gpt2,
+)
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.prune import prune
@@ -106,21 +112,6 @@ def silence_channels(norms, dead) -> None:
                 norm.bias[dead] = 0
 
 
-def make_tiny_distilbert(path, seed=0, **overrides):
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
-
-    tokenizer = make_tokenizer(path)
-    # weights large enough that one masked head moves the logits
-    config = DistilBertConfig(
-        vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4, hidden_dim=37,
-        max_position_embeddings=80, pad_token_id=0, initializer_range=0.3, **overrides,
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    model = DistilBertForSequenceClassification(config).eval()
-    model.save_pretrained(path)
-    return model, tokenizer
-
-
 def test_distilbert_heads_and_neurons_equal_the_masked_original(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
@@ -188,18 +179,6 @@ def test_distilbert_with_sinusoidal_positions_keeps_its_width(tmp_path):
 
 
 # ---- ModernBERT and DeBERTa-v2/v3 ----
-
-
-def make_tiny_encoder(path, arch, seed=0, **overrides):
-    from transformers import AutoModelForSequenceClassification
-
-    tokenizer = make_tokenizer(path)
-    # weights large enough that one masked head or neuron moves the logits
-    config = tiny_config(arch, len(tokenizer), initializer_range=0.3, **overrides)
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_config(config).eval()
-    model.save_pretrained(path)
-    return model, tokenizer
 
 
 # longer than ModernBERT's local window (4) and DeBERTa's position buckets (8)
@@ -654,8 +633,6 @@ def test_decoder_head_settings_it_cannot_run_are_refused(tmp_path):
 
 
 def test_encoder_refuses_depth_and_kv_groups(tmp_path):
-    from conftest import make_tiny_bert
-
     src = make_tiny_bert(tmp_path / "bert")
     data = make_cls_dataset()
     with pytest.raises(PocketsizeError, match="post-norm"):

@@ -5,31 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from zoo import SQUAD_CONTEXT as CONTEXT
+from zoo import squad_json
 
 from pocketsize.data import build_cloze_qa, load_dataset, read_squad
 from pocketsize.data.cloze_qa import answer_candidates
 from pocketsize.errors import PocketsizeError
 
-CONTEXT = "The Eiffel Tower was finished in 1889. It is 330 metres tall and stands in Paris."
-
-
-def _squad(version: str, with_impossible: bool = False, start: int | None = None) -> dict:
-    qas = [
-        {"id": "q1", "question": "When was it finished?", "answers": [{"text": "1889", "answer_start": CONTEXT.index("1889") if start is None else start}]},
-        {"id": "q2", "question": "Where does it stand?", "answers": [{"text": "Paris", "answer_start": CONTEXT.index("Paris")}, {"text": "Paris", "answer_start": CONTEXT.index("Paris")}]},
-    ]  # fmt: skip
-    if with_impossible:
-        qas.append({"id": "q3", "question": "Who painted it?", "answers": [], "is_impossible": True,
-                    "plausible_answers": [{"text": "Eiffel", "answer_start": 4}]})  # fmt: skip
-    return {
-        "version": version,
-        "data": [{"title": "Eiffel_Tower", "paragraphs": [{"context": CONTEXT, "qas": qas}]}],
-    }
-
 
 def test_squad_v1(tmp_path):
     path = tmp_path / "train-v1.1.json"
-    path.write_text(json.dumps(_squad("1.1")))
+    path.write_text(json.dumps(squad_json("1.1")))
     ds = read_squad(path)
     assert ds.column_names == ["id", "title", "context", "question", "answers"]
     assert ds[0]["answers"] == {"text": ["1889"], "answer_start": [CONTEXT.index("1889")]}
@@ -38,14 +24,14 @@ def test_squad_v1(tmp_path):
 
 def test_squad_v2_unanswerable_through_load_dataset(tmp_path):
     train, dev = tmp_path / "train-v2.0.json", tmp_path / "dev-v2.0.json"
-    big = _squad("v2.0", with_impossible=True)
+    big = squad_json("v2.0", with_impossible=True)
     # enough paragraphs that every hash split gets some
     big["data"][0]["paragraphs"] = [
         {"context": f"{CONTEXT} Paragraph {i}.", "qas": [dict(q, id=f"{q['id']}-{i}") for q in big["data"][0]["paragraphs"][0]["qas"]]}
         for i in range(200)
     ]  # fmt: skip
     train.write_text(json.dumps(big))
-    dev.write_text(json.dumps(_squad("v2.0", with_impossible=True)))
+    dev.write_text(json.dumps(squad_json("v2.0", with_impossible=True)))
     dd = load_dataset({"train": train, "dev": dev})
     assert set(dd) == {"train", "validation", "test"} and len(dd["validation"]) == 3
     impossible = [r for r in dd["validation"] if r["id"] == "q3"][0]
@@ -56,7 +42,7 @@ def test_squad_v2_unanswerable_through_load_dataset(tmp_path):
 
 def test_squad_offset_mismatch_is_an_error(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps(_squad("1.1", start=3)))
+    path.write_text(json.dumps(squad_json("1.1", start=3)))
     with pytest.raises(
         PocketsizeError, match=r"question 'q1' answer '1889' does not match its offset 3"
     ):
@@ -134,7 +120,7 @@ def test_cloze_qa_catalogue_set():
 
 
 def test_malformed_squad_is_one_clear_error(tmp_path):
-    broken = _squad("1.1")
+    broken = squad_json("1.1")
     del broken["data"][0]["paragraphs"][0]["qas"][0]["question"]
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(broken))

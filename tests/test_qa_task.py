@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _eval_helpers import make_qa_dataset
-from conftest import make_tokenizer
+from zoo import make_qa_dataset, make_tokenizer
 
 from pocketsize.tasks import get_task, task_for_dataset
 from pocketsize.tasks.qa import ExtractiveQA, exact_match, f1_score, normalize_answer, squad_scores
@@ -71,11 +70,11 @@ def _logits_for_span(features, feature_index, char_start, char_end, high=10.0):
 
 def test_long_context_split_by_stride_and_answer_found_in_a_later_window(tmp_path):
     tok = make_tokenizer(tmp_path)
-    data = make_qa_dataset(n=1, long=True)["test"]
+    data = make_qa_dataset(1, 1, 1, long=True)["test"]
     task = ExtractiveQA(max_length=24, doc_stride=8, max_answer_length=5)
     features = task.encode(data, tok)
     assert len(features) > 2, "a 40-word context must be cut into several 24-token windows"
-    assert set(features["example_id"]) == {"q0"}
+    assert set(features["example_id"]) == {data[0]["id"]}
     # consecutive windows overlap by the stride: the first context token of window k+1
     # is one already covered by window k
     first = [o for o in features[0]["offset_mapping"] if o is not None]
@@ -91,8 +90,8 @@ def test_long_context_split_by_stride_and_answer_found_in_a_later_window(tmp_pat
         if any(o is not None and o[0] == char_start for o in features[i]["offset_mapping"])
     ]
     outputs = _logits_for_span(features, windows[-1], char_start, char_end)
-    assert task.predict(outputs, features, data) == ["brilliant"]
-    assert task.score(["brilliant"], data)["exact_match"] == 1.0
+    assert task.predict(outputs, features, data) == answer["text"]
+    assert task.score(answer["text"], data)["exact_match"] == 1.0
 
 
 def test_span_longer_than_max_answer_length_or_reversed_is_not_chosen(tmp_path):
@@ -128,7 +127,7 @@ def test_span_longer_than_max_answer_length_or_reversed_is_not_chosen(tmp_path):
 
 def test_v2_no_answer_when_null_score_beats_best_span(tmp_path):
     tok = make_tokenizer(tmp_path)
-    data = make_qa_dataset(n=2, unanswerable_every=2)["test"]  # q0 unanswerable, q1 answerable
+    data = make_qa_dataset(2, 2, 2, unanswerable_every=2)["test"]  # 1st unanswerable, 2nd not
     task = get_task("qa")
     task.max_length, task.doc_stride = 48, 8
     features = task.encode(data, tok)
@@ -139,7 +138,7 @@ def test_v2_no_answer_when_null_score_beats_best_span(tmp_path):
         offsets = features[fi]["offset_mapping"]
         ctx = [i for i, o in enumerate(offsets) if o is not None]
         outputs["start_logits"][fi, ctx[0]] = outputs["end_logits"][fi, ctx[0]] = 3.0
-        null = 5.0 if example_id == "q0" else 1.0  # [CLS] score: 10 vs span 6; 2 vs 6
+        null = 5.0 if example_id == data[0]["id"] else 1.0  # [CLS] score: 10 vs span 6; 2 vs 6
         outputs["start_logits"][fi, 0] = outputs["end_logits"][fi, 0] = null
     pred = task.predict(outputs, features, data)
     first_word = data[1]["context"].split()[0]
@@ -150,4 +149,4 @@ def test_v2_no_answer_when_null_score_beats_best_span(tmp_path):
 
 
 def test_task_inferred_from_squad_columns():
-    assert task_for_dataset(make_qa_dataset(n=2)).name == "extractive-qa"
+    assert task_for_dataset(make_qa_dataset(2, 2, 2)).name == "extractive-qa"

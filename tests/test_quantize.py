@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from _quantize_helpers import break_ffn_weight, break_unused_embedding, train_tiny_classifier
-from conftest import make_cls_dataset
+from zoo import make_cls_dataset, make_qa_dataset
 
 from pocketsize.errors import PocketsizeError
 
@@ -338,7 +338,6 @@ def test_out_of_budget_the_trial_nearest_to_the_missed_budget_is_kept():
 
 
 def test_qa_model_dynamic_and_auto(tiny_qa_dir, tmp_path):
-    from _eval_helpers import make_qa_dataset
     from optimum.onnxruntime import ORTModelForQuestionAnswering
 
     from pocketsize.export import export
@@ -346,7 +345,7 @@ def test_qa_model_dynamic_and_auto(tiny_qa_dir, tmp_path):
 
     onnx_dir = export(tiny_qa_dir, tmp_path / "qa-onnx")
     out = quantize(
-        onnx_dir, make_qa_dataset(n=16), method="auto", max_drop=1.0, out=tmp_path / "qa-int8"
+        onnx_dir, make_qa_dataset(16, 16, 16), method="auto", max_drop=1.0, out=tmp_path / "qa-int8"
     )
     manifest = json.loads((out / "pocketsize.json").read_text())
     assert manifest["task"] == "extractive-qa" and manifest["accuracy_budget"]["metric"] == "f1"
@@ -373,7 +372,6 @@ def test_pytorch_int8_and_half_precision(tiny_cls_dir, tmp_path):
 
 
 def test_bad_inputs(cls_onnx, tiny_cls_dir, tiny_cls_data, tmp_path):
-    from _eval_helpers import make_qa_dataset
     from datasets import Dataset, DatasetDict
 
     from pocketsize.quantize import quantize
@@ -389,7 +387,7 @@ def test_bad_inputs(cls_onnx, tiny_cls_dir, tiny_cls_data, tmp_path):
             "calibration: expected 'minmax'",
         ),
         (
-            dict(model=cls_onnx, method="auto", data=make_qa_dataset(n=4)),
+            dict(model=cls_onnx, method="auto", data=make_qa_dataset(4, 4, 4)),
             "the data is for extractive-qa",
         ),
         (

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import make_tiny_bert, write_cls_files
+from zoo import tiny_recipe
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.recipe import load_recipe, run_recipe
@@ -25,29 +26,6 @@ def tiny_setup(tmp_path_factory):
     teacher = make_tiny_bert(root / "teacher-base", max_position_embeddings=64)
     data_dir = write_cls_files(root / "data", n_train=96, n_val=48, n_test=40)
     return root, teacher, data_dir
-
-
-def tiny_recipe(teacher, data_dir, **changes) -> dict:
-    recipe = {
-        "name": "tiny",
-        "data": str(data_dir),
-        "seed": 1,
-        "teacher": {"model": str(teacher), "finetune": {"max_steps": 3, "batch_size": 16}},
-        "student": {"init": "truncate", "layers": [0]},
-        "distill": {"max_steps": 3, "batch_size": 16},
-        "prune": {"heads": 0.5, "ffn": 0.5, "vocab": True, "min_examples": 16},
-        "export": {"optimize": True},
-        "quantize": {"method": "dynamic", "mobile": True},
-        "eval": {
-            "batch_sizes": [1],
-            "latency_examples": 8,
-            "repeats": 1,
-            "memory": False,
-            "baselines": ["optimum-int8"],
-        },
-    }
-    recipe.update(changes)
-    return recipe
 
 
 def test_recipe_runs_every_stage_then_skips_them(tiny_setup, tmp_path):

@@ -254,15 +254,15 @@ def test_python_keywords_and_recipes_get_the_same_checks(tmp_path):
 
 
 def _token_classification(root):
-    from test_token_classification import _ner_data
     from transformers import BertForTokenClassification
+    from zoo import make_ner_dataset
 
     tok = make_tokenizer(root / "teacher")
     names = ["O", "B-MISC", "I-MISC", "B-PER", "I-PER"]
     config = tiny_bert_config(len(tok), num_labels=5)
     config.id2label, config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
     BertForTokenClassification(config).save_pretrained(root / "teacher")
-    return root / "teacher", _ner_data(16, 4, 4), ["token_kl", "token_ce"]
+    return root / "teacher", make_ner_dataset(16, 4, 4), ["token_kl", "token_ce"]
 
 
 def _text_classification(root):
@@ -270,21 +270,20 @@ def _text_classification(root):
 
 
 def _extractive_qa(root):
-    from _distill_helpers import make_qa_dataset
+    from zoo import make_qa_dataset
 
     teacher = make_tiny_bert(root / "teacher", task="extractive-qa")
     return teacher, make_qa_dataset(16, 4, 4), ["kl", "ce"]
 
 
 def _causal_lm(root):
-    from test_arch_gpt2 import lm_data, make_tiny_gpt2
+    from zoo import lm_data, make_tiny_gpt2
 
     return make_tiny_gpt2(root / "teacher"), lm_data(16, 4, 4), ["token_kl", "token_ce"]
 
 
 def _seq2seq(root):
-    from _distill_helpers import make_qa_dataset
-    from test_arch_t5 import make_tiny_t5
+    from zoo import make_qa_dataset, make_tiny_t5
 
     return make_tiny_t5(root / "teacher"), make_qa_dataset(16, 4, 4), ["token_kl", "token_ce"]
 

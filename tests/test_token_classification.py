@@ -5,11 +5,10 @@ per-token teacher cache, and the chain through every stage on a tiny model."""
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pytest
-from conftest import NEUTRAL, make_tokenizer, tiny_bert_config
+from zoo import make_ner_dataset, make_tokenizer, tiny_bert_config
 
 NAMES = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 
@@ -132,43 +131,6 @@ def test_disagreements_show_tagged_sentences():
     assert task.show_prediction(_ids(["O"] * 5), NAMES, example) == "anna lives in new york"
 
 
-def _ner_data(n_train=120, n_val=30, n_test=30, seed=0):
-    """Tweets-sized toy sentences: "director cast" is a PER, "music" a MISC, the rest O."""
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
-
-    names = ["O", "B-MISC", "I-MISC", "B-PER", "I-PER"]
-    rng = random.Random(seed)
-    features = Features(
-        {
-            "id": Value("string"),
-            "tokens": Sequence(Value("string")),
-            "ner_tags": Sequence(ClassLabel(names=names)),
-        }
-    )
-
-    def split(n):
-        rows = {"id": [], "tokens": [], "ner_tags": []}
-        for i in range(n):
-            words, tags = [], []
-            for _ in range(rng.randint(3, 9)):
-                r = rng.random()
-                if r < 0.15:
-                    words += ["director", "cast"]
-                    tags += ["B-PER", "I-PER"]
-                elif r < 0.25:
-                    words.append("music")
-                    tags.append("B-MISC")
-                else:
-                    words.append(rng.choice(NEUTRAL[:10] + ["films", "directed"]))
-                    tags.append("O")
-            rows["id"].append(str(i))
-            rows["tokens"].append(words)
-            rows["ner_tags"].append([names.index(t) for t in tags])
-        return Dataset.from_dict(rows, features=features)
-
-    return DatasetDict(train=split(n_train), validation=split(n_val), test=split(n_test))
-
-
 @pytest.fixture(scope="module")
 def ner_teacher(tmp_path_factory):
     import torch
@@ -180,7 +142,7 @@ def ner_teacher(tmp_path_factory):
     tok = make_tokenizer(root / "base")
     torch.manual_seed(0)
     BertModel(tiny_bert_config(len(tok))).save_pretrained(root / "base")
-    data = ps.load_dataset(_ner_data())
+    data = ps.load_dataset(make_ner_dataset())
     teacher = ps.finetune(
         str(root / "base"), data, out=root / "teacher", epochs=8, learning_rate=5e-3,
         batch_size=16, progress=False,

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from test_arch_gpt2 import QUICK, lm_data, make_tiny_gpt2
+from zoo import LM_MAX_LENGTH, QUICK_GENERATIVE, lm_data, make_tiny_gpt2
 
 from pocketsize.distill.cache import top_k_parts
 from pocketsize.distill.losses import LossContext, token_kl
@@ -45,7 +45,8 @@ def _distill(tmp_path, teacher, data, name, **kw):
     out = distill(
         teacher, data, "truncate:0", tmp_path / name, task="causal-lm",
         losses={"token_kl": 1.0}, temperature=2.0, max_steps=6, learning_rate=3e-3,
-        shuffle=False, cache_dir=tmp_path / "cache", **{**QUICK, "logging_steps": 1}, **kw,
+        shuffle=False, cache_dir=tmp_path / "cache", max_length=LM_MAX_LENGTH,
+        **{**QUICK_GENERATIVE, "logging_steps": 1}, **kw,
     )  # fmt: skip
     return json.loads((out / "stage.json").read_text())
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 from conftest import make_sentences, make_tiny_bert
-from test_qa_data import _squad
+from zoo import squad_json
 
 from pocketsize.cli import main
 from pocketsize.data import load_dataset
@@ -69,7 +69,7 @@ def test_a_squad_dev_file_evaluates_every_question_with_split_all(tmp_path, tiny
     from pocketsize.eval import evaluate
 
     path = tmp_path / "dev-v2.0.json"
-    path.write_text(json.dumps(_squad("v2.0", with_impossible=True)))
+    path.write_text(json.dumps(squad_json("v2.0", with_impossible=True)))
     with pytest.raises(PocketsizeError, match="split is empty.*split='all'"):
         load_dataset(path)
     assert len(load_dataset(path, split="all")) == 3

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_cls_dataset, make_tiny_bert, make_tokenizer
+from zoo import make_cls_dataset, make_qa_dataset, make_tiny_bert, make_tokenizer
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.prune import prune
@@ -152,10 +152,9 @@ def test_roberta_head_keeps_its_own_dense_outputs(data, tmp_path):
 
 
 def test_question_answering_head_reads_the_hidden_states(tiny_qa_dir, tmp_path):
-    from test_prune import _qa_dataset
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    out = prune(tiny_qa_dir, _qa_dataset(), heads=0.5, width=0.5, out=tmp_path / "qa",
+    out = prune(tiny_qa_dir, make_qa_dataset(40, 8, 8), heads=0.5, width=0.5, out=tmp_path / "qa",
                 verbose=False)  # fmt: skip
     heads = json.loads((out / "pruning.json").read_text())["width"]["head_layers"]
     assert heads == [{"name": "qa_outputs", "reads": "hidden", "kept_outputs": None}]
