@@ -101,14 +101,7 @@ class OnnxRuntime(Runtime):
     def runner(self, variant, task, threads, placement=CPU):
         if task.generates:
             return OrtModelRunner(variant, task, threads, placement.ort_providers)
-        return OnnxRunner(
-            variant.path,
-            task.output_names,
-            threads,
-            variant.name,
-            task.input_names,
-            placement.ort_providers,
-        )
+        return _one_graph(variant, task, threads, placement)
 
     def graphs(self, variant) -> list[Path]:
         """The model file, plus the decoder graphs that go with an encoder-decoder's encoder."""
@@ -164,14 +157,7 @@ class OrtFormatRuntime(Runtime):
                 f"variant {variant.name!r}: {task.name} runs ONNX directories through optimum; "
                 "pass the exported directory, not an .ort file"
             )
-        return OnnxRunner(
-            variant.path,
-            task.output_names,
-            threads,
-            variant.name,
-            task.input_names,
-            placement.ort_providers,
-        )
+        return _one_graph(variant, task, threads, placement)
 
     def weight_files(self, variant):
         return [variant.path]
@@ -196,6 +182,18 @@ class OrtFormatRuntime(Runtime):
         return task.ort_model_class()(
             config=config, session=session, model_save_dir=variant.model_dir
         )
+
+
+def _one_graph(variant, task, threads: int, placement: Placement) -> OnnxRunner:
+    """One InferenceSession over the variant's file (.onnx or .ort)."""
+    return OnnxRunner(
+        variant.path,
+        task.output_names,
+        threads,
+        variant.name,
+        task.input_names,
+        placement.ort_providers,
+    )
 
 
 def _session_options(threads: int | None):
