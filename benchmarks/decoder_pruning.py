@@ -122,7 +122,7 @@ def main():
     variants = {"teacher": teacher}
     for name, plan in plans.items():
         out = work / name
-        if not (out / "pruning.json").exists():
+        if not (out / "stage.json").exists():
             started = time.time()
             ps.prune(teacher, data, task="causal-lm", recover=True, recover_options=recover,
                      out=out, overwrite=True, verbose=False, **plan)  # fmt: skip

@@ -136,7 +136,7 @@ def main() -> None:
     )
     started_prune = time.time()
     pruned = ps.prune(teacher, data, heads=0.5, ffn=0.5, out=work / "pruned", verbose=False)
-    pruning = json.loads((pruned / "pruning.json").read_text())
+    pruning = json.loads((pruned / "stage.json").read_text())
     onnx = ps.export(student, work / "student-onnx")
     int8 = ps.quantize(onnx, method="dynamic", out=work / "int8")
     stages = {

@@ -102,7 +102,7 @@ def main():
         base_dir, data, vocab=True, vocab_extra_text=extra or None, out=work / "vocab",
         overwrite=True,
     )  # fmt: skip
-    rec = json.loads((vocab_dir / "pruning.json").read_text())
+    rec = json.loads((vocab_dir / "stage.json").read_text())
     vocab_tok = AutoTokenizer.from_pretrained(vocab_dir)
     kept = load_pruned(vocab_dir).config.vocab_size
     test_ids = vocab_tok(list(test["text"]), add_special_tokens=False)["input_ids"]

@@ -56,7 +56,7 @@ def main() -> None:
         overwrite=True,
     )
     t2 = time.time()
-    manifest = json.loads((int8_dir / "pocketsize.json").read_text())
+    manifest = json.loads((int8_dir / "stage.json").read_text())
 
     files = {
         "pytorch fp32": model_dir,

@@ -4,15 +4,16 @@
       recipe.yaml                 the resolved recipe this run directory belongs to
       teacher/ student/ pruned/ onnx/ int8/
                                   one directory per stage: the stage's model directory plus
-                                  stage.json (config, seed, input fingerprints, metrics, wall
-                                  time, versions) and a model card (README.md)
+                                  stage.json (what the stage's verb recorded, and under
+                                  "recipe" the config, seed, input fingerprints, wall time,
+                                  versions) and a model card (README.md)
       report.md report.html pareto.png metrics.json ...
 
-A stage is skipped when its stage.json carries the same fingerprint (its config, the seed, the
-data and the fingerprints of the stages it reads). A stage is built in `.<stage>.partial/` and
-renamed into place when complete, so an interrupted run never leaves a half-written stage
-where a finished one is expected; the next run wipes the partial directory and redoes only
-that stage.
+A stage is skipped when the recipe part of its stage.json carries the same fingerprint (its
+config, the seed, the data and the fingerprints of the stages it reads). A stage is built in
+`.<stage>.partial/` and renamed into place when complete, so an interrupted run never leaves a
+half-written stage where a finished one is expected; the next run wipes the partial directory
+and redoes only that stage.
 
 This module and cli.py are the only places that chain stages together.
 """
@@ -37,7 +38,8 @@ import yaml
 
 from pocketsize import processes
 from pocketsize.errors import PocketsizeError
-from pocketsize.fsutil import atomic_write_text, write_json
+from pocketsize.formats.records import read_record, update_record
+from pocketsize.fsutil import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -448,14 +450,42 @@ class Run:
         name: str,
         config: dict,
         inputs: Sequence[StageResult],
-        build: Callable[[Path], dict | None],
+        build: Callable[[Path], None],
         trains: bool = False,
     ) -> StageResult:
         """Run `build(partial_dir)` unless a finished stage with the same fingerprint exists.
 
-        In a launched job the main process keeps the books (partial directory, record, rename);
-        `build` runs on every process when the stage `trains`, else on the main one alone."""
-        fingerprint = _fingerprint(
+        `build` writes the stage's output and record (stage.json) through the stage's verb; the
+        run then adds its own `recipe` part to that record. In a launched job the main process
+        keeps the books (partial directory, record, rename); `build` runs on every process when
+        the stage `trains`, else on the main one alone."""
+        fingerprint = self._fingerprint_of(name, config, inputs)
+        final = self.dir / name
+        done = read_record(final).get("recipe") or {}
+        if done.get("fingerprint") == fingerprint:
+            self.log(f"[{name}] unchanged since {done.get('finished')}: skipped")
+            return StageResult(name, final, fingerprint, True, read_record(final))
+        partial = self.dir / f".{name}.partial"
+        marker = self.dir / f".{name}.in-progress"
+        processes.on_main(self._clear_partial, name, partial, marker, fingerprint)
+        self.log(f"[{name}] running")
+        started = time.time()
+        if processes.is_main() or trains:
+            build(partial)
+        if processes.is_main():
+            if not partial.is_dir():
+                raise RuntimeError(f"stage {name} wrote no output directory {partial}")
+            made = self._recipe_part(fingerprint, config, inputs, started)
+            record = update_record(partial, recipe=made)
+            _write_model_card(partial, name, record, self.recipe)
+            _replace(partial, final)
+            marker.unlink(missing_ok=True)
+            self.log(f"[{name}] done in {made['wall_time_s']:.0f} s")
+        processes.wait()  # the other processes: for the main one to file the stage
+        return StageResult(name, final, fingerprint, False, read_record(final))
+
+    def _fingerprint_of(self, name: str, config: dict, inputs: Sequence[StageResult]) -> str:
+        return _fingerprint(
             {
                 "stage": name,
                 "config": _result_relevant(config),
@@ -464,55 +494,22 @@ class Run:
                 "inputs": [i.fingerprint for i in inputs],
             }
         )
-        final = self.dir / name
-        record_path = final / "stage.json"
-        if record_path.exists():
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-            if record.get("fingerprint") == fingerprint:
-                self.log(f"[{name}] unchanged since {record.get('finished')}: skipped")
-                return StageResult(name, final, fingerprint, True, record)
-        partial = self.dir / f".{name}.partial"
-        marker = self.dir / f".{name}.in-progress"
-        processes.on_main(self._clear_partial, name, partial, marker, fingerprint)
-        self.log(f"[{name}] running")
-        started = time.time()
-        if not processes.is_main():
-            if trains:
-                build(partial)
-            processes.wait()  # for the main process to file the stage
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-            return StageResult(name, final, fingerprint, False, record)
-        metrics = build(partial) or {}
-        if not partial.is_dir():
-            raise RuntimeError(f"stage {name} wrote no output directory {partial}")
-        record = {
-            "stage": name,
+
+    def _recipe_part(
+        self, fingerprint: str, config: dict, inputs: Sequence[StageResult], started: float
+    ) -> dict:
+        """What the run adds to the stage's record: how the recipe made it."""
+        return {
             "fingerprint": fingerprint,
             "config": config,
             "seed": self.seed,
             "data": self.recipe["data"],
             "inputs": {i.name: {"path": str(i.path), "fingerprint": i.fingerprint} for i in inputs},
-            "metrics": metrics,
             "wall_time_s": round(time.time() - started, 2),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "versions": _versions(),
             "argv": sys.argv,
         }
-        write_json(partial / "stage.json", record)
-        _write_model_card(partial, name, record, self.recipe)
-        # Keep the old finished stage until the new one is complete, then swap in one rename.
-        if final.exists():
-            old = self.dir / f".{name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(partial, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(partial, final)
-        marker.unlink(missing_ok=True)
-        self.log(f"[{name}] done in {record['wall_time_s']:.0f} s")
-        processes.wait()
-        return StageResult(name, final, fingerprint, False, record)
 
     def _clear_partial(self, name: str, partial: Path, marker: Path, fingerprint: str) -> None:
         # The stage function creates `partial` itself (atomically); a leftover from an
@@ -536,7 +533,8 @@ _PROVENANCE = {
 def _write_model_card(path: Path, name: str, record: dict, recipe: dict) -> None:
     teacher = recipe["teacher"]["model"]
     data = recipe["data"] if isinstance(recipe["data"], str) else recipe["data"]["name"]
-    metrics = record.get("metrics") or {}
+    made = record["recipe"]
+    own = {k: v for k, v in record.items() if k != "recipe"}  # what the stage's verb recorded
     lines = [
         f"# {recipe['name']} / {name}",
         "",
@@ -545,13 +543,13 @@ def _write_model_card(path: Path, name: str, record: dict, recipe: dict) -> None
         "## How it was made",
         "",
         "```yaml",
-        _yaml({"stage": name, "config": record["config"], "seed": record["seed"]}).strip(),
+        _yaml({"stage": name, "config": made["config"], "seed": made["seed"]}).strip(),
         "```",
         "",
-        "## Metrics",
+        "## Its record (stage.json)",
         "",
         "```json",
-        json.dumps(metrics, indent=2, default=str)[:4000],
+        json.dumps(own, indent=2, default=str)[:4000],
         "```",
         "",
         "## Provenance and licence",
@@ -565,6 +563,18 @@ def _write_model_card(path: Path, name: str, record: dict, recipe: dict) -> None
         # The stage wrote its own card: keep it and add how the recipe made it.
         lines = [card.read_text(encoding="utf-8").rstrip(), "", "## Recipe stage", ""] + lines[2:]
     atomic_write_text(card, "\n".join(lines))
+
+
+def _replace(partial: Path, final: Path) -> None:
+    """Keep the old finished stage until the new one is complete, then swap in one rename."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(partial, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, final)
 
 
 # --------------------------------------------------------------------------- the chain
@@ -610,7 +620,7 @@ def run_recipe(
     if finetune_cfg:
         finetune_cfg = {} if finetune_cfg is True else dict(finetune_cfg)
 
-        def build_teacher(out: Path) -> dict:
+        def build_teacher(out: Path) -> None:
             resume = _has_checkpoint(out)
             fn["teacher.finetune"](
                 teacher_cfg["model"],
@@ -621,7 +631,6 @@ def run_recipe(
                 **task,
                 **finetune_cfg,
             )
-            return _read_metrics(out)
 
         teacher = run.stage(
             "teacher",
@@ -685,14 +694,13 @@ def _run_stage(
             cfg[key] = str(earlier[cfg[key]])
     accepts = inspect.signature(function).parameters
 
-    def build(out: Path) -> dict:
+    def build(out: Path) -> None:
         kwargs = dict(stage.inputs(recipe, source.path, data), out=out, **task, **cfg)
         if "seed" in accepts:
             kwargs["seed"] = run.seed
         if "resume" in accepts:
             kwargs["resume"] = _has_checkpoint(out)
         function(**kwargs)
-        return _read_metrics(out)
 
     return run.stage(stage.name, config, [source], build, trains=stage.trains)
 
@@ -702,10 +710,9 @@ def _run_baseline(run: Run, name: str, teacher: StageResult, recipe: dict) -> St
     from pocketsize.quantize.baselines import BASELINES
     from pocketsize.tasks import get_task, task_of_model
 
-    def build(out: Path) -> dict:
+    def build(out: Path) -> None:
         task = get_task(recipe["task"]) if recipe.get("task") else task_of_model(teacher.path)
         BASELINES[name](teacher.path, out, task=task)
-        return _read_metrics(out)
 
     return run.stage(name, {"baseline": name}, [teacher], build)
 
@@ -715,21 +722,6 @@ def _has_checkpoint(out: Path) -> bool:
     from pocketsize.distill.training import last_checkpoint, work_dir_for
 
     return last_checkpoint(work_dir_for(out)) is not None
-
-
-def _read_metrics(out: Path) -> dict:
-    """What a stage recorded about itself in its output directory, before the recipe's own
-    stage.json replaces the stage's (finetune/distill: stage.json; prune: pruning.json;
-    export/quantize: pocketsize.json and parity.json)."""
-    found = {}
-    for name in ("stage.json", "pruning.json", "pocketsize.json", "parity.json"):
-        p = out / name
-        if p.exists():
-            try:
-                found[name.removesuffix(".json")] = json.loads(p.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                continue
-    return found
 
 
 def _save_report(report, run_dir: Path) -> None:

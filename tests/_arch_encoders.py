@@ -73,7 +73,7 @@ def classifier_through_every_stage(arch, tmp_path, data):
     if arch in PRUNING:
         settings = PRUNING[arch]
         pruned = prune(student, data, **settings, out=tmp_path / "pruned", verbose=False)
-        record = json.loads((pruned / "pruning.json").read_text())
+        record = json.loads((pruned / "stage.json").read_text())
         assert record["ffn"]["intermediate_size_after"] == 19  # 37 - round(18.5)
         assert ("heads" in record) == ("heads" in settings)
         if "heads" in settings:  # 2 of 4 heads: in pruned_heads, or the config's head count
@@ -88,9 +88,9 @@ def classifier_through_every_stage(arch, tmp_path, data):
 
     # export: the torch.onnx fallback, checked against PyTorch on several shapes
     onnx_dir = export(to_export, tmp_path / "onnx")
-    manifest = json.loads((onnx_dir / "pocketsize.json").read_text())
+    manifest = json.loads((onnx_dir / "stage.json").read_text())
     assert manifest["exporter"] == EXPORTER[arch] and manifest["model_type"] == arch
-    parity = json.loads((onnx_dir / "parity.json").read_text())
+    parity = json.loads((onnx_dir / "stage.json").read_text())["parity"]
     assert parity["max_abs_diff"] < 1e-4
 
     # quantize: dynamic int8; its logits stay close to the float graph's

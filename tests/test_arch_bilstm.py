@@ -53,8 +53,8 @@ def test_bilstm_student_distill_export_quantize_eval(tmp_path):
     # export the directory: pocketsize's loader, example ids from its tokenizer, the
     # SequenceClassifierOutput's logits, config + tokenizer copied beside the graph
     onnx_dir = export(student_dir, tmp_path / "onnx")
-    assert json.loads((onnx_dir / "parity.json").read_text())["max_abs_diff"] < 1e-4
-    manifest = json.loads((onnx_dir / "pocketsize.json").read_text())
+    assert json.loads((onnx_dir / "stage.json").read_text())["parity"]["max_abs_diff"] < 1e-4
+    manifest = json.loads((onnx_dir / "stage.json").read_text())
     assert manifest["inputs"] == ["input_ids", "attention_mask"] and manifest["outputs"] == [
         "logits"
     ]

@@ -55,8 +55,8 @@ def test_generic_digits_cnn_to_mlp_distill_export_quantize_eval(tmp_path, digits
     x = torch.tensor(digits["test"][:4]["pixel_values"])
     # the module directory exports with its config (labels) beside the graph
     onnx_dir = export(student, tmp_path / "onnx", example_inputs={"pixel_values": x})
-    assert json.loads((onnx_dir / "parity.json").read_text())["max_abs_diff"] < 1e-4
-    assert json.loads((onnx_dir / "pocketsize.json").read_text())["task"] == "array-classification"
+    assert json.loads((onnx_dir / "stage.json").read_text())["parity"]["max_abs_diff"] < 1e-4
+    assert json.loads((onnx_dir / "stage.json").read_text())["task"] == "array-classification"
     int8_dir = quantize(onnx_dir, method="dynamic", out=tmp_path / "int8")
 
     report = evaluate(

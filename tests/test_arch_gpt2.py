@@ -55,7 +55,7 @@ def test_gpt2_finetune_distill_export_quantize_eval(tmp_path):
 
     # export with past key values; the export itself refuses logit or token mismatches
     onnx_dir = export(student, tmp_path / "onnx")  # ps.export sees a GPT-2 LM head
-    parity = json.loads((onnx_dir / "parity.json").read_text())
+    parity = json.loads((onnx_dir / "stage.json").read_text())["parity"]
     assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
     assert all(len(t) == 8 for t in parity["onnx_tokens"])
     import onnxruntime as ort
@@ -125,11 +125,11 @@ def test_gpt2_prune_recover_export_quantize_eval(tmp_path):
                          **QUICK_GENERATIVE},
     )  # fmt: skip
     config = AutoConfig.from_pretrained(pruned)
-    kept = json.loads((pruned / "pruning.json").read_text())["heads"]["kept_per_layer"]
+    kept = json.loads((pruned / "stage.json").read_text())["heads"]["kept_per_layer"]
     assert (config.n_layer, config.n_inner, sum(kept)) == (3, 64, 6)
 
     onnx_dir = export(pruned, tmp_path / "onnx")
-    parity = json.loads((onnx_dir / "parity.json").read_text())
+    parity = json.loads((onnx_dir / "stage.json").read_text())["parity"]
     assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
     inputs = ort.InferenceSession(str(onnx_dir / "model.onnx")).get_inputs()
     past_heads = [i.shape[1] for i in inputs if i.name.endswith(".key")]

@@ -69,7 +69,7 @@ def test_decoder_finetune_distill_prune_export_quantize_eval(model_type, tmp_pat
     )  # fmt: skip
 
     onnx_dir = export(pruned, tmp_path / "onnx")
-    parity = json.loads((onnx_dir / "parity.json").read_text())
+    parity = json.loads((onnx_dir / "stage.json").read_text())["parity"]
     assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
 
     int8_dir = quantize(onnx_dir, method="dynamic", out=tmp_path / "int8", task="causal-lm")

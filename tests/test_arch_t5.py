@@ -47,7 +47,7 @@ def test_t5_finetune_distill_export_quantize_eval(tmp_path):
     assert config.num_layers == 1 and config.num_decoder_layers == 1
 
     onnx_dir = export(student, tmp_path / "onnx")  # ps.export sees a T5 generation head
-    parity = json.loads((onnx_dir / "parity.json").read_text())
+    parity = json.loads((onnx_dir / "stage.json").read_text())["parity"]
     assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
     assert {"encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"} <= set(
         p.name for p in onnx_dir.glob("*.onnx")

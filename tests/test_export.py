@@ -23,14 +23,14 @@ def test_classification_export_matches_pytorch_and_loads_in_pipeline(tiny_cls_di
     from optimum.onnxruntime import ORTModelForSequenceClassification
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    manifest = json.loads((cls_onnx / "pocketsize.json").read_text())
+    manifest = json.loads((cls_onnx / "stage.json").read_text())
     assert manifest["file"] == "model.onnx" and manifest["exporter"] == "optimum"
     assert manifest["task"] == "text-classification"
     # the CPU fusions fired (attention + layer norms), and parity ran on the fused graph
     assert (
         manifest["optimization"]["applied"] and manifest["optimization"]["fused"]["Attention"] == 2
     )
-    parity = json.loads((cls_onnx / "parity.json").read_text())
+    parity = json.loads((cls_onnx / "stage.json").read_text())["parity"]
     assert parity["ok"] and len(parity["cases"]) == 3
     assert len({tuple(c["input_shapes"]["input_ids"]) for c in parity["cases"]}) == 3
     assert parity["max_abs_diff"] < 1e-4
@@ -48,7 +48,7 @@ def test_classification_export_matches_pytorch_and_loads_in_pipeline(tiny_cls_di
 def test_ort_mobile_file_loads_and_matches(cls_onnx):
     import onnxruntime as ort
 
-    manifest = json.loads((cls_onnx / "pocketsize.json").read_text())
+    manifest = json.loads((cls_onnx / "stage.json").read_text())
     assert manifest["mobile"]["file"] == "model.ort" and manifest["mobile"]["max_abs_diff"] < 1e-4
     assert (cls_onnx / "model.required_operators.config").is_file()
     sess = ort.InferenceSession(str(cls_onnx / "model.ort"), providers=["CPUExecutionProvider"])
@@ -78,7 +78,7 @@ def test_qa_export_with_torch_exporter_matches_pipeline(tiny_qa_dir, tmp_path):
     from pocketsize.export import export
 
     out = export(tiny_qa_dir, tmp_path / "qa-onnx", exporter="torch")
-    manifest = json.loads((out / "pocketsize.json").read_text())
+    manifest = json.loads((out / "stage.json").read_text())
     assert manifest["exporter"] == "torch" and manifest["task"] == "extractive-qa"
     tok = AutoTokenizer.from_pretrained(out)
     q = {"question": "what was weak?", "context": "the plot was weak but the music was lovely"}
@@ -122,7 +122,7 @@ def test_unknown_architecture_falls_back_to_torch_export(tmp_path):
     model = ErnieForSequenceClassification(config).eval()
     model.save_pretrained(src)
     out = export(src, tmp_path / "ernie-onnx")
-    manifest = json.loads((out / "pocketsize.json").read_text())
+    manifest = json.loads((out / "stage.json").read_text())
     assert manifest["exporter"] == "torch"
     assert not manifest["optimization"]["applied"] and "ernie" in manifest["optimization"]["reason"]
     assert manifest["parity_max_abs_diff"] < 1e-4
@@ -171,7 +171,7 @@ def test_plain_module_export_has_dynamic_batch_and_sequence(tmp_path):
         example_inputs={"input_ids": ids, "attention_mask": torch.ones_like(ids)},
         output_names=["logits"],
     )
-    parity = json.loads((out / "parity.json").read_text())
+    parity = json.loads((out / "stage.json").read_text())["parity"]
     shapes = [tuple(c["input_shapes"]["input_ids"]) for c in parity["cases"]]
     assert shapes == [(2, 10), (6, 10), (2, 5)]
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -237,7 +237,7 @@ def test_existing_output_is_kept_unless_overwrite(tiny_cls_dir, tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
     export(tiny_cls_dir, out, optimize=False, overwrite=True)
     assert (out / "model.onnx").is_file() and not (out / "keep.txt").exists()
-    manifest = json.loads((out / "pocketsize.json").read_text())
+    manifest = json.loads((out / "stage.json").read_text())
     assert manifest["optimization"] == {"applied": False, "reason": "disabled (optimize=False)"}
 
 

@@ -28,7 +28,7 @@ def test_every_stage_takes_the_same_file_of_a_directory_without_manifest(cls_onn
 
     both = tmp_path / "both"
     shutil.copytree(cls_onnx, both)
-    (both / "pocketsize.json").unlink()
+    (both / "stage.json").unlink()
     shutil.copy2(both / "model.onnx", both / "model_quantized.onnx")
     assert model_file(both) == both / "model_quantized.onnx"
     assert find_onnx_file(both) == both / "model_quantized.onnx"
@@ -38,7 +38,9 @@ def test_every_stage_takes_the_same_file_of_a_directory_without_manifest(cls_onn
         quantize(both, out=tmp_path / "q")
     assert (quantize(both / "model.onnx", out=tmp_path / "q") / "model_quantized.onnx").is_file()
     # the manifest's choice wins over the order
-    (both / "pocketsize.json").write_text(json.dumps({"file": "model.onnx"}))
+    (both / "stage.json").write_text(
+        json.dumps({"schema": 1, "stage": "export", "file": "model.onnx"})
+    )
     assert model_file(both) == resolve_variant("v", both).path == both / "model.onnx"
 
 
@@ -102,6 +104,43 @@ def test_module_directories_of_pocketsize_0_1_still_load(tmp_path):
         assert config["pocketsize_class"].startswith("pocketsize.") and "module_config" in config
         assert task_of_model(out).name == task
         assert type(load_module_dir(out)) is type(model)
+
+
+def test_stage_directories_of_pocketsize_0_1_are_read_as_one_record(cls_onnx, tmp_path):
+    """Before the one stage.json, an export held pocketsize.json + parity.json, a pruned model
+    pruning.json, and a recipe's stage.json held the verb's own record under "metrics"."""
+    from pocketsize.formats.onnx_dir import model_file
+    from pocketsize.formats.records import read_record, update_record
+    from pocketsize.tasks import task_of_model
+
+    old_export = tmp_path / "onnx"
+    shutil.copytree(cls_onnx, old_export)
+    new_record = json.loads((old_export / "stage.json").read_text())
+    (old_export / "stage.json").unlink()
+    manifest = {k: v for k, v in new_record.items() if k not in ("schema", "stage", "parity")}
+    shutil.copy2(old_export / "model.onnx", old_export / "model_quantized.onnx")
+    manifest["file"] = "model.onnx"  # the manifest's choice beats the quantized file's name
+    (old_export / "pocketsize.json").write_text(json.dumps(manifest))
+    (old_export / "parity.json").write_text(json.dumps(new_record["parity"]))
+    record = read_record(old_export)
+    assert record["parity"] == new_record["parity"] and record["task"] == new_record["task"]
+    assert model_file(old_export) == old_export / "model.onnx"
+    assert task_of_model(old_export).name == new_record["task"]
+
+    old_run_stage = tmp_path / "pruned"
+    old_run_stage.mkdir()
+    pruning = {"stage": "prune", "task": "text-classification", "heads": {"removed": 2}}
+    recipe_record = {"stage": "pruned", "fingerprint": "f00d", "seed": 3, "config": {}}
+    recipe_record["metrics"] = {"pruning": pruning}
+    (old_run_stage / "pruning.json").write_text(json.dumps(pruning))
+    (old_run_stage / "stage.json").write_text(json.dumps(recipe_record))
+    record = read_record(old_run_stage)
+    assert (record["stage"], record["heads"], record["recipe"]["fingerprint"]) == (
+        "prune", {"removed": 2}, "f00d",
+    )  # fmt: skip
+    # a record written from now on has the schema and keeps the older parts it was read with
+    assert update_record(old_run_stage, note="x") == {**record, "schema": 1, "note": "x"}
+    assert json.loads((old_run_stage / "stage.json").read_text())["schema"] == 1
 
 
 def test_which_task_a_model_is_for(tiny_cls_dir, tiny_qa_dir, cls_onnx, tmp_path):

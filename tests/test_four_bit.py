@@ -94,7 +94,7 @@ def test_4bit_embeddings_and_matmuls(cls_onnx, tiny_cls_data, tmp_path):
     int8_tables = _table_bytes(int8 / "model_quantized.onnx", "QEmbedLayerNormalization", [2, 3])
     four_tables = _table_bytes(emb4 / "model_quantized.onnx", "GatherBlockQuantized", [0, 2, 3])
     assert four_tables < 0.8 * int8_tables
-    q = json.loads((emb4 / "pocketsize.json").read_text())["quantization"]
+    q = json.loads((emb4 / "stage.json").read_text())["quantization"]
     assert (q["embedding_bits"], q["matmul_bits"], q["block_size"]) == (4, 8, 16)
 
     vocab = json.loads((cls_onnx / "config.json").read_text())["vocab_size"]
@@ -171,12 +171,12 @@ def test_cli_4bit(cls_onnx, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["quantize", "--model", str(cls_onnx), "--out", str(out), "--embedding-bits", "4"]
     assert main(argv + ["--block-size", "64"]) == 0
-    q = json.loads((out / "pocketsize.json").read_text())["quantization"]
+    q = json.loads((out / "stage.json").read_text())["quantization"]
     assert (q["embedding_bits"], q["block_size"]) == (4, 64)
     with pytest.raises(SystemExit):  # argparse: 4 and 8 are the choices
         main(argv[:3] + ["--out", str(tmp_path / "bad"), "--matmul-bits", "5"])
     assert "--matmul-bits: invalid choice: 5" in capsys.readouterr().err
     # the 4bit method: 4-bit tables and MatMuls unless told otherwise
     assert main(argv[:4] + [str(tmp_path / "m4"), "--method", "4bit"]) == 0
-    q = json.loads((tmp_path / "m4" / "pocketsize.json").read_text())["quantization"]
+    q = json.loads((tmp_path / "m4" / "stage.json").read_text())["quantization"]
     assert (q["embedding_bits"], q["matmul_bits"]) == (4, 4)

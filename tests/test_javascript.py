@@ -74,7 +74,7 @@ LONG = "good " * 200
 
 
 def run_in_node(model_dir: Path, texts: list[str], tmp_path) -> list:
-    manifest = json.loads((model_dir / "pocketsize.json").read_text())
+    manifest = json.loads((model_dir / "stage.json").read_text())
     texts_file = tmp_path / "texts.json"
     texts_file.write_text(json.dumps(texts))
     done = subprocess.run(
@@ -113,7 +113,7 @@ def test_every_operator_pocketsize_emits_was_run_in_node(variants):
     them on the npm onnxruntime-node."""
     ops = set()
     for model_dir in variants.values():
-        manifest = json.loads((model_dir / "pocketsize.json").read_text())
+        manifest = json.loads((model_dir / "stage.json").read_text())
         graph = onnx.load(str(model_dir / manifest["transformers_js"]["file"]))
         ops |= {node.op_type for node in graph.graph.node}
     assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops  # dynamic int8
@@ -127,7 +127,7 @@ def test_the_layout_links_the_graph_and_names_its_precision(variants):
                               ("int8-dynamic", "q8", "model_quantized.onnx"),
                               ("4-bit", "q4", "model_q4.onnx")]:  # fmt: skip
         model_dir = variants[name]
-        manifest = json.loads((model_dir / "pocketsize.json").read_text())
+        manifest = json.loads((model_dir / "stage.json").read_text())
         assert manifest["transformers_js"] == {"dtype": dtype, "file": f"onnx/{file}"}
         top = model_dir / manifest["file"]
         assert (model_dir / "onnx" / file).samefile(top)  # a hard link, not a second copy

@@ -296,7 +296,7 @@ def test_the_accuracy_budget_of_quantize_matches_labels_by_name(classifiers, tmp
         onnx_dir, data, method="auto", max_drop=1.0, out=tmp_path / "int8",
         label_map="0=positive,1=negative", exhaustive=False,
     )  # fmt: skip
-    budget = json.loads((out / "pocketsize.json").read_text())["accuracy_budget"]
+    budget = json.loads((out / "stage.json").read_text())["accuracy_budget"]
     assert budget["float_metric"] == 1.0  # by position: 0.0, and a worse int8 looked better
 
 

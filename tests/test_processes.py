@@ -143,11 +143,11 @@ def test_recipe_on_two_processes(setup, tmp_path):
     assert outside_trainer_checkpoints(writes["1"]) == []
     for stage in ("teacher", "student", "pruned", "onnx", "int8"):
         record = json.loads((run_dir / stage / "stage.json").read_text())
-        assert record["fingerprint"], stage
+        assert record["recipe"]["fingerprint"], stage
     for stage in ("teacher", "student"):
-        own = json.loads((run_dir / stage / "stage.json").read_text())["metrics"]["stage"]
+        own = json.loads((run_dir / stage / "stage.json").read_text())
         assert own["config"]["processes"] == 2, stage
-    pruning = json.loads((run_dir / "pruned" / "stage.json").read_text())["metrics"]["pruning"]
+    pruning = json.loads((run_dir / "pruned" / "stage.json").read_text())
     assert "recovery" in pruning
     report = json.loads((run_dir / "metrics.json").read_text())
     assert set(report["variants"]) >= {"teacher", "student", "pruned", "onnx", "int8"}

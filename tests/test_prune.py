@@ -53,7 +53,7 @@ def pruned_all(tiny, data, tmp_path_factory):
 
 def test_structured_pruning_reloads_with_from_pretrained_and_same_outputs(tiny, data, tmp_path):
     out = prune(tiny, data, heads=0.5, ffn=0.5, out=tmp_path / "p", verbose=False)
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     # the recorded plan applied in memory to the original = the saved and reloaded model
     in_memory = auto_cls(tiny)
     in_memory.prune_heads({int(k): v for k, v in record["heads"]["removed"].items()})
@@ -97,7 +97,7 @@ def test_removing_zero_contribution_heads_and_neurons_keeps_outputs(tmp_path, da
         tmp_path / "src", data, heads=0.5, ffn=0.5, ffn_score=ffn_score,
         out=tmp_path / "p", verbose=False,
     )  # fmt: skip
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     assert record["heads"]["removed"] == {str(k): v for k, v in dead_heads.items()}
     assert record["ffn"]["removed"] == {str(k): v for k, v in dead_neurons.items()}
     texts = list(data["test"]["text"])
@@ -108,7 +108,7 @@ def test_removing_zero_contribution_heads_and_neurons_keeps_outputs(tmp_path, da
 
 
 def test_parameter_count_drops_by_expected_amount(tiny, pruned_all):
-    record = json.loads((pruned_all / "pruning.json").read_text())
+    record = json.loads((pruned_all / "stage.json").read_text())
     n_layers = 2
     per_head = 3 * (HIDDEN * HEAD_SIZE + HEAD_SIZE) + HIDDEN * HEAD_SIZE  # q,k,v rows + out cols
     per_neuron = HIDDEN + 1 + HIDDEN  # intermediate row + bias, output column
@@ -128,7 +128,7 @@ def test_vocab_trim_keeps_predictions_on_fitting_text_and_maps_dropped_pieces_to
     tiny, data, tmp_path
 ):
     out = prune(tiny, data, vocab=True, out=tmp_path / "v", verbose=False)
-    record = json.loads((out / "pruning.json").read_text())["vocab"]
+    record = json.loads((out / "stage.json").read_text())["vocab"]
     old_tok, new_tok = tok(tiny), tok(out)
     original, trimmed = auto_cls(tiny), load_pruned(out)
     assert trimmed.config.vocab_size == record["kept_vocab_size"] < record["original_vocab_size"]
@@ -206,7 +206,7 @@ def test_clamped_torch_model_traces_into_onnx(pruned_all, tmp_path):
 
 def test_global_scope_keeps_at_least_one_head_per_layer(tiny, data, tmp_path):
     out = prune(tiny, data, heads=0.75, scope="global", out=tmp_path / "g", verbose=False)
-    record = json.loads((out / "pruning.json").read_text())["heads"]
+    record = json.loads((out / "stage.json").read_text())["heads"]
     assert sum(record["kept_per_layer"]) == 2 * N_HEADS - 6
     assert min(record["kept_per_layer"]) >= 1
     assert [
@@ -216,7 +216,7 @@ def test_global_scope_keeps_at_least_one_head_per_layer(tiny, data, tmp_path):
 
 def test_magnitude_sparsity_is_reported_honestly(tiny, tmp_path):
     out = prune(tiny, sparsity=0.5, out=tmp_path / "s", verbose=False)
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     assert abs(record["sparsity"]["achieved"] - 0.5) < 0.01
     assert "no time" in record["sparsity"]["note"]
     assert record["params_after"] == record["params_before"]  # zeros are still parameters
@@ -243,7 +243,7 @@ def test_other_bert_like_architectures_prune_and_reload(model_type, data, tmp_pa
     reloaded = auto_cls(out)
     assert reloaded.config.model_type == model_type and reloaded.config.intermediate_size == 19
     texts = list(data["test"]["text"])[:4]
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     model.prune_heads({int(k): v for k, v in record["heads"]["removed"].items()})
     remove_neurons(model, {int(k): v for k, v in record["ffn"]["removed"].items()})
     torch.testing.assert_close(logits(reloaded, tokenizer, texts), logits(model, tokenizer, texts))
@@ -309,7 +309,7 @@ def test_cli_prunes_and_reports_errors(tiny, data, tmp_path, capsys):
     assert main(argv + ["--heads", "0.5", "--vocab"]) == 0
     printed = capsys.readouterr().out
     assert "parameters" in printed and "weights file" in printed and "vocabulary rows" in printed
-    assert json.loads((out / "pruning.json").read_text())["heads"]["kept_per_layer"] == [2, 2]
+    assert json.loads((out / "stage.json").read_text())["heads"]["kept_per_layer"] == [2, 2]
     assert main(argv + ["--heads", "2"]) == 2
     assert "strictly between 0 and 1" in capsys.readouterr().err
 
@@ -321,11 +321,11 @@ def test_recovery_distils_from_the_unpruned_model(tiny, data, tmp_path):
         out=tmp_path / "r", verbose=False,
     )  # fmt: skip
     plain = prune(tiny, data, heads=0.5, ffn=0.5, out=tmp_path / "plain", verbose=False)
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     assert record["recovery"]["method"] == "pocketsize.distill"
     assert (
         record["heads"]["removed"]
-        == json.loads((plain / "pruning.json").read_text())["heads"]["removed"]
+        == json.loads((plain / "stage.json").read_text())["heads"]["removed"]
     )
     recovered = auto_cls(out)
     assert recovered.config.intermediate_size == 19
@@ -347,8 +347,8 @@ def test_recovery_toward_another_teacher(tiny, data, tmp_path):
         tiny, data, heads=0.5, recover=True, recover_options=options, out=tmp_path / "own",
         verbose=False,
     )  # fmt: skip
-    assert json.loads((out / "pruning.json").read_text())["recovery"]["teacher"] == str(other)
-    assert json.loads((own / "pruning.json").read_text())["recovery"]["teacher"] == (
+    assert json.loads((out / "stage.json").read_text())["recovery"]["teacher"] == str(other)
+    assert json.loads((own / "stage.json").read_text())["recovery"]["teacher"] == (
         "the unpruned model"
     )
     texts = list(data["test"]["text"])
@@ -366,7 +366,7 @@ def test_extractive_qa_model_prunes_scored_on_its_answer_spans(tiny_qa_dir, tmp_
     out = prune(
         tiny_qa_dir, data, heads=0.5, ffn=0.5, vocab=True, out=tmp_path / "qa", verbose=False
     )
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     assert record["task"] == "extractive-qa"
     assert record["heads"]["scoring_loss"] == "task labels"
     model = load_pruned(out)
@@ -406,7 +406,7 @@ def test_vocab_corpora_keep_the_pieces_of_a_dataset_text(tiny, data, tmp_path):
     )
     new_tok, kept = tok(out), load_pruned(out).config.vocab_size
     assert new_tok.convert_tokens_to_ids("##ing") < kept  # "filming": film + ##ing
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     assert record["vocab"]["corpora"] == [str(corpus)]
 
 

@@ -31,7 +31,7 @@ def test_real_vocab_trim_same_pieces_and_unk_per_piece(real):
     from pocketsize.prune import load_pruned
 
     data, out = real
-    record = json.loads((out / "pruning.json").read_text())["vocab"]
+    record = json.loads((out / "stage.json").read_text())["vocab"]
     assert record["original_vocab_size"] == 30522
     assert record["embedding_shrink"] >= 2.0  # issue 6: >= 2x smaller embedding matrix
 
@@ -74,7 +74,7 @@ def test_why_not_delete_pieces_from_wordpiece(real):
 
     data, out = real
     new_tok = AutoTokenizer.from_pretrained(out)
-    kept = json.loads((out / "pruning.json").read_text())["vocab"]["kept_vocab_size"]
+    kept = json.loads((out / "stage.json").read_text())["vocab"]["kept_vocab_size"]
     spec = json.loads(new_tok.backend_tokenizer.to_str())
     spec["model"]["vocab"] = {t: i for t, i in spec["model"]["vocab"].items() if i < kept}
     naive = Tokenizer.from_str(json.dumps(spec))

@@ -88,7 +88,7 @@ def logits_of(model, tokenizer, texts):
 
 
 def assert_pruned_equals_masked(source_model, out, tokenizer, texts, head_size, auto_class):
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     pruned = auto_class.from_pretrained(out).eval()
     masked = masked_original(source_model, record, head_size).eval()
     expected = logits_of(masked, tokenizer, texts)
@@ -159,14 +159,14 @@ def test_distilbert_width_keeps_the_active_channels_reloads_and_exports(tmp_path
     out = prune(
         tmp_path / "src", data, heads=0.5, ffn=0.5, width=0.5, out=tmp_path / "p", verbose=False
     )
-    width = json.loads((out / "pruning.json").read_text())["width"]
+    width = json.loads((out / "stage.json").read_text())["width"]
     assert len(width["kept_channels"]) == 16 and not set(width["kept_channels"]) & set(dead)
     assert [h["name"] for h in width["head_layers"]] == ["pre_classifier", "classifier"]
     pruned = AutoModelForSequenceClassification.from_pretrained(out).eval()
     assert (pruned.config.dim, pruned.config.n_heads, pruned.config.hidden_dim) == (16, 2, 19)
     assert pruned.pre_classifier.weight.shape == (16, 16)
     onnx_dir = export(out, tmp_path / "onnx")
-    manifest = json.loads((onnx_dir / "pocketsize.json").read_text())
+    manifest = json.loads((onnx_dir / "stage.json").read_text())
     assert manifest["exporter"] == "optimum" and manifest["parity_max_abs_diff"] < 1e-4
 
 
@@ -261,7 +261,7 @@ def test_modernbert_heads_and_width_go_together_keep_the_active_channels_and_exp
         tmp_path / "src", make_cls_dataset(), heads=0.5, width=0.5, ffn=0.5,
         out=tmp_path / "p", verbose=False,
     )  # fmt: skip
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     assert record["width"]["kept_channels"] == list(range(0, 32, 2))
     assert record["heads"]["kept_per_layer"] == [2, 2, 2, 2]
     assert [h["name"] for h in record["width"]["head_layers"]] == [
@@ -275,7 +275,7 @@ def test_modernbert_heads_and_width_go_together_keep_the_active_channels_and_exp
     assert attn.Wqkv.weight.shape == (48, 16) and attn.head_dim == 8
     assert pruned.head.norm.weight.shape == (16,)
     onnx_dir = export(out, tmp_path / "onnx")
-    manifest = json.loads((onnx_dir / "pocketsize.json").read_text())
+    manifest = json.loads((onnx_dir / "stage.json").read_text())
     assert manifest["exporter"] == "optimum" and manifest["parity_max_abs_diff"] < 1e-4
 
 
@@ -286,7 +286,7 @@ def test_modernbert_scores_neurons_by_both_halves_of_wi(ffn_score, tmp_path):
         tmp_path / "src", make_cls_dataset(), ffn=0.25, ffn_score=ffn_score, out=tmp_path / "p",
         verbose=False,
     )  # fmt: skip
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     assert record["ffn"]["intermediate_size_after"] == 28
     assert all(len(v) == 9 for v in record["ffn"]["removed"].values())
 
@@ -334,7 +334,7 @@ def test_deberta_heads_and_width_go_together_keep_the_active_channels_and_export
         tmp_path / "src", make_cls_dataset(), heads=0.5, width=0.5, ffn=0.5,
         out=tmp_path / "p", verbose=False,
     )  # fmt: skip
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     assert record["width"]["kept_channels"] == list(range(0, 32, 2))
     assert record["heads"]["kept_per_layer"] == [2, 2]
     pruned, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
@@ -348,7 +348,7 @@ def test_deberta_heads_and_width_go_together_keep_the_active_channels_and_export
     if not share_att_key:
         assert attn.pos_key_proj.weight.shape == attn.pos_query_proj.weight.shape == (16, 16)
     onnx_dir = export(out, tmp_path / "onnx")
-    manifest = json.loads((onnx_dir / "pocketsize.json").read_text())
+    manifest = json.loads((onnx_dir / "stage.json").read_text())
     assert manifest["exporter"] == "optimum" and manifest["parity_max_abs_diff"] < 1e-4
 
 
@@ -480,7 +480,7 @@ def test_gpt2_width_keeps_the_active_channels_reloads_and_generates_alike_in_onn
         src, lm_data(), heads=0.5, width=0.25, task="causal-lm", out=tmp_path / "p",
         verbose=False,
     )  # fmt: skip
-    record = json.loads((out / "pruning.json").read_text())["width"]
+    record = json.loads((out / "stage.json").read_text())["width"]
     assert record["kept_channels"] == [c for c in range(32) if c not in dead]
     pruned, info = AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info  # every weight saved is read, none made up
@@ -490,7 +490,7 @@ def test_gpt2_width_keeps_the_active_channels_reloads_and_generates_alike_in_onn
     assert [layer.attn.num_heads for layer in pruned.transformer.h] == [2, 2]
     assert pruned.lm_head.weight is pruned.transformer.wte.weight
     onnx_dir = export(out, tmp_path / "onnx")
-    parity = json.loads((onnx_dir / "parity.json").read_text())
+    parity = json.loads((onnx_dir / "stage.json").read_text())["parity"]
     assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
 
 
@@ -522,7 +522,7 @@ def test_decoder_width_keeps_the_outputs_when_the_removed_channels_carry_nothing
         tmp_path / "src", lm_data(), width=0.5, task="causal-lm", out=tmp_path / "p",
         verbose=False,
     )  # fmt: skip
-    record = json.loads((out / "pruning.json").read_text())["width"]
+    record = json.loads((out / "stage.json").read_text())["width"]
     assert record["kept_channels"] == list(range(1, 32, 2))
     pruned = AutoModelForCausalLM.from_pretrained(out).eval()
     expected = logits_of(model.eval(), tokenizer, LONG_TEXTS)
@@ -597,10 +597,10 @@ def test_pruned_decoder_recovers_exports_with_past_and_generates_the_same_tokens
         recover_options={"max_steps": 6, "batch_size": 16, "progress": False},
         out=tmp_path / "p", verbose=False,
     )  # fmt: skip
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     assert record["recovery"]["teacher"] == "the unpruned model"
     onnx_dir = export(out, tmp_path / "onnx")
-    parity = json.loads((onnx_dir / "parity.json").read_text())
+    parity = json.loads((onnx_dir / "stage.json").read_text())["parity"]
     assert parity["same_tokens"] and parity["max_abs_logit_diff"] < 1e-4
     session = ort.InferenceSession(str(onnx_dir / "model.onnx"))
     past = {i.name: i.shape for i in session.get_inputs() if i.name.startswith("past_key_values")}

@@ -66,7 +66,7 @@ def test_dynamic_int8_stays_close_to_float_and_loads_in_pipeline(cls_onnx, tmp_p
     from pocketsize.quantize import quantize
 
     out = quantize(cls_onnx, method="dynamic", out=tmp_path / "int8", mobile=True)
-    manifest = json.loads((out / "pocketsize.json").read_text())
+    manifest = json.loads((out / "stage.json").read_text())
     assert manifest["file"] == "model_quantized.onnx" and manifest["task"] == "text-classification"
     assert (
         manifest["quantization"]["per_channel"]
@@ -110,7 +110,7 @@ def test_target_cpu_sets_weight_type_and_reduce_range(
         quantize_embeddings=False,
         exclude_nodes=["Attention_0"],
     )
-    q = json.loads((out / "pocketsize.json").read_text())["quantization"]
+    q = json.loads((out / "stage.json").read_text())["quantization"]
     assert (q["target"], q["weight_type"], q["reduce_range"]) == (target, weight_type, reduce_range)
     ops = _ops(out / "model_quantized.onnx")
     # embeddings and the excluded node stay float
@@ -128,7 +128,7 @@ def test_static_int8_calibrates_matmuls_and_stays_close(
     out = quantize(
         cls_onnx, tiny_cls_data, method="static", calibration=calibration, out=tmp_path / "s"
     )
-    manifest = json.loads((out / "pocketsize.json").read_text())
+    manifest = json.loads((out / "stage.json").read_text())
     assert manifest["quantization"]["calibration_examples"] == len(tiny_cls_data["train"])
     ops = _ops(out / "model_quantized.onnx")
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["QuantizeLinear"]
@@ -191,7 +191,7 @@ def test_auto_excludes_the_sensitive_node_to_meet_the_budget(
     out = quantize(
         broken_embedding_onnx, tiny_cls_data, method="auto", max_drop=0.02, out=tmp_path / "auto"
     )
-    manifest = json.loads((out / "pocketsize.json").read_text())
+    manifest = json.loads((out / "stage.json").read_text())
     budget = manifest["accuracy_budget"]
     assert budget["budget_met"] and budget["drop"] <= 0.02 and budget["float_metric"] > 0.9
     trials = json.loads((out / "quantize_trials.json").read_text())
@@ -227,7 +227,7 @@ def test_auto_size_limit_keeps_the_embedding_quantized(
     assert (
         excluded["drop"] <= 0.02 and not excluded["within_size"] and not excluded["within_budget"]
     )
-    manifest = json.loads((out / "pocketsize.json").read_text())
+    manifest = json.loads((out / "stage.json").read_text())
     assert "EmbedLayerNormalization_0" not in manifest["quantization"]["exclude_nodes"]
     assert (out / "model_quantized.onnx").stat().st_size <= limit_mb * 1e6
     assert manifest["accuracy_budget"]["max_size_mb"] == limit_mb
@@ -249,11 +249,11 @@ def test_auto_agreement_budget_refuses_a_model_that_changed_its_predictions(
     trials = json.loads((out / "quantize_trials.json").read_text())["trials"]
     first = trials[0]
     assert first["drop"] <= 1.0 and first["agreement"] < 0.99 and not first["within_budget"]
-    budget = json.loads((out / "pocketsize.json").read_text())["accuracy_budget"]
+    budget = json.loads((out / "stage.json").read_text())["accuracy_budget"]
     assert budget["budget_met"] and budget["agreement"] >= 0.99 and budget["min_agreement"] == 0.99
     assert (
         "EmbedLayerNormalization_0"
-        in json.loads((out / "pocketsize.json").read_text())["quantization"]["exclude_nodes"]
+        in json.loads((out / "stage.json").read_text())["quantization"]["exclude_nodes"]
     )
     with pytest.raises(
         PocketsizeError, match="min_agreement: must be a share above 0 and at most 1"
@@ -280,7 +280,7 @@ def test_auto_saves_the_best_quantized_model_when_the_budget_cannot_be_met(
         op_types=["EmbedLayerNormalization"],
         out=tmp_path / "auto",
     )
-    manifest = json.loads((out / "pocketsize.json").read_text())
+    manifest = json.loads((out / "stage.json").read_text())
     budget = manifest["accuracy_budget"]
     assert (
         not budget["budget_met"]
@@ -307,7 +307,7 @@ def test_auto_names_the_budget_it_missed_and_keeps_the_trial_nearest_to_it(
         broken_embedding_onnx, data, method="auto", max_drop=1.0, min_agreement=1.0,
         op_types=["EmbedLayerNormalization"], exhaustive=True, out=tmp_path / "auto",
     )  # fmt: skip
-    budget = json.loads((out / "pocketsize.json").read_text())["accuracy_budget"]
+    budget = json.loads((out / "stage.json").read_text())["accuracy_budget"]
     trials = [t for t in json.loads((out / "quantize_trials.json").read_text())["trials"]]
     agreements = sorted({t["agreement"] for t in trials if "agreement" in t})
     assert agreements and agreements[-1] < 1.0  # none meets it
@@ -347,7 +347,7 @@ def test_qa_model_dynamic_and_auto(tiny_qa_dir, tmp_path):
     out = quantize(
         onnx_dir, make_qa_dataset(16, 16, 16), method="auto", max_drop=1.0, out=tmp_path / "qa-int8"
     )
-    manifest = json.loads((out / "pocketsize.json").read_text())
+    manifest = json.loads((out / "stage.json").read_text())
     assert manifest["task"] == "extractive-qa" and manifest["accuracy_budget"]["metric"] == "f1"
     assert ORTModelForQuestionAnswering.from_pretrained(out, file_name="model_quantized.onnx")
 

@@ -34,18 +34,23 @@ def test_recipe_runs_every_stage_then_skips_them(tiny_setup, tmp_path):
     lines: list[str] = []
     report = run_recipe(tiny_recipe(teacher, data_dir), run_dir=run_dir, log=lines.append)
 
-    for stage in ("teacher", "student", "pruned", "onnx", "int8", "optimum-int8"):
+    verbs = {"teacher": "finetune", "student": "distill", "pruned": "prune", "onnx": "export"}
+    verbs.update({"int8": "quantize", "optimum-int8": "baseline"})
+    for stage, verb in verbs.items():
         record = json.loads((run_dir / stage / "stage.json").read_text())
-        assert record["stage"] == stage and record["seed"] == 1
+        # the verb's own record, extended by the run (never replaced)
+        assert (record["schema"], record["stage"], record["recipe"]["seed"]) == (1, verb, 1)
+        assert record["recipe"]["fingerprint"] and record["task"] == "text-classification"
         assert (run_dir / stage / "README.md").read_text().startswith("#")
-        assert record["metrics"], f"{stage}: the stage's own record was lost"
+        old = ("pruning.json", "pocketsize.json", "parity.json")
+        assert not [n for n in old if (run_dir / stage / n).exists()], "one record per stage"
     assert list((run_dir / "int8").glob("*.ort")), "mobile twin of the int8 model missing"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["reference"] == "teacher" and metrics["final"] == "int8"
     assert list(metrics["variants"]) == [
         "teacher", "student", "pruned", "onnx", "int8", "optimum-int8"
     ]  # fmt: skip
-    baseline = json.loads((run_dir / "optimum-int8" / "pocketsize.json").read_text())
+    baseline = json.loads((run_dir / "optimum-int8" / "stage.json").read_text())
     assert baseline["how"].startswith("optimum only")
     assert "Final 'int8' against baseline 'optimum-int8': " in (run_dir / "report.md").read_text()
     assert (run_dir / "report.md").exists() and (run_dir / "report.html").exists()
@@ -78,7 +83,7 @@ def test_recovery_toward_the_recipe_teacher(tiny_setup, tmp_path):
     for key in ("export", "quantize"):
         recipe.pop(key)
     run_recipe(recipe, run_dir=run_dir, log=lambda _: None)
-    record = json.loads((run_dir / "pruned" / "pruning.json").read_text())
+    record = json.loads((run_dir / "pruned" / "stage.json").read_text())
     assert record["recovery"]["teacher"] == str(run_dir / "teacher")
     # the stage's fingerprint holds the name, not the path: a moved run directory still skips
     moved = tmp_path / "moved"
@@ -121,9 +126,8 @@ def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_pat
     run_recipe(recipe, run_dir=run_dir, log=lines.append)
     assert any("[teacher]" in line and "skipped" in line for line in lines)
     record = json.loads((run_dir / "student" / "stage.json").read_text())
-    assert record["stage"] == "student"
-    own = record["metrics"]["stage"]
-    assert own["resumed_from"], "the rerun should continue from the checkpoint"
+    assert record["stage"] == "distill" and record["recipe"]["fingerprint"]
+    assert record["resumed_from"], "the rerun should continue from the checkpoint"
     assert not list(run_dir.glob("..student.partial*")), "checkpoints of a finished stage remain"
 
 
@@ -219,5 +223,5 @@ def test_sentiment_recipe_shortened_on_the_real_model(tmp_path):
     sizes = {name: v["size_bytes"] for name, v in metrics["variants"].items()}
     assert sizes["int8"] * 5 < sizes["teacher"], sizes
     assert metrics["baselines"] == ["optimum-int8"] and sizes["optimum-int8"] > sizes["int8"]
-    pruned = json.loads((tmp_path / "run" / "pruned" / "pruning.json").read_text())
+    pruned = json.loads((tmp_path / "run" / "pruned" / "stage.json").read_text())
     assert pruned["width"]["hidden_size_after"] == 256

@@ -349,7 +349,7 @@ def test_a_new_pruning_pass_is_one_class_and_one_config_field(tiny_cls_dir, tmp_
     passes.register_pass(ZeroBias, before="vocab")
     assert [p.name for p in passes.PASSES][-2:] == ["zero_bias", "vocab"]
     out = prune(tiny_cls_dir, config=WithZeroBias(zero_bias=True), out=tmp_path / "p")
-    assert json.loads((out / "pruning.json").read_text())["zero_bias"] == {"zeroed": 2}
+    assert json.loads((out / "stage.json").read_text())["zero_bias"] == {"zeroed": 2}
     assert not load_file(str(out / "model.safetensors"))["classifier.bias"].any()
     with pytest.raises(PocketsizeError, match="nothing to prune"):
         WithZeroBias()
@@ -395,7 +395,7 @@ def test_a_new_quantization_method_is_one_config_and_one_handler(
     api.register_handler(RoundConfig, api.onnx_method(write))
     onnx_dir = export(tiny_cls_dir, tmp_path / "onnx", optimize=False)
     out = api.quantize(onnx_dir, method="round16", keep_bias=True, out=tmp_path / "q")
-    manifest = json.loads((out / "pocketsize.json").read_text())
+    manifest = json.loads((out / "stage.json").read_text())
     assert manifest["quantization"] == {"method": "round16", "keep_bias": True}
     weights = {
         i.name: numpy_helper.to_array(i)
@@ -426,7 +426,7 @@ def test_a_new_quantization_method_is_one_config_and_one_handler(
 def test_a_new_exporter_is_one_registered_class_and_auto_falls_back_past_a_failing_one(
     tiny_cls_dir, tmp_path, monkeypatch
 ):
-    from pocketsize.export import exporters, read_manifest
+    from pocketsize.export import exporters, read_record
     from pocketsize.export.onnx_export import export
 
     class Failing(exporters.Exporter):
@@ -443,7 +443,7 @@ def test_a_new_exporter_is_one_registered_class_and_auto_falls_back_past_a_faili
     exporters.register_exporter(Failing())
     assert list(exporters.EXPORTERS) == ["failing", "torch"]  # torch.onnx stays the last resort
     out = export(tiny_cls_dir, tmp_path / "auto", optimize=False)
-    manifest = read_manifest(out)
+    manifest = read_record(out)
     assert manifest["exporter"] == "torch" and manifest["failing_failed"] == "RuntimeError: cannot"
     assert not (out / "half-written.onnx").exists()
     with pytest.raises(

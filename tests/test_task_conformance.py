@@ -26,7 +26,7 @@ def test_the_zoo_has_a_tiny_model_for_every_registered_task_and_no_other():
 def test_every_task_distils_exports_quantizes_and_evaluates(task, tmp_path):
     from pocketsize.distill import distill
     from pocketsize.eval import evaluate
-    from pocketsize.export import export, read_manifest
+    from pocketsize.export import export, read_record
     from pocketsize.quantize import quantize
 
     assert task in ZOO, f"tests/zoo.py's ZOO has no tiny model for {task}: add one"
@@ -42,11 +42,11 @@ def test_every_task_distils_exports_quantizes_and_evaluates(task, tmp_path):
     assert (student / "config.json").is_file() and (student / "model.safetensors").is_file()
 
     onnx_dir = export(student, tmp_path / "onnx", **tiny.export_options)
-    assert read_manifest(onnx_dir)["task"] == task
-    assert list(onnx_dir.glob("*.onnx")) and (onnx_dir / "parity.json").is_file()
+    assert read_record(onnx_dir)["task"] == task
+    assert list(onnx_dir.glob("*.onnx")) and read_record(onnx_dir)["parity"]["ok"]
 
     int8_dir = quantize(onnx_dir, method="dynamic", out=tmp_path / "int8", task=task)
-    assert read_manifest(int8_dir)["task"] == task
+    assert read_record(int8_dir)["task"] == task
     assert list(int8_dir.glob("*_quantized.onnx"))
 
     variants = {"teacher": tiny.teacher, "student": student, "onnx": onnx_dir, "int8": int8_dir}

@@ -212,16 +212,16 @@ def test_every_stage_runs_for_token_classification(ner_teacher, capsys):
     )
     assert json.loads((cached / "stage.json").read_text())["cache"]["used"]
     pruned = ps.prune(student, data, heads=0.5, ffn=0.5, vocab=True, out=root / "pruned")
-    record = json.loads((pruned / "pruning.json").read_text())
+    record = json.loads((pruned / "stage.json").read_text())
     assert record["task"] == "token-classification"
     assert record["heads"]["scoring_loss"] == "task labels"
     onnx = ps.export(pruned, root / "onnx")
-    parity = json.loads((onnx / "parity.json").read_text())
+    parity = json.loads((onnx / "stage.json").read_text())["parity"]
     assert parity["ok"]
     int8 = ps.quantize(onnx, data, method="dynamic", out=root / "int8")
     static = ps.quantize(onnx, data, method="static", out=root / "static")
     auto = ps.quantize(onnx, data, method="auto", out=root / "auto", max_drop=0.05)
-    manifest = json.loads((auto / "pocketsize.json").read_text())
+    manifest = json.loads((auto / "stage.json").read_text())
     assert manifest["task"] == "token-classification"
     assert manifest["accuracy_budget"]["metric"] == "entity_f1"
     variants = {"teacher": teacher, "student": student, "pruned": pruned, "onnx": onnx,

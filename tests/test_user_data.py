@@ -128,4 +128,4 @@ def test_finetune_and_prune_read_the_columns_they_are_told(tmp_path):
     pruned = tmp_path / "pruned"
     argv = ["prune", "--model", str(teacher), *columns, "--ffn", "0.5", "--out", str(pruned)]
     assert main(argv) == 0
-    assert json.loads((pruned / "pruning.json").read_text())["ffn"]["intermediate_size_after"] == 19
+    assert json.loads((pruned / "stage.json").read_text())["ffn"]["intermediate_size_after"] == 19

@@ -55,7 +55,7 @@ def test_width_pruned_model_reloads_exports_and_matches_onnxruntime(tiny, data, 
     from pocketsize.export import export
 
     out = prune(tiny, data, heads=0.5, ffn=0.5, width=0.5, out=tmp_path / "p", verbose=False)
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     w = record["width"]
     assert (w["hidden_size_before"], w["hidden_size_after"], w["num_attention_heads"]) == (
         32,
@@ -74,7 +74,7 @@ def test_width_pruned_model_reloads_exports_and_matches_onnxruntime(tiny, data, 
     assert not torch.allclose(torch_logits, _logits(_auto(tiny), tokenizer, texts))
 
     onnx_dir = export(out, tmp_path / "onnx")  # parity of PyTorch against ONNX Runtime inside
-    assert json.loads((onnx_dir / "parity.json").read_text())["ok"]
+    assert json.loads((onnx_dir / "stage.json").read_text())["parity"]["ok"]
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(onnx_dir / "model.onnx")).graph.node}
@@ -102,7 +102,7 @@ def test_the_active_channels_are_kept(tiny, data, tmp_path):
         model, data, heads=0.5, width=0.25, tokenizer=AutoTokenizer.from_pretrained(tiny),
         out=tmp_path / "p", verbose=False,
     )  # fmt: skip
-    kept = json.loads((out / "pruning.json").read_text())["width"]["kept_channels"]
+    kept = json.loads((out / "stage.json").read_text())["width"]["kept_channels"]
     assert len(kept) == 24 and not set(kept) & set(dead)
 
 
@@ -114,7 +114,7 @@ def test_config_heads_above_the_kept_heads_are_recorded_as_pruned(tiny, data, tm
     assert {int(k): v for k, v in config.pruned_heads.items()} == {0: [2], 1: [2]}
     assert [layer.attention.self.all_head_size for layer in model.bert.encoder.layer] == [16, 16]
     # the saved model and the recorded plan replayed in memory agree
-    record = json.loads((out / "pruning.json").read_text())
+    record = json.loads((out / "stage.json").read_text())
     replay = _replay(_auto(tiny), record)
     heads = record["width"]["head_layers"]
     plan = [HeadLayer(h["name"], h["reads"], h["kept_outputs"] is not None) for h in heads]
@@ -141,7 +141,7 @@ def test_roberta_head_keeps_its_own_dense_outputs(data, tmp_path):
     out = prune(
         model, data, heads=0.5, width=0.5, tokenizer=tokenizer, out=tmp_path / "p", verbose=False
     )
-    heads = json.loads((out / "pruning.json").read_text())["width"]["head_layers"]
+    heads = json.loads((out / "stage.json").read_text())["width"]["head_layers"]
     assert [(h["name"], h["reads"]) for h in heads] == [
         ("classifier.dense", "hidden"),
         ("classifier.out_proj", "classifier.dense"),
@@ -156,7 +156,7 @@ def test_question_answering_head_reads_the_hidden_states(tiny_qa_dir, tmp_path):
 
     out = prune(tiny_qa_dir, make_qa_dataset(40, 8, 8), heads=0.5, width=0.5, out=tmp_path / "qa",
                 verbose=False)  # fmt: skip
-    heads = json.loads((out / "pruning.json").read_text())["width"]["head_layers"]
+    heads = json.loads((out / "stage.json").read_text())["width"]["head_layers"]
     assert heads == [{"name": "qa_outputs", "reads": "hidden", "kept_outputs": None}]
     model = AutoModelForQuestionAnswering.from_pretrained(out).eval()
     enc = AutoTokenizer.from_pretrained(out)(["which word is good"], ["a good day"],
@@ -195,5 +195,5 @@ def test_width_pruning_with_recovery_distils_across_widths(tiny, data, tmp_path)
                 out=tmp_path / "r", verbose=False)  # fmt: skip
     model = _auto(out)
     assert model.config.hidden_size == 16 and "recovery" in json.loads(
-        (out / "pruning.json").read_text()
+        (out / "stage.json").read_text()
     )

@@ -43,7 +43,8 @@ from pocketsize.distill.transfer import (
     unlabelled_dataset,
 )
 from pocketsize.errors import PocketsizeError
-from pocketsize.fsutil import atomic_dir, check_output_dir
+from pocketsize.formats.records import stage_output
+from pocketsize.fsutil import check_output_dir
 from pocketsize.options import keywords_from
 
 # The learning rate each student type trains at when the caller gives none (see distill()).
@@ -133,7 +134,7 @@ def distill(
         _remove(run.scratch)
         return out
     scores = _final_scores(run, validate, per_epoch, result)
-    with atomic_dir(out, overwrite) as tmp:
+    with stage_output(out, "distill", overwrite) as tmp:
         save_model(run.student_model, run.s_tok, tmp, run.task, run.names)
         history = dict(validation_per_epoch=per_epoch, losses=losses)
         history["wall_time_s"] = round(time.time() - started, 2)
@@ -324,7 +325,7 @@ def _write_record(tmp, run: _Run, refs, result, checkpoint, cache_info, scores, 
     validation = R.headline(scores["student"], task)
     teacher_validation = R.headline(scores["teacher"], task)
     R.write_stage(
-        tmp, "distill", teacher=load.describe(teacher), student=run.info.get("type"),
+        tmp, teacher=load.describe(teacher), student=run.info.get("type"),
         student_spec=load.describe(student), task=task.name, labels=run.names,
         config=dict(
             losses=run.weights, temperature=cfg.temperature, layer_pairs=run.context.layer_pairs,

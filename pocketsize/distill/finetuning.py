@@ -24,7 +24,8 @@ from pocketsize.distill.config import FinetuneConfig
 from pocketsize.distill.features import training_features
 from pocketsize.distill.losses import LossContext, needs_of
 from pocketsize.distill.saving import check_output_width, check_reloadable, save_model
-from pocketsize.fsutil import atomic_dir, check_output_dir
+from pocketsize.formats.records import stage_output
+from pocketsize.fsutil import check_output_dir
 from pocketsize.options import keywords_from
 
 
@@ -99,7 +100,7 @@ def finetune(
         processes.wait()  # for the main process to write the model
         return out
     metrics = T.final_validation(per_epoch, result, validate, model_obj) if validate else {}
-    with atomic_dir(out, overwrite) as tmp:
+    with stage_output(out, "finetune", overwrite) as tmp:
         save_model(model_obj, tokenizer, tmp, task, names)
         settings = dict(losses=weights, max_length=max_length, bf16=bf16)
         run = dict(train_examples=len(train), steps=result.global_step, resumed_from=checkpoint)
@@ -145,7 +146,7 @@ def _model_and_tokenizer(model, tokenizer, task, names, trust: dict):
 def _write_record(tmp, model, task, names, cfg, settings, run, result, metrics, history) -> None:
     """stage.json and the model card of the fine-tuned model's directory."""
     R.write_stage(
-        tmp, "finetune", model=load.describe(model), task=task.name, labels=names,
+        tmp, model=load.describe(model), task=task.name, labels=names,
         config=dict(
             losses=settings["losses"], epochs=cfg.epochs, batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate, max_length=settings["max_length"],

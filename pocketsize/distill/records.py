@@ -1,4 +1,4 @@
-"""What a training stage writes about itself: stage.json and the model card."""
+"""What a training stage writes about itself: its part of stage.json and the model card."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ def headline(metrics: dict, task) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
-def write_stage(out_dir: Path, stage: str, **fields) -> None:
-    from pocketsize.fsutil import write_json
+def write_stage(out_dir: Path, **fields) -> None:
+    """The stage's fields into the record `stage_output` began (formats/records.py)."""
+    from pocketsize.formats.records import update_record
 
-    write_json(out_dir / "stage.json", {"stage": stage, **fields})
+    update_record(out_dir, **fields)
 
 
 def write_model_card(out_dir: Path, title: str, lines: list[str]) -> None:

@@ -1,20 +1,15 @@
 """Export: ONNX (optimum or torch.onnx), parity check, CPU graph optimisation, ORT mobile format.
 
-The ONNX-directory helpers (manifest, which file is the model, the .ort conversion) live in
-pocketsize.formats; the names below stay importable from here.
+The ONNX-directory helpers (the stage record, which file is the model, the .ort conversion) live
+in pocketsize.formats; the names below stay importable from here.
 """
 
 from pocketsize.export.onnx_export import export
 from pocketsize.export.optimize import optimize
 from pocketsize.export.parity import check_parity
-from pocketsize.formats.onnx_dir import (
-    MANIFEST,
-    check_onnx_file,
-    ort_session,
-    read_manifest,
-    write_manifest,
-)
+from pocketsize.formats.onnx_dir import check_onnx_file, ort_session
 from pocketsize.formats.ort_format import to_mobile
+from pocketsize.formats.records import RECORD, read_record, update_record
 from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
 
 
@@ -25,9 +20,14 @@ def find_onnx_file(model):
     return model_file(model, allow_ort=False)
 
 
+# The names from before the one stage record (pocketsize.json was the ONNX manifest); they go in
+# the release after 0.2.
+MANIFEST, read_manifest, write_manifest = RECORD, read_record, update_record
+
 __all__ = [
     "ort_session",
     "MANIFEST",
+    "RECORD",
     "check_onnx_file",
     "check_parity",
     "copy_model_side_files",
@@ -36,7 +36,9 @@ __all__ = [
     "has_tokenizer",
     "optimize",
     "read_manifest",
+    "read_record",
     "to_mobile",
+    "update_record",
     "write_manifest",
 ]
 

@@ -20,7 +20,7 @@ def add_commands(subparsers) -> None:
 
 
 def run_export(args) -> int:
-    from pocketsize.export import export, read_manifest
+    from pocketsize.export import export, read_record
 
     out = export(
         args.model,
@@ -31,7 +31,7 @@ def run_export(args) -> int:
         trust_module_code=args.trust_module_code,
         trust_remote_code=args.trust_remote_code,
     )
-    m = read_manifest(out)
+    m = read_record(out)
     opt = m.get("optimization", {})
     print(
         f"exported {args.model} -> {out}/{m.get('file')} ({m.get('exporter')} exporter, "

@@ -167,11 +167,15 @@ def _write_or_explain(exporter: Exporter, source: Source, dest: Path, asked: str
 
 
 def _clear(dest: Path) -> None:
-    """What a failed exporter left behind, so the next one starts from an empty directory."""
+    """What a failed exporter left behind, so the next one starts from an empty directory (but
+    for the stage's record, begun before any exporter ran)."""
     import shutil
 
+    from pocketsize.formats.records import RECORD
+
     for path in dest.iterdir():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.name != RECORD:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 # --------------------------------------------------------------------------- torch.onnx helpers

@@ -107,7 +107,8 @@ def export_generative(
 ) -> Path:
     """Export a causal LM / seq2seq model with optimum (past key values), checked against PyTorch:
     logits of one forward within `atol`, and greedy generation giving the same tokens."""
-    from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
+    from pocketsize.formats.records import stage_output, update_record
+    from pocketsize.fsutil import check_output_dir
 
     check_output_dir(out, overwrite)
     with tempfile.TemporaryDirectory(prefix="pocketsize-gen-export-") as staging:
@@ -131,7 +132,7 @@ def export_generative(
             )
         check_architecture(config.model_type, task)
         torch_model, tok = load_generator(model_dir, task, False, trust_remote_code)
-        with atomic_dir(out, overwrite) as tmp:
+        with stage_output(out, "export", overwrite) as tmp:
             from pocketsize.export.pruned_heads import custom_onnx_configs
 
             hf_load.optimum_export(
@@ -147,21 +148,19 @@ def export_generative(
             parity = generation_parity(
                 torch_model, ort_model, tok, list(prompts), atol, max_new_tokens
             )
-            write_json(tmp / "parity.json", parity)
             files = sorted(p.name for p in tmp.glob("*.onnx"))
-            write_json(
-                tmp / "pocketsize.json",
-                {
-                    "format": "onnx",
-                    "file": "model.onnx" if "model.onnx" in files else "encoder_model.onnx",
-                    "files": files,
-                    "task": task.name,
-                    "model_type": config.model_type,
-                    "exporter": "optimum",
-                    "optimum_task": task.optimum_task,
-                    "parity_max_abs_diff": parity["max_abs_logit_diff"],
-                    "generation_parity": parity["same_tokens"],
-                },
+            update_record(
+                tmp,
+                format="onnx",
+                file="model.onnx" if "model.onnx" in files else "encoder_model.onnx",
+                files=files,
+                task=task.name,
+                model_type=config.model_type,
+                exporter="optimum",
+                optimum_task=task.optimum_task,
+                parity_max_abs_diff=parity["max_abs_logit_diff"],
+                generation_parity=parity["same_tokens"],
+                parity=parity,
             )
     return Path(out)
 
@@ -184,8 +183,11 @@ def generation_parity(torch_model, ort_model, tokenizer, prompts, atol, max_new_
     ort_ids = generate(ort_model, prompts, tokenizer, max_new_tokens=max_new_tokens)
     same = torch_ids == ort_ids
     report = {
-        "max_abs_logit_diff": diff,
+        # ok / atol / max_abs_diff: the parity part every export's record has
+        "ok": diff <= atol and same,
         "atol": atol,
+        "max_abs_diff": diff,
+        "max_abs_logit_diff": diff,
         "prompts": list(prompts),
         "torch_tokens": torch_ids,
         "onnx_tokens": ort_ids,

@@ -27,9 +27,10 @@ from pocketsize.export.exporters import (
 )
 from pocketsize.formats import hf_load
 from pocketsize.formats.module_dir import is_module_dir, load_module_dir
-from pocketsize.formats.onnx_dir import MANIFEST, check_onnx_file, write_manifest
+from pocketsize.formats.onnx_dir import check_onnx_file
+from pocketsize.formats.records import RECORD, stage_output, update_record
 from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
-from pocketsize.fsutil import atomic_dir, check_output_dir
+from pocketsize.fsutil import check_output_dir
 from pocketsize.options import keywords_from
 from pocketsize.tasks import resolve_task, task_of_model
 
@@ -85,7 +86,7 @@ def export(
       class only with this set (importing runs the module's code).
     trust_remote_code: a directory whose config or tokenizer config names its own code
       (auto_map) runs that code only with this set; without, it is refused in one line.
-    The output holds model.onnx, config.json, tokenizer files, parity.json and pocketsize.json.
+    The output holds model.onnx, config.json, tokenizer files and stage.json (with the parity figures).
     """
     cfg = ExportConfig.build(config, **options)
     check_output_dir(out, overwrite)
@@ -204,13 +205,13 @@ def _export_transformers(model_dir: Path, job: _Job, task) -> Path:
         model_dir, config.model_type, task_obj, torch_model, tokenizer, job.config.opset,
         job.trust_remote_code,
     )  # fmt: skip
-    with atomic_dir(job.out, job.overwrite) as tmp:
+    with stage_output(job.out, "export", job.overwrite) as tmp:
         used, notes = write_graph(source, tmp, job.config.exporter)
         onnx_path = tmp / "model.onnx"
         check_onnx_file(onnx_path)
         notes["optimization"] = _maybe_optimize(onnx_path, config.model_type, job.config.optimize)
-        parity = _parity_transformers(source, onnx_path, job.config, tmp)
-        write_manifest(
+        parity = _parity_transformers(source, onnx_path, job.config)
+        update_record(
             tmp,
             format="onnx",
             file="model.onnx",
@@ -219,6 +220,7 @@ def _export_transformers(model_dir: Path, job: _Job, task) -> Path:
             exporter=used,
             opset=_opset_of(onnx_path),
             parity_max_abs_diff=parity["max_abs_diff"],
+            parity=parity,
             **notes,
         )
         _add_layouts(tmp, job.config)
@@ -269,7 +271,7 @@ def _maybe_optimize(onnx_path: Path, model_type: str | None, enabled: bool) -> d
     return optimize(onnx_path, model_type=model_type)
 
 
-def _parity_transformers(source: Source, onnx_path: Path, cfg: ExportConfig, dest: Path) -> dict:
+def _parity_transformers(source: Source, onnx_path: Path, cfg: ExportConfig) -> dict:
     from pocketsize.export.parity import check_parity, sample_inputs
 
     model, task = source.torch_model, source.task
@@ -280,9 +282,7 @@ def _parity_transformers(source: Source, onnx_path: Path, cfg: ExportConfig, des
     def call(**feed):
         return wrapper(*[feed[n] for n in input_names])
 
-    return check_parity(
-        call, onnx_path, inputs, task.output_names, cfg.atol, cfg.rtol, dest / "parity.json"
-    )
+    return check_parity(call, onnx_path, inputs, task.output_names, cfg.atol, cfg.rtol)
 
 
 def _export_module(module, job: _Job, graph: Graph, side_files_from=None, task=None) -> Path:
@@ -291,7 +291,7 @@ def _export_module(module, job: _Job, graph: Graph, side_files_from=None, task=N
 
     module, graph, args = _traceable(module, graph)
     cfg = job.config
-    with atomic_dir(job.out, job.overwrite) as tmp:
+    with stage_output(job.out, "export", job.overwrite) as tmp:
         onnx_path = tmp / "model.onnx"
         torch_onnx_export(
             module, args, onnx_path, graph.input_names, graph.output_names, graph.dynamic_axes,
@@ -303,12 +303,10 @@ def _export_module(module, job: _Job, graph: Graph, side_files_from=None, task=N
             return module(*[feed[n] for n in graph.input_names])
 
         cases = _module_parity_inputs(args, graph.input_names, graph.dynamic_axes)
-        parity = check_parity(
-            call, onnx_path, cases, graph.output_names, cfg.atol, cfg.rtol, tmp / "parity.json"
-        )
+        parity = check_parity(call, onnx_path, cases, graph.output_names, cfg.atol, cfg.rtol)
         if side_files_from is not None:
             copy_model_side_files(side_files_from, tmp)  # config (labels) and tokenizer
-        write_manifest(
+        update_record(
             tmp,
             format="onnx",
             file="model.onnx",
@@ -320,6 +318,7 @@ def _export_module(module, job: _Job, graph: Graph, side_files_from=None, task=N
             outputs=graph.output_names,
             dynamic_axes=graph.dynamic_axes,
             parity_max_abs_diff=parity["max_abs_diff"],
+            parity=parity,
             optimization={"applied": False, "reason": "not a transformers architecture"},
         )
         _add_layouts(tmp, dataclasses.replace(cfg, transformers_js=False))
@@ -409,4 +408,4 @@ def _module_parity_inputs(args, input_names, dynamic_axes) -> list[dict]:
     return cases
 
 
-__all__ = ["export", "Graph", "MANIFEST"]
+__all__ = ["export", "Graph", "RECORD"]

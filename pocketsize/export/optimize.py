@@ -32,11 +32,12 @@ def optimize(
     rather than guessed: a wrong fusion silently changes outputs (the export's parity check runs
     on the optimised graph anyway).
     """
-    from pocketsize.formats.onnx_dir import model_file, read_manifest
+    from pocketsize.formats.onnx_dir import model_file
+    from pocketsize.formats.records import read_record
 
     path = model_file(model, allow_ort=False)
     if model_type is None and Path(model).is_dir():
-        model_type = _config_model_type(Path(model)) or read_manifest(model).get("model_type")
+        model_type = _config_model_type(Path(model)) or read_record(model).get("model_type")
     family = ort_model_type(model_type)
     if family is None:
         reason = (

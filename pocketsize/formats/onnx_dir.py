@@ -1,21 +1,19 @@
-"""An ONNX model directory: optimum-style (graphs + config.json + tokenizer files) plus a small
-`pocketsize.json` manifest that names the model file, so that a directory holding several
-graphs (or a .ort next to them) is never ambiguous.
+"""An ONNX model directory: optimum-style (graphs + config.json + tokenizer files) plus the
+stage record (`stage.json`, formats/records.py) whose `file` names the model file, so that a
+directory holding several graphs (or a .ort next to them) is never ambiguous.
 
-Every stage finds "the model" of a directory with `model_file`, in one order: the manifest's
+Every stage finds "the model" of a directory with `model_file`, in one order: the record's
 choice, else the most processed graph (quantized > optimized > plain, then an encoder-decoder's
 encoder), else the only .onnx, else the .ort of a directory without .onnx files.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.fsutil import write_json
+from pocketsize.formats.records import RECORD, read_record
 
-MANIFEST = "pocketsize.json"
 QUANTIZED_FILE = "model_quantized.onnx"
 PREFERENCE = (
     QUANTIZED_FILE,
@@ -24,23 +22,6 @@ PREFERENCE = (
     "encoder_model_quantized.onnx",
     "encoder_model.onnx",
 )
-
-
-def read_manifest(model_dir: str | Path | None) -> dict:
-    if model_dir is None:
-        return {}
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text())
-
-
-def write_manifest(model_dir: str | Path, **fields) -> dict:
-    """Merge `fields` into the directory's manifest (read-modify-write) and return it."""
-    manifest = read_manifest(model_dir)
-    manifest.update(fields)
-    write_json(Path(model_dir) / MANIFEST, manifest)
-    return manifest
 
 
 def model_file(model: str | Path, allow_ort: bool = True) -> Path:
@@ -60,7 +41,7 @@ def _find_model_file(model: Path, allow_ort: bool) -> Path:
         return model
     if not model.is_dir():
         raise PocketsizeError(f"model {model} does not exist; pass an ONNX file or directory")
-    named = read_manifest(model).get("file")
+    named = read_record(model).get("file")
     if named and (model / named).is_file():
         return model / named
     onnx_files = sorted(model.glob("*.onnx"))
@@ -72,7 +53,7 @@ def _find_model_file(model: Path, allow_ort: bool) -> Path:
         return onnx_files[0]
     if onnx_files:
         raise PocketsizeError(
-            f"{model} holds several ONNX files ({', '.join(by_name)}); name one in {MANIFEST} "
+            f"{model} holds several ONNX files ({', '.join(by_name)}); name one in {RECORD} "
             "or pass the file itself, e.g. DIR/model.onnx"
         )
     ort_files = sorted(model.glob("*.ort")) if allow_ort else []

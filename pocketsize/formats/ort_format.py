@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.formats.onnx_dir import model_file, ort_session, run_session, write_manifest
+from pocketsize.formats.onnx_dir import model_file, ort_session, run_session
+from pocketsize.formats.records import update_record
 
 
 def to_mobile(model: str | Path, atol: float = 1e-4, rtol: float = 1e-4) -> Path:
@@ -58,7 +59,7 @@ def to_mobile(model: str | Path, atol: float = 1e-4, rtol: float = 1e-4) -> Path
         if ops_config is not None:
             shutil.move(str(ops_config), target.parent / f"{target.stem}.required_operators.config")
     if Path(model).is_dir():
-        write_manifest(model, mobile={"file": target.name, "max_abs_diff": figures})
+        update_record(model, mobile={"file": target.name, "max_abs_diff": figures})
     return target
 
 

@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.formats.onnx_dir import model_file, write_manifest
+from pocketsize.formats.onnx_dir import model_file
+from pocketsize.formats.records import update_record
 from pocketsize.fsutil import write_json
 
 FILE_OF_DTYPE = {
@@ -71,7 +72,7 @@ def add_transformers_js_layout(model_dir, dtype: str | None = None) -> Path:
         os.link(source, target)
     except OSError:  # another file system, or one without hard links
         shutil.copy2(source, target)
-    write_manifest(model_dir, transformers_js={"dtype": dtype, "file": f"onnx/{target.name}"})
+    update_record(model_dir, transformers_js={"dtype": dtype, "file": f"onnx/{target.name}"})
     return target
 
 

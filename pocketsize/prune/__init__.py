@@ -1,6 +1,6 @@
 """Structured pruning (attention heads, FFN neurons, vocabulary) and magnitude sparsity.
 
-`prune(...)` writes a standard `save_pretrained` directory plus `pruning.json`;
+`prune(...)` writes a standard `save_pretrained` directory plus `stage.json`;
 `load_pruned(dir)` loads it back (standard Auto class plus the vocabulary [UNK] clamp);
 `add_vocab_clamp_to_onnx(path)` adds that clamp to an ONNX graph exported from the plain
 checkpoint.

@@ -40,5 +40,5 @@ def run(args) -> int:
         trust_remote_code=args.trust_remote_code,
         trust_module_code=args.trust_module_code,
     )
-    print(f"pruned model written to {out} (what was removed: {out / 'pruning.json'})")
+    print(f"pruned model written to {out} (what was removed: {out / 'stage.json'})")
     return 0

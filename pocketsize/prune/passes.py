@@ -1,6 +1,6 @@
 """The passes of `prune`, in the order they run: each a small class that says when it is
 enabled, checks what it needs before any slow work, and applies itself to the shared state,
-writing its part of pruning.json.
+writing its part of stage.json.
 
     depth -> heads -> FFN neurons -> hidden width -> recovery -> sparsity -> vocabulary
 

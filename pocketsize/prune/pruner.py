@@ -3,7 +3,7 @@
 A short driver: the options as one PruneConfig (prune/config.py), the model and data resolved
 and checked, every enabled pass checked before any slow work, then applied in order
 (prune/passes.py: depth -> heads -> FFN neurons -> hidden width -> recovery -> sparsity ->
-vocabulary), and one pruning.json written with the model in one rename. Where an architecture
+vocabulary), and one stage.json written with the model in one rename. Where an architecture
 keeps its layers, heads and neurons is its layout (prune/layouts/).
 """
 
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pocketsize import processes
 from pocketsize.errors import PocketsizeError
-from pocketsize.fsutil import atomic_dir, check_output_dir, dir_size_bytes, write_json
+from pocketsize.formats.records import stage_output, update_record
+from pocketsize.fsutil import check_output_dir, dir_size_bytes
 from pocketsize.options import keywords_from
 from pocketsize.prune import importance
 from pocketsize.prune.config import PruneConfig
@@ -109,7 +110,7 @@ def prune(
     trust_remote_code / trust_module_code: let a model directory's own code run (an auto_map
       in its config or tokenizer config; a module directory's class from outside pocketsize),
       for the model and a recover_teacher; off, such a model is refused in one line.
-    Returns the output directory (a save_pretrained directory plus pruning.json).
+    Returns the output directory (a save_pretrained directory plus stage.json).
     """
     cfg = PruneConfig.build(config, **options)
     started = time.time()
@@ -133,15 +134,15 @@ def prune(
         for each in passes:
             if not each.every_process:
                 each.apply(run)
-        with atomic_dir(out, overwrite) as tmp:
+        with stage_output(out, "prune", overwrite) as tmp:
             _save(run, tmp)
-            # after the passes' own parts, as pruning.json has always listed them
+            # after the passes' own parts, as the record has always listed them
             run.record["params_before"] = before["params"]
             run.record["params_after"] = count_parameters(run.model)
             run.record["file_bytes_before"] = before["bytes"]
             run.record["file_bytes_after"] = dir_size_bytes(tmp, WEIGHT_FILES)
             run.record["wall_time_s"] = round(time.time() - started, 2)
-            write_json(tmp / "pruning.json", run.record)
+            update_record(tmp, **run.record)
     if verbose:
         print(summary(run.record))
     return Path(out)

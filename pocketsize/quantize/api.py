@@ -20,12 +20,11 @@ from pocketsize.formats.onnx_dir import (
     is_multi_graph,
     model_file,
     ort_session,
-    read_manifest,
-    write_manifest,
 )
 from pocketsize.formats.ort_format import to_mobile
+from pocketsize.formats.records import read_record, stage_output, update_record
 from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
-from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
+from pocketsize.fsutil import check_output_dir, write_json
 from pocketsize.options import keywords_from
 from pocketsize.quantize.config import (
     AutoConfig,
@@ -87,12 +86,12 @@ def quantize(
       the fastest configuration whose metric drops by at most max_drop on eval_split (and whose
       file is at most max_size_mb, and whose predictions agree with the float model's on at
       least min_agreement of the examples).
-    seed: recorded in the manifest; the quantizers and the search are deterministic.
+    seed: recorded in stage.json; the quantizers and the search are deterministic.
     trust_remote_code: a directory whose config or tokenizer config names its own code
       (auto_map) is quantized only with this set (its tokenizer runs that code); without, it is
       refused in one line before any work. trust_module_code: fp16 / bf16 of a module
       directory whose class lives outside pocketsize (importing it runs its code).
-    Output: model_quantized.onnx + config.json + tokenizer files + pocketsize.json
+    Output: model_quantized.onnx + config.json + tokenizer files + stage.json
     (+ quantize_trials.json for auto, + model_quantized.ort with mobile=True).
     """
     cfg = build_config(method, config, options)
@@ -137,11 +136,11 @@ def onnx_method(write: Callable[[Job, Any, Path], dict]) -> Callable[[Request, A
         if isinstance(request.model, (str, os.PathLike)) and is_multi_graph(request.model):
             return _several_graphs(request, cfg)
         job = _resolve_job(request, cfg)
-        manifest = read_manifest(job.src_dir)
-        with atomic_dir(job.out, request.overwrite) as tmp:
+        source_record = read_record(job.src_dir)
+        with stage_output(job.out, "quantize", request.overwrite) as tmp:
             info = write(job, cfg, tmp / QUANTIZED_FILE)
             info["seed"] = request.seed
-            _finish_dir(tmp, job, manifest, request.model, info, cfg)
+            _finish_dir(tmp, job, source_record, request.model, info, cfg)
         return job.out
 
     return handle
@@ -248,15 +247,15 @@ def _budget_notes(summary: dict, cfg: AutoConfig) -> dict:
     }
 
 
-def _finish_dir(tmp: Path, job: Job, manifest: dict, model, info: dict, cfg) -> None:
+def _finish_dir(tmp: Path, job: Job, source_record: dict, model, info: dict, cfg) -> None:
     if job.src_dir is not None:
         copy_model_side_files(job.src_dir, tmp)
-    write_manifest(
+    update_record(
         tmp,
         format="onnx",
         file=QUANTIZED_FILE,
         task=job.task.name if job.task else None,
-        model_type=manifest.get("model_type"),
+        model_type=source_record.get("model_type"),
         source=str(model) if not hasattr(model, "forward") else type(model).__name__,
         **info,
     )
@@ -410,13 +409,10 @@ def _cast_torch(request: Request, cfg: CastConfig) -> Path:
         path, task_obj.auto_model_class(), request.trust_module_code, trust_remote_code
     )
     tokenizer = hf_load.load_tokenizer(path, trust_remote_code)
-    with atomic_dir(out, overwrite) as tmp:
+    with stage_output(out, "quantize", overwrite) as tmp:
         quantize_torch(torch_model, dtype).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(
-            tmp / "pocketsize.json",
-            {"format": "pytorch", "dtype": dtype, "task": task_obj.name, "source": str(model)},
-        )
+        update_record(tmp, format="pytorch", dtype=dtype, task=task_obj.name, source=str(model))
     return out
 
 

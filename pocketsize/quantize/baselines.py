@@ -14,15 +14,15 @@ from pathlib import Path
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.formats import hf_load
-from pocketsize.formats.onnx_dir import write_manifest
-from pocketsize.fsutil import atomic_dir, check_output_dir
+from pocketsize.formats.records import stage_output, update_record
+from pocketsize.fsutil import check_output_dir
 
 log = logging.getLogger(__name__)
 
 
 def optimum_int8(model_dir, out, *, task, overwrite: bool = False) -> Path:
     """Export `model_dir` with optimum, optimise at O2 and quantize with ORTQuantizer into `out`
-    (an ONNX directory with the tokenizer and a pocketsize.json saying how it was made)."""
+    (an ONNX directory with the tokenizer and a stage.json saying how it was made)."""
     from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
 
@@ -33,7 +33,7 @@ def optimum_int8(model_dir, out, *, task, overwrite: bool = False) -> Path:
     qconfig = _quantization_config()
     # the tokenizer first: a directory needing its own code is refused before the slow export
     tokenizer = hf_load.load_tokenizer(model_dir)
-    with atomic_dir(out, overwrite) as tmp:
+    with stage_output(out, "baseline", overwrite) as tmp:
         exported, optimized = tmp / "exported", tmp / "optimized"
         hf_load.load_model(ort_class, model_dir, export=True).save_pretrained(exported)
         # ORTOptimizer / ORTQuantizer read the exported config.json without trust_remote_code:
@@ -58,7 +58,7 @@ def optimum_int8(model_dir, out, *, task, overwrite: bool = False) -> Path:
         shutil.rmtree(exported)
         shutil.rmtree(optimized)
         tokenizer.save_pretrained(tmp)
-        write_manifest(
+        update_record(
             tmp,
             format="onnx",
             file=next(tmp.glob("*.onnx")).name,

@@ -32,9 +32,7 @@ def add_commands(subparsers) -> None:
 
 
 def run_quantize(args) -> int:
-    import json
-    from pathlib import Path
-
+    from pocketsize.formats.records import read_record
     from pocketsize.quantize import quantize
     from pocketsize.quantize.config import build_config
 
@@ -51,7 +49,7 @@ def run_quantize(args) -> int:
         trust_remote_code=args.trust_remote_code,
         trust_module_code=args.trust_module_code,
     )
-    manifest = json.loads((Path(out) / "pocketsize.json").read_text())
+    manifest = read_record(out)
     line = f"quantized {args.model} -> {out}/{manifest['file']} ({manifest.get('quantization', {}).get('method', args.method)})"
     budget = manifest.get("accuracy_budget")
     if budget:

@@ -15,9 +15,10 @@ def quantize_graphs(onnx_dir, out, *, overwrite: bool = False, **settings) -> Pa
     Each graph goes through quantize(method="dynamic"); the merged decoder, an alternative to
     the decoder pair, is left out.
     """
-    from pocketsize.formats.onnx_dir import QUANTIZED_FILE, read_manifest, source_graphs
+    from pocketsize.formats.onnx_dir import QUANTIZED_FILE, source_graphs
+    from pocketsize.formats.records import inherited, read_record, stage_output, update_record
     from pocketsize.formats.side_files import copy_model_side_files
-    from pocketsize.fsutil import atomic_dir, check_output_dir, write_json
+    from pocketsize.fsutil import check_output_dir
     from pocketsize.quantize.api import quantize
 
     onnx_dir = Path(onnx_dir)
@@ -25,8 +26,8 @@ def quantize_graphs(onnx_dir, out, *, overwrite: bool = False, **settings) -> Pa
     graphs = source_graphs(onnx_dir)
     if not graphs:
         raise PocketsizeError(f"{onnx_dir} holds no .onnx graphs; export the model first")
-    manifest = read_manifest(onnx_dir)
-    with atomic_dir(out, overwrite) as tmp, tempfile.TemporaryDirectory() as work:
+    source_record = read_record(onnx_dir)
+    with stage_output(out, "quantize", overwrite) as tmp, tempfile.TemporaryDirectory() as work:
         for graph in graphs:
             done = quantize(graph, method="dynamic", out=Path(work) / graph.stem, **settings)
             shutil.move(done / QUANTIZED_FILE, tmp / f"{graph.stem}_quantized.onnx")
@@ -35,13 +36,6 @@ def quantize_graphs(onnx_dir, out, *, overwrite: bool = False, **settings) -> Pa
         first = "model_quantized.onnx"
         if first not in files:
             first = "encoder_model_quantized.onnx"
-        write_json(
-            tmp / "pocketsize.json",
-            {
-                **manifest,
-                "file": first,
-                "files": files,
-                "quantization": {"method": "dynamic", **settings},
-            },
-        )
+        made = {"file": first, "files": files, "quantization": {"method": "dynamic", **settings}}
+        update_record(tmp, **{**inherited(source_record), **made})
     return Path(out)

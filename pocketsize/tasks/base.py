@@ -318,31 +318,31 @@ def task_of_model(source) -> Task | None:
     """The task a saved model is for: the one function every stage asks.
 
     `source`: a model directory (PyTorch or ONNX), an .onnx/.ort file, or a config dict. Read
-    in order: the ONNX manifest's task, a module directory's recorded task, the head named in
-    config.json's `architectures`. None when nothing says.
+    in order: the task in the directory's record (stage.json), a module directory's recorded
+    task, the head named in config.json's `architectures`. None when nothing says.
     """
     import os
     from pathlib import Path
 
     from pocketsize.formats.model_dir import read_config
     from pocketsize.formats.module_dir import saved_task
-    from pocketsize.formats.onnx_dir import read_manifest
+    from pocketsize.formats.records import read_record
 
     if isinstance(source, dict):
-        config, manifest = source, {}
+        config, record = source, {}
     elif isinstance(source, (str, os.PathLike)):
         directory = Path(source) if Path(source).is_dir() else Path(source).parent
-        config, manifest = read_config(directory), read_manifest(directory)
+        config, record = read_config(directory), read_record(directory)
     else:
         return None
-    name = manifest.get("task") or saved_task(config)
+    name = record.get("task") or saved_task(config)
     name = name or task_from_architectures(config.get("architectures"))
     return get_task(name) if name else None
 
 
 def resolve_task(task=None, *, model=None, data=None) -> Task:
     """The task of a stage's work, in one order every stage follows: the task given (a name or
-    a Task); else what the model records (task_of_model: the ONNX manifest's task, a module
+    a Task); else what the model records (task_of_model: the task in its stage.json, a module
     directory's, the head in config.json's architectures); else the data's columns
     (task_for_dataset). Where the model and the data both say, they must agree; where nothing
     says, the task is asked for (never a guess)."""
