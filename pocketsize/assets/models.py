@@ -8,7 +8,6 @@ run code when unpickled) and remote code stays off unless the caller passes
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pocketsize.assets.catalogue import catalogue, get_asset, is_catalogued
 from pocketsize.errors import PocketsizeError
@@ -69,8 +68,9 @@ def load_pretrained(
 
     if isinstance(ref, torch.nn.Module):
         return ref
-    from pocketsize.formats.checkpoint import check_finite, check_weights
-    from pocketsize.formats.hf_load import load_config, load_model
+    from pocketsize.formats.checkpoint import check_weights
+    from pocketsize.formats.hf_load import load_config
+    from pocketsize.formats.model_dir import load_transformers
 
     path = resolve_model(ref)
     local = os.path.isdir(path)
@@ -87,6 +87,16 @@ def load_pretrained(
             ) from e
         raise _hub_error(path, e) from e
 
+    _fit_head(config, ref, auto_class, num_labels, labels, kwargs)
+    try:
+        return load_transformers(auto_class, path, trust_remote_code, config=config, **kwargs)
+    except OSError as e:  # a directory's is one line already: this is the hub's
+        raise _hub_error(path, e) from e
+
+
+def _fit_head(config, ref, auto_class, num_labels, labels, kwargs) -> None:
+    """Set the config's labels for a fresh head (a base encoder, or ignore_mismatched_sizes);
+    a model whose head has another label count is refused."""
     if labels is not None:
         labels = [str(x) for x in labels]
         if num_labels is not None and num_labels != len(labels):
@@ -108,31 +118,6 @@ def load_pretrained(
             config.num_labels = num_labels
             config.id2label = dict(enumerate(names))
             config.label2id = {n: i for i, n in enumerate(names)}
-    try:
-        model = load_model(
-            auto_class, path, trust_remote_code, config=config, use_safetensors=True, **kwargs
-        )
-    except OSError as e:
-        if local and not any(Path(path).glob("*.safetensors")):
-            raise PocketsizeError(
-                f"{path} has no model weights (model.safetensors); pass a directory written by "
-                "save_pretrained"
-            ) from e
-        if local:
-            raise PocketsizeError(
-                f"cannot load the model in {path}: {str(e).splitlines()[0]}"
-            ) from e
-        raise _hub_error(path, e) from e
-    except ValueError as e:
-        raise PocketsizeError(
-            f"{ref} cannot be loaded as {auto_class.__name__}: {str(e).splitlines()[0]}"
-        ) from e
-    model.eval()
-    check_finite(model, path)
-    # A vocabulary-trimmed model (pocketsize.prune) maps dropped pieces to [UNK] on load.
-    from pocketsize.formats.vocab_clamp import apply_vocab_clamp
-
-    return apply_vocab_clamp(model)
 
 
 def load_tokenizer(ref, trust_remote_code: bool = False, **kwargs):

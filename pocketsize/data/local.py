@@ -74,6 +74,13 @@ def _read_records(path: Path):
         from pocketsize.data.conll import read_conll, sentences_dataset
 
         return sentences_dataset(read_conll(path))
+    return _read_json_records(path, suffix)
+
+
+def _read_json_records(path: Path, suffix: str):
+    """A JSON list of objects, JSON lines, or SQuAD JSON."""
+    from datasets import Dataset
+
     text = path.read_text(encoding="utf-8")
     try:
         if suffix == ".jsonl" or (suffix == ".json" and not text.lstrip().startswith(("[", "{"))):

@@ -71,9 +71,23 @@ def load_model_dir(
             f"{path} is a transformers directory; say which head to load it with (task=...)"
         )
     check_weights(path)
+    return load_transformers(auto_class, path, trust_remote_code, **kwargs)
+
+
+def load_transformers(auto_class, ref, trust_remote_code: bool = False, **kwargs):
+    """The one way pocketsize loads a transformers model, from a directory or a hub id:
+    safetensors only, remote code only when trusted, eval mode, finite weights, and the [UNK]
+    clamp of a vocabulary-trimmed model. A hub id's OSError is the caller's to explain (it
+    knows the hub); a directory's is one line here."""
     try:
-        model = load_model(auto_class, path, trust_remote_code, use_safetensors=True, **kwargs)
-    except (OSError, ValueError) as e:
-        raise PocketsizeError(f"cannot load the model in {path}: {str(e).splitlines()[0]}") from e
-    check_finite(model, path)
+        model = load_model(auto_class, ref, trust_remote_code, use_safetensors=True, **kwargs)
+    except ValueError as e:
+        raise PocketsizeError(
+            f"{ref} cannot be loaded as {auto_class.__name__}: {str(e).splitlines()[0]}"
+        ) from e
+    except OSError as e:
+        if not Path(str(ref)).is_dir():
+            raise
+        raise PocketsizeError(f"cannot load the model in {ref}: {str(e).splitlines()[0]}") from e
+    check_finite(model, ref)
     return apply_vocab_clamp(model.eval())

@@ -217,22 +217,30 @@ class ExtractiveQA(Task):
                 start, end = start_all[fi][:n_tokens], end_all[fi][:n_tokens]
                 # the no-answer score of this window sits at [CLS] (position 0 for BERT-likes)
                 null_score = min(null_score, float(start[0] + end[0]))
-                top_starts = np.argsort(start)[::-1][: self.n_best]
-                top_ends = np.argsort(end)[::-1][: self.n_best]
-                for s in top_starts:
-                    if offsets[s] is None:
-                        continue
-                    for e in top_ends:
-                        if offsets[e] is None or e < s or e - s + 1 > self.max_answer_length:
-                            continue
-                        score = float(start[s] + end[e])
-                        if score > best_score:
-                            best_score = score
-                            best_text = context[offsets[s][0] : offsets[e][1]]
+                score, span = self._best_span(start, end, offsets)
+                if score > best_score:  # an earlier window keeps a tie
+                    best_score, best_text = score, context[span[0] : span[1]]
             if v2 and null_score - best_score > self.null_score_diff_threshold:
                 best_text = ""
             predictions.append(best_text)
         return predictions
+
+    def _best_span(self, start, end, offsets) -> tuple[float, tuple[int, int] | None]:
+        """The highest start + end logit of a span inside the context (n-best starts x n-best
+        ends, at most max_answer_length tokens) in one window: (score, character span)."""
+        best_score, best_span = -np.inf, None
+        top_starts = np.argsort(start)[::-1][: self.n_best]
+        top_ends = np.argsort(end)[::-1][: self.n_best]
+        for s in top_starts:
+            if offsets[s] is None:
+                continue
+            for e in top_ends:
+                if offsets[e] is None or e < s or e - s + 1 > self.max_answer_length:
+                    continue
+                score = float(start[s] + end[e])
+                if score > best_score:
+                    best_score, best_span = score, (offsets[s][0], offsets[e][1])
+        return best_score, best_span
 
     def example_scores(self, predictions: list, examples):
         return np.asarray([squad_scores(p, a)[1] for p, a in zip(predictions, examples["answers"])])
