@@ -39,93 +39,112 @@ def check_block_size(block_size: int) -> None:
 def unfuse_embeddings(model) -> dict[str, list[str]]:
     """Rewrite every EmbedLayerNormalization of `model` (an onnx ModelProto) in place into plain
     Gathers + SkipLayerNormalization. Returns {fused node name: [names of its table Gathers]}."""
-    import numpy as np
-    from onnx import helper, numpy_helper
-
     graph = model.graph
     tables = {i.name: i for i in graph.initializer}
     made: dict[str, list[str]] = {}
     for node in [n for n in graph.node if n.op_type == FUSED_EMBEDDING]:
-        ids, segment, word, position, segment_table, gamma, beta, mask, position_ids = (
-            list(node.input) + [""] * 9
-        )[:9]
-        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
         p = node.name or f"embedding{len(made)}"
-        new = [helper.make_node("Gather", [word, ids], [f"{p}_word"], name=f"{p}_word_gather")]
-        total = f"{p}_word"
-        if segment:
-            new += [
-                helper.make_node(
-                    "Gather", [segment_table, segment], [f"{p}_segment"], name=f"{p}_segment_gather"
-                ),
-                helper.make_node(
-                    "Add", [total, f"{p}_segment"], [f"{p}_word_segment"], name=f"{p}_add_segment"
-                ),
-            ]
-            total = f"{p}_word_segment"
-        if not position_ids:
-            # ids 0..seq_len-1 as a slice of a constant: two nodes instead of Shape/Gather/Range.
-            max_positions = tables[position].dims[0]
-            graph.initializer.extend(
-                [
-                    numpy_helper.from_array(
-                        np.arange(max_positions, dtype=np.int32), f"{p}_all_positions"
-                    ),
-                    numpy_helper.from_array(np.array([0], dtype=np.int64), f"{p}_zero"),
-                ]
-            )
-            new += [
-                helper.make_node(
-                    "Shape", [ids], [f"{p}_seq_len"], name=f"{p}_seq_len", start=1, end=2
-                ),
-                helper.make_node(
-                    "Slice",
-                    [f"{p}_all_positions", f"{p}_zero", f"{p}_seq_len"],
-                    [f"{p}_position_ids"],
-                    name=f"{p}_position_ids",
-                ),
-            ]
-            position_ids = f"{p}_position_ids"
-        new += [
-            helper.make_node(
-                "Gather", [position, position_ids], [f"{p}_position"], name=f"{p}_position_gather"
-            ),
-            helper.make_node(
-                "SkipLayerNormalization",
-                [total, f"{p}_position", gamma, beta],
-                [node.output[0]],
-                name=f"{p}_layer_norm",
-                domain="com.microsoft",
-                epsilon=eps,
-            ),
-        ]
-        mask_index = node.output[1] if len(node.output) > 1 else ""
-        if mask_index and _consumers(graph, mask_index):
-            if not mask:
-                raise PocketsizeError(
-                    f"{p} hands a mask index to attention without a mask input; export the "
-                    "model again without graph optimisation (--no-optimize)"
-                )
-            graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), f"{p}_axis1"))
-            new.append(
-                helper.make_node(
-                    "ReduceSum",
-                    [mask, f"{p}_axis1"],
-                    [mask_index],
-                    name=f"{p}_mask_index",
-                    keepdims=0,
-                )
-            )
-        if len(node.output) > 2 and node.output[2] and _consumers(graph, node.output[2]):
-            new.append(
-                helper.make_node("Add", [total, f"{p}_position"], [node.output[2]], name=f"{p}_sum")
-            )
+        new = _unfused(graph, node, p, tables)
         at = list(graph.node).index(node)
         graph.node.remove(node)
         for k, n in enumerate(new):
             graph.node.insert(at + k, n)
         made[node.name] = [f"{p}_word_gather", f"{p}_position_gather"]
     return made
+
+
+def _unfused(graph, node, p: str, tables: dict) -> list:
+    """The plain nodes (names prefixed `p`) that compute what one fused embedding node did."""
+    from onnx import helper
+
+    ids, segment, word, position, segment_table, gamma, beta, mask, position_ids = (
+        list(node.input) + [""] * 9
+    )[:9]
+    eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
+    new, total = _word_and_segment(p, ids, word, segment, segment_table)
+    if not position_ids:
+        new += _position_ids(graph, p, ids, tables[position].dims[0])
+        position_ids = f"{p}_position_ids"
+    new += [
+        helper.make_node(
+            "Gather", [position, position_ids], [f"{p}_position"], name=f"{p}_position_gather"
+        ),
+        helper.make_node(
+            "SkipLayerNormalization",
+            [total, f"{p}_position", gamma, beta],
+            [node.output[0]],
+            name=f"{p}_layer_norm",
+            domain="com.microsoft",
+            epsilon=eps,
+        ),
+    ]
+    return new + _side_outputs(graph, node, p, mask, total)
+
+
+def _word_and_segment(p: str, ids: str, word: str, segment: str, segment_table: str):
+    """(nodes, output name): the word embeddings, plus the segment embeddings where there are."""
+    from onnx import helper
+
+    new = [helper.make_node("Gather", [word, ids], [f"{p}_word"], name=f"{p}_word_gather")]
+    if not segment:
+        return new, f"{p}_word"
+    new += [
+        helper.make_node(
+            "Gather", [segment_table, segment], [f"{p}_segment"], name=f"{p}_segment_gather"
+        ),
+        helper.make_node(
+            "Add", [f"{p}_word", f"{p}_segment"], [f"{p}_word_segment"], name=f"{p}_add_segment"
+        ),
+    ]
+    return new, f"{p}_word_segment"
+
+
+def _position_ids(graph, p: str, ids: str, max_positions: int) -> list:
+    """ids 0..seq_len-1 as a slice of a constant: two nodes instead of Shape/Gather/Range."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.arange(max_positions, dtype=np.int32), f"{p}_all_positions"),
+            numpy_helper.from_array(np.array([0], dtype=np.int64), f"{p}_zero"),
+        ]
+    )
+    return [
+        helper.make_node("Shape", [ids], [f"{p}_seq_len"], name=f"{p}_seq_len", start=1, end=2),
+        helper.make_node(
+            "Slice",
+            [f"{p}_all_positions", f"{p}_zero", f"{p}_seq_len"],
+            [f"{p}_position_ids"],
+            name=f"{p}_position_ids",
+        ),
+    ]
+
+
+def _side_outputs(graph, node, p: str, mask: str, total: str) -> list:
+    """The fused node's mask index and embedding sum, where later nodes read them."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    new = []
+    mask_index = node.output[1] if len(node.output) > 1 else ""
+    if mask_index and _consumers(graph, mask_index):
+        if not mask:
+            raise PocketsizeError(
+                f"{p} hands a mask index to attention without a mask input; export the "
+                "model again without graph optimisation (--no-optimize)"
+            )
+        graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), f"{p}_axis1"))
+        new.append(
+            helper.make_node(
+                "ReduceSum", [mask, f"{p}_axis1"], [mask_index], name=f"{p}_mask_index", keepdims=0
+            )
+        )
+    if len(node.output) > 2 and node.output[2] and _consumers(graph, node.output[2]):
+        new.append(
+            helper.make_node("Add", [total, f"{p}_position"], [node.output[2]], name=f"{p}_sum")
+        )
+    return new
 
 
 def table_gathers(model, min_rows: int = MIN_TABLE_ROWS) -> list[str]:
