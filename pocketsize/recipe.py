@@ -593,60 +593,17 @@ def run_recipe(
     Under torchrun / accelerate launch the training stages (teacher, student, pruned) train on
     every process; the other stages, the books and the report are the main process's (the
     others return None)."""
-    from pocketsize.assets import resolve_model
-    from pocketsize.data import load_dataset
-
     if not processes.is_main():
         log = _silent
     processes.start()
     recipe = load_recipe(source, overrides)
     fn = _stage_functions()
     run = Run(recipe, Path(run_dir or Path("runs") / recipe["name"]), fresh, force, log)
-    data_cfg = recipe["data"] if isinstance(recipe["data"], dict) else {"name": recipe["data"]}
-    data_kwargs = {k: v for k, v in data_cfg.items() if k != "name"}
-    if recipe.get("task"):
-        from pocketsize.tasks import get_task
-
-        # a task that reads text alone (a causal LM) takes a plain text corpus, without labels
-        data_kwargs.setdefault("labelled", get_task(recipe["task"]).reads_labels)
-    log(f"[data] loading {data_cfg['name']}")
-    with processes.main_first():  # fetched once, by the main process
-        data = load_dataset(data_cfg["name"], **data_kwargs)
+    data = _load_data(recipe, log)
     task = {"task": recipe["task"]} if recipe.get("task") else {}
-
-    # teacher: fine-tuned here, or used as given
-    teacher_cfg = recipe["teacher"]
-    finetune_cfg = teacher_cfg.get("finetune")
-    if finetune_cfg:
-        finetune_cfg = {} if finetune_cfg is True else dict(finetune_cfg)
-
-        def build_teacher(out: Path) -> None:
-            resume = _has_checkpoint(out)
-            fn["teacher.finetune"](
-                teacher_cfg["model"],
-                data,
-                out=out,
-                seed=run.seed,
-                resume=resume,
-                **task,
-                **finetune_cfg,
-            )
-
-        teacher = run.stage(
-            "teacher",
-            {"model": teacher_cfg["model"], "finetune": finetune_cfg},
-            [],
-            build_teacher,
-            trains=True,
-        )
-    else:
-        # A given, already fine-tuned teacher is no stage of this run: its fingerprint is its ref.
-        with processes.main_first():
-            path = Path(resolve_model(teacher_cfg["model"]))
-        teacher = StageResult("teacher", path, _fingerprint(teacher_cfg), True)
+    teacher = _run_teacher(run, recipe, fn["teacher.finetune"], data, task)
     variants: dict[str, Any] = {"teacher": teacher.path}
     last = teacher
-
     for stage in CHAIN:
         if not _runs(recipe, stage):
             continue
@@ -669,6 +626,46 @@ def run_recipe(
         return report
 
     return processes.on_main(report_and_save)
+
+
+def _load_data(recipe: dict, log: Callable[[str], None]):
+    """The recipe's dataset, fetched once (by the main process)."""
+    from pocketsize.data import load_dataset
+
+    data_cfg = recipe["data"] if isinstance(recipe["data"], dict) else {"name": recipe["data"]}
+    data_kwargs = {k: v for k, v in data_cfg.items() if k != "name"}
+    if recipe.get("task"):
+        from pocketsize.tasks import get_task
+
+        # a task that reads text alone (a causal LM) takes a plain text corpus, without labels
+        data_kwargs.setdefault("labelled", get_task(recipe["task"]).reads_labels)
+    log(f"[data] loading {data_cfg['name']}")
+    with processes.main_first():
+        return load_dataset(data_cfg["name"], **data_kwargs)
+
+
+def _run_teacher(run: Run, recipe: dict, finetune, data, task: dict) -> StageResult:
+    """The teacher: fine-tuned here (a stage), or used as given."""
+    teacher_cfg = recipe["teacher"]
+    finetune_cfg = teacher_cfg.get("finetune")
+    if not finetune_cfg:
+        from pocketsize.assets import resolve_model
+
+        # A given, already fine-tuned teacher is no stage of this run: its fingerprint is its ref.
+        with processes.main_first():
+            path = Path(resolve_model(teacher_cfg["model"]))
+        return StageResult("teacher", path, _fingerprint(teacher_cfg), True)
+    finetune_cfg = {} if finetune_cfg is True else dict(finetune_cfg)
+
+    def build_teacher(out: Path) -> None:
+        resume = _has_checkpoint(out)
+        finetune(
+            teacher_cfg["model"], data, out=out, seed=run.seed, resume=resume, **task,
+            **finetune_cfg,
+        )  # fmt: skip
+
+    config = {"model": teacher_cfg["model"], "finetune": finetune_cfg}
+    return run.stage("teacher", config, [], build_teacher, trains=True)
 
 
 def _silent(message: str) -> None:

@@ -166,14 +166,15 @@ def test_calibration_streams_chunks(cls_onnx, tiny_cls_data, tmp_path):
     assert seen == len(pulled) == 16 and json.loads(cache.read_text())
 
 
-def test_sensitivity_ranks_the_broken_layer_first(trained_dir, tiny_cls_data, tmp_path):
+@pytest.mark.parametrize("method", ["dynamic", "static"])
+def test_sensitivity_ranks_the_broken_layer_first(trained_dir, tiny_cls_data, tmp_path, method):
     from pocketsize.export import export
     from pocketsize.quantize import layer_sensitivity
 
     shutil.copytree(trained_dir, tmp_path / "pt")
     onnx_dir = export(break_ffn_weight(tmp_path / "pt", layer=1, value=200.0), tmp_path / "onnx")
     ranking = layer_sensitivity(
-        onnx_dir, tiny_cls_data, per_channel=False, out=tmp_path / "sens.json"
+        onnx_dir, tiny_cls_data, method=method, per_channel=False, out=tmp_path / "sens.json"
     )
     assert ranking[0]["node"] == "/bert/encoder/layer.1/intermediate/dense/MatMul"
     assert ranking[0]["divergence"] > 1.5 * ranking[1]["divergence"]

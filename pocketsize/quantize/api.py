@@ -424,6 +424,47 @@ register_handler(CastConfig, _cast_torch)
 register_handler(Bf16Config, _cast_torch)
 
 
+_DYNAMIC_KEYS = (
+    "target", "weight_type", "reduce_range", "per_channel", "quantize_embeddings", "op_types",
+    "exclude_op_types", "embedding_bits", "matmul_bits", "block_size",
+)  # fmt: skip
+_STATIC_KEYS = (
+    "target", "calibration", "reduce_range", "per_channel", "op_types", "calibration_size",
+)  # fmt: skip
+
+
+def _one_node_dynamic(onnx_file: Path, settings: dict):
+    """(settings, candidate nodes, quantize_only(path, nodes)) for dynamic quantization."""
+    from pocketsize.quantize.sensitivity import candidate_nodes
+
+    s = DynamicSettings(**{k: v for k, v in settings.items() if k in _DYNAMIC_KEYS}).resolved()
+    nodes = candidate_nodes(onnx_file, s.op_types)
+
+    def quantize_only(path, only):
+        quantize_dynamic_file(onnx_file, path, s, nodes_to_quantize=only)
+
+    return s, nodes, quantize_only
+
+
+def _one_node_static(onnx_file: Path, settings: dict, cal, work: Path):
+    """The same for static quantization: calibrated once, every single-node model reuses the
+    ranges. `cal`: (data source, calibration split, the graph's input names)."""
+    from pocketsize.quantize.sensitivity import candidate_nodes
+    from pocketsize.quantize.static import calibrate, prepare, quantize_with_ranges
+
+    source, calibration_split, input_names = cal
+    s = StaticSettings(**{k: v for k, v in settings.items() if k in _STATIC_KEYS}).resolved()
+    batches = source.split(calibration_split, s.calibration_size).batches(input_names, s.batch_size)
+    pre = prepare(onnx_file, work)
+    ranges, _ = calibrate(pre, batches, s, work)
+    nodes = candidate_nodes(pre, s.op_types, static=True)
+
+    def quantize_only(path, only):
+        quantize_with_ranges(pre, path, ranges, s, nodes_to_quantize=only)
+
+    return s, nodes, quantize_only
+
+
 def layer_sensitivity(
     model,
     data,
@@ -444,8 +485,7 @@ def layer_sensitivity(
     metric_drop, rank. `settings` are quantize()'s (per_channel, target, calibration, ...).
     Written to `out` (a .json file) when given.
     """
-    from pocketsize.quantize.sensitivity import candidate_nodes, rank_nodes
-    from pocketsize.quantize.static import calibrate, prepare, quantize_with_ranges
+    from pocketsize.quantize.sensitivity import rank_nodes
 
     if method not in ("dynamic", "static"):
         raise PocketsizeError(f"unknown sensitivity method {method!r}; use 'dynamic' or 'static'")
@@ -461,46 +501,14 @@ def layer_sensitivity(
         reference = val.run(float_session)
         ref_metric = val.primary(reference)
         if method == "dynamic":
-            keys = {
-                "target",
-                "weight_type",
-                "reduce_range",
-                "per_channel",
-                "quantize_embeddings",
-                "op_types",
-                "exclude_op_types",
-                "embedding_bits",
-                "matmul_bits",
-                "block_size",
-            }
-            s = DynamicSettings(**{k: v for k, v in settings.items() if k in keys}).resolved()
-            nodes = candidate_nodes(onnx_file, s.op_types)
-
-            def quantize_only(path, only):
-                quantize_dynamic_file(onnx_file, path, s, nodes_to_quantize=only)
+            s, nodes, quantize_only = _one_node_dynamic(onnx_file, settings)
         else:
-            keys = {
-                "target",
-                "calibration",
-                "reduce_range",
-                "per_channel",
-                "op_types",
-                "calibration_size",
-            }
-            s = StaticSettings(**{k: v for k, v in settings.items() if k in keys}).resolved()
-            cal = source.split(calibration_split, s.calibration_size)
-            names = [i.name for i in float_session.get_inputs()]
             work = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="pocketsize-sens-cal-"))
             )
-            pre = prepare(onnx_file, work)
-            # Calibrate once; every single-node model reuses the ranges.
-            ranges, _ = calibrate(pre, cal.batches(names, s.batch_size), s, work)
-            nodes = candidate_nodes(pre, s.op_types, static=True)
-
-            def quantize_only(path, only):
-                quantize_with_ranges(pre, path, ranges, s, nodes_to_quantize=only)
-
+            inputs = [i.name for i in float_session.get_inputs()]
+            cal = (source, calibration_split, inputs)
+            s, nodes, quantize_only = _one_node_static(onnx_file, settings, cal, work)
         ranking = rank_nodes(onnx_file, nodes, quantize_only, val, reference, ref_metric, by=by)
     if out is not None:
         write_json(out, {"method": s.to_dict(), "reference_metric": ref_metric, "ranking": ranking})
