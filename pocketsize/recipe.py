@@ -225,21 +225,6 @@ def _check_section(section: str, cfg: dict, fn: Callable) -> None:
     from_mapping(options, section, supplied=tuple(_SUPPLIED[section]))
 
 
-def _check_recovery(prune: dict) -> None:
-    """prune.recover_options are distill's options: checked now, not after the scoring work.
-    (Until pruning has its own config, whose recovery part will hold them.)"""
-    from pocketsize.prune.recovery import recovery_arguments
-
-    options = prune.get("recover_options")
-    if options is None:
-        return
-    _check_type("prune.recover_options", options, dict, "a mapping of distill options")
-    try:
-        recovery_arguments(options)
-    except PocketsizeError as e:
-        raise PocketsizeError(f"recipe key prune.{e}") from None
-
-
 def _check_type(key: str, value: Any, kind: type | tuple[type, ...], hint: str) -> None:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise PocketsizeError(f"recipe key {key}: expected {hint}, got {value!r}")
@@ -257,8 +242,6 @@ def validate_recipe(recipe: dict) -> None:
     for section in (*(stage.section for stage in CHAIN), "eval"):
         if recipe.get(section):
             _check_section(section, recipe[section], functions[section])
-    if recipe.get("prune"):
-        _check_recovery(recipe["prune"])
     _check_eval(recipe)
 
 

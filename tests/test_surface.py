@@ -233,7 +233,7 @@ def test_a_zero_a_negative_or_an_out_of_range_share_is_refused_before_any_work(
     assert len(err.splitlines()) == 1 and not out.exists()
 
 
-def test_python_keywords_and_recipes_get_the_same_checks(tmp_path):
+def test_python_keywords_and_recipes_get_the_same_checks(tmp_path, capsys):
     from pocketsize.distill import distill, finetune
     from pocketsize.recipe import validate_recipe
 
@@ -248,6 +248,15 @@ def test_python_keywords_and_recipes_get_the_same_checks(tmp_path):
     recipe["prune"] = {"heads": 0.5, "recover": True, "recover_options": {"epoch": 3}}
     with pytest.raises(PocketsizeError, match=r"prune.recover_options.*did you mean 'epochs'"):
         validate_recipe(recipe)
+    # and so are they from Python and the CLI (no model or data is read first: neither exists)
+    from pocketsize.cli import main
+    from pocketsize.prune import prune
+
+    with pytest.raises(PocketsizeError, match=r"^prune option recover_options: .*'epochs'"):
+        prune("no-such-model", heads=0.5, recover=True, recover_options={"epoch": 3})
+    argv = ["prune", "--model", "no-such-model", "--heads", "0.5", "--recover"]
+    assert main([*argv, "--recover-options", "{epoch: 3}", "--out", str(tmp_path / "p")]) == 2
+    assert "recover_options: distill() got the unknown option 'epoch'" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- every task

@@ -145,12 +145,9 @@ def _export_plain(model, job: _Job, graph: Graph, task, trust_module_code: bool)
 def _resolve_model_dir(model, trust_remote_code: bool = False) -> Path:
     path = Path(str(model))
     if not path.exists():
-        try:
-            from pocketsize.assets import resolve_model
+        from pocketsize.assets import resolve_model
 
-            path = Path(resolve_model(str(model)))
-        except ImportError:
-            pass
+        path = Path(resolve_model(str(model)))
     if not path.exists():
         raise PocketsizeError(
             f"model {model} not found; pass a model directory, a catalogue name or a local hub id"

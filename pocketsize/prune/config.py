@@ -33,17 +33,28 @@ def _corpora(value):
     return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value or ()]
 
 
-def _mapping(value):
-    """recover_options from a CLI: YAML flow text, e.g. '{epochs: 3, losses: {kl: 1}}'."""
-    if not isinstance(value, str):
-        return value
+def _recovery_options(value):
+    """recover_options: a mapping, or from a CLI YAML flow text such as '{epochs: 3, losses:
+    {kl: 1}}'; checked as distill's options here, not after the scoring work."""
+    from pocketsize.prune.recovery import recovery_arguments
+
+    options = _yaml_mapping(value) if isinstance(value, str) else value
+    if not isinstance(options, dict):
+        raise PocketsizeError(
+            f"expected a mapping of distill options, got {options!r}; e.g. '{{epochs: 3}}'"
+        )
+    recovery_arguments(options)
+    return options
+
+
+def _yaml_mapping(text: str):
     import yaml
 
     try:
-        parsed = yaml.safe_load(value)
+        parsed = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise PocketsizeError(
-            f"cannot read {value!r} as options; write them like '{{epochs: 3, losses: {{kl: 1}}}}'"
+            f"cannot read {text!r} as options; write them like '{{epochs: 3, losses: {{kl: 1}}}}'"
         ) from e
     return parsed if parsed is not None else {}
 
@@ -76,7 +87,7 @@ class PruneConfig(Config):
     recover_options: dict = option(
         {},
         "distill options of the recovery, e.g. '{epochs: 3, losses: {kl: 1}}' (default: 1 epoch)",
-        coerce=_mapping,
+        coerce=_recovery_options,
         metavar="YAML",
     )
     recover_teacher: Any = option(

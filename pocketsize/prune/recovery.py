@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pocketsize.errors import PocketsizeError
-
 # A short recovery, not a full distillation, unless the options say otherwise.
 RECOVERY_EPOCHS = 1
 # distill()'s run controls that recover_options may carry besides its DistillConfig
@@ -17,17 +15,14 @@ RUN_CONTROLS = ("progress", "callbacks")
 
 
 def recovery_arguments(options: dict | None) -> dict:
-    """`recover_options` as distill's config and run controls; refused in one line before any
-    work."""
+    """`recover_options` as distill's config and run controls (PruneConfig checks them with
+    this when it is built, so a bad option is refused in one line before any work)."""
     from pocketsize.distill.config import DistillConfig
 
     options = dict(options or {})
     controls = {key: options.pop(key) for key in RUN_CONTROLS if key in options}
     options.setdefault("epochs", RECOVERY_EPOCHS)
-    try:
-        return dict(config=DistillConfig.build(**options), **controls)
-    except PocketsizeError as e:
-        raise PocketsizeError(f"recover_options: {e}") from None
+    return dict(config=DistillConfig.build(**options), **controls)
 
 
 def recover(teacher, student_dir: Path, data, workdir: Path, arguments, tokenizer=None, task=None):
