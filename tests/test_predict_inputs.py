@@ -59,3 +59,22 @@ def test_a_qa_model_answers_with_its_question(tiny_qa_dir, capsys):
     argv = ["predict", "--model", str(tiny_qa_dir), "--question", "how long?", "it was long"]
     assert main(argv) == 0
     assert "answer" in json.loads(capsys.readouterr().out.strip())
+
+
+def test_a_model_that_records_no_task_is_asked_about_not_guessed(cls_onnx, tmp_path, capsys):
+    """An ONNX graph with no record and no architectures in its config used to be taken for a
+    text classifier; now --task says what it is."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(cls_onnx, bare)
+    assert not (bare / "stage.json").exists()  # a graph exported without pocketsize
+    config = json.loads((bare / "config.json").read_text())
+    config.pop("architectures")
+    (bare / "config.json").write_text(json.dumps(config))
+    assert main(["predict", "--model", str(bare), "a good film"]) == 2
+    line = _one_error(capsys)
+    assert "cannot tell the task" in line and "--task" in line and "token-classification" in line
+    assert main(["predict", "--model", str(bare), "--task", "text-classification", "good"]) == 0
+    (answers,) = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert answers[0]["label"] in config["id2label"].values()

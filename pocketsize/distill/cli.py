@@ -8,13 +8,13 @@ import json
 from pocketsize.distill.config import DistillConfig, FinetuneConfig
 from pocketsize.formats.hf_load import add_trust_options
 from pocketsize.options import add_arguments, from_args
-from pocketsize.tasks.cli_data import add_columns_option, data_for_stage
+from pocketsize.tasks.cli_data import add_columns_option, add_task_option, data_for_stage
 
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("finetune", help="fine-tune a teacher (a task head on an encoder)")
     p.add_argument("--model", required=True, help="catalogue name, model directory or hub id")
-    _inputs(p, task_help="task name (default: from the data and the model)")
+    _inputs(p, task_help="what the model records, else the data's columns")
     p.add_argument("--out", required=True, help="output model directory")
     add_arguments(p, FinetuneConfig)
     p.set_defaults(func=run_finetune)
@@ -26,7 +26,7 @@ def add_commands(subparsers) -> None:
         default="truncate",
         help="truncate[:0,2,4] | config:layers=3,hidden=192,heads=6 | bilstm | model dir",
     )
-    _inputs(p, task_help="task name (default: from the teacher and the data)")
+    _inputs(p, task_help="what the teacher records, else the data's columns")
     p.add_argument("--out", required=True, help="output student directory")
     add_arguments(p, DistillConfig)
     p.set_defaults(func=run_distill)
@@ -35,7 +35,7 @@ def add_commands(subparsers) -> None:
 def _inputs(p, task_help: str) -> None:
     p.add_argument("--data", required=True, help="dataset name or local files")
     add_columns_option(p)
-    p.add_argument("--task", help=task_help)
+    add_task_option(p, task_help)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     add_trust_options(p)

@@ -11,7 +11,7 @@ from pocketsize.errors import PocketsizeError
 from pocketsize.eval.config import EvalConfig
 from pocketsize.formats.hf_load import add_trust_options
 from pocketsize.options import add_arguments, from_args
-from pocketsize.tasks.cli_data import add_columns_option, parse_columns
+from pocketsize.tasks.cli_data import add_columns_option, add_task_option, parse_columns
 
 
 def add_commands(sub) -> None:
@@ -29,7 +29,7 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--data", required=True, help="dataset name, hub id or local files")
     add_columns_option(p)
-    p.add_argument("--task", help="text-classification or extractive-qa (default: from the data)")
+    add_task_option(p, "what the variants record, else the data's columns")
     p.add_argument("--final", help="the variant a recipe ships, marked in the report")
     p.add_argument("--out", required=True, help="output directory for the report")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
@@ -51,6 +51,7 @@ def add_commands(sub) -> None:
         help="token classification: how word pieces group into entities (transformers' "
         "aggregation_strategy; default: one entry per piece)",
     )
+    add_task_option(q, "what the model records")
     q.add_argument("--threads", type=int)
     add_trust_options(q)
     q.set_defaults(func=run_predict)
@@ -111,7 +112,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from pocketsize.eval import load_pipeline
     from pocketsize.eval.predict import model_task
 
-    task = model_task(args.model)
+    task = model_task(args.model, args.task)
     _check_question(task, args.question, args.text)
     extra = {"aggregation_strategy": args.aggregation} if args.aggregation else {}
     pipe = load_pipeline(

@@ -9,27 +9,15 @@ from __future__ import annotations
 from pocketsize.errors import PocketsizeError
 from pocketsize.runtime.registry import runtime_of
 from pocketsize.runtime.runners import load_tokenizer, resolve_variant
-from pocketsize.tasks import get_task, task_of_model
+from pocketsize.tasks import resolve_task
 
 
-def task_from_config(config: dict, directory=None):
-    """The task a saved model was built for (pocketsize.tasks.task_of_model); a model with no
-    recorded task and no architecture is taken for a text classifier."""
-    found = task_of_model(directory if directory is not None else config)
-    architectures = config.get("architectures") or []
-    if found is not None or not architectures:
-        return found or get_task("text-classification")
-    raise PocketsizeError(
-        f"cannot tell the task of a {architectures[0]} model; pass task= one of "
-        "text-classification, extractive-qa, token-classification, causal-lm, seq2seq"
-    )
-
-
-def model_task(model):
+def model_task(model, task=None):
     """The task `model` (a directory or an .onnx/.ort file) was built for, as load_pipeline
-    takes it."""
+    takes it: `task` when given, else what the model records (tasks.resolve_task; a model
+    that records none is refused with the list of tasks, never guessed)."""
     variant = resolve_variant("model", model)
-    return task_from_config(variant.config, variant.model_dir)
+    return resolve_task(task, model=variant.model_dir or variant.config)
 
 
 def load_pipeline(
@@ -50,9 +38,7 @@ def load_pipeline(
     variant = resolve_variant("model", model)
     variant.trust_remote_code = trust_remote_code
     variant.trust_module_code = trust_module_code
-    task = (
-        get_task(task) if task is not None else task_from_config(variant.config, variant.model_dir)
-    )
+    task = resolve_task(task, model=variant.model_dir or variant.config)
     if not task.pipeline_task:
         raise PocketsizeError(
             f"{task.name} models have no transformers pipeline; load them with "

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pocketsize.export.config import ExportConfig
 from pocketsize.formats.hf_load import add_trust_options
 from pocketsize.options import add_arguments, from_args
+from pocketsize.tasks.cli_data import add_task_option
 
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a model to ONNX (parity-checked, optimised)")
     p.add_argument("--model", required=True, help="model directory, catalogue name or hub id")
     p.add_argument("--out", required=True, help="output ONNX directory")
-    p.add_argument("--task", default=None, help="the model's task (default: from its config)")
+    add_task_option(p, "what the model records")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     add_trust_options(p)
     add_arguments(p, ExportConfig)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pocketsize.formats.hf_load import add_trust_options
 from pocketsize.options import add_arguments, from_args
 from pocketsize.prune.config import PruneConfig
-from pocketsize.tasks.cli_data import add_columns_option, data_for_stage
+from pocketsize.tasks.cli_data import add_columns_option, add_task_option, data_for_stage
 
 
 def add_commands(subparsers) -> None:
@@ -18,7 +18,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--model", required=True, help="model directory or catalogue name")
     p.add_argument("--data", help="dataset name or directory (needed for importance and --vocab)")
     add_columns_option(p)
-    p.add_argument("--task", help="task name (default: inferred from the data)")
+    add_task_option(p, "what the model records, else the data's columns")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     add_trust_options(p)

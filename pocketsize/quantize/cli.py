@@ -7,7 +7,7 @@ from __future__ import annotations
 from pocketsize.formats.hf_load import add_trust_options
 from pocketsize.options import add_arguments
 from pocketsize.quantize.config import METHODS
-from pocketsize.tasks.cli_data import add_columns_option, data_for_stage
+from pocketsize.tasks.cli_data import add_columns_option, add_task_option, data_for_stage
 
 
 def add_commands(subparsers) -> None:
@@ -24,7 +24,7 @@ def add_commands(subparsers) -> None:
     add_columns_option(p)
     p.add_argument("--method", default="dynamic", choices=list(METHODS), help="(default: dynamic)")
     p.add_argument("--out", default=None, help="output directory (default: <model>-int8)")
-    p.add_argument("--task", default=None, help="the model's task (default: from its config)")
+    add_task_option(p, "what the model records")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     add_trust_options(p)
     add_arguments(p, *METHODS.values())

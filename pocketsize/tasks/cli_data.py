@@ -20,6 +20,16 @@ def add_columns_option(parser) -> None:
     parser.add_argument("--columns", metavar="ROLE=COLUMN,...", help=COLUMNS_HELP)
 
 
+def add_task_option(parser, default: str) -> None:
+    """--task, its help naming every registered task; `default` says where the task comes from
+    when the flag is left out (tasks.resolve_task's order)."""
+    from pocketsize.tasks import task_names
+
+    parser.add_argument(
+        "--task", help=f"one of {', '.join(task_names())} (default: {default})", metavar="TASK"
+    )
+
+
 def parse_columns(spec: str | None) -> dict | None:
     """'text=review,label=stars' -> {'text': 'review', 'label': 'stars'}."""
     if not spec:
