@@ -163,4 +163,4 @@ def test_a_recipe_runs_a_causal_lm_chain(tmp_path):
     assert list(metrics["variants"]) == ["teacher", "student", "onnx", "int8"]
     assert metrics["variants"]["onnx"]["agreement"] == 1.0
     stage = json.loads((tmp_path / "run" / "student" / "stage.json").read_text())
-    assert stage["metrics"]["stage"]["config"]["losses"] == {"token_kl": 0.5, "token_ce": 0.5}
+    assert stage["config"]["losses"] == {"token_kl": 0.5, "token_ce": 0.5}

@@ -242,8 +242,9 @@ def test_a_class_path_through_pocketsize_to_another_module_needs_trust(
     with pytest.raises(PocketsizeError, match=f"{shown}.*trust_module_code=True"):
         load_module_dir(d)
     assert isinstance(load_module_dir(d, trust_module_code=True), torch.nn.Linear)
-    # the CLI's refusal names the flag every verb now takes
-    assert main(["predict", "--model", str(d), "x"]) == 2
+    # the CLI's refusal names the flag every verb now takes (this directory records no task:
+    # predict asks for it rather than guess)
+    assert main(["predict", "--model", str(d), "--task", "text-classification", "x"]) == 2
     assert_one_error_line(capsys.readouterr().err, f"{shown}.*--trust-module-code")
 
 
