@@ -462,6 +462,80 @@ def test_a_new_exporter_is_one_registered_class_and_auto_falls_back_past_a_faili
     assert not (tmp_path / "asked").exists()
 
 
+def test_a_new_runtime_is_one_registered_class(tiny_cls_dir, tiny_cls_data, tmp_path, monkeypatch):
+    """A toy inference engine (a bag of embeddings in a .npz file) evaluated beside PyTorch:
+    one Runtime class, registered; eval, the size figures and the report ask the registry."""
+    import numpy as np
+    import torch
+
+    from pocketsize.eval import evaluate
+    from pocketsize.formats.model_dir import load_model_dir
+    from pocketsize.formats.side_files import copy_model_side_files
+    from pocketsize.runtime import registry
+
+    teacher = load_model_dir(tiny_cls_dir, _auto_classifier())
+    table = teacher.get_input_embeddings().weight.detach().numpy()
+    head = torch.nn.init.normal_(
+        torch.empty(table.shape[1], 2), generator=torch.Generator()
+    ).numpy()
+    toy = tmp_path / "toy"
+    toy.mkdir()
+    np.savez(toy / "model.npz", table=table, head=head)
+    copy_model_side_files(tiny_cls_dir, toy)  # config (labels) and tokenizer
+
+    class BagRunner:
+        runs_on = "numpy"
+
+        def __init__(self, path):
+            weights = np.load(path)
+            self.table, self.head = weights["table"], weights["head"]
+
+        def prepare(self, batch):
+            return batch
+
+        def forward(self, batch):
+            mask = batch["attention_mask"][..., None]
+            mean = (self.table[batch["input_ids"]] * mask).sum(1) / mask.sum(1)
+            return {"logits": mean @ self.head}
+
+        def run(self, batch):
+            return self.forward(batch)
+
+    class NumpyRuntime(registry.Runtime):
+        kind = "npz"
+
+        def detect(self, path):
+            return path.is_dir() and (path / "model.npz").is_file()
+
+        def runner(self, variant, task, threads, placement=None):
+            return BagRunner(variant.path / "model.npz")
+
+        def weight_files(self, variant):
+            return [variant.path / "model.npz"]
+
+        def param_count(self, variant, model=None):
+            return int(table.size + head.size)
+
+    monkeypatch.setattr(registry, "RUNTIMES", dict(registry.RUNTIMES))
+    registry.register_runtime(NumpyRuntime())
+    report = evaluate(
+        {"teacher": tiny_cls_dir, "toy": toy}, tiny_cls_data, split="test", latency=False,
+        memory=False,
+    )  # fmt: skip
+    figures = report.metrics["variants"]["toy"]
+    assert (figures["kind"], figures["runs_on"], figures["params"]) == (
+        "npz", "numpy", table.size + head.size,
+    )  # fmt: skip
+    assert figures["size_bytes"] >= (toy / "model.npz").stat().st_size
+    assert 0 <= figures["agreement"] <= 1 and "accuracy" in figures["metrics"]
+
+
+def _auto_classifier():
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification
+
+
 def test_the_task_is_resolved_in_one_order_and_never_guessed(tmp_path):
     """Given > the model's record > the data's columns; a model and data that disagree, or
     nothing that says, is refused in one line (prune used to take a text classifier)."""

@@ -114,7 +114,7 @@ def _catalogue_path(name: str, ref: Path) -> Path:
         from pocketsize.assets import resolve_model
 
         resolved = Path(resolve_model(str(ref)))
-    except (ImportError, PocketsizeError, OSError):
+    except (PocketsizeError, OSError):
         resolved = ref
     if not resolved.exists():
         raise PocketsizeError(
