@@ -66,6 +66,33 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
         os.replace(tmp, out)
 
 
+@contextlib.contextmanager
+def locked_dir(path: str | os.PathLike, busy: str) -> Iterator[Path]:
+    """Hold an advisory lock on the directory `path` (made if missing) for the block; another
+    process asking for it meanwhile gets `busy` as its one-line error at once. The lock is a
+    POSIX flock on the directory itself, so nothing is left inside it, and it goes with the
+    process that held it (a killed run leaves no stale lock); where there is no flock
+    (Windows), no lock is taken."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PocketsizeError(f"{path} is a file, not a directory; choose another path")
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield path
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PocketsizeError(busy) from None
+        yield path
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

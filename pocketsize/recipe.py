@@ -20,6 +20,7 @@ This module and cli.py are the only places that chain stages together.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -39,7 +40,7 @@ import yaml
 from pocketsize import processes
 from pocketsize.errors import PocketsizeError
 from pocketsize.formats.records import read_record, update_record
-from pocketsize.fsutil import atomic_write_text
+from pocketsize.fsutil import atomic_write_text, locked_dir
 
 
 @dataclass(frozen=True)
@@ -580,8 +581,27 @@ def run_recipe(
         log = _silent
     processes.start()
     recipe = load_recipe(source, overrides)
+    run_dir = Path(run_dir or Path("runs") / recipe["name"])
+    with _one_run_at_a_time(run_dir):
+        return _run_chain(recipe, run_dir, fresh, force, log)
+
+
+def _one_run_at_a_time(run_dir: Path):
+    """Two runs writing one run directory would trip over each other's partial stages: the
+    main process holds the directory for the whole run, and a second run is refused at once."""
+    if not processes.is_main():
+        return contextlib.nullcontext()
+    busy = (
+        f"run directory {run_dir} is in use by another pocketsize run; wait for it to finish, "
+        "or pass another --run-dir"
+    )
+    return locked_dir(run_dir, busy)
+
+
+def _run_chain(recipe: dict, run_dir: Path, fresh: bool, force: bool, log):
+    """The stages of the recipe in order, then the report (see run_recipe)."""
     fn = _stage_functions()
-    run = Run(recipe, Path(run_dir or Path("runs") / recipe["name"]), fresh, force, log)
+    run = Run(recipe, run_dir, fresh, force, log)
     data = _load_data(recipe, log)
     task = {"task": recipe["task"]} if recipe.get("task") else {}
     teacher = _run_teacher(run, recipe, fn["teacher.finetune"], data, task)

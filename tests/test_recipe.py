@@ -195,6 +195,29 @@ def test_overrides_and_run_dir_of_another_recipe(tiny_setup, tmp_path):
     assert (run_dir / "keep.txt").read_text() == "finished work"
 
 
+def test_a_second_run_on_a_busy_run_directory_is_refused_at_once(tiny_setup, tmp_path):
+    """Two `pocketsize run` on one --run-dir crashed mid-distillation, both writing the same
+    partial stages; now the second is refused before any work, and the first is untouched."""
+    import subprocess
+    import sys
+
+    from pocketsize.fsutil import locked_dir
+
+    root, teacher, data_dir = tiny_setup
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(teacher, data_dir)))
+    run_dir = tmp_path / "run"
+    with locked_dir(run_dir, "held"):  # as a first run holds it
+        with pytest.raises(PocketsizeError, match="is in use by another pocketsize run.*--run-dir"):
+            run_recipe(path, run_dir=run_dir, log=lambda _: None)
+        # and from another process, through the CLI: one line, exit 2
+        cli = [sys.executable, "-m", "pocketsize", "run", str(path), "--run-dir", str(run_dir)]
+        done = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and "is in use by another pocketsize run" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert list(run_dir.iterdir()) == [], "the refused runs wrote nothing"
+
+
 def test_shipped_recipes_are_valid():
     for path in sorted((REPO / "recipes").glob("*.yaml")):
         load_recipe(path)
