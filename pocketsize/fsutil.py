@@ -55,15 +55,20 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_dir(tmp, out)
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Put the complete directory `new` in the place of `out` (if any) by renames: the old one
+    is moved aside first, so that at every moment one complete copy exists."""
     if out.exists():
-        # Move the old output aside first so that at every moment one complete copy exists.
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(out, old)
-        os.replace(tmp, out)
+        os.replace(new, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
-        os.replace(tmp, out)
+        os.replace(new, out)
 
 
 @contextlib.contextmanager

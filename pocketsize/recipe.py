@@ -40,7 +40,7 @@ import yaml
 from pocketsize import processes
 from pocketsize.errors import PocketsizeError
 from pocketsize.formats.records import read_record, update_record
-from pocketsize.fsutil import atomic_write_text, locked_dir
+from pocketsize.fsutil import atomic_write_text, locked_dir, replace_dir
 
 
 @dataclass(frozen=True)
@@ -445,10 +445,11 @@ class Run:
         the stage `trains`, else on the main one alone."""
         fingerprint = self._fingerprint_of(name, config, inputs)
         final = self.dir / name
-        done = read_record(final).get("recipe") or {}
+        finished = read_record(final)
+        done = finished.get("recipe") or {}
         if done.get("fingerprint") == fingerprint:
             self.log(f"[{name}] unchanged since {done.get('finished')}: skipped")
-            return StageResult(name, final, fingerprint, True, read_record(final))
+            return StageResult(name, final, fingerprint, True, finished)
         partial = self.dir / f".{name}.partial"
         marker = self.dir / f".{name}.in-progress"
         processes.on_main(self._clear_partial, name, partial, marker, fingerprint)
@@ -462,7 +463,7 @@ class Run:
             made = self._recipe_part(fingerprint, config, inputs, started)
             record = update_record(partial, recipe=made)
             _write_model_card(partial, name, record, self.recipe)
-            _replace(partial, final)
+            replace_dir(partial, final)  # the old stage stays until the new is whole
             marker.unlink(missing_ok=True)
             self.log(f"[{name}] done in {made['wall_time_s']:.0f} s")
         processes.wait()  # the other processes: for the main one to file the stage
@@ -547,18 +548,6 @@ def _write_model_card(path: Path, name: str, record: dict, recipe: dict) -> None
         # The stage wrote its own card: keep it and add how the recipe made it.
         lines = [card.read_text(encoding="utf-8").rstrip(), "", "## Recipe stage", ""] + lines[2:]
     atomic_write_text(card, "\n".join(lines))
-
-
-def _replace(partial: Path, final: Path) -> None:
-    """Keep the old finished stage until the new one is complete, then swap in one rename."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(partial, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, final)
 
 
 # --------------------------------------------------------------------------- the chain
