@@ -150,6 +150,23 @@ def make_tiny_bert(path, task: str = "text-classification", seed: int = 0, **ove
     return path
 
 
+def make_tiny_embedder(path, seed: int = 0, pooling: str = "mean", **overrides):
+    """A tiny random BERT encoder saved as a sentence-transformers directory (modules.json,
+    1_Pooling with `pooling`, Normalize), as all-MiniLM-L6-v2 and all-mpnet-base-v2 ship."""
+    import torch
+    from transformers import AutoModel
+
+    from pocketsize.formats.sentence_dir import Pooling, write_sentence_files
+
+    tok = make_tokenizer(path)
+    config = tiny_bert_config(len(tok), **overrides)
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config).eval()
+    model.save_pretrained(path)
+    write_sentence_files(path, Pooling(pooling, True), config.hidden_size, 64)
+    return path
+
+
 def tiny_config(arch: str, vocab_size: int, **overrides):
     """A two-layer config of `arch`, hidden 32, 4 heads, MLP 37 (odd, so halving it rounds)."""
     from transformers import AutoConfig
@@ -547,6 +564,11 @@ def _seq2seq(root: Path) -> Tiny:
     return Tiny("seq2seq", teacher, make_qa_dataset(16, 4, 8), train_options=options)
 
 
+def _sentence_embedding(root: Path) -> Tiny:
+    teacher = make_tiny_embedder(root / "teacher")
+    return Tiny("sentence-embedding", teacher, make_cls_dataset(16, 4, 8))
+
+
 def _array_classification(root: Path) -> Tiny:
     """The digits CNN as a module directory (no tokenizer), distilled into the digits MLP; a
     module directory exports from example inputs."""
@@ -576,6 +598,7 @@ ZOO: dict[str, Callable[[Path], Tiny]] = {
     "causal-lm": _causal_lm,
     "seq2seq": _seq2seq,
     "array-classification": _array_classification,
+    "sentence-embedding": _sentence_embedding,
 }
 
 

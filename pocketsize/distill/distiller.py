@@ -33,7 +33,12 @@ from pocketsize.distill.features import (
     probe_batch,
     training_features,
 )
-from pocketsize.distill.saving import check_output_width, check_reloadable, save_model
+from pocketsize.distill.saving import (
+    check_output_width,
+    check_reloadable,
+    output_widths,
+    save_model,
+)
 from pocketsize.distill.students import build_student
 from pocketsize.distill.trainer import collect
 from pocketsize.distill.transfer import (
@@ -234,6 +239,7 @@ def _build_student(run: _Run, student, student_tokenizer) -> None:
         run.teacher_model, student, tokenizer=run.t_tok, task=run.task,
         student_tokenizer=student_tokenizer, trust=run.trust,
     )  # fmt: skip
+    run.student_model = run.task.prepare_model(run.student_model)
     _check_architecture(run.student_model, run.task)
     load.check_labels(run.student_model, run.names, "student")
     check_reloadable(run.student_model)
@@ -275,12 +281,33 @@ def _prepare_losses(run: _Run) -> None:
     if L.reads_teacher(run.weights):
         check_output_width(run.teacher_model, run.t_features, task, run.t_tok, run.names, "teacher")
     run.projections = nn.ModuleDict()
+    _output_projections(run)
     if run.intermediate:
         _prepare_intermediate(
             run.teacher_model, run.student_model, run.t_features, task, run.t_tok,
             run.intermediate, run.weights, run.info, run.cfg.layer_map, run.cfg.projection,
             run.context, run.projections,
         )  # fmt: skip
+
+
+def _output_projections(run: _Run) -> None:
+    """A learned projection per output that a feature-by-feature loss (mse, cosine) compares
+    at two widths: a 384-wide student embedder against a 768-wide teacher."""
+    users = sorted(n for n in run.weights if getattr(L.get_loss(n), "projects", False))
+    if not users or not L.reads_teacher(run.weights):
+        return
+    names = run.context.output_names
+    s = output_widths(run.student_model, run.s_features, run.task, run.s_tok, names)
+    t = output_widths(run.teacher_model, run.t_features, run.task, run.t_tok, names)
+    for name in names:
+        if s[name] == t[name] or s[name] is None or t[name] is None:
+            continue
+        if not run.cfg.projection:
+            raise PocketsizeError(
+                f"the {users} loss compares {name} of width {s[name]} (student) and {t[name]} "
+                "(teacher) and projection=False; allow projection=True or match widths"
+            )
+        run.projections[name] = nn.Linear(s[name], t[name])
 
 
 def _teacher_outputs(run: _Run):

@@ -56,13 +56,19 @@ class LossContext:
         return x
 
 
-def register_loss(name: str, fn: Callable | None = None, *, needs=(), teacher: bool = True):
+def register_loss(
+    name: str, fn: Callable | None = None, *, needs=(), teacher: bool = True, projects=False
+):
     """Register `fn` under `name`; usable as a decorator. `needs` ⊆ {hidden_states, attentions,
-    model_loss}; teacher=False: the loss reads the data's labels only (no teacher is run)."""
+    model_loss}; teacher=False: the loss reads the data's labels only (no teacher is run);
+    projects=True: the loss compares the outputs feature by feature, so where the student's
+    outputs are narrower than the teacher's a learned projection (ctx.project(output name))
+    bridges them (a sentence embedder's width)."""
 
     def add(f):
         f.needs = frozenset(needs)
         f.reads_teacher = teacher
+        f.projects = projects
         LOSSES[name] = f
         return f
 
@@ -127,17 +133,40 @@ def ce_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
     return total / len(ctx.output_names)
 
 
-@register_loss("mse")
+@register_loss("mse", projects=True)
 def logit_mse_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """MSE between the outputs (sentence-transformers' distillation loss on embeddings)."""
     total = 0.0
     for name in ctx.output_names:
-        s, t = student[name].float(), teacher[name].float()
+        s, t = ctx.project(name, student[name].float()), teacher[name].float()
         mask = batch.get("attention_mask")
         if ctx.over_positions and mask is not None:
             m = mask.to(s.dtype)
             total = total + ((s - t) ** 2 * m).sum() / m.sum().clamp(min=1)
         else:
             total = total + F.mse_loss(s, t)
+    return total / len(ctx.output_names)
+
+
+@register_loss("cosine", projects=True)
+def cosine_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """1 - cosine similarity between each example's student and teacher output vectors."""
+    total = 0.0
+    for name in ctx.output_names:
+        s = ctx.project(name, student[name].float())
+        total = total + (1 - F.cosine_similarity(s, teacher[name].float(), dim=-1)).mean()
+    return total / len(ctx.output_names)
+
+
+@register_loss("similarity_mse")
+def similarity_mse_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
+    """MSE between the in-batch cosine-similarity matrices (a relational loss: it asks the
+    student to place the examples as the teacher does, at any width)."""
+    total = 0.0
+    for name in ctx.output_names:
+        s = F.normalize(student[name].float(), dim=-1)
+        t = F.normalize(teacher[name].float(), dim=-1)
+        total = total + F.mse_loss(s @ s.T, t @ t.T)
     return total / len(ctx.output_names)
 
 
@@ -266,6 +295,9 @@ ALIASES = {
     "attn": "attention_kl",
     "embedding": "embedding_mse",
     "embeddings": "embedding_mse",
+    "cos_output": "cosine",
+    "relational": "similarity_mse",
+    "similarity": "similarity_mse",
 }
 
 

@@ -16,21 +16,30 @@ def check_output_width(model, features, task, tokenizer, names, who: str) -> Non
     """A classifier's outputs must have one logit per label: run it on two real examples."""
     if names is None or len(features) == 0:
         return
-    batch = probe_batch(features, task, tokenizer)
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    with torch.no_grad():
-        out = model(**forward_kwargs(model, batch, model_inputs(task)))
-    if isinstance(model, nn.Module):
-        model.train(was_training)
-    logits = get_output(out, task.output_names[0])
-    width = logits.shape[-1] if logits is not None else None
+    first = task.output_names[0]
+    width = output_widths(model, features, task, tokenizer, (first,))[first]
     if width != len(names):
         raise PocketsizeError(
             f"the {who} outputs {width} logits but the data has {len(names)} labels; "
             "build it with num_labels matching the data"
         )
+
+
+@torch.no_grad()
+def output_widths(model, features, task, tokenizer, names) -> dict:
+    """The last-axis width of each named output, on two real examples."""
+    batch = probe_batch(features, task, tokenizer)
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
+    out = model(**forward_kwargs(model, batch, model_inputs(task)))
+    if isinstance(model, nn.Module):
+        model.train(was_training)
+    widths = {}
+    for name in names:
+        value = get_output(out, name)
+        widths[name] = None if value is None else int(value.shape[-1])
+    return widths
 
 
 def check_reloadable(model) -> None:
@@ -51,6 +60,7 @@ def save_model(model, tokenizer, directory: Path, task, labels=None) -> None:
         model.save_pretrained(directory, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
+        task.write_model_files(model, directory)
     else:
         from pocketsize.formats.module_dir import save_module_dir
 

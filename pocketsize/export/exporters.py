@@ -92,13 +92,12 @@ class TorchExporter(Exporter):
 
         model, task = source.torch_model, source.task
         input_names = transformers_input_names(model, source.tokenizer)
-        output_names = list(task.output_names)
+        output_axes = task.export_output_axes()  # per-token outputs have a sequence axis
+        output_names = list(output_axes)
         dummy = sample_inputs(source.tokenizer, task, max_length(model))[1]  # batch 2, padded
         args = tuple(torch.from_numpy(dummy[n]) for n in input_names)
         axes = {n: {0: "batch_size", 1: "sequence_length"} for n in input_names}
-        # per-token heads (QA spans) give one logit per token: their outputs have a sequence axis
-        output_axes = dict(axes[input_names[0]]) if task.per_token_outputs else {0: "batch_size"}
-        axes.update({n: output_axes for n in output_names})
+        axes.update(output_axes)
         torch_onnx_export(
             outputs_as_tuple(model, output_names, input_names),
             args,

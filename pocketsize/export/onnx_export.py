@@ -197,6 +197,7 @@ def _export_transformers(model_dir: Path, job: _Job, task) -> Path:
     torch_model = load_model_dir(
         model_dir, task_obj.auto_model_class(), trust_remote_code=job.trust_remote_code
     )
+    torch_model = task_obj.prepare_model(torch_model, model_dir)
     check_tokenizer_fits(torch_model, tokenizer, model_dir)
     source = Source(
         model_dir, config.model_type, task_obj, torch_model, tokenizer, job.config.opset,

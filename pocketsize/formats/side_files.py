@@ -5,6 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+# a sentence-transformers directory's module list and pooling
+from pocketsize.formats.sentence_dir import SIDE_DIRS as SENTENCE_DIRS
+from pocketsize.formats.sentence_dir import SIDE_FILES as SENTENCE_FILES
+
 # The files a saved tokenizer may consist of (any tokenizer family); the vocabulary files are
 # the ones after the three JSON configs.
 TOKENIZER_CONFIG_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -31,8 +35,12 @@ def has_tokenizer(model_dir) -> bool:
 
 
 def copy_model_side_files(src: str | Path, dst: str | Path) -> None:
-    """Copy config.json, generation config and tokenizer files (what ORTModel / pipeline need)."""
+    """Copy config.json, generation config and tokenizer files (what ORTModel / pipeline need),
+    and a sentence embedder's pooling (what SentenceTransformer needs)."""
     src, dst = Path(src), Path(dst)
-    for name in SIDE_FILES + TOKENIZER_FILES:
+    for name in SIDE_FILES + TOKENIZER_FILES + SENTENCE_FILES:
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)
+    for name in SENTENCE_DIRS:
+        if (src / name).is_dir():
+            shutil.copytree(src / name, dst / name, dirs_exist_ok=True)

@@ -118,7 +118,7 @@ def gradient_scores(
                 for t in trackers:
                     t.inputs.clear()
                 outputs = model(**batch)
-                loss = outputs.loss if has_labels else _own_prediction_loss(outputs, task)
+                loss = outputs.loss if has_labels else task.self_supervised_loss(outputs)
                 n = batch["input_ids"].shape[0]
                 # summed (not mean) loss: every example weighs the same whatever its batch
                 xs = [t.inputs[0] for t in trackers]
@@ -216,19 +216,6 @@ def width_scores(model, batches: list, head_plan):
     channels = sum(rms(("norm", i)) for i in range(len(norms)))
     heads = {h.name: rms(("head", h.name)) for h in head_plan if h.own_space}
     return channels, heads
-
-
-def _own_prediction_loss(outputs, task):
-    """Cross-entropy against the model's own argmax, for data whose features carry no labels
-    (e.g. extractive QA, whose task encoding keeps offsets instead of answer positions)."""
-    import torch.nn.functional as F
-
-    loss = 0.0
-    for name in task.output_names:
-        logits = outputs[name]
-        flat = logits.reshape(-1, logits.shape[-1])
-        loss = loss + F.cross_entropy(flat, flat.argmax(-1).detach())
-    return loss
 
 
 def block_influence(layout, batches: list):

@@ -233,7 +233,8 @@ class Recovery(Pass):
         if not processes.is_main():
             return
         # the student pocketsize just wrote: no code of its own to trust
-        run.model = load_model(run.task.auto_model_class(), result, use_safetensors=True)
+        model = load_model(run.task.auto_model_class(), result, use_safetensors=True)
+        run.model = run.task.prepare_model(model, result)
         run.model.eval()
         given = run.cfg.recover_teacher
         run.record["recovery"] = {

@@ -210,6 +210,7 @@ def _start(run: Pruning, passes, source_dir, trust: dict) -> dict:
 
 def _save(run: Pruning, tmp: Path) -> None:
     run.model.save_pretrained(tmp)
+    run.task.write_model_files(run.model, tmp)
     if run.new_tokenizer_dir is not None:  # the vocabulary pass renumbered the tokenizer
         for f in run.new_tokenizer_dir.iterdir():
             (tmp / f.name).write_bytes(f.read_bytes())

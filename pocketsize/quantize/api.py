@@ -412,6 +412,7 @@ def _cast_torch(request: Request, cfg: CastConfig) -> Path:
     with stage_output(out, "quantize", overwrite) as tmp:
         quantize_torch(torch_model, dtype).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        task_obj.write_model_files(task_obj.prepare_model(torch_model, path), tmp)
         update_record(tmp, format="pytorch", dtype=dtype, task=task_obj.name, source=str(model))
     return out
 

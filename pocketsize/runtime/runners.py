@@ -290,12 +290,13 @@ def _auto_class(task, variant: Variant):
 
 def load_torch_model(variant: Variant, task):
     if variant.model is None:
-        variant.model = load_model_dir(
+        model = load_model_dir(
             variant.path,
             _auto_class(task, variant),
             variant.trust_module_code,
             variant.trust_remote_code,
         )
+        variant.model = task.prepare_model(model, variant.path)
     return variant.model
 
 

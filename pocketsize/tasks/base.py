@@ -26,6 +26,9 @@ _ALIASES = {
     "text2text": "seq2seq",
     "ner": "token-classification",
     "token": "token-classification",
+    "embedding": "sentence-embedding",
+    "sentence-embeddings": "sentence-embedding",
+    "feature-extraction": "sentence-embedding",
 }
 
 
@@ -71,6 +74,9 @@ class Task:
     input_names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
     # the data columns the task reads (checked before any model runs)
     data_columns: tuple[str, ...] = ()
+    # whether task_for_dataset may pick this task from the columns alone (False: another
+    # task reads the same columns and is the one meant unless this one is asked for)
+    inferred_from_data: bool = True
 
     @property
     def reads_labels(self) -> bool:
@@ -122,6 +128,36 @@ class Task:
         if is_module_dir(ref):
             return load_module_dir(ref, trust_module_code)
         return load_pretrained(ref, self.auto_model_class(), labels=labels, **kw)
+
+    def prepare_model(self, model, source=None):
+        """The model as the task runs it, after a stage loaded it from the directory `source`
+        or built it (a student made from the teacher): e.g. a sentence embedder's pooling, as
+        the directory's files say. Default: as it is."""
+        return model
+
+    def write_model_files(self, model, directory) -> None:
+        """Files the task's model needs beside its weights and config (written by the stages
+        that save a model): e.g. a sentence embedder's pooling. Default: none."""
+
+    def self_supervised_loss(self, outputs):
+        """A loss of the model's outputs alone, whose gradients rank the model's parts where the
+        data carry no labels (pruning's importance): cross-entropy against its own argmax."""
+        import torch.nn.functional as F
+
+        loss = 0.0
+        for name in self.output_names:
+            logits = outputs[name]
+            flat = logits.reshape(-1, logits.shape[-1])
+            loss = loss + F.cross_entropy(flat, flat.argmax(-1).detach())
+        return loss
+
+    def export_output_axes(self) -> dict[str, dict]:
+        """The outputs an ONNX export of the task's model gives, with their dynamic axes (a
+        per-token output has a sequence axis)."""
+        axes = (
+            {0: "batch_size", 1: "sequence_length"} if self.per_token_outputs else {0: "batch_size"}
+        )
+        return {name: dict(axes) for name in self.output_names}
 
     def labels(self, dataset, strict: bool = True) -> list[str] | None:
         """The label names of a split, for tasks whose models have one output per label (the
@@ -280,6 +316,7 @@ def _load_builtin() -> None:
     import pocketsize.tasks.classification  # noqa: F401
     import pocketsize.tasks.generic  # noqa: F401
     import pocketsize.tasks.qa  # noqa: F401
+    import pocketsize.tasks.sentence_embedding  # noqa: F401
     import pocketsize.tasks.seq2seq  # noqa: F401
     import pocketsize.tasks.token_classification  # noqa: F401
 
@@ -344,8 +381,10 @@ def resolve_task(task=None, *, model=None, data=None) -> Task:
     """The task of a stage's work, in one order every stage follows: the task given (a name or
     a Task); else what the model records (task_of_model: the task in its stage.json, a module
     directory's, the head in config.json's architectures); else the data's columns
-    (task_for_dataset). Where the model and the data both say, they must agree; where nothing
-    says, the task is asked for (never a guess)."""
+    (task_for_dataset); else, for a directory of sentence-transformers' (modules.json), sentence
+    embeddings: a base encoder with no head, which is a starting point for any encoder task
+    when data says which. Where the model and the data both say, they must agree; where
+    nothing says, the task is asked for (never a guess)."""
     if task is not None:
         return get_task(task)
     from_model = task_of_model(model) if model is not None else None
@@ -355,13 +394,23 @@ def resolve_task(task=None, *, model=None, data=None) -> Task:
             f"the model is for {from_model.name} but the data is for {from_data.name}; "
             f"pass matching data, or task= (--task) to say which"
         )
-    found = from_model or from_data
+    found = from_model or from_data or _sentence_embedder(model)
     if found is None:
         raise PocketsizeError(
             "cannot tell the task: the model records none and no data was given; pass task= "
             f"(--task) one of {', '.join(task_names())}"
         )
     return found
+
+
+def _sentence_embedder(model) -> Task | None:
+    import os
+
+    from pocketsize.formats.sentence_dir import is_sentence_dir
+
+    if isinstance(model, (str, os.PathLike)) and is_sentence_dir(model):
+        return get_task("sentence-embedding")
+    return None
 
 
 def task_for_dataset(dataset) -> Task:
@@ -372,12 +421,12 @@ def task_for_dataset(dataset) -> Task:
     columns = set(split.column_names)
     _load_builtin()
     candidates = sorted(
-        (factory for factory in _REGISTRY.values() if factory.data_columns),
-        key=lambda factory: -len(factory.data_columns),
+        (f for f in _REGISTRY.values() if f.data_columns and f.inferred_from_data),
+        key=lambda f: -len(f.data_columns),
     )
-    for factory in candidates:
-        if set(factory.data_columns) <= columns:
-            return get_task(factory.name)
+    for f in candidates:
+        if set(f.data_columns) <= columns:
+            return get_task(f.name)
     raise PocketsizeError(
         f"cannot tell the task from the dataset columns {sorted(columns)}; expected "
         "text/label (classification), question/context/answers (extractive QA), "
@@ -402,12 +451,14 @@ TASK_FAMILIES = {
     "token-classification": ("encoder-only",),
     "causal-lm": ("decoder-only",),
     "seq2seq": ("encoder-decoder",),
+    "sentence-embedding": ("encoder-only",),
 }
 FIX = {
     "extractive-qa": "use an encoder (BERT-like) model for extractive QA",
     "token-classification": "use an encoder (BERT-like) model for token classification",
     "causal-lm": "use a decoder-only model (GPT-2 family) for causal-lm",
     "seq2seq": "use an encoder-decoder model (T5 family) for seq2seq",
+    "sentence-embedding": "use an encoder (BERT-like) model for sentence embeddings",
     "text-classification": "use an encoder or a decoder-only model for classification, or "
     "task='seq2seq' with the label as target text",
 }

@@ -1,0 +1,245 @@
+"""Sentence embeddings: reading sentence-transformers directories, the pooled output through
+distillation (output losses with a projection, the relational loss), the ONNX graph with the
+pooling inside, and loading every directory pocketsize writes with sentence-transformers itself
+(tiny random encoders; the real all-mpnet-base-v2 only in the e2e test of test_assets.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from zoo import EVAL_QUICK, QUICK_LOGGED, make_cls_dataset, make_tiny_embedder
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.formats.sentence_dir import Pooling, read_pooling
+from pocketsize.tasks import embedding_metrics as M
+
+pytestmark = pytest.mark.usefixtures("single_thread", "cache_in_tmp")
+
+TEXTS = ["a good film", "the plot was dull and the cast was weak", "boring", "quite superb"]
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    return make_tiny_embedder(tmp_path_factory.mktemp("embedder"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_cls_dataset(32, 8, 24)
+
+
+def _st_encode(path, **kw) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(path), device="cpu", **kw)
+    return model.encode(TEXTS, convert_to_numpy=True)
+
+
+def _ours(path) -> np.ndarray:
+    import torch
+
+    from pocketsize.distill.loading import load_tokenizer
+    from pocketsize.tasks import get_task
+
+    model = get_task("sentence-embedding").load_model(str(path))
+    enc = load_tokenizer(str(path))(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        return model(**enc).sentence_embedding.numpy()
+
+
+# ------------------------------------------------------------------ sentence-transformers files
+
+
+def test_the_mpnet_layout_reads_as_mean_pooling_normalized_without_its_normalize_folder(
+    embedder, tmp_path
+):
+    import shutil
+
+    copy = shutil.copytree(embedder, tmp_path / "copy")
+    shutil.rmtree(copy / "2_Normalize")  # all-mpnet-base-v2's archive lacks it too
+    assert read_pooling(copy) == Pooling("mean", True)
+    assert read_pooling(tmp_path) is None  # no modules.json: not a sentence-transformers dir
+
+
+def test_modules_pocketsize_cannot_run_are_named(embedder, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(embedder, tmp_path / "dense")
+    modules = json.loads((copy / "modules.json").read_text())
+    modules.append(
+        {"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}
+    )
+    (copy / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(PocketsizeError, match=r"sentence_transformers.models.Dense \(3_Dense\)"):
+        read_pooling(copy)
+    (copy / "modules.json").write_text(json.dumps(modules[:1]))
+    with pytest.raises(PocketsizeError, match="lists no Pooling module"):
+        read_pooling(copy)
+    (copy / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "weightedmean"}))
+    (copy / "modules.json").write_text(json.dumps(modules[:2]))
+    with pytest.raises(PocketsizeError, match="pooling mode 'weightedmean' is not one"):
+        read_pooling(copy)
+
+
+@pytest.mark.parametrize("mode", ["mean", "cls", "max"])
+def test_the_pooled_output_is_sentence_transformers_own(tmp_path, mode):
+    path = make_tiny_embedder(tmp_path / mode, pooling=mode)
+    assert read_pooling(path) == Pooling(mode, True)
+    np.testing.assert_allclose(_ours(path), _st_encode(path), atol=1e-5)
+
+
+def test_a_text_column_alone_still_means_a_causal_lm():
+    from datasets import Dataset
+
+    from pocketsize.tasks import resolve_task, task_for_dataset
+
+    assert task_for_dataset(Dataset.from_dict({"text": TEXTS})).name == "causal-lm"
+    assert resolve_task("embedding").name == "sentence-embedding"
+
+
+# ------------------------------------------------------------------ distillation
+
+
+def test_a_narrower_student_learns_through_a_projection_and_loads_in_sentence_transformers(
+    embedder, data, tmp_path
+):
+    from pocketsize.distill import distill
+
+    out = distill(
+        embedder, data, "config:layers=1,hidden=16,heads=2,ffn=24", tmp_path / "narrow",
+        task="sentence-embedding", losses={"mse": 1.0, "cosine": 1.0}, max_steps=3, **QUICK_LOGGED,
+    )  # fmt: skip
+    record = json.loads((out / "stage.json").read_text())
+    assert record["task"] == "sentence-embedding"
+    assert record["config"]["projections"] == ["sentence_embedding"]  # 16 -> 32, for the loss only
+    config = json.loads((out / "config.json").read_text())
+    assert config["hidden_size"] == 16 and config["sentence_pooling"] == Pooling().as_dict()
+    pooling = json.loads((out / "1_Pooling" / "config.json").read_text())
+    assert pooling["word_embedding_dimension"] == 16 and pooling["pooling_mode_mean_tokens"]
+    ours, theirs = _ours(out), _st_encode(out)
+    assert ours.shape == (len(TEXTS), 16)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_relational_loss_needs_no_projection_and_moves_the_student(embedder, data, tmp_path):
+    from pocketsize.distill import distill
+
+    out = distill(
+        embedder, data, "config:layers=1,hidden=16,heads=2,ffn=24,init=random",
+        tmp_path / "relational", task="sentence-embedding", losses="relational",
+        max_steps=4, learning_rate=1e-2, **QUICK_LOGGED,
+    )  # fmt: skip
+    record = json.loads((out / "stage.json").read_text())
+    assert record["config"]["projections"] == []
+    losses = [row["loss_similarity_mse"] for row in record["losses"]]
+    assert losses and all(np.isfinite(losses))
+
+
+def test_mse_without_projection_across_widths_is_refused_before_training(embedder, data, tmp_path):
+    from pocketsize.distill import distill
+
+    with pytest.raises(PocketsizeError, match=r"width 16 \(student\) and 32 \(teacher\)"):
+        distill(
+            embedder, data, "config:layers=1,hidden=16,heads=2", tmp_path / "refused",
+            task="sentence-embedding", losses="mse", projection=False, max_steps=1, **QUICK_LOGGED,
+        )  # fmt: skip
+    assert not (tmp_path / "refused").exists()
+
+
+# ------------------------------------------------------------------ export
+
+
+def test_the_onnx_graph_pools_inside_and_loads_with_sentence_transformers_onnx_backend(
+    embedder, tmp_path
+):
+    import onnx
+
+    from pocketsize.export import export, read_record
+
+    onnx_dir = export(embedder, tmp_path / "onnx")
+    assert read_record(onnx_dir)["task"] == "sentence-embedding"
+    graph = onnx.load(str(onnx_dir / "model.onnx"), load_external_data=False).graph
+    assert [o.name for o in graph.output] == ["sentence_embedding", "last_hidden_state"]
+    assert (onnx_dir / "modules.json").is_file() and (onnx_dir / "1_Pooling").is_dir()
+    want = _st_encode(embedder)
+    np.testing.assert_allclose(_st_encode(onnx_dir, backend="onnx"), want, atol=1e-4)
+    from pocketsize.distill.loading import load_tokenizer
+    from pocketsize.runtime.runners import OnnxRunner
+
+    enc = load_tokenizer(str(embedder))(TEXTS, padding=True, return_tensors="np")
+    runner = OnnxRunner(onnx_dir / "model.onnx", ("sentence_embedding",), 1, "onnx")
+    got = runner.run({k: v.astype(np.int64) for k, v in enc.items()})["sentence_embedding"]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+# ------------------------------------------------------------------ measures
+
+
+def test_neighbour_overlap_spearman_and_cosine_tell_a_copy_from_noise():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8))
+    assert M.neighbour_overlap(x, x).mean() == 1.0
+    assert M.similarity_spearman(x, x) == pytest.approx(1.0)
+    noise = rng.normal(size=(60, 8))
+    assert M.neighbour_overlap(noise, x).mean() < 0.5
+    assert abs(M.similarity_spearman(noise, x)) < 0.2
+    assert M.cosine_to_reference(x, x).mean() == pytest.approx(1.0)
+    assert M.cosine_to_reference(rng.normal(size=(60, 4)), x) is None
+
+
+def test_downstream_scores_separate_labelled_clusters_from_noise():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2], 30)
+    centres = rng.normal(scale=5, size=(3, 8))
+    clustered = centres[labels] + rng.normal(size=(90, 8))
+    assert M.classification_hits(clustered, labels).mean() > 0.9
+    assert M.clustering_v_measure(clustered, labels) > 0.8
+    noise = rng.normal(size=(90, 8))
+    assert M.classification_hits(noise, labels).mean() < 0.6
+    assert M.clustering_v_measure(noise, labels) < 0.2
+
+
+def test_the_report_scores_embeddings_on_labelled_text_and_refuses_unlabelled(embedder, data):
+    from datasets import Dataset
+
+    from pocketsize.eval import evaluate
+
+    report = evaluate(
+        {"teacher": embedder, "again": embedder}, data["test"], task="sentence-embedding",
+        reference="teacher", **EVAL_QUICK,
+    )  # fmt: skip
+    again = report.metrics["variants"]["again"]
+    assert again["agreement"] == 1.0 and again["fidelity"]["similarity_spearman"] == 1.0
+    assert again["fidelity"]["mean_cosine"] == pytest.approx(1.0)
+    assert set(again["metrics"]) >= {"accuracy", "v_measure"}
+    with pytest.raises(PocketsizeError, match="scored on labelled text"):
+        evaluate(
+            {"teacher": embedder}, Dataset.from_dict({"text": TEXTS}), task="sentence-embedding",
+            **EVAL_QUICK,
+        )  # fmt: skip
+
+
+# ------------------------------------------------------------------ pruning
+
+
+def test_pruning_an_embedder_ranks_parts_without_labels_and_keeps_the_pooling(
+    embedder, data, tmp_path
+):
+    from pocketsize.prune import prune
+
+    out = prune(
+        embedder, data, out=tmp_path / "pruned", task="sentence-embedding", heads=0.5, ffn=0.5,
+        vocab=True, max_examples=16, verbose=False,
+    )  # fmt: skip
+    record = json.loads((out / "stage.json").read_text())
+    assert record["task"] == "sentence-embedding"
+    config = json.loads((out / "config.json").read_text())
+    before = json.loads((embedder / "config.json").read_text())
+    assert config["intermediate_size"] < before["intermediate_size"]
+    assert config["vocab_size"] < before["vocab_size"]
+    ours, theirs = _ours(out), _st_encode(out)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    assert not np.allclose(ours, _ours(embedder)[:, : ours.shape[1]], atol=1e-3)
