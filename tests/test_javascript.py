@@ -134,3 +134,42 @@ def test_the_layout_links_the_graph_and_names_its_precision(variants):
         assert (model_dir / "tokenizer.json").is_file() and (model_dir / "config.json").is_file()
         settings = json.loads((model_dir / "tokenizer_config.json").read_text())
         assert settings["model_max_length"] == 64  # the model's positions
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["fp32", "int8"])
+def test_transformers_js_feature_extraction_gives_the_graphs_sentence_embeddings(
+    quantized, node_modules, tmp_path
+):
+    """A sentence embedder's directory in transformers.js's feature-extraction pipeline (mean
+    pooling, normalize), as its documentation runs all-MiniLM-L6-v2: the embeddings pocketsize's
+    graph computes inside, within 1e-4."""
+    import numpy as np
+    from zoo import make_tiny_embedder
+
+    from pocketsize.distill.loading import load_tokenizer
+    from pocketsize.export import export
+    from pocketsize.quantize import quantize
+    from pocketsize.runtime.runners import OnnxRunner
+
+    model = make_tiny_embedder(tmp_path / "embedder", initializer_range=0.5)
+    model_dir = export(model, tmp_path / "fp32", transformers_js=True)
+    if quantized:
+        model_dir = quantize(model_dir, out=tmp_path / "int8", transformers_js=True)
+    record = json.loads((model_dir / "stage.json").read_text())
+    texts = TEXTS[:8]
+    texts_file = tmp_path / "texts.json"
+    texts_file.write_text(json.dumps(texts))
+    done = subprocess.run(
+        ["node", str(JS / "embed.mjs"), str(model_dir), record["transformers_js"]["dtype"],
+         str(texts_file)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = np.asarray(json.loads(done.stdout))
+    runner = OnnxRunner(model_dir / record["file"], ("sentence_embedding",), 1, "graph")
+    # one padded batch, as the pipeline runs the list (dynamic int8's scales are the batch's)
+    enc = load_tokenizer(str(model_dir))(texts, padding=True, return_tensors="np")
+    want = runner.run({k: v.astype(np.int64) for k, v in enc.items()})["sentence_embedding"]
+    assert got.shape == (len(texts), 32)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.abs(want).max() > 0.05  # embeddings that could differ

@@ -248,9 +248,11 @@ def build_student(
 
 def _student_from_directory(path, task, trust: dict):
     """A model directory, catalogue name or hub id as the student (with its own tokenizer)."""
+    from pocketsize.assets import resolve_model
     from pocketsize.distill import loading
     from pocketsize.formats.side_files import has_tokenizer
 
+    path = resolve_model(path)  # a catalogue name: its directory, with its own tokenizer
     student = loading.load_model(path, task, **trust)
     own = None
     if Path(path).is_dir() and has_tokenizer(path):
