@@ -73,12 +73,13 @@ TEXTS = make_sentences(24, seed=5)[0] + ["", "a"]
 LONG = "good " * 200
 
 
-def run_in_node(model_dir: Path, texts: list[str], tmp_path) -> list:
+def run_in_node(model_dir: Path, texts: list[str], tmp_path, script="classify.mjs") -> list:
+    """What tests/js/`script` prints for `texts` run through the directory's model."""
     manifest = json.loads((model_dir / "stage.json").read_text())
     texts_file = tmp_path / "texts.json"
     texts_file.write_text(json.dumps(texts))
     done = subprocess.run(
-        ["node", str(JS / "classify.mjs"), str(model_dir), manifest["transformers_js"]["dtype"],
+        ["node", str(JS / script), str(model_dir), manifest["transformers_js"]["dtype"],
          str(texts_file)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -157,15 +158,7 @@ def test_transformers_js_feature_extraction_gives_the_graphs_sentence_embeddings
         model_dir = quantize(model_dir, out=tmp_path / "int8", transformers_js=True)
     record = json.loads((model_dir / "stage.json").read_text())
     texts = TEXTS[:8]
-    texts_file = tmp_path / "texts.json"
-    texts_file.write_text(json.dumps(texts))
-    done = subprocess.run(
-        ["node", str(JS / "embed.mjs"), str(model_dir), record["transformers_js"]["dtype"],
-         str(texts_file)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    got = np.asarray(json.loads(done.stdout))
+    got = np.asarray(run_in_node(model_dir, texts, tmp_path, script="embed.mjs"))
     runner = OnnxRunner(model_dir / record["file"], ("sentence_embedding",), 1, "graph")
     # one padded batch, as the pipeline runs the list (dynamic int8's scales are the batch's)
     enc = load_tokenizer(str(model_dir))(texts, padding=True, return_tensors="np")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from zoo import EVAL_QUICK, QUICK_LOGGED, make_cls_dataset, make_tiny_embedder
 
+from pocketsize.distill import distill
 from pocketsize.errors import PocketsizeError
 from pocketsize.formats.sentence_dir import Pooling, read_pooling
 from pocketsize.tasks import embedding_metrics as M
@@ -243,3 +244,59 @@ def test_pruning_an_embedder_ranks_parts_without_labels_and_keeps_the_pooling(
     ours, theirs = _ours(out), _st_encode(out)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     assert not np.allclose(ours, _ours(embedder)[:, : ours.shape[1]], atol=1e-3)
+
+
+# ------------------------------------------------------------------ the static student
+
+
+def test_the_static_student_trains_exports_and_evaluates_beside_the_teacher(
+    embedder, data, tmp_path
+):
+    import torch
+
+    from pocketsize.eval import evaluate
+    from pocketsize.export import export, read_record
+    from pocketsize.formats.module_dir import load_module_dir
+    from pocketsize.quantize import quantize
+
+    out = distill(
+        embedder, data, "static:dim=8", tmp_path / "static", task="sentence-embedding",
+        max_steps=6, **QUICK_LOGGED,
+    )  # fmt: skip
+    record = json.loads((out / "stage.json").read_text())
+    assert record["student"] == "static" and record["config"]["projections"] == [
+        "sentence_embedding"
+    ]  # 8 -> 32 for the mse loss
+    assert record["config"]["learning_rate"] == 5e-3
+    model = load_module_dir(out)
+    assert model.embeddings.weight.shape == (87, 8)
+    # [CLS] and [SEP] are left out of the mean: a text with or without them embeds alike
+    ids = torch.tensor([[5, 6, 7]])
+    specials = torch.tensor([[2, 5, 6, 7, 3]])  # make_tokenizer's [CLS] and [SEP]
+    torch.testing.assert_close(
+        model(specials)["sentence_embedding"], model(ids)["sentence_embedding"]
+    )
+    onnx_dir = export(out, tmp_path / "static-onnx")
+    assert read_record(onnx_dir)["parity"]["ok"]
+    int8 = quantize(onnx_dir, out=tmp_path / "static-int8", method="dynamic")
+    report = evaluate(
+        {"teacher": embedder, "static": out, "onnx": onnx_dir, "int8": int8}, data["test"],
+        task="sentence-embedding", reference="teacher", **EVAL_QUICK,
+    )  # fmt: skip
+    variants = report.metrics["variants"]
+    assert variants["onnx"]["fidelity"]["mean_cosine"] is None  # 8 wide against 32
+    assert variants["static"]["size_bytes"] < variants["teacher"]["size_bytes"]
+
+
+def test_static_student_options_are_checked_before_training(embedder, data, tmp_path):
+    with pytest.raises(PocketsizeError, match="static student dim=0 is out of range"):
+        distill(
+            embedder, data, "static:dim=0", tmp_path / "bad", task="sentence-embedding",
+            max_steps=1, **QUICK_LOGGED,
+        )  # fmt: skip
+    with pytest.raises(PocketsizeError, match="student 'static' has no option width"):
+        distill(
+            embedder, data, "static:width=8", tmp_path / "bad", task="sentence-embedding",
+            max_steps=1, **QUICK_LOGGED,
+        )  # fmt: skip
+    assert not (tmp_path / "bad").exists()

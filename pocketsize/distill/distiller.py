@@ -53,7 +53,7 @@ from pocketsize.fsutil import check_output_dir
 from pocketsize.options import keywords_from
 
 # The learning rate each student type trains at when the caller gives none (see distill()).
-DEFAULT_LEARNING_RATES = {"truncate": 2e-4, "bilstm": 1e-3}
+DEFAULT_LEARNING_RATES = {"truncate": 2e-4, "bilstm": 1e-3, "static": 5e-3}
 FALLBACK_LEARNING_RATE = 5e-5
 
 

@@ -1,5 +1,6 @@
 """Student builders: truncate (keep chosen teacher layers), config (a smaller architecture),
-bilstm (Tang et al. 2019), or any model directory / nn.Module the user gives.
+bilstm (Tang et al. 2019), static (one token table, mean-pooled: a sentence embedder's
+smallest form), or any model directory / nn.Module the user gives.
 
 Specs are plain data: "truncate:0,2,4", "config:layers=3,hidden=192,heads=6,ffn=768,init=teacher",
 "bilstm:embed=128,hidden=150", {"init": "truncate", "layers": [0, 2, 4]}, a path, a module.
@@ -17,7 +18,7 @@ from torch import nn
 from pocketsize.errors import PocketsizeError
 from pocketsize.formats.layer_lists import keep_layers, layer_list, select_per_layer
 
-STUDENT_TYPES = ("truncate", "config", "bilstm")
+STUDENT_TYPES = ("truncate", "config", "bilstm", "static")
 
 
 def parse_spec(spec) -> tuple[str, dict]:
@@ -73,6 +74,7 @@ SPEC_OPTIONS = {
     "config": {"layers", "hidden", "heads", "ffn", "init"},
     "bilstm": {"embed", "hidden", "layers", "fc_size", "dropout"}
     | {"embed_dim", "hidden_size", "num_layers"},
+    "static": {"dim", "init"},
 }
 
 
@@ -219,31 +221,49 @@ def build_student(
     opts.update({k: v for k, v in kw.items() if k != "student_tokenizer"})
     if kind == "path":
         return _student_from_directory(opts["path"], task, trust or {})
-    if kind == "truncate":
-        student, layers = truncate(teacher, opts.get("layers"))
-        return student, {"type": "truncate", "layers": layers}
-    if kind == "config":
-        allowed = {"layers", "hidden", "heads", "ffn", "init"}
-        _check_options(opts, allowed, spec)
-        student, info = smaller_config(teacher, **opts)
-        return student, {"type": "config", **info}
-    if kind == "bilstm":
-        from pocketsize.distill.bilstm import bilstm_from_teacher
+    return _BUILDERS[kind](teacher, opts, spec, tokenizer)
 
-        aliases = {"embed": "embed_dim", "hidden": "hidden_size", "layers": "num_layers"}
-        opts = {aliases.get(k, k): v for k, v in opts.items()}
-        _check_options(opts, {"embed_dim", "hidden_size", "num_layers", "fc_size", "dropout"}, spec)
-        if tokenizer is None:
-            raise PocketsizeError("the bilstm student needs the teacher's tokenizer")
-        student = bilstm_from_teacher(
-            teacher,
-            tokenizer,
-            num_labels=teacher.config.num_labels,
-            id2label=dict(teacher.config.id2label),
-            **opts,
-        )
-        return student, {"type": "bilstm"}
-    raise PocketsizeError(f"unknown student kind {kind!r}")  # parse_spec names the kinds
+
+def _truncated(teacher, opts: dict, spec, tokenizer):
+    student, layers = truncate(teacher, opts.get("layers"))
+    return student, {"type": "truncate", "layers": layers}
+
+
+def _smaller(teacher, opts: dict, spec, tokenizer):
+    _check_options(opts, SPEC_OPTIONS["config"], spec)
+    student, info = smaller_config(teacher, **opts)
+    return student, {"type": "config", **info}
+
+
+def _bilstm(teacher, opts: dict, spec, tokenizer):
+    from pocketsize.distill.bilstm import bilstm_from_teacher
+
+    aliases = {"embed": "embed_dim", "hidden": "hidden_size", "layers": "num_layers"}
+    opts = {aliases.get(k, k): v for k, v in opts.items()}
+    _check_options(opts, {"embed_dim", "hidden_size", "num_layers", "fc_size", "dropout"}, spec)
+    if tokenizer is None:
+        raise PocketsizeError("the bilstm student needs the teacher's tokenizer")
+    student = bilstm_from_teacher(
+        teacher,
+        tokenizer,
+        num_labels=teacher.config.num_labels,
+        id2label=dict(teacher.config.id2label),
+        **opts,
+    )
+    return student, {"type": "bilstm"}
+
+
+def _static(teacher, opts: dict, spec, tokenizer):
+    from pocketsize.distill.static import static_from_teacher
+
+    _check_options(opts, SPEC_OPTIONS["static"], spec)
+    if tokenizer is None:
+        raise PocketsizeError("the static student needs the teacher's tokenizer")
+    student, info = static_from_teacher(teacher, tokenizer, **opts)
+    return student, {"type": "static", **info}
+
+
+_BUILDERS = {"truncate": _truncated, "config": _smaller, "bilstm": _bilstm, "static": _static}
 
 
 def _student_from_directory(path, task, trust: dict):

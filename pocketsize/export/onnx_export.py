@@ -32,7 +32,7 @@ from pocketsize.formats.records import RECORD, stage_output, update_record
 from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
 from pocketsize.fsutil import check_output_dir
 from pocketsize.options import keywords_from
-from pocketsize.tasks import resolve_task, task_of_model
+from pocketsize.tasks import get_task, resolve_task, task_of_model
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,10 @@ def _export_plain(model, job: _Job, graph: Graph, task, trust_module_code: bool)
     if graph.example_inputs is None:
         inputs = _text_example_inputs(src, module, job.trust_remote_code)
         graph = dataclasses.replace(graph, example_inputs=inputs)
-    graph = dataclasses.replace(graph, output_names=graph.output_names or ["logits"])
     task = task or _task_name(task_of_model(src))
+    # the task's outputs, by name (a module returning a dict is exported by those names)
+    outputs = list(get_task(task).output_names) if task else ["logits"]
+    graph = dataclasses.replace(graph, output_names=graph.output_names or outputs)
     return _export_module(module, job, graph, side_files_from=src, task=task)
 
 

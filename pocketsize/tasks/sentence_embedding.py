@@ -78,7 +78,7 @@ class SentenceEmbedding(Task):
     loss_targets = ()
     default_losses = {"mse": 1.0, "similarity_mse": 1.0}
     hard_loss = None
-    student_kinds = ("truncate", "config")
+    student_kinds = ("truncate", "config", "static")
     agreement_meaning = (
         f"the share of each text's {M.NEIGHBOURS} nearest neighbours (cosine, among the test "
         "texts) that the variant finds too"
@@ -107,17 +107,19 @@ class SentenceEmbedding(Task):
         return self.prepare_model(model, ref)
 
     def prepare_model(self, model, source=None):
-        """Attach the pooling hook (once). The pooling is the one `source`'s sentence-
-        transformers files declare, else the one config.json records, else mean, normalized."""
+        """Attach the pooling hook (once) to a transformers encoder. The pooling is the one
+        `source`'s sentence-transformers files declare, else the one config.json records, else
+        mean, normalized. Any other module (the static student) returns `sentence_embedding`
+        itself and is taken as it is."""
         from pathlib import Path
+
+        from transformers import PreTrainedModel
 
         from pocketsize.formats.sentence_dir import Pooling, read_pooling
 
-        config = getattr(model, "config", None)
-        if config is None or not hasattr(model, "register_forward_hook"):
-            raise PocketsizeError(
-                f"{self.name} runs transformers encoders; got {type(model).__name__}"
-            )
+        if not isinstance(model, PreTrainedModel):
+            return model
+        config = model.config
         declared = read_pooling(source) if isinstance(source, (str, Path)) else None
         if declared is not None:
             setattr(config, CONFIG_KEY, declared.as_dict())
