@@ -603,9 +603,10 @@ def _run_chain(recipe: dict, run_dir: Path, fresh: bool, force: bool, log):
         variants[stage.name] = last.path
 
     eval_cfg = dict(recipe.get("eval") or {})
-    # baselines (eval.baselines) are built from the teacher here, then compared in the report
+    # baselines (eval.baselines): another tool's result for the teacher or for another model,
+    # or another model as it ships; built here, then compared in the report
     for name in eval_cfg.get("baselines") or []:
-        variants[name] = _run_baseline(run, name, teacher, recipe).path
+        variants[name] = _run_baseline(run, name, teacher, recipe)
     eval_cfg["reference"] = eval_cfg.get("reference") or "teacher"
     eval_cfg.setdefault("split", "test")
     log(f"[report] evaluating {', '.join(variants)} on the {eval_cfg['split']} split")
@@ -694,16 +695,26 @@ def _run_stage(
     return run.stage(stage.name, config, [source], build, trains=stage.trains)
 
 
-def _run_baseline(run: Run, name: str, teacher: StageResult, recipe: dict) -> StageResult:
-    """Another tool's result for the teacher (quantize/baselines.py), a stage like the others."""
-    from pocketsize.quantize.baselines import BASELINES
+def _run_baseline(run: Run, name: str, teacher: StageResult, recipe: dict):
+    """Another tool's result (quantize/baselines.py) for the teacher or another model, a stage
+    like the others; or another model as it ships (its reference, evaluated as it is)."""
+    from pocketsize.assets import resolve_model
+    from pocketsize.quantize.baselines import BASELINES, parse_baseline
     from pocketsize.tasks import get_task, task_of_model
+
+    tool, model = parse_baseline(name)
+    if tool is None:
+        return model
+    source = Path(resolve_model(model)) if model is not None else teacher.path
 
     def build(out: Path) -> None:
         task = get_task(recipe["task"]) if recipe.get("task") else task_of_model(teacher.path)
-        BASELINES[name](teacher.path, out, task=task)
+        BASELINES[tool](source, out, task=task)
 
-    return run.stage(name, {"baseline": name}, [teacher], build)
+    # (a teacher's baseline keeps the fingerprint of the runs before other models were allowed)
+    config = {"baseline": tool} if model is None else {"baseline": tool, "model": model}
+    inputs = [teacher] if model is None else []
+    return run.stage(name.replace(":", "-of-"), config, inputs, build).path
 
 
 def _has_checkpoint(out: Path) -> bool:

@@ -269,7 +269,8 @@ def test_the_static_student_trains_exports_and_evaluates_beside_the_teacher(
     ]  # 8 -> 32 for the mse loss
     assert record["config"]["learning_rate"] == 5e-3
     model = load_module_dir(out)
-    assert model.embeddings.weight.shape == (87, 8)
+    vocab = json.loads((embedder / "config.json").read_text())["vocab_size"]
+    assert model.embeddings.weight.shape == (vocab, 8)
     # [CLS] and [SEP] are left out of the mean: a text with or without them embeds alike
     ids = torch.tensor([[5, 6, 7]])
     specials = torch.tensor([[2, 5, 6, 7, 3]])  # make_tokenizer's [CLS] and [SEP]
@@ -300,3 +301,44 @@ def test_static_student_options_are_checked_before_training(embedder, data, tmp_
             max_steps=1, **QUICK_LOGGED,
         )  # fmt: skip
     assert not (tmp_path / "bad").exists()
+
+
+# ------------------------------------------------------------------ the peers in the report
+
+
+def test_the_peers_are_built_from_the_teacher_and_run_in_the_report(embedder, data, tmp_path):
+    """optimum's int8, sentence-transformers' own int8 and model2vec's static model of the same
+    teacher, each as its tool makes it, scored in one report beside the teacher."""
+    from pocketsize.distill.loading import load_tokenizer
+    from pocketsize.eval import evaluate
+    from pocketsize.formats.module_dir import load_module_dir
+    from pocketsize.quantize.baselines import BASELINES
+    from pocketsize.runtime.runners import OnnxRunner
+    from pocketsize.tasks import get_task
+
+    task = get_task("sentence-embedding")
+    peers = {name: BASELINES[name](embedder, tmp_path / name, task=task) for name in BASELINES}
+    # the int8 graphs of optimum and of sentence-transformers, with the pooling those tools run
+    # in Python appended: unit vectors close to the teacher's own embeddings
+
+    enc = load_tokenizer(str(embedder))(TEXTS, padding=True, return_tensors="np")
+    feed = {k: v.astype(np.int64) for k, v in enc.items()}
+    for name in ("optimum-int8", "st-int8"):
+        (graph,) = peers[name].glob("*.onnx")
+        got = OnnxRunner(graph, ("sentence_embedding",), 1, name).run(feed)["sentence_embedding"]
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+        assert M.cosine_to_reference(got, _ours(embedder)).min() > 0.9  # int8 of the same model
+    # model2vec's static model as a StaticEmbedder gives model2vec's own embeddings
+    from model2vec.distill import distill as m2v_distill
+
+    static = m2v_distill(model_name=str(embedder), device="cpu")
+    ours = load_module_dir(peers["model2vec"])
+    tok = load_tokenizer(str(peers["model2vec"]))
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    mine = ours(batch["input_ids"], batch["attention_mask"])["sentence_embedding"].detach().numpy()
+    np.testing.assert_allclose(mine, static.encode(TEXTS), atol=2e-3)  # float16 table
+    report = evaluate(
+        {"teacher": embedder, **peers}, data["test"], task="sentence-embedding",
+        reference="teacher", **EVAL_QUICK,
+    )  # fmt: skip
+    assert set(report.metrics["variants"]) == {"teacher", *BASELINES}

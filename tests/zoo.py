@@ -52,15 +52,15 @@ T5_MAX_LENGTH = 48
 SUBWORDS = ["##s", "##ly", "##ing", "##ed", "##er"]
 
 
-def make_tokenizer(path):
-    """A real BertTokenizerFast over a tiny vocabulary, saved to `path`."""
+def make_tokenizer(path, extra: tuple = ()):
+    """A real BertTokenizerFast over a tiny vocabulary (plus `extra` pieces), saved to `path`."""
     from transformers import BertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
     # one entry per piece: a duplicate would leave a hole in the ids
     vocab = (
         SPECIALS + WORDS + SUBWORDS + [c for c in "abcdefghijklmnopqrstuvwxyz" if c not in WORDS]
-    )
+    ) + list(extra)
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
     tok.save_pretrained(path)
@@ -158,7 +158,7 @@ def make_tiny_embedder(path, seed: int = 0, pooling: str = "mean", **overrides):
 
     from pocketsize.formats.sentence_dir import Pooling, write_sentence_files
 
-    tok = make_tokenizer(path)
+    tok = make_tokenizer(path, extra=("##a",))  # model2vec splits a long word into pieces
     config = tiny_bert_config(len(tok), **overrides)
     torch.manual_seed(seed)
     model = AutoModel.from_config(config).eval()

@@ -2,7 +2,9 @@
 that a report can put pocketsize's result beside it (recipe: `eval: {baselines: [...]}`).
 
 optimum-int8: optimum's exporter, ORTOptimizer at O2 and ORTQuantizer's dynamic int8 with the
-AutoQuantizationConfig of this CPU. Nothing of pocketsize touches the model.
+AutoQuantizationConfig of this CPU. Nothing of pocketsize touches the model (a sentence
+embedder's graph gets the pooling sentence-transformers would run after it: Task.complete_graph).
+st-int8, model2vec: the sentence embedders' peers (quantize/embedding_baselines.py).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def optimum_int8(model_dir, out, *, task, overwrite: bool = False) -> Path:
         shutil.rmtree(exported)
         shutil.rmtree(optimized)
         tokenizer.save_pretrained(tmp)
+        task.complete_graph(tmp, model_dir)  # e.g. an embedder's pooling, run after the graph
         update_record(
             tmp,
             format="onnx",
@@ -80,10 +83,49 @@ def _quantization_config():
     return getattr(AutoQuantizationConfig, detect_target())(is_static=False)
 
 
-BASELINES: dict[str, Callable] = {"optimum-int8": optimum_int8}
+def st_int8(model_dir, out, *, task, overwrite: bool = False) -> Path:
+    from pocketsize.quantize.embedding_baselines import sentence_transformers_int8
+
+    return sentence_transformers_int8(model_dir, out, task=task, overwrite=overwrite)
+
+
+def model2vec(model_dir, out, *, task, overwrite: bool = False) -> Path:
+    from pocketsize.quantize.embedding_baselines import model2vec_static
+
+    return model2vec_static(model_dir, out, task=task, overwrite=overwrite)
+
+
+BASELINES: dict[str, Callable] = {
+    "optimum-int8": optimum_int8,
+    "st-int8": st_int8,  # sentence embedders: sentence-transformers' own int8 ONNX
+    "model2vec": model2vec,  # sentence embedders: model2vec's static distillation
+}
+
+
+def parse_baseline(entry: str) -> tuple[str | None, str | None]:
+    """(tool, model) of a recipe's baseline entry: "optimum-int8" (the tool, on the teacher),
+    "st-int8:minilm-l6" (the tool, on another model) or "minilm-l6" (another model as it
+    ships: a catalogue name or a directory); None where the entry leaves it to the teacher or
+    names no tool."""
+    tool, colon, model = str(entry).partition(":")
+    if colon:
+        return tool, model
+    return (entry, None) if entry in BASELINES else (None, entry)
 
 
 def check_baselines(names) -> None:
-    unknown = [n for n in names or [] if n not in BASELINES]
-    if unknown:
-        raise PocketsizeError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
+    import os
+
+    from pocketsize.assets.catalogue import is_catalogued
+
+    for entry in names or []:
+        tool, model = parse_baseline(entry)
+        if tool is not None and tool not in BASELINES:
+            raise PocketsizeError(
+                f"unknown baseline tool {tool!r} in {entry!r}; known: {', '.join(BASELINES)}"
+            )
+        if model is not None and not (is_catalogued(model) or os.path.isdir(model)):
+            raise PocketsizeError(
+                f"baseline {entry!r}: {model!r} is neither a baseline tool ({', '.join(BASELINES)}) "
+                "nor a catalogue model or model directory; write TOOL, TOOL:MODEL or MODEL"
+            )

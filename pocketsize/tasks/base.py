@@ -139,6 +139,11 @@ class Task:
         """Files the task's model needs beside its weights and config (written by the stages
         that save a model): e.g. a sentence embedder's pooling. Default: none."""
 
+    def complete_graph(self, onnx_dir, source_dir) -> None:
+        """Finish the graphs another tool exported into `onnx_dir` from the model in
+        `source_dir` (a baseline), where that tool's runtime does part of the work in Python
+        after the graph: e.g. a sentence embedder's pooling. Default: nothing to add."""
+
     def self_supervised_loss(self, outputs):
         """A loss of the model's outputs alone, whose gradients rank the model's parts where the
         data carry no labels (pruning's importance): cross-entropy against its own argmax."""

@@ -148,6 +148,19 @@ class SentenceEmbedding(Task):
         e = F.normalize(outputs["sentence_embedding"].float(), dim=-1)
         return F.cross_entropy(e @ e.T / 0.05, torch.arange(len(e), device=e.device))
 
+    def complete_graph(self, onnx_dir, source_dir) -> None:
+        """Append the source's pooling to each graph that stops at the token embeddings (what
+        optimum and sentence-transformers export), as sentence-transformers runs it after."""
+        from pathlib import Path
+
+        from pocketsize.formats.pooling_graph import append_pooling, has_pooling
+        from pocketsize.formats.sentence_dir import Pooling, read_pooling
+
+        pooling = read_pooling(source_dir) or Pooling()
+        for graph in sorted(Path(onnx_dir).glob("*.onnx")):
+            if not has_pooling(graph):
+                append_pooling(graph, pooling.mode, pooling.normalize)
+
     def export_output_axes(self) -> dict[str, dict]:
         """The pooled embedding, and the token embeddings under the name that optimum's
         ORTModelForFeatureExtraction (SentenceTransformer's ONNX backend) and transformers.js's
