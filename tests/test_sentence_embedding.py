@@ -216,6 +216,9 @@ def test_the_report_scores_embeddings_on_labelled_text_and_refuses_unlabelled(em
     assert again["agreement"] == 1.0 and again["fidelity"]["similarity_spearman"] == 1.0
     assert again["fidelity"]["mean_cosine"] == pytest.approx(1.0)
     assert set(again["metrics"]) >= {"accuracy", "v_measure"}
+    header, rows = report.fidelity_rows()
+    assert header[2:4] == ["similarity Spearman", "mean cosine to reference"]
+    assert "KL" not in header and rows[1][2:4] == ["1.0000", "1.0000"]
     with pytest.raises(PocketsizeError, match="scored on labelled text"):
         evaluate(
             {"teacher": embedder}, Dataset.from_dict({"text": TEXTS}), task="sentence-embedding",

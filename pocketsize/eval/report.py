@@ -53,6 +53,17 @@ def _num(x, fmt: str = "{:.3f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
+LOGIT_FIDELITY = [
+    ("kl", "KL", "{:.2e}"),
+    ("max_abs_logit_diff", "max |Δlogit|", "{:.2e}"),
+    ("mean_abs_logit_diff", "mean |Δlogit|", "{:.2e}"),
+]
+EMBEDDING_FIDELITY = [
+    ("similarity_spearman", "similarity Spearman", "{:.4f}"),
+    ("mean_cosine", "mean cosine to reference", "{:.4f}"),
+]
+
+
 class Report:
     """The result of evaluate(): `.metrics` (the metrics.json dict), `.save(dir)`, `.table()`."""
 
@@ -119,8 +130,17 @@ class Report:
             rows.append(row)
         return header, rows
 
+    def fidelity_columns(self) -> list[tuple[str, str, str]]:
+        """The fidelity figures the task's runs have: the distributions' (KL, logit
+        differences), and a sentence embedder's (similarity Spearman, mean cosine)."""
+        records = [r["fidelity"] for r in self.variants.values()]
+        extra = [c for c in EMBEDDING_FIDELITY if any(f.get(c[0]) is not None for f in records)]
+        logits = any("kl" in f for f in records) or not extra
+        return (LOGIT_FIDELITY if logits else []) + extra
+
     def fidelity_rows(self) -> tuple[list[str], list[list[str]]]:
-        header = ["variant", "agreement (95% CI)", "KL", "max |Δlogit|", "mean |Δlogit|"]
+        columns = self.fidelity_columns()
+        header = ["variant", "agreement (95% CI)", *(title for _, title, _ in columns)]
         levels = any(r.get("agreement_levels") for r in self.variants.values())
         header += ["agreement by level"] if levels else []
         header += ["disagreements", "peak memory (model)", "throughput b-max"]
@@ -134,9 +154,7 @@ class Report:
                 [
                     name,
                     f"{r['agreement']:.2%} [{lo:.2%}, {hi:.2%}]",
-                    _num(f.get("kl"), "{:.2e}"),
-                    _num(f.get("max_abs_logit_diff"), "{:.2e}"),
-                    _num(f.get("mean_abs_logit_diff"), "{:.2e}"),
+                    *(_num(f.get(key), fmt) for key, _, fmt in columns),
                     *([_levels(r)] if levels else []),
                     str(r["disagreements_total"]),
                     (
