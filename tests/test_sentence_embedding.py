@@ -345,3 +345,31 @@ def test_the_peers_are_built_from_the_teacher_and_run_in_the_report(embedder, da
         reference="teacher", **EVAL_QUICK,
     )  # fmt: skip
     assert set(report.metrics["variants"]) == {"teacher", *BASELINES}
+
+
+# ------------------------------------------------------------------ MPNet (all-mpnet-base-v2's)
+
+
+def test_an_mpnet_embedder_truncates_prunes_its_mlp_and_refuses_heads(data, tmp_path):
+    from pocketsize.prune import prune
+
+    teacher = make_tiny_embedder(tmp_path / "mpnet", arch="mpnet")
+    student = distill(
+        teacher, data, "truncate:1", tmp_path / "student", task="sentence-embedding",
+        max_steps=2, **QUICK_LOGGED,
+    )  # fmt: skip
+    config = json.loads((student / "config.json").read_text())
+    assert (config["model_type"], config["num_hidden_layers"]) == ("mpnet", 1)
+    np.testing.assert_allclose(_ours(student), _st_encode(student), atol=1e-5)
+    pruned = prune(
+        student, data, out=tmp_path / "pruned", task="sentence-embedding", ffn=0.5,
+        max_examples=16, verbose=False,
+    )  # fmt: skip
+    assert json.loads((pruned / "config.json").read_text())["intermediate_size"] == 19  # of 37
+    np.testing.assert_allclose(_ours(pruned), _st_encode(pruned), atol=1e-5)
+    with pytest.raises(PocketsizeError, match="share one relative position bias"):
+        prune(
+            student, data, out=tmp_path / "heads", task="sentence-embedding", heads=0.5,
+            verbose=False,
+        )  # fmt: skip
+    assert not (tmp_path / "heads").exists()

@@ -150,16 +150,20 @@ def make_tiny_bert(path, task: str = "text-classification", seed: int = 0, **ove
     return path
 
 
-def make_tiny_embedder(path, seed: int = 0, pooling: str = "mean", **overrides):
-    """A tiny random BERT encoder saved as a sentence-transformers directory (modules.json,
-    1_Pooling with `pooling`, Normalize), as all-MiniLM-L6-v2 and all-mpnet-base-v2 ship."""
+def make_tiny_embedder(path, seed: int = 0, pooling: str = "mean", arch="bert", **overrides):
+    """A tiny random encoder (BERT, or `arch` as tiny_config makes it) saved as a
+    sentence-transformers directory (modules.json, 1_Pooling with `pooling`, Normalize), as
+    all-MiniLM-L6-v2 (BERT) and all-mpnet-base-v2 (MPNet) ship."""
     import torch
     from transformers import AutoModel
 
     from pocketsize.formats.sentence_dir import Pooling, write_sentence_files
 
     tok = make_tokenizer(path, extra=("##a",))  # model2vec splits a long word into pieces
-    config = tiny_bert_config(len(tok), **overrides)
+    if arch == "bert":
+        config = tiny_bert_config(len(tok), **overrides)
+    else:  # (make_tokenizer's [PAD] is id 0)
+        config = tiny_config(arch, len(tok), **{"pad_token_id": 0, **overrides})
     torch.manual_seed(seed)
     model = AutoModel.from_config(config).eval()
     model.save_pretrained(path)

@@ -7,6 +7,7 @@ from pocketsize.prune.layouts import (  # noqa: F401  (registers them)
     distilbert,
     gpt2,
     modernbert,
+    mpnet,
 )
 from pocketsize.prune.layouts.base import (
     Layout,
