@@ -373,3 +373,31 @@ def test_an_mpnet_embedder_truncates_prunes_its_mlp_and_refuses_heads(data, tmp_
             verbose=False,
         )  # fmt: skip
     assert not (tmp_path / "heads").exists()
+
+
+def test_the_suite_scores_every_variant_on_more_labelled_sets_and_averages(
+    embedder, data, tmp_path
+):
+    from zoo import make_tiny_bert, write_cls_files
+
+    from pocketsize.eval import Report, evaluate
+
+    one = write_cls_files(tmp_path / "one", n_test=40, seed=3)
+    two = write_cls_files(tmp_path / "two", n_test=30, seed=4)
+    report = evaluate(
+        {"teacher": embedder, "again": embedder}, data["test"], task="sentence-embedding",
+        reference="teacher", suite=[str(one), str(two)], suite_examples=25, **EVAL_QUICK,
+    )  # fmt: skip
+    record = report.metrics["variants"]["again"]
+    assert list(record["suite"]) == [str(one), str(two)]
+    figures = [v for f in record["suite"].values() for v in f.values()]
+    assert len(figures) == 4 and record["suite_mean"] == pytest.approx(np.mean(figures))
+    # the same model scores the same on each set: the figures are the embeddings', not noise
+    assert record["suite"] == report.metrics["variants"]["teacher"]["suite"]
+    report.save(tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Suite: more labelled sets" in md and f"{str(two)} v_measure" in md
+    assert Report.load(tmp_path / "report").to_markdown() == report.to_markdown()
+    classifier = make_tiny_bert(tmp_path / "classifier")
+    with pytest.raises(PocketsizeError, match="suite= scores tasks whose models name no labels"):
+        evaluate({"c": classifier}, data["test"], suite=[str(one)], **EVAL_QUICK)

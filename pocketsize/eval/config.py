@@ -83,6 +83,16 @@ class EvalConfig(Config):
         "onnxruntime-gpu's CUDA provider if installed), auto (the GPU where there is one); "
         "peak memory is always measured on the CPU",
     )
+    suite: list[str] = option(
+        [],
+        "labelled datasets to score every variant on besides the evaluated split (their test "
+        "splits): a sentence embedder's downstream suite; the report adds each and their mean",
+        coerce=_names,
+        metavar="DATASET",
+    )
+    suite_examples: int = option(
+        1000, "examples per suite dataset (a seeded sample of its test split)", at_least(1)
+    )
     max_examples: int | None = option(
         None,
         "evaluate a seeded sample of N examples (default: all)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from pocketsize.eval.config import EvalConfig
 from pocketsize.eval.environment import library_versions, machine_info
 from pocketsize.eval.labels import align_labels
 from pocketsize.eval.report import SCHEMA_VERSION, Report, mark_pareto
+from pocketsize.eval.suite import check_suite, score_suite
 from pocketsize.formats.model_dir import max_length_of
 from pocketsize.options import keywords_from
 from pocketsize.runtime import cost, devices
@@ -75,11 +77,15 @@ def evaluate(
     cfg = EvalConfig.build(config, **options)  # refused in one line before any work
     trust = dict(trust_module_code=trust_module_code, trust_remote_code=trust_remote_code)
     run = _resolve(variants, dataset, cfg, task, final, progress, trust)
+    check_suite(run)
     with _torch_threads(run.threads):
         _predict_all(run)
         if cfg.latency:
             run.latency, run.timed = _latency(run)
     records = _records(run)
+    if cfg.suite:
+        with _torch_threads(run.threads):
+            score_suite(run, records, functools.partial(_predict_on, run))
     if cfg.memory:
         _measure_memory(run, records)
     _relative_figures(records, run.reference)
@@ -230,6 +236,17 @@ def _predict_all(run: _Run) -> None:
             run.progress,
             run.aligned.orders.get(name),
         )
+
+
+def _predict_on(run: _Run, name: str, examples) -> list:
+    """One variant's predictions on other examples (a suite set), as _predict_all makes them."""
+    variant, tokenizer = run.resolved[name], run.tokenizers[name]
+    max_length = max_length_of(variant.config, tokenizer, run.cfg.max_length)
+    found = _predict(
+        name, run.runners[name], tokenizer, run.task, examples, max_length,
+        run.cfg.eval_batch_size, False,
+    )  # fmt: skip
+    return found["predictions"]
 
 
 def _records(run: _Run) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketsize.eval.plots import p50
+from pocketsize.eval.suite import suite_rows
 from pocketsize.fsutil import atomic_dir, write_json
 
 SCHEMA_VERSION = "1.5"
@@ -307,6 +308,9 @@ class Report:
         out += [f"- {n}" for n in self._notes()]
         out += ["", "## Fidelity to the reference and memory", ""]
         out += [_md_table(*self.fidelity_rows()), ""]
+        suite = suite_rows(self.variants)
+        if suite:
+            out += ["## Suite: more labelled sets", "", _md_table(*suite), ""]
         if images:
             out += ["## Trade-off", "", f"![accuracy vs latency and size]({PARETO_PNG})", ""]
             out += [f"![size, latency and agreement along the stages]({STAGES_PNG})", ""]
@@ -344,6 +348,9 @@ class Report:
             "<h2>Fidelity to the reference and memory</h2>",
             _html_table(*self.fidelity_rows()),
         ]
+        suite = suite_rows(self.variants)
+        if suite:
+            parts += ["<h2>Suite: more labelled sets</h2>", _html_table(*suite)]
         if PARETO_PNG in pngs:
             parts += ["<h2>Trade-off</h2>", _html_img(pngs[PARETO_PNG], "trade-off")]
         if STAGES_PNG in pngs:
