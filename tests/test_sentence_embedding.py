@@ -401,3 +401,17 @@ def test_the_suite_scores_every_variant_on_more_labelled_sets_and_averages(
     classifier = make_tiny_bert(tmp_path / "classifier")
     with pytest.raises(PocketsizeError, match="suite= scores tasks whose models name no labels"):
         evaluate({"c": classifier}, data["test"], suite=[str(one)], **EVAL_QUICK)
+
+
+def test_text_alone_and_transfer_text_train_an_embedder(embedder, tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    texts = [t for t in make_cls_dataset(24, 4, 4)["train"]["text"]]
+    data = DatasetDict(train=Dataset.from_dict({"text": texts}))
+    out = distill(
+        embedder, data, "truncate:0", tmp_path / "text-only", task="sentence-embedding",
+        transfer=TEXTS * 3, max_steps=2, **QUICK_LOGGED,
+    )  # fmt: skip
+    record = json.loads((out / "stage.json").read_text())
+    assert record["config"]["transfer_examples"] == len(TEXTS) * 3
+    assert record["train_examples"] == len(texts) + len(TEXTS) * 3

@@ -265,7 +265,11 @@ def _training_examples(run: _Run) -> None:
         run.scratch = scratch_dir("pocketsize-examples-")
         extra = unlabelled_dataset(texts_extra, run.scratch)
         run.n_extra = len(extra)
-        examples = concatenate_datasets([train.cast_column("label", Value("int64")), extra])
+        if "label" in train.column_names:
+            train = train.cast_column("label", Value("int64"))
+        else:  # text alone (a sentence embedder's training text)
+            extra = extra.remove_columns("label")
+        examples = concatenate_datasets([train, extra])
     run.t_features = training_features(task, examples, run.t_tok, run.max_length)
     run.s_features = run.t_features
     if not run.shared_tokenizer:
@@ -442,8 +446,8 @@ def _extra_texts(transfer, augment, train, task, seed, tokenizer):
         return None
     if not task.accepts_transfer_text:
         raise PocketsizeError(
-            f"transfer data and augmentation are supported for text classification only, "
-            f"not {task.name}; drop transfer= and augment="
+            f"transfer data and augmentation are supported for text classification and "
+            f"sentence embeddings, not {task.name}; drop transfer= and augment="
         )
     if "text_pair" in train.column_names:
         raise PocketsizeError(

@@ -79,6 +79,7 @@ class SentenceEmbedding(Task):
     default_losses = {"mse": 1.0, "similarity_mse": 1.0}
     hard_loss = None
     student_kinds = ("truncate", "config", "static")
+    accepts_transfer_text = True  # more text for the teacher to embed: the more, the better
     agreement_meaning = (
         f"the share of each text's {M.NEIGHBOURS} nearest neighbours (cosine, among the test "
         "texts) that the variant finds too"
