@@ -415,3 +415,45 @@ def test_text_alone_and_transfer_text_train_an_embedder(embedder, tmp_path):
     record = json.loads((out / "stage.json").read_text())
     assert record["config"]["transfer_examples"] == len(TEXTS) * 3
     assert record["train_examples"] == len(texts) + len(TEXTS) * 3
+
+
+def _permuted_embedder(path):
+    """A tiny embedder whose tokenizer numbers the same words in another order: another
+    model family's vocabulary (MPNet's for a MiniLM student)."""
+    import shutil
+
+    from transformers import BertTokenizerFast
+
+    make_tiny_embedder(path, seed=5)
+    lines = (path / "vocab.txt").read_text().split()
+    specials = [w for w in lines if w.startswith("[")]
+    (path / "vocab.txt").write_text("\n".join(specials + lines[len(specials) :][::-1]) + "\n")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (path / name).unlink(missing_ok=True)
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True).save_pretrained(path)
+    shutil.rmtree(path / "2_Normalize", ignore_errors=True)
+    return path
+
+
+def test_recovery_from_a_teacher_of_another_vocabulary_reads_its_own_token_ids(
+    embedder, data, tmp_path
+):
+    """The recovery after pruning feeds a teacher given by reference its own tokenizer's ids,
+    not the pruned student's: the teacher's cached outputs are the ones a distillation from
+    that teacher computed (one cache entry), not outputs of the wrong tokens."""
+    from pocketsize.assets.cache import cache_dir
+    from pocketsize.prune import prune
+
+    teacher = _permuted_embedder(tmp_path / "teacher")
+    distill(
+        teacher, data, str(embedder), tmp_path / "distilled", task="sentence-embedding",
+        max_steps=1, **QUICK_LOGGED,
+    )  # fmt: skip
+    entries = sorted(p.name for p in (cache_dir() / "teacher-outputs").iterdir())
+    assert len(entries) == 1
+    prune(
+        embedder, data, out=tmp_path / "pruned", task="sentence-embedding", ffn=0.5,
+        recover=True, recover_teacher=str(teacher), max_examples=16, verbose=False,
+        recover_options={"max_steps": 1, **QUICK_LOGGED},
+    )  # fmt: skip
+    assert sorted(p.name for p in (cache_dir() / "teacher-outputs").iterdir()) == entries
