@@ -85,31 +85,41 @@ def model2vec_static(model_dir, out, *, task, overwrite: bool = False) -> Path:
     return out
 
 
+def _padding_tokenizer(backend):
+    """model2vec's tokenizer as a transformers tokenizer that can pad a batch (its own padding
+    token, or [PAD] added: the model leaves it out of every mean)."""
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
+    padding = backend.padding or {}
+    known = [t.content for t in backend.get_added_tokens_decoder().values()]
+    pad = padding.get("pad_token") or next((t for t in known if t in ("[PAD]", "<pad>")), None)
+    tokenizer.pad_token = pad or "[PAD]"
+    return tokenizer
+
+
 def _as_static_embedder(static):
     """model2vec's StaticModel as a StaticEmbedder: its token mapping and SIF weights folded
     into one row per token; its special tokens and [UNK] left out of the mean, as model2vec
     tokenizes without special tokens and drops [UNK]."""
     import torch
-    from transformers import PreTrainedTokenizerFast
 
     from pocketsize.zoo.static_embedder import StaticEmbedder
 
-    vocab = static.tokenizer.get_vocab_size()
-    ids = np.arange(vocab)
-    rows = ids if static.token_mapping is None else static.token_mapping[ids]
-    table = np.asarray(static.embedding, dtype=np.float32)[rows]
+    tokenizer = _padding_tokenizer(static.tokenizer)
+    vocab = len(tokenizer)  # the ids the tokenizer gives; a padding token added here included
+    embedding = np.asarray(static.embedding, dtype=np.float32)
+    mapping = static.token_mapping
+    ids = np.arange(min(vocab, len(mapping) if mapping is not None else len(embedding)))
+    table = np.zeros((vocab, embedding.shape[1]), dtype=np.float32)
+    table[ids] = embedding[ids if mapping is None else mapping[ids]]
     if static.weights is not None:
-        table = table * np.asarray(static.weights, dtype=np.float32)[ids, None]
+        table[ids] *= np.asarray(static.weights, dtype=np.float32)[ids, None]
     decoder = static.tokenizer.get_added_tokens_decoder()
-    skip = {i for i, token in decoder.items() if token.special}
+    skip = {i for i, token in decoder.items() if token.special} | {tokenizer.pad_token_id}
     if static.unk_token_id is not None:
         skip.add(int(static.unk_token_id))
     module = StaticEmbedder(vocab, table.shape[1], bool(static.normalize), sorted(skip))
     with torch.no_grad():
         module.embeddings.weight.copy_(torch.from_numpy(table))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=static.tokenizer)
-    pad = next((t.content for t in decoder.values() if t.content in ("[PAD]", "<pad>")), None)
-    if pad is None:
-        raise PocketsizeError("model2vec's tokenizer has no padding token; report this model")
-    tokenizer.pad_token = pad
     return module, tokenizer
