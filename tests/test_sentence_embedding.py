@@ -298,6 +298,11 @@ def test_static_student_options_are_checked_before_training(embedder, data, tmp_
             embedder, data, "static:dim=0", tmp_path / "bad", task="sentence-embedding",
             max_steps=1, **QUICK_LOGGED,
         )  # fmt: skip
+    with pytest.raises(PocketsizeError, match="dim=64 is wider than the teacher's 32-wide"):
+        distill(
+            embedder, data, "static:dim=64", tmp_path / "bad", task="sentence-embedding",
+            max_steps=1, **QUICK_LOGGED,
+        )  # fmt: skip
     with pytest.raises(PocketsizeError, match="student 'static' has no option width"):
         distill(
             embedder, data, "static:width=8", tmp_path / "bad", task="sentence-embedding",

@@ -295,7 +295,6 @@ ALIASES = {
     "attn": "attention_kl",
     "embedding": "embedding_mse",
     "embeddings": "embedding_mse",
-    "cos_output": "cosine",
     "relational": "similarity_mse",
     "similarity": "similarity_mse",
 }

@@ -31,6 +31,11 @@ def static_from_teacher(teacher, tokenizer, dim: int | None = None, init: str = 
         )
     if init not in ("teacher", "random"):
         raise PocketsizeError(f"static student init must be 'teacher' or 'random', not {init!r}")
+    if init == "teacher" and dim > width:
+        raise PocketsizeError(
+            f"static student dim={dim} is wider than the teacher's {width}-wide tokens it starts "
+            f"from; choose dim <= {width}, or init=random"
+        )
     skip = [i for i in tokenizer.all_special_ids if i != tokenizer.unk_token_id and i < vocab]
     student = StaticEmbedder(vocab, dim, normalize=True, skip_ids=skip)
     with torch.no_grad():
