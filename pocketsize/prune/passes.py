@@ -202,9 +202,6 @@ class Recovery(Pass):
     def __init__(self):
         self.arguments = None  # distill's config and run controls, checked up front
         self.teacher = None
-        # a teacher given by reference reads with its own tokenizer (None: distill loads it);
-        # the unpruned model, or a module passed in, reads with the pruned model's
-        self.own_tokenizer = False
 
     def check(self, run: Pruning) -> None:
         from pocketsize.prune.recovery import recovery_arguments
@@ -220,7 +217,6 @@ class Recovery(Pass):
             self.teacher = copy.deepcopy(run.model)  # a base encoder's fresh head is only here
         else:
             self.teacher = given if hasattr(given, "state_dict") else load_teacher(given)
-            self.own_tokenizer = not hasattr(given, "state_dict")
 
     def apply(self, run: Pruning) -> None:
         from pocketsize.prune.recovery import recover
@@ -230,9 +226,12 @@ class Recovery(Pass):
             run.model.save_pretrained(student_dir)
             run.tokenizer.save_pretrained(student_dir)
         processes.wait()
-        # a teacher of its own (e.g. MPNet for a MiniLM student) reads its own token ids: its
-        # tokenizer is loaded from its directory (None), not the pruned model's
-        teacher_tokenizer = None if self.own_tokenizer else run.tokenizer
+        # a teacher given by reference (e.g. MPNet for a MiniLM student) reads its own token
+        # ids: distill loads its tokenizer from its directory (None); the unpruned model, or a
+        # module passed in, reads with the pruned model's
+        given = run.cfg.recover_teacher
+        by_reference = given is not None and not hasattr(given, "state_dict")
+        teacher_tokenizer = None if by_reference else run.tokenizer
         result = recover(
             self.teacher, student_dir, run.data, run.work, self.arguments, teacher_tokenizer,
             run.task.name,

@@ -22,6 +22,15 @@ def as_matrix(embeddings) -> np.ndarray:
     return np.asarray(np.stack([np.asarray(e, dtype=np.float32) for e in embeddings]))
 
 
+def fingerprint(embeddings, labels) -> str:
+    """A key for one set of embeddings and labels (their bytes)."""
+    import hashlib
+
+    digest = hashlib.sha1(as_matrix(embeddings).tobytes())
+    digest.update(np.asarray(labels).tobytes())
+    return digest.hexdigest()
+
+
 def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
