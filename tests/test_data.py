@@ -137,3 +137,43 @@ def test_load_texts_of_a_split(tiny_cls_data):
     assert load_texts(tiny_cls_data, split="test") == tiny_cls_data["test"]["text"]
     with pytest.raises(PocketsizeError, match="no split 'dev'"):
         load_texts(tiny_cls_data, split="dev")
+
+
+def test_text_specs_draw_a_split_and_a_fixed_sample():
+    from pocketsize.data.text_specs import spec_texts, specs_texts
+
+    data = load_dataset("vader-tweets")
+    train = spec_texts("vader-tweets:train")
+    assert train == [t for t in data["train"]["text"] if t.strip()]
+    assert not set(train) & set(data["test"]["text"])  # the test split stays out
+    sample = spec_texts("vader-tweets:train:50")
+    assert len(sample) == 50 and set(sample) <= set(train)
+    assert sample == spec_texts("vader-tweets:train:50")  # the same texts on every run
+    assert sample != train[:50]  # a sample across the split, not its first rows
+    both = specs_texts("vader-tweets:train:50, vader-amazon:test:5")
+    assert both[:50] == sample and len(both) == 55
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("vader-tweets:train:0", "sample size '0' must be a whole number"),
+        ("vader-tweets:train:many", "sample size 'many'"),
+        ("vader-tweets::5", "expected NAME, NAME:SPLIT or NAME:SPLIT:N"),
+        ("vader-tweets:dev", "no split 'dev'"),
+    ],
+)
+def test_bad_text_specs_are_named(spec, message):
+    from pocketsize.data.text_specs import spec_texts
+
+    with pytest.raises(PocketsizeError, match=message):
+        spec_texts(spec)
+
+
+def test_a_file_path_is_never_read_as_a_spec(tmp_path):
+    from pocketsize.data.text_specs import specs_texts
+
+    path = tmp_path / "a:b.csv"
+    rows = [f"text number {i}" for i in range(40)]
+    path.write_text("text,label\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(rows)))
+    assert sorted(specs_texts(str(path))) == sorted(rows)

@@ -410,6 +410,19 @@ def test_vocab_corpora_keep_the_pieces_of_a_dataset_text(tiny, data, tmp_path):
     assert record["vocab"]["corpora"] == [str(corpus)]
 
 
+def test_vocab_min_count_drops_the_rare_pieces_and_keeps_the_special_ones(tiny, data, tmp_path):
+    out1 = prune(tiny, data, vocab=True, out=tmp_path / "m1", verbose=False)
+    out3 = prune(tiny, data, vocab=True, vocab_min_count=3, out=tmp_path / "m3", verbose=False)
+    kept1, kept3 = load_pruned(out1).config.vocab_size, load_pruned(out3).config.vocab_size
+    assert kept3 < kept1
+    record = json.loads((out3 / "stage.json").read_text())["vocab"]
+    assert record["min_count"] == 3 and record["kept_vocab_size"] == kept3
+    new_tok = tok(out3)
+    assert all(i < kept3 for i in new_tok.all_special_ids)
+    with pytest.raises(PocketsizeError, match="vocab_min_count"):
+        prune(tiny, data, vocab=True, vocab_min_count=0, out=tmp_path / "m0", verbose=False)
+
+
 def test_pruning_a_pruned_model_again(pruned_all, data, tmp_path):
     out = prune(pruned_all, data, heads=0.5, ffn=0.5, out=tmp_path / "again", verbose=False)
     model = load_pruned(out)

@@ -420,6 +420,13 @@ def test_text_alone_and_transfer_text_train_an_embedder(embedder, tmp_path):
     record = json.loads((out / "stage.json").read_text())
     assert record["config"]["transfer_examples"] == len(TEXTS) * 3
     assert record["train_examples"] == len(texts) + len(TEXTS) * 3
+    # another dataset's training split, sampled, as a spec (its test split stays unseen)
+    out = distill(
+        embedder, data, "truncate:0", tmp_path / "spec", task="sentence-embedding",
+        transfer="vader-tweets:train:30,vader-amazon:train:10", max_steps=2, **QUICK_LOGGED,
+    )  # fmt: skip
+    record = json.loads((out / "stage.json").read_text())
+    assert record["config"]["transfer_examples"] == 40
 
 
 def _permuted_embedder(path):

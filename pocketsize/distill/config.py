@@ -113,7 +113,8 @@ class DistillConfig(TrainingConfig):
     projection: bool = option(True, "allow linear projections where hidden widths differ")
     transfer: Any = option(
         None,
-        "extra unlabelled text labelled by the teacher: a file or a dataset name "
+        "extra unlabelled text labelled by the teacher: a text file, or datasets as "
+        "NAME, NAME:SPLIT or NAME:SPLIT:N (a sample), comma-separated "
         "(Python: also a list of texts or a Dataset)",
         coerce=_path_text,
         metavar="FILE_OR_NAME",

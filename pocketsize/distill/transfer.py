@@ -1,7 +1,7 @@
 """Transfer data: unlabelled text the teacher labels with its soft outputs.
 
-Two sources: (a) extra text (a list, a text file with one example per line, a Dataset or a
-catalogue dataset name); (b) Tang et al. 2019's augmentation of the training text: token
+Two sources: (a) extra text (a list, a text file with one example per line, a Dataset, or
+dataset specs: `NAME`, `NAME:SPLIT`, `NAME:SPLIT:N`, comma-separated, see data/text_specs.py); (b) Tang et al. 2019's augmentation of the training text: token
 masking, word replacement and n-gram sampling. Augmentation is deterministic per seed, so
 the augmented set -- and hence the teacher's outputs on it -- hits the cache on a rerun.
 """
@@ -52,9 +52,9 @@ def iter_transfer_texts(source) -> Iterator[str]:
             with open(path, encoding="utf-8") as f:
                 yield from (line.strip() for line in f if line.strip())
             return
-        from pocketsize.data import load_texts
+        from pocketsize.data.text_specs import specs_texts
 
-        yield from (t for t in load_texts(str(source)) if t and t.strip())
+        yield from specs_texts(str(source))
         return
     raise PocketsizeError(
         f"transfer data must be a list of strings, a text file, a Dataset or a dataset name, "

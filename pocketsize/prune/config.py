@@ -105,6 +105,12 @@ class PruneConfig(Config):
     # vocab: the pieces the data uses (last: it renumbers the tokenizer)
     vocab: bool = option(False, "trim the vocabulary to the pieces the data uses")
     vocab_splits: list = option(["train", "validation"], "the splits whose text's pieces are kept")
+    vocab_min_count: int = option(
+        1,
+        "keep a piece only when the text uses it this often (rarer ones read as [UNK]); "
+        "special tokens and vocab_keep are always kept",
+        at_least(1),
+    )
     vocab_extra_text: Any = option(
         None,
         "a text file (one text a line) whose pieces are also kept (Python: also a list of texts)",
@@ -114,7 +120,7 @@ class PruneConfig(Config):
     )
     vocab_corpora: list = option(
         [],
-        "datasets (catalogue names, files, hub ids) whose text's pieces are also kept",
+        "datasets whose text's pieces are also kept: NAME, NAME:SPLIT or NAME:SPLIT:N (a sample)",
         coerce=_corpora,
         old_flags={"--vocab-corpus": None},
         metavar="DATASET",

@@ -291,7 +291,7 @@ class Vocab(Pass):
             raise PocketsizeError(
                 f"no text found in splits {list(cfg.vocab_splits)} for vocabulary trimming"
             )
-        keep = vocab_mod.used_ids(tokenizer, texts, self.keep_tokens)
+        keep = vocab_mod.used_ids(tokenizer, texts, self.keep_tokens, cfg.vocab_min_count)
         original_size = model.config.vocab_size
         old2new, kept = vocab_mod.plan_vocab(tokenizer, keep, original_size)
         run.new_tokenizer_dir = run.work / "tokenizer"
@@ -304,6 +304,7 @@ class Vocab(Pass):
             "extra_texts": len(self.extra_texts),
             "corpora": [str(c) for c in cfg.vocab_corpora],
             "keep_tokens": len(self.keep_tokens),
+            "min_count": cfg.vocab_min_count,
             "original_vocab_size": original_size,
             "kept_vocab_size": kept,
             "embedding_shrink": round(original_size / kept, 3),

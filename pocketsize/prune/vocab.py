@@ -22,6 +22,7 @@ a dropped piece then fails loudly (index out of range) instead of silently readi
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -79,21 +80,26 @@ def read_lines(source) -> list[str]:
 
 
 def corpus_texts(corpora: list[str]) -> list[str]:
-    """Every text of the named datasets (catalogue names, local files, hub ids), e.g. a broad
+    """The texts of dataset specs (NAME, NAME:SPLIT or NAME:SPLIT:N; data/text_specs.py), e.g. a broad
     corpus whose pieces a trimmed vocabulary keeps beside the task's own."""
-    from pocketsize.data import load_texts
+    from pocketsize.data.text_specs import spec_texts
 
-    return [t for name in corpora for t in load_texts(name) if isinstance(t, str) and t]
+    return [t for spec in corpora for t in spec_texts(spec)]
 
 
-def used_ids(tokenizer, texts: list[str], keep_tokens: Iterable = (), batch: int = 1000) -> set:
-    """Ids of the pieces `texts` tokenize into, plus special/added tokens and a user list."""
-    ids: set[int] = set(tokenizer.all_special_ids)
-    ids |= set(tokenizer.added_tokens_decoder)
+def used_ids(
+    tokenizer, texts: list[str], keep_tokens: Iterable = (), min_count: int = 1, batch: int = 1000
+) -> set:
+    """Ids of the pieces `texts` tokenize into at least `min_count` times, plus special/added
+    tokens and a user list (kept whatever their count)."""
+    counts: Counter = Counter()
     for start in range(0, len(texts), batch):
         enc = tokenizer(texts[start : start + batch], add_special_tokens=False)["input_ids"]
         for row in enc:
-            ids.update(row)
+            counts.update(row)
+    ids = {i for i, n in counts.items() if n >= min_count}
+    ids |= set(tokenizer.all_special_ids)
+    ids |= set(tokenizer.added_tokens_decoder)
     vocab = tokenizer.get_vocab()
     for tok in keep_tokens:
         if isinstance(tok, int):
@@ -161,7 +167,8 @@ def rewrite_tokenizer(tokenizer, old2new: dict, out_dir: Path) -> None:
     _remap_post_processor(tj.get("post_processor"), old2new)
     if tj.get("padding") and "pad_id" in tj["padding"]:
         tj["padding"]["pad_id"] = old2new[tj["padding"]["pad_id"]]
-    tj_path.write_text(json.dumps(tj, ensure_ascii=False, indent=2), encoding="utf-8")
+    # compact: the file ships with the model, and indentation is a third of a WordPiece file
+    tj_path.write_text(json.dumps(tj, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
 
     cfg_path = out_dir / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
