@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 
+from pocketsize._pins import check_transformers
+
 __version__ = "0.1.0"
+
+check_transformers()  # one line on transformers >= 4.58, before anything reaches optimum
 
 # public name -> module that defines it
 _API = {
