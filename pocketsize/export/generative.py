@@ -107,7 +107,7 @@ def export_generative(
 ) -> Path:
     """Export a causal LM / seq2seq model with optimum (past key values), checked against PyTorch:
     logits of one forward within `atol`, and greedy generation giving the same tokens."""
-    from pocketsize.formats.records import stage_output, update_record
+    from pocketsize.formats.records import carried, stage_output, update_record
     from pocketsize.fsutil import check_output_dir
 
     check_output_dir(out, overwrite)
@@ -161,6 +161,7 @@ def export_generative(
                 parity_max_abs_diff=parity["max_abs_logit_diff"],
                 generation_parity=parity["same_tokens"],
                 parity=parity,
+                **carried(model_dir),
             )
     return Path(out)
 

@@ -26,9 +26,10 @@ from pocketsize.export.exporters import (
     write_graph,
 )
 from pocketsize.formats import hf_load
+from pocketsize.formats.gguf_file import gguf_file_of
 from pocketsize.formats.module_dir import is_module_dir, load_module_dir
 from pocketsize.formats.onnx_dir import check_onnx_file
-from pocketsize.formats.records import RECORD, stage_output, update_record
+from pocketsize.formats.records import RECORD, carried, stage_output, update_record
 from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
 from pocketsize.fsutil import check_output_dir
 from pocketsize.options import keywords_from
@@ -146,7 +147,7 @@ def _export_plain(model, job: _Job, graph: Graph, task, trust_module_code: bool)
 
 def _resolve_model_dir(model, trust_remote_code: bool = False) -> Path:
     path = Path(str(model))
-    if not path.exists():
+    if not path.exists() or gguf_file_of(str(path)) is not None:
         from pocketsize.assets import resolve_model
 
         path = Path(resolve_model(str(model)))
@@ -222,6 +223,7 @@ def _export_transformers(model_dir: Path, job: _Job, task) -> Path:
             parity_max_abs_diff=parity["max_abs_diff"],
             parity=parity,
             **notes,
+            **carried(model_dir),
         )
         _add_layouts(tmp, job.config)
     return job.out

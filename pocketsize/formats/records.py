@@ -61,6 +61,17 @@ def update_record(directory: str | os.PathLike, **fields) -> dict:
     return record
 
 
+# where the weights came from (formats/gguf_file.py): carried into every model made from the
+# same weights (export, quantize), so a shipped graph still says it was a GGUF file
+CARRIED = ("dequantized_from",)
+
+
+def carried(directory: str | os.PathLike | None) -> dict:
+    """The CARRIED facts of a model directory's record."""
+    record = read_record(directory) if directory is not None else {}
+    return {k: record[k] for k in CARRIED if k in record}
+
+
 def inherited(record: dict) -> dict:
     """What a stage made from another stage's output keeps of that output's record: the facts
     about the model (task, model type, ...), not the other stage's own parts."""

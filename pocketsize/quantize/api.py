@@ -22,7 +22,7 @@ from pocketsize.formats.onnx_dir import (
     ort_session,
 )
 from pocketsize.formats.ort_format import to_mobile
-from pocketsize.formats.records import read_record, stage_output, update_record
+from pocketsize.formats.records import carried, read_record, stage_output, update_record
 from pocketsize.formats.side_files import copy_model_side_files, has_tokenizer
 from pocketsize.fsutil import check_output_dir, write_json
 from pocketsize.options import keywords_from
@@ -258,6 +258,7 @@ def _finish_dir(tmp: Path, job: Job, source_record: dict, model, info: dict, cfg
         model_type=source_record.get("model_type"),
         source=str(model) if not hasattr(model, "forward") else type(model).__name__,
         **info,
+        **carried(job.src_dir),
     )
     if cfg.mobile:
         to_mobile(tmp)

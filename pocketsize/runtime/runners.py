@@ -21,6 +21,7 @@ import numpy as np
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.formats import hf_load
+from pocketsize.formats.gguf_file import gguf_file_of
 from pocketsize.formats.model_dir import load_model_dir, read_config
 from pocketsize.formats.module_dir import is_module_dir
 from pocketsize.formats.onnx_dir import graph_files, model_file
@@ -85,6 +86,10 @@ def resolve_variant(name: str, spec: Any) -> Variant:
 
 
 def _resolve_path(name: str, path: Path) -> Variant:
+    if gguf_file_of(str(path)) is not None:  # its dequantized directory (formats/gguf_file.py)
+        from pocketsize.assets import resolve_model
+
+        path = Path(resolve_model(str(path)))
     if not path.exists():
         path = _catalogue_path(name, path)
     from pocketsize.runtime.registry import runtime_for
