@@ -1,0 +1,60 @@
+"""`compress`'s options: the constraints the chosen model must meet and the space searched.
+
+One typed config (pocketsize/options.py): the keywords of `ps.compress`, the flags of
+`pocketsize compress` and the recipe's `search:` keys are made from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pocketsize.errors import PocketsizeError
+from pocketsize.options import Check, Config, above, at_least, option, share
+
+LAYER_COUNTS = Check(lambda v: bool(v) and all(n >= 1 for n in v), "layer counts of at least 1")
+SHARES = Check(lambda v: bool(v) and all(0 <= s < 1 for s in v), "shares from 0 (none) to below 1")
+BITS = Check(lambda v: bool(v) and all(b in (4, 8) for b in v), "embedding bits, each 4 or 8")
+
+
+@dataclass(frozen=True)
+class CompressConfig(Config):
+    """The smallest, fastest model that keeps a stated agreement with the teacher."""
+
+    verb = "compress"
+
+    # the budget: what the chosen model must keep (one of the two) and may cost
+    min_agreement: float | None = option(
+        None, "the least agreement with the teacher on the validation split", share()
+    )
+    max_drop: float | None = option(
+        None, "the most the task metric may drop below the teacher's", share()
+    )
+    max_size_mb: float | None = option(None, "the most the shipped files may weigh", above(0))
+    max_latency_ms: float | None = option(
+        None, "the most one call may take at latency_batch (ONNX Runtime, this CPU)", above(0)
+    )
+    latency_batch: int = option(1, "the batch size max_latency_ms is measured at", at_least(1))
+    latency_examples: int = option(
+        32, "validation inputs timed per candidate (latency_examples // batch calls)", at_least(1)
+    )
+    budget_minutes: float = option(60, "wall-clock time the search may spend", above(0))
+    # the space: every combination is a candidate, built and timed before any training
+    layers: list[int] = option(
+        [2, 3, 4], "how many of the teacher's layers a candidate keeps (evenly spread)",
+        LAYER_COUNTS,
+    )  # fmt: skip
+    heads: list[float] = option([0.0, 0.5], "shares of attention heads removed", SHARES)
+    ffn: list[float] = option([0.0, 0.5, 0.75], "shares of FFN neurons removed", SHARES)
+    width: list[float] = option([0.0], "shares of hidden channels removed", SHARES)
+    embedding_bits: list[int] = option([8, 4], "bits of the int8 model's embedding table", BITS)
+    vocab: bool = option(True, "trim the vocabulary to the pieces the data uses")
+    scoring_examples: int = option(
+        64, "training examples that score heads and neurons for pruning", at_least(1)
+    )
+    seed: int = option(42, "seed of the candidates' pruning and training")
+
+    def check(self) -> None:
+        if self.min_agreement is not None and self.max_drop is not None:
+            raise PocketsizeError(
+                "compress takes min_agreement or max_drop, not both; keep the one you mean"
+            )

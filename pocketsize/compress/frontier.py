@@ -1,0 +1,124 @@
+"""The size/latency frontier: every candidate built without training, exported, timed.
+
+Why untrained: a model's size and speed follow from its structure alone, and building the
+structure costs seconds (truncate the teacher, prune it on a few scored examples, export,
+int8) where training it costs minutes. So the whole frontier is measured on this CPU before
+any training is spent, and training goes only to the candidates that meet the size and
+latency limits. Latency is ONNX Runtime's, on real validation inputs at `latency_batch`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from pocketsize.compress.config import CompressConfig
+from pocketsize.compress.space import Candidate
+from pocketsize.compress.trials import TrialLog
+
+PHASE = "frontier"
+
+
+def measure_frontier(
+    teacher: Path, data, candidates: list[Candidate], cfg: CompressConfig, log: TrialLog, task
+) -> list[dict]:
+    """One logged trial per candidate (read back from the log when a rerun finds it there):
+    its shipped size, parameter count and latency (the limits are applied by within_limits,
+    so a rerun with other limits reuses the measurements)."""
+    entries = []
+    for candidate in candidates:
+        entry = log.find(candidate.name, PHASE, **_settings(cfg))
+        if entry is None:
+            entry = log.add(_measure(teacher, data, candidate, cfg, task))
+        entries.append(entry)
+    return entries
+
+
+def within_limits(entry: dict, cfg: CompressConfig) -> bool:
+    size_ok = cfg.max_size_mb is None or entry["size_mb"] <= cfg.max_size_mb
+    speed_ok = cfg.max_latency_ms is None or entry["latency_ms"] <= cfg.max_latency_ms
+    return size_ok and speed_ok
+
+
+def _measure(teacher: Path, data, candidate: Candidate, cfg: CompressConfig, task) -> dict:
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="pocketsize-frontier-") as work:
+        int8 = build_chain(teacher, data, candidate, cfg, task, Path(work), recover=None)
+        size, params, latency = _cost(int8, data, cfg, task)
+    entry = {
+        "candidate": candidate.name, "phase": PHASE, **candidate.to_dict(),
+        "size_mb": round(size / 1e6, 4), "params": params, "latency_ms": round(latency, 4),
+        **_settings(cfg), "seconds": round(time.time() - started, 1),
+    }  # fmt: skip
+    return entry
+
+
+def _settings(cfg: CompressConfig) -> dict:
+    """What a frontier measurement depends on besides the candidate."""
+    return {
+        "latency_batch": cfg.latency_batch, "latency_examples": cfg.latency_examples,
+        "vocab": cfg.vocab, "seed": cfg.seed,
+    }  # fmt: skip
+
+
+def build_chain(
+    teacher: Path, data, candidate: Candidate, cfg: CompressConfig, task, work: Path, recover
+) -> Path:
+    """teacher -> truncated student -> pruned (recovered when `recover` holds distill
+    options) -> ONNX -> int8: the candidate's int8 directory, in `work`."""
+    from pocketsize.export import export
+    from pocketsize.prune import prune
+    from pocketsize.quantize import quantize
+
+    student = _truncated(teacher, candidate, task, work / "student")
+    structure = candidate.prune_options()
+    options = {**structure, "vocab": cfg.vocab}
+    if recover is not None and structure:
+        options.update(recover=True, recover_teacher=str(teacher), recover_options=recover)
+    pruned = student
+    if structure or cfg.vocab:
+        pruned = prune(
+            student, data, task=task.name, out=work / "pruned", verbose=False,
+            max_examples=cfg.scoring_examples, min_examples=1, seed=cfg.seed, **options,
+        )  # fmt: skip
+    onnx_dir = export(pruned, work / "onnx", task=task.name)
+    return quantize(
+        onnx_dir, out=work / "int8", method="dynamic", embedding_bits=candidate.embedding_bits
+    )
+
+
+def _truncated(teacher: Path, candidate: Candidate, task, out: Path) -> Path:
+    """The teacher cut to the candidate's layers, untrained, as a model directory."""
+    from pocketsize.assets import load_tokenizer
+    from pocketsize.distill.saving import save_model
+    from pocketsize.distill.students import build_student
+
+    model = task.prepare_model(task.load_model(str(teacher)), teacher)
+    tokenizer = load_tokenizer(str(teacher))
+    layers = candidate.kept_layers(depth_of(model.config))
+    spec = "truncate:" + ",".join(str(i) for i in layers)
+    student, _ = build_student(model, spec, tokenizer=tokenizer, task=task)
+    save_model(student, tokenizer, out, task)
+    return out
+
+
+def _cost(int8: Path, data, cfg: CompressConfig, task) -> tuple[int, int | None, float]:
+    """(shipped bytes, parameters, median ms per call at latency_batch) of an int8 directory."""
+    from pocketsize.assets import load_tokenizer
+    from pocketsize.quantize.scoring import TaskData, latency_ms, ort_session
+    from pocketsize.runtime.cost import param_count, size_bytes
+    from pocketsize.runtime.runners import resolve_variant
+
+    variant = resolve_variant("candidate", int8)
+    session = ort_session(variant.path)
+    split = data["validation"] if "validation" in data else data["train"]
+    examples = TaskData(task, load_tokenizer(str(int8)), split, limit=cfg.latency_examples)
+    names = [i.name for i in session.get_inputs()]
+    feeds = list(examples.batches(names, cfg.latency_batch))
+    return size_bytes(variant)[0], param_count(variant), latency_ms(session, feeds)
+
+
+def depth_of(config) -> int:
+    """The teacher's layer count, as its config names it."""
+    return getattr(config, "num_hidden_layers", None) or config.num_layers
