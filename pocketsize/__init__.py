@@ -30,6 +30,8 @@ _API = {
     "export": "pocketsize.export",
     "quantize": "pocketsize.quantize",
     "evaluate": "pocketsize.eval",
+    "compress": "pocketsize.compress",
+    "CompressConfig": "pocketsize.compress.config",
     "load_pipeline": "pocketsize.eval",
     "run_recipe": "pocketsize.recipe",
 }

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "pocketsize.export.cli",
     "pocketsize.quantize.cli",
     "pocketsize.eval.cli",
+    "pocketsize.compress.cli",
     "pocketsize.recipe_cli",
 ]
 

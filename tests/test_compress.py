@@ -47,6 +47,7 @@ def test_the_space_is_every_combination_spread_over_the_teacher():
         ({"layers": []}, "option layers: must be layer counts"),
         ({"embedding_bits": [2]}, "option embedding_bits: must be embedding bits"),
         ({"max_size_mb": 0}, "option max_size_mb: must be above 0"),
+        ({"heads": ["half"]}, "option heads: expected a list of floats"),
     ],
 )
 def test_bad_options_are_refused_in_one_line(options, message):
@@ -86,47 +87,92 @@ def test_the_frontier_measures_every_candidate_and_a_rerun_reads_it_back(teacher
     assert len((tmp_path / "trials.jsonl").read_text().splitlines()) == len(found) + 1
 
 
+SEARCH = {**SPACE, "epochs": 0.5, "rungs": 2, "eta": 2, "distill_options": {"batch_size": 16}}
+
 KILLED_RUN = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
-from pocketsize.compress import CompressConfig, TrialLog, candidates, measure_frontier
-from pocketsize.compress import trials
-from pocketsize.tasks import get_task
+from pocketsize.compress import compress, trials
 from zoo import make_cls_dataset
 
 added = trials.TrialLog.add
 def add_then_die(self, entry):
     added(self, entry)
-    if len(self.entries) == 2:
-        os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 would, mid-search
+    if entry["phase"] == "train":
+        os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 would: after the first trained trial
+    return entry
 trials.TrialLog.add = add_then_die
-cfg = CompressConfig(**{space!r})
-data = make_cls_dataset(n_train=48, n_val=16, n_test=16)
-measure_frontier({teacher!r}, data, candidates(cfg, 6), cfg, TrialLog({out!r}),
-                 get_task("text-classification"))
+compress({teacher!r}, make_cls_dataset(n_train=48, n_val=16, n_test=16), {out!r}, **{search!r})
 """
 
 
-def test_a_search_killed_mid_way_continues_where_it_stopped(teacher, data, tmp_path):
+def _log(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+
+
+def test_the_search_keeps_the_limits_logs_every_trial_and_continues_after_kill(
+    teacher, data, tmp_path
+):
     from pathlib import Path
 
+    from pocketsize.compress import compress
+
+    out = tmp_path / "search"
     code = KILLED_RUN.format(
-        tests=str(Path(__file__).parent), space=SPACE, teacher=str(teacher), out=str(tmp_path)
+        tests=str(Path(__file__).parent), teacher=str(teacher), out=str(out), search=SEARCH
     )
     killed = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True)
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
-    before = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
-    assert len(before) == 2
-    cfg = CompressConfig(**SPACE)
-    found = candidates(cfg, depth=6)
-    entries = measure_frontier(
-        teacher, data, found, cfg, TrialLog(tmp_path), get_task("text-classification")
+    before = _log(out)
+    assert [e["phase"] for e in before] == ["frontier"] * 4 + ["train"]
+    # a size limit that only the 1-layer candidates keep
+    sizes = {e["candidate"]: e["size_mb"] for e in before[:4]}
+    limit = (sizes["L1-h0-f0-w0-e8"] + sizes["L3-h0-f0-w0-e8"]) / 2
+    with pytest.raises(PocketsizeError, match="holds the search of another teacher"):
+        compress(make_tiny_bert(tmp_path / "other", num_hidden_layers=6), data, out, **SEARCH)
+    model = compress(teacher, data, out, **SEARCH, max_size_mb=limit)
+    after = _log(out)
+    assert after[:5] == before  # nothing measured or trained twice
+    trained = [e for e in after if e["phase"] == "train"]
+    keys = [(e["candidate"], e["epochs"]) for e in trained]
+    assert len(keys) == len(set(keys))
+    assert all(e["size_mb"] <= limit and e["layers"] == 1 for e in trained[1:])
+    rung0 = [e for e in trained if e["epochs"] == 0.25]
+    rung1 = [e for e in trained if e["epochs"] == 0.5]
+    assert len(rung1) == max(1, -(-len(rung0) // 2))  # the best half goes on
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["chosen"] in {e["candidate"] for e in rung1}
+    assert summary["budget"] == {"met": True}  # no agreement budget given
+    assert (model / "model_quantized.onnx").is_file() and model == out / "model"
+    again = compress(teacher, data, out, **SEARCH, max_size_mb=limit)
+    assert _log(out) == after and again == model  # a finished search reruns from its log
+
+
+def test_no_candidate_within_the_limits_is_one_line(teacher, data, tmp_path):
+    from pocketsize.compress import compress
+
+    with pytest.raises(
+        PocketsizeError, match=r"no candidate is within max_size_mb=0.001.*the smallest, L1-"
+    ):
+        compress(teacher, data, tmp_path / "s", **SEARCH, max_size_mb=0.001)
+
+
+def test_the_cli_runs_a_search_and_says_what_it_chose(teacher, tmp_path, capsys):
+    from zoo import write_cls_files
+
+    from pocketsize.cli import main
+
+    files = write_cls_files(tmp_path / "data", n_train=48, n_val=16, n_test=16)
+    argv = [
+        "compress", "--teacher", str(teacher), "--data", str(files), "--out", str(tmp_path / "s"),
+        "--layers", "1", "--heads", "0", "--ffn", "0", "--embedding-bits", "8", "--epochs", "0.5",
+        "--rungs", "1", "--min-agreement", "0.99",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    assert "chose L1-h0-f0-w0-e8" in said and (
+        "keeps the budget" in said or "misses the budget by" in said
     )
-    assert entries[:2] == before  # the finished trials are kept, not redone
-    names = [
-        json.loads(x)["candidate"] for x in (tmp_path / "trials.jsonl").read_text().splitlines()
-    ]
-    assert sorted(names) == sorted(c.name for c in found)  # each exactly once
 
 
 def test_a_line_cut_off_mid_write_is_dropped_with_a_note(tmp_path, capsys):

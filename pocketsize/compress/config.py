@@ -16,6 +16,31 @@ SHARES = Check(lambda v: bool(v) and all(0 <= s < 1 for s in v), "shares from 0 
 BITS = Check(lambda v: bool(v) and all(b in (4, 8) for b in v), "embedding bits, each 4 or 8")
 
 
+def _numbers(kind):
+    """A list option's items as `kind` (the CLI hands them over as text: --ffn 0 0.5)."""
+
+    def read(values):
+        try:
+            return [kind(v) for v in values]
+        except (TypeError, ValueError):
+            raise PocketsizeError(f"expected a list of {kind.__name__}s, got {values!r}") from None
+
+    return read
+
+
+def _distill_options(value):
+    """Checked as distill's options now, not after the frontier's work."""
+    from pocketsize.prune.config import distill_options_of
+
+    options = distill_options_of(value)
+    if "epochs" in options:
+        raise PocketsizeError(
+            "distill_options: drop epochs; the rungs set each trial's epochs (use epochs=, "
+            "rungs= and eta=)"
+        )
+    return options
+
+
 @dataclass(frozen=True)
 class CompressConfig(Config):
     """The smallest, fastest model that keeps a stated agreement with the teacher."""
@@ -41,15 +66,36 @@ class CompressConfig(Config):
     # the space: every combination is a candidate, built and timed before any training
     layers: list[int] = option(
         [2, 3, 4], "how many of the teacher's layers a candidate keeps (evenly spread)",
-        LAYER_COUNTS,
+        LAYER_COUNTS, coerce=_numbers(int),
     )  # fmt: skip
-    heads: list[float] = option([0.0, 0.5], "shares of attention heads removed", SHARES)
-    ffn: list[float] = option([0.0, 0.5, 0.75], "shares of FFN neurons removed", SHARES)
-    width: list[float] = option([0.0], "shares of hidden channels removed", SHARES)
-    embedding_bits: list[int] = option([8, 4], "bits of the int8 model's embedding table", BITS)
+    heads: list[float] = option(
+        [0.0, 0.5], "shares of attention heads removed", SHARES, coerce=_numbers(float)
+    )
+    ffn: list[float] = option(
+        [0.0, 0.5, 0.75], "shares of FFN neurons removed", SHARES, coerce=_numbers(float)
+    )
+    width: list[float] = option(
+        [0.0], "shares of hidden channels removed", SHARES, coerce=_numbers(float)
+    )
+    embedding_bits: list[int] = option(
+        [8, 4], "bits of the int8 model's embedding table", BITS, coerce=_numbers(int)
+    )
     vocab: bool = option(True, "trim the vocabulary to the pieces the data uses")
     scoring_examples: int = option(
         64, "training examples that score heads and neurons for pruning", at_least(1)
+    )
+    # the training: successive halving over the candidates within the limits
+    epochs: float = option(3, "distillation (and recovery) epochs of the last rung", above(0))
+    rungs: int = option(
+        3, "training rungs; each trains eta times longer than the one before", at_least(1)
+    )
+    eta: int = option(3, "each rung keeps the best 1/eta of the candidates", at_least(2))
+    distill_options: dict = option(
+        {},
+        "distill options of every trial's distillation and recovery, e.g. '{learning_rate: "
+        "2.0e-4, losses: {kl: 1}}' (epochs come from the rungs)",
+        coerce=_distill_options,
+        metavar="YAML",
     )
     seed: int = option(42, "seed of the candidates' pruning and training")
 

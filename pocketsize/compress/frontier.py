@@ -44,7 +44,8 @@ def within_limits(entry: dict, cfg: CompressConfig) -> bool:
 def _measure(teacher: Path, data, candidate: Candidate, cfg: CompressConfig, task) -> dict:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="pocketsize-frontier-") as work:
-        int8 = build_chain(teacher, data, candidate, cfg, task, Path(work), recover=None)
+        student = _truncated(teacher, candidate, task, Path(work) / "student")
+        int8 = build_chain(student, teacher, data, candidate, cfg, task, Path(work), None)
         size, params, latency = _cost(int8, data, cfg, task)
     entry = {
         "candidate": candidate.name, "phase": PHASE, **candidate.to_dict(),
@@ -63,15 +64,21 @@ def _settings(cfg: CompressConfig) -> dict:
 
 
 def build_chain(
-    teacher: Path, data, candidate: Candidate, cfg: CompressConfig, task, work: Path, recover
+    student: Path,
+    teacher: Path,
+    data,
+    candidate: Candidate,
+    cfg: CompressConfig,
+    task,
+    work: Path,
+    recover: dict | None,
 ) -> Path:
-    """teacher -> truncated student -> pruned (recovered when `recover` holds distill
+    """student -> pruned (and recovered from the teacher when `recover` holds distill
     options) -> ONNX -> int8: the candidate's int8 directory, in `work`."""
     from pocketsize.export import export
     from pocketsize.prune import prune
     from pocketsize.quantize import quantize
 
-    student = _truncated(teacher, candidate, task, work / "student")
     structure = candidate.prune_options()
     options = {**structure, "vocab": cfg.vocab}
     if recover is not None and structure:

@@ -33,7 +33,7 @@ def _corpora(value):
     return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value or ()]
 
 
-def _recovery_options(value):
+def distill_options_of(value):
     """recover_options: a mapping, or from a CLI YAML flow text such as '{epochs: 3, losses:
     {kl: 1}}'; checked as distill's options here, not after the scoring work."""
     from pocketsize.prune.recovery import recovery_arguments
@@ -87,7 +87,7 @@ class PruneConfig(Config):
     recover_options: dict = option(
         {},
         "distill options of the recovery, e.g. '{epochs: 3, losses: {kl: 1}}' (default: 1 epoch)",
-        coerce=_recovery_options,
+        coerce=distill_options_of,
         metavar="YAML",
     )
     recover_teacher: Any = option(
