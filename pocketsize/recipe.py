@@ -74,7 +74,9 @@ CHAIN = (
     Stage("onnx", "export", lambda recipe, src, data: {"model": src}),
     Stage("int8", "quantize", lambda recipe, src, data: {"model": src, "data": data}),
 )
-STAGE_ORDER = ["teacher"] + [stage.name for stage in CHAIN]
+# compress to a target (`search:`): a stage of its own, on the teacher, beside the chain
+SEARCH = "search"
+STAGE_ORDER = ["teacher"] + [stage.name for stage in CHAIN] + [SEARCH]
 TOP_LEVEL = {
     "name": "run name; the run directory is runs/<name>",
     "task": "a task name (pocketsize.tasks.task_names(); inferred from the data when absent)",
@@ -86,6 +88,7 @@ TOP_LEVEL = {
     "prune": "pruning options (pocketsize.prune)",
     "export": "ONNX export options (pocketsize.export)",
     "quantize": "quantization options (pocketsize.quantize); `mobile: true` also writes the .ort file",
+    "search": "compress to a target (pocketsize.compress): the limits and the space searched",
     "eval": "evaluation options (pocketsize.evaluate)",
 }
 REQUIRED = ("name", "data", "teacher")
@@ -166,6 +169,7 @@ def _apply_override(recipe: dict, item: str) -> None:
 
 def _stage_functions() -> dict[str, Callable]:
     """The public function behind each configurable section (imported on demand)."""
+    from pocketsize.compress import compress
     from pocketsize.distill import distill, finetune
     from pocketsize.eval import evaluate
     from pocketsize.export import export
@@ -178,6 +182,7 @@ def _stage_functions() -> dict[str, Callable]:
         "prune": prune,
         "export": export,
         "quantize": quantize,
+        "search": compress,
         "eval": evaluate,
     }
 
@@ -189,6 +194,7 @@ _SUPPLIED = {
     "prune": {"model", "data", "out", "overwrite", "seed", "task"},
     "export": {"model", "out", "overwrite", "task"},
     "quantize": {"model", "data", "out", "overwrite", "seed", "task"},
+    "search": {"teacher", "data", "out", "seed", "task"},
     "eval": {"variants", "dataset", "final", "task"},
 }
 
@@ -197,6 +203,7 @@ def _configs() -> dict[str, tuple[Callable, set[str]]]:
     """Every section's keys are a stage config's fields: section -> (what builds, and so
     checks, the config from them as `Config.from_mapping(mapping, where, supplied)` does,
     the config's field names)."""
+    from pocketsize.compress.config import CompressConfig
     from pocketsize.distill.config import DistillConfig, FinetuneConfig
     from pocketsize.eval.config import EvalConfig
     from pocketsize.export.config import ExportConfig
@@ -208,6 +215,7 @@ def _configs() -> dict[str, tuple[Callable, set[str]]]:
         "distill": DistillConfig,
         "prune": PruneConfig,
         "export": ExportConfig,
+        "search": CompressConfig,
         "eval": EvalConfig,
     }
     built = {section: (cls.from_mapping, set(cls.names())) for section, cls in configs.items()}
@@ -240,7 +248,7 @@ def validate_recipe(recipe: dict) -> None:
     finetune = recipe["teacher"].get("finetune")
     if isinstance(finetune, dict):
         _check_section("teacher.finetune", finetune, functions["teacher.finetune"])
-    for section in (*(stage.section for stage in CHAIN), "eval"):
+    for section in (*(stage.section for stage in CHAIN), SEARCH, "eval"):
         if recipe.get(section):
             _check_section(section, recipe[section], functions[section])
     _check_eval(recipe)
@@ -263,7 +271,7 @@ def _check_top_level(recipe: dict) -> None:
 
         _check_type("task", recipe["task"], str, "a task name")
         get_task(recipe["task"])
-    for section in ("teacher", "student", *(stage.section for stage in CHAIN), "eval"):
+    for section in ("teacher", "student", *(stage.section for stage in CHAIN), SEARCH, "eval"):
         if recipe.get(section) is not None:
             _check_type(section, recipe[section], dict, "a mapping of options")
 
@@ -340,7 +348,8 @@ def _runs(recipe: dict, stage: Stage) -> bool:
 
 
 def planned_variants(recipe: dict) -> list[str]:
-    return ["teacher"] + [stage.name for stage in CHAIN if _runs(recipe, stage)]
+    chain = [stage.name for stage in CHAIN if _runs(recipe, stage)]
+    return ["teacher"] + chain + ([SEARCH] if recipe.get(SEARCH) is not None else [])
 
 
 # --------------------------------------------------------------------------- running
@@ -601,6 +610,10 @@ def _run_chain(recipe: dict, run_dir: Path, fresh: bool, force: bool, log):
             continue
         last = _run_stage(run, stage, recipe, fn[stage.section], last, data, task, variants)
         variants[stage.name] = last.path
+    if recipe.get(SEARCH) is not None:
+        searched = _run_search(run, recipe, fn[SEARCH], teacher, data, task)
+        variants[SEARCH] = searched.path
+        last = last if last is not teacher else searched  # the chain's model stays the final
 
     eval_cfg = dict(recipe.get("eval") or {})
     # baselines (eval.baselines): another tool's result for the teacher or for another model,
@@ -693,6 +706,24 @@ def _run_stage(
         function(**kwargs)
 
     return run.stage(stage.name, config, [source], build, trains=stage.trains)
+
+
+def _run_search(run: Run, recipe: dict, compress, teacher: StageResult, data, task: dict):
+    """Compress to a target from the teacher: the chosen model, with search.json and the
+    trial log beside it. The search works in `..search.partial.search`, which an interrupted
+    run keeps for the same fingerprint (as a trainer's checkpoints), so a rerun continues it."""
+    cfg = dict(recipe[SEARCH] or {})
+    work = run.dir / f"..{SEARCH}.partial.search"
+
+    def build(out: Path) -> None:
+        model = compress(teacher.path, data, work, seed=run.seed, **task, **cfg)
+        shutil.copytree(model, out)
+        for name in ("search.json", "trials.jsonl"):
+            shutil.copy2(work / name, out / name)
+
+    result = run.stage(SEARCH, cfg, [teacher], build)
+    processes.on_main(shutil.rmtree, work, ignore_errors=True)  # its log went with the model
+    return result
 
 
 def _run_baseline(run: Run, name: str, teacher: StageResult, recipe: dict):

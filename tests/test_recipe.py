@@ -72,6 +72,39 @@ def test_recipe_runs_every_stage_then_skips_them(tiny_setup, tmp_path):
     assert any("[optimum-int8]" in line and "skipped" in line for line in lines)
 
 
+SEARCH = {
+    "layers": [1], "heads": [0.0], "ffn": [0.0, 0.5], "embedding_bits": [8], "epochs": 0.5,
+    "rungs": 2, "eta": 2, "distill_options": {"batch_size": 16},
+}  # fmt: skip
+
+
+def test_a_search_stage_beside_the_chain_and_alone(tiny_setup, tmp_path):
+    root, teacher, data_dir = tiny_setup
+    recipe = tiny_recipe(teacher, data_dir, search=SEARCH)
+    recipe["eval"]["baselines"] = []
+    run_dir, lines = tmp_path / "run", []
+    report = run_recipe(recipe, run_dir=run_dir, log=lines.append)
+    assert list(report.metrics["variants"]) == [
+        "teacher", "student", "pruned", "onnx", "int8", "search"
+    ]  # fmt: skip
+    assert report.metrics["final"] == "int8"  # the hand-made chain stays the final model
+    searched = json.loads((run_dir / "search" / "search.json").read_text())
+    assert searched["chosen"].startswith("L1-") and len(searched["frontier"]) == 2
+    assert (run_dir / "search" / "trials.jsonl").is_file()
+    assert json.loads((run_dir / "search" / "stage.json").read_text())["recipe"]["seed"] == 1
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "leftover partials"
+    lines.clear()
+    run_recipe(recipe, run_dir=run_dir, log=lines.append)
+    assert any("[search]" in line and "skipped" in line for line in lines)
+    # a recipe whose only stage is the search: the searched model is the final one
+    alone = {k: v for k, v in recipe.items() if k not in ("student", "distill", "prune",
+                                                          "export", "quantize")}  # fmt: skip
+    report = run_recipe(alone, run_dir=tmp_path / "alone", log=lines.append)
+    assert report.metrics["final"] == "search"
+    with pytest.raises(PocketsizeError, match="recipe key search.seed is set by the recipe"):
+        run_recipe({**alone, "search": {**SEARCH, "seed": 3}}, run_dir=tmp_path / "x")
+
+
 def test_recovery_toward_the_recipe_teacher(tiny_setup, tmp_path):
     root, teacher, data_dir = tiny_setup
     run_dir = tmp_path / "run"

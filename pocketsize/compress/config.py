@@ -97,7 +97,7 @@ class CompressConfig(Config):
         coerce=_distill_options,
         metavar="YAML",
     )
-    seed: int = option(42, "seed of the candidates' pruning and training")
+    seed: int = option(42, "seed of the candidates' pruning and training", recipe=False)
 
     def check(self) -> None:
         if self.min_agreement is not None and self.max_drop is not None:
