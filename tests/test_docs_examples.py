@@ -67,13 +67,13 @@ def test_every_example_is_found():
 
 
 @pytest.mark.parametrize("code", examples("python"))
-def test_python_example_runs(code, tiny_world, tmp_path, monkeypatch):
+def test_python_example_runs(code, tiny_world, tmp_path, monkeypatch, cache_in_tmp):
     monkeypatch.chdir(tmp_path)
     exec(compile(tiny(code, tiny_world, '"'), "<example>", "exec"), {"__name__": "example"})
 
 
 @pytest.mark.parametrize("block", examples("bash"))
-def test_command_example_runs(block, tiny_world, tmp_path, monkeypatch):
+def test_command_example_runs(block, tiny_world, tmp_path, monkeypatch, cache_in_tmp):
     from pocketsize.cli import main
 
     monkeypatch.chdir(tmp_path)

@@ -19,7 +19,9 @@ def gguf_file(tmp_path_factory):
     return make_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-llama.Q8_0.gguf")
 
 
-def test_a_gguf_file_is_a_model_that_records_its_quantized_source(gguf_file, tmp_path):
+def test_a_gguf_file_is_a_model_that_records_its_quantized_source(
+    gguf_file, tmp_path, cache_in_tmp
+):
     from pocketsize.assets import resolve_model
 
     first = resolve_model(str(gguf_file))
@@ -33,7 +35,9 @@ def test_a_gguf_file_is_a_model_that_records_its_quantized_source(gguf_file, tmp
     assert type(model).__name__ == "LlamaForCausalLM" and model.config.num_hidden_layers == 2
 
 
-def test_export_and_quantize_of_a_gguf_file_say_where_the_weights_came_from(gguf_file, tmp_path):
+def test_export_and_quantize_of_a_gguf_file_say_where_the_weights_came_from(
+    gguf_file, tmp_path, cache_in_tmp
+):
     onnx_dir = ps.export(gguf_file, tmp_path / "onnx", task="causal-lm")
     onnx_record = json.loads((onnx_dir / "stage.json").read_text())
     assert onnx_record["generation_parity"] is True
@@ -44,7 +48,7 @@ def test_export_and_quantize_of_a_gguf_file_say_where_the_weights_came_from(gguf
     )
 
 
-def test_a_gguf_teacher_distils_through_the_cli(gguf_file, tmp_path, capsys):
+def test_a_gguf_teacher_distils_through_the_cli(gguf_file, tmp_path, cache_in_tmp, capsys):
     from pocketsize.cli import main
 
     data = lm_data(n_train=16, n_val=4, n_test=4)
