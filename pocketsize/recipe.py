@@ -718,7 +718,7 @@ def _run_search(run: Run, recipe: dict, compress, teacher: StageResult, data, ta
     def build(out: Path) -> None:
         model = compress(teacher.path, data, work, seed=run.seed, **task, **cfg)
         shutil.copytree(model, out)
-        for name in ("search.json", "trials.jsonl"):
+        for name in ("search.json", "trials.jsonl", "frontier.png"):
             shutil.copy2(work / name, out / name)
 
     result = run.stage(SEARCH, cfg, [teacher], build)

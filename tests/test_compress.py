@@ -144,6 +144,7 @@ def test_the_search_keeps_the_limits_logs_every_trial_and_continues_after_kill(
     assert summary["chosen"] in {e["candidate"] for e in rung1}
     assert summary["budget"] == {"met": True}  # no agreement budget given
     assert (model / "model_quantized.onnx").is_file() and model == out / "model"
+    assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
     again = compress(teacher, data, out, **SEARCH, max_size_mb=limit)
     assert _log(out) == after and again == model  # a finished search reruns from its log
 

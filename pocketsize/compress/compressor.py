@@ -141,10 +141,14 @@ def _copy_of(source: Path, parent: Path) -> Path:
 
 
 def _summary(run: _Run, measured, done, best, budget, reference) -> None:
+    from pocketsize.compress.plot import frontier_png
+
     cfg = run.cfg
-    write_json(run.out / "search.json", {
+    summary = {
         "teacher": str(run.teacher), "task": run.task.name,
         "teacher_metric": reference.metric, "config": cfg.to_dict(),
         "chosen": best["candidate"], "chosen_trial": best, "budget": budget,
         "frontier": measured, "trials": done, "seconds": round(time.time() - run.started, 1),
-    })  # fmt: skip
+    }  # fmt: skip
+    write_json(run.out / "search.json", summary)
+    (run.out / "frontier.png").write_bytes(frontier_png(summary))

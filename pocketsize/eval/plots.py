@@ -47,7 +47,7 @@ def place_labels(ax, points: list[tuple[float, float, str]]) -> list:
     return placed
 
 
-def _log_axis(axis) -> None:
+def log_axis(axis) -> None:
     """A log scale with plain tick labels at 1, 2 and 5 of each decade (0.5, 1, 2, 5, 10 ms)."""
     from matplotlib import ticker
 
@@ -78,7 +78,7 @@ def pareto_figure(variants: dict):
         ax.scatter([p[0] for p in points], [p[1] for p in points], color="#666", zorder=2)
         ax.plot([p[0] for p in front], [p[1] for p in front], "o-", color="#d62728", zorder=3,
                 label="Pareto front")  # fmt: skip
-        _log_axis(ax.xaxis)
+        log_axis(ax.xaxis)
         ax.margins(x=0.25, y=0.2)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric_name)
@@ -118,7 +118,7 @@ def stages_figure(variants: dict):
             ax.annotate(text, (x, v), textcoords="offset points", xytext=(0, 6), ha="center",
                         fontsize=8)  # fmt: skip
         if log:
-            _log_axis(ax.yaxis)
+            log_axis(ax.yaxis)
         ax.set_ylabel(label, fontsize=9)
         ax.margins(y=0.3)
         ax.grid(alpha=0.3, which="both")
