@@ -164,13 +164,17 @@ def test_the_cli_runs_a_search_and_says_what_it_chose(teacher, tmp_path, capsys)
     from pocketsize.cli import main
 
     files = write_cls_files(tmp_path / "data", n_train=48, n_val=16, n_test=16)
+    second = make_tiny_bert(tmp_path / "second", seed=1, num_hidden_layers=6)
     argv = [
         "compress", "--teacher", str(teacher), "--data", str(files), "--out", str(tmp_path / "s"),
+        "--second-teacher", str(second),
         "--layers", "1", "--heads", "0", "--ffn", "0", "--embedding-bits", "8", "--epochs", "0.5",
         "--rungs", "1", "--min-agreement", "0.99",
     ]  # fmt: skip
     assert main(argv) == 0
     said = capsys.readouterr().out
+    budget = json.loads((tmp_path / "s" / "search.json").read_text())["budget"]
+    assert 0 <= budget["noise_floor"] <= 1  # the second teacher's agreement with the first
     assert "chose L1-h0-f0-w0-e8" in said and (
         "keeps the budget" in said or "misses the budget by" in said
     )

@@ -36,6 +36,8 @@ def run(args) -> int:
     summary = json.loads((model.parent / "search.json").read_text())
     best, budget = summary["chosen_trial"], summary["budget"]
     kept = "keeps the budget" if budget["met"] else f"misses the budget by {budget['shortfall']}"
+    if budget.get("noise_floor") is not None:
+        kept += f" (second teacher's agreement, the noise floor: {budget['noise_floor']:.4f})"
     print(
         f"chose {best['candidate']}: agreement {best['agreement']:.4f}, {best['size_mb']} MB, "
         f"{best['latency_ms']} ms at batch {config.latency_batch}; {kept} -> {model}"

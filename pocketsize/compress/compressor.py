@@ -62,6 +62,7 @@ def compress(teacher, data, out, *, config: CompressConfig | None = None, task=N
                 "(the frontier took it all); give a larger budget_minutes"
             )
         best, budget = S.choose(done, cfg, reference.metric)
+        budget["noise_floor"] = _noise_floor(run, reference)
         replace_dir(_copy_of(out / best["model"], out), out / "model")
         _summary(run, measured, done, best, budget, reference)
     return out / "model"
@@ -130,6 +131,20 @@ def _train(run: _Run, candidate: Candidate, epochs: float, reference, cost: dict
         "size_mb": cost["size_mb"], "latency_ms": cost["latency_ms"], "params": cost["params"],
         "model": str(target.relative_to(run.out)), "seconds": round(time.time() - started, 1),
     }  # fmt: skip
+
+
+def _noise_floor(run: _Run, reference) -> float | None:
+    """The second teacher's agreement with the teacher (None without one)."""
+    if run.cfg.second_teacher is None:
+        return None
+    from pocketsize.assets import resolve_model
+    from pocketsize.export import export
+
+    onnx_dir = run.out / ".second-teacher"
+    if not (onnx_dir / "stage.json").is_file():
+        second = resolve_model(run.cfg.second_teacher)
+        export(second, onnx_dir, task=run.task.name, overwrite=True)
+    return round(reference.score(onnx_dir)[0], 6)
 
 
 def _copy_of(source: Path, parent: Path) -> Path:

@@ -63,6 +63,12 @@ class CompressConfig(Config):
         32, "validation inputs timed per candidate (latency_examples // batch calls)", at_least(1)
     )
     budget_minutes: float = option(60, "wall-clock time the search may spend", above(0))
+    second_teacher: str | None = option(
+        None,
+        "the teacher fine-tuned again with another seed: its agreement with the teacher is "
+        "the noise floor (how much two trainings disagree), reported and drawn as a line",
+        metavar="MODEL",
+    )
     # the space: every combination is a candidate, built and timed before any training
     layers: list[int] = option(
         [2, 3, 4], "how many of the teacher's layers a candidate keeps (evenly spread)",

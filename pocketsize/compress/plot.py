@@ -50,6 +50,9 @@ def _agreement_panel(ax, summary: dict, key: str, label: str) -> None:
     chosen = summary["chosen_trial"]
     ax.scatter(chosen[key], chosen["agreement"], marker="*", s=250, color="#d62728",
                label=f"chosen: {chosen['candidate']}")  # fmt: skip
+    noise = summary["budget"].get("noise_floor")
+    if noise is not None:
+        ax.axhline(noise, color="#9467bd", ls=":", label="second teacher (noise floor)")
     if summary["config"].get("min_agreement") is not None:
         ax.axhline(summary["config"]["min_agreement"], color="#2ca02c", ls="--",
                    label="min_agreement")  # fmt: skip
