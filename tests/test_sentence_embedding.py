@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from zoo import EVAL_QUICK, QUICK_LOGGED, make_cls_dataset, make_tiny_embedder
+from zoo import EVAL_QUICK, QUICK_LOGGED, QUICK_VALIDATED, make_cls_dataset, make_tiny_embedder
 
 from pocketsize.distill import distill
 from pocketsize.errors import PocketsizeError
@@ -427,6 +427,32 @@ def test_text_alone_and_transfer_text_train_an_embedder(embedder, tmp_path):
     )  # fmt: skip
     record = json.loads((out / "stage.json").read_text())
     assert record["config"]["transfer_examples"] == 40
+
+
+def test_unlabelled_validation_text_trains_with_a_note_and_eval_refuses_it_first(
+    embedder, tmp_path, capsys
+):
+    """A plain text file is hash-split into train / validation / test, none labelled: the
+    distillation runs (it crashed at its end, scoring the validation split) and says the
+    split is not scored; eval refuses the unlabelled split before predicting anything."""
+    from datasets import Dataset, DatasetDict
+
+    from pocketsize.eval import evaluate
+
+    texts = [t for t in make_cls_dataset(24, 4, 4)["train"]["text"]]
+    data = DatasetDict(
+        train=Dataset.from_dict({"text": texts}), validation=Dataset.from_dict({"text": texts[:8]})
+    )
+    out = distill(
+        embedder, data, "truncate:0", tmp_path / "s", task="sentence-embedding", max_steps=2,
+        **QUICK_VALIDATED,
+    )  # fmt: skip
+    assert "the validation split is not scored (sentence-embedding is scored on labelled text" in (
+        capsys.readouterr().err
+    )
+    assert json.loads((out / "stage.json").read_text())["validation"] == {}
+    with pytest.raises(PocketsizeError, match="scored on labelled text.*evaluate on a split"):
+        evaluate({"s": out}, data["validation"], task="sentence-embedding", **EVAL_QUICK)
 
 
 def _permuted_embedder(path):

@@ -125,8 +125,9 @@ def distill(
         progress=progress,
     )  # fmt: skip
     validate = None
-    if cfg.evaluate and "validation" in run.data:
-        validate = T.validator(run.task, run.s_tok, run.data["validation"], run.max_length)
+    split = T.validation_split(run.task, run.data, cfg.evaluate)
+    if split is not None:
+        validate = T.validator(run.task, run.s_tok, split, run.max_length)
     result, run.student_model, per_epoch, losses = T.train(
         run.student_model, run.task, run.s_features, run.s_tok, args,
         loss_weights=run.weights, loss_context=run.context, needs=run.needs,

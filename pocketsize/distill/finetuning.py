@@ -89,8 +89,9 @@ def finetune(
         work, cfg, learning_rate=cfg.learning_rate, bf16=bf16, features=features, progress=progress
     )
     validate = None
-    if cfg.evaluate and "validation" in data:
-        validate = T.validator(task, tokenizer, data["validation"], max_length)
+    split = T.validation_split(task, data, cfg.evaluate)
+    if split is not None:
+        validate = T.validator(task, tokenizer, split, max_length)
     result, model_obj, per_epoch, losses = T.train(
         model_obj, task, features, tokenizer, args,
         loss_weights=weights, loss_context=context, needs=needs_of(weights),

@@ -211,6 +211,24 @@ def grouped_by_length(features) -> bool:
     return LENGTH_COLUMN in features.column_names
 
 
+def validation_split(task, data, evaluate: bool):
+    """The split each epoch is validated on, or None: validation is off, the data has no
+    validation split, or the task's metric cannot score it (e.g. an embedder's unlabelled
+    text: a note says so, and training goes on without validation scores)."""
+    if not evaluate or "validation" not in data:
+        return None
+    why = task.unscorable(data["validation"])
+    if why:
+        if processes.is_main():
+            print(
+                f"note: the validation split is not scored ({why}); training goes on without "
+                "validation scores",
+                file=sys.stderr,
+            )
+        return None
+    return data["validation"]
+
+
 def validator(task, tokenizer, split, max_length=None, batch_size: int = 64):
     """model -> the task's metrics on `split` through the one scoring path every stage shares
     (runtime/scoring.py, as eval's report and quantize's budget). The split is tokenized once,

@@ -358,6 +358,9 @@ def _select_split(dataset, split: str):
 
 
 def _check_columns(task, examples) -> None:
+    why = task.unscorable(examples)
+    if why:
+        raise PocketsizeError(f"{why}; evaluate on a split that has it")
     needed = task.data_columns
     missing = [c for c in needed if c not in examples.column_names]
     if missing:

@@ -129,6 +129,11 @@ class Task:
             return load_module_dir(ref, trust_module_code)
         return load_pretrained(ref, self.auto_model_class(), labels=labels, **kw)
 
+    def unscorable(self, examples) -> str | None:
+        """Why this task's metric cannot score `examples` (None: it can). Training then runs
+        without validation scores, with a note; eval refuses the split before any work."""
+        return None
+
     def prepare_model(self, model, source=None):
         """The model as the task runs it, after a stage loaded it from the directory `source`
         or built it (a student made from the teacher): e.g. a sentence embedder's pooling, as

@@ -183,11 +183,16 @@ class SentenceEmbedding(Task):
     def predict(self, outputs: dict[str, Any], features, examples) -> list:
         return list(np.asarray(outputs["sentence_embedding"], dtype=np.float32))
 
-    def _labels(self, examples):
+    def unscorable(self, examples) -> str | None:
         if "label" not in examples.column_names:
+            return f"{self.name} is scored on labelled text (a label column beside the text)"
+        return None
+
+    def _labels(self, examples):
+        why = self.unscorable(examples)
+        if why:
             raise PocketsizeError(
-                f"{self.name} is scored on labelled text (a label column beside the text); "
-                "evaluate on a labelled split, e.g. rt-polarity's test split"
+                f"{why}; evaluate on a labelled split, e.g. rt-polarity's test split"
             )
         return examples["label"]
 
