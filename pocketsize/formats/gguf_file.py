@@ -84,13 +84,15 @@ def dequantized_dir(path: Path, cache_root: Path) -> Path:
 def _dequantize(path: Path, out: Path) -> None:
     """transformers' GGUF loader: the float model and its tokenizer, saved as a directory."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from pocketsize.formats import hf_load  # the one loader: no code of the file's runs
 
     folder, name = str(path.parent), path.name
-    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    config = hf_load.load_config(folder, gguf_file=name)
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    model = auto.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = hf_load.load_model(auto, folder, gguf_file=name, dtype=torch.float32)
+    tokenizer = hf_load.load_tokenizer(folder, gguf_file=name)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
 
