@@ -71,6 +71,7 @@ def compress(teacher, data, out, *, config: CompressConfig | None = None, task=N
 def _prepare(teacher, data, task, cfg: CompressConfig, out: Path) -> _Run:
     from pocketsize.assets import resolve_model
     from pocketsize.distill.loading import load_data
+    from pocketsize.formats.hf_load import load_config
     from pocketsize.tasks import resolve_task
 
     teacher = Path(resolve_model(teacher if isinstance(teacher, str) else str(teacher)))
@@ -88,7 +89,7 @@ def _prepare(teacher, data, task, cfg: CompressConfig, out: Path) -> _Run:
         )
     out.mkdir(parents=True, exist_ok=True)
     write_json(known, identity)
-    depth = F.depth_of(task_obj.load_model(str(teacher)).config)
+    depth = F.depth_of(load_config(teacher))  # the config says it: no model load
     return _Run(cfg, teacher, dataset, task_obj, out, TrialLog(out), depth)
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from pocketsize.compress.config import CompressConfig
+from pocketsize.compress.reference import scoring_split
 from pocketsize.compress.space import Candidate
 from pocketsize.compress.trials import TrialLog
 
@@ -26,11 +27,12 @@ def measure_frontier(
     """One logged trial per candidate (read back from the log when a rerun finds it there):
     its shipped size, parameter count and latency (the limits are applied by within_limits,
     so a rerun with other limits reuses the measurements)."""
-    entries = []
+    entries, loaded = [], []  # the teacher, loaded once, when a candidate is not in the log
     for candidate in candidates:
         entry = log.find(candidate.name, PHASE, **_settings(cfg))
         if entry is None:
-            entry = log.add(_measure(teacher, data, candidate, cfg, task))
+            loaded = loaded or _load_teacher(teacher, task)
+            entry = log.add(_measure(teacher, loaded, data, candidate, cfg, task))
         entries.append(entry)
     return entries
 
@@ -41,10 +43,10 @@ def within_limits(entry: dict, cfg: CompressConfig) -> bool:
     return size_ok and speed_ok
 
 
-def _measure(teacher: Path, data, candidate: Candidate, cfg: CompressConfig, task) -> dict:
+def _measure(teacher: Path, loaded, data, candidate: Candidate, cfg: CompressConfig, task) -> dict:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="pocketsize-frontier-") as work:
-        student = _truncated(teacher, candidate, task, Path(work) / "student")
+        student = _truncated(loaded, candidate, task, Path(work) / "student")
         int8 = build_chain(student, teacher, data, candidate, cfg, task, Path(work), None)
         size, params, latency = _cost(int8, data, cfg, task)
     entry = {
@@ -95,14 +97,22 @@ def build_chain(
     )
 
 
-def _truncated(teacher: Path, candidate: Candidate, task, out: Path) -> Path:
-    """The teacher cut to the candidate's layers, untrained, as a model directory."""
+def _load_teacher(teacher: Path, task) -> list:
+    """[model, tokenizer] of the teacher (truncation copies it, so one load serves all)."""
     from pocketsize.assets import load_tokenizer
+
+    return [
+        task.prepare_model(task.load_model(str(teacher)), teacher),
+        load_tokenizer(str(teacher)),
+    ]
+
+
+def _truncated(loaded: list, candidate: Candidate, task, out: Path) -> Path:
+    """The teacher cut to the candidate's layers, untrained, as a model directory."""
     from pocketsize.distill.saving import save_model
     from pocketsize.distill.students import build_student
 
-    model = task.prepare_model(task.load_model(str(teacher)), teacher)
-    tokenizer = load_tokenizer(str(teacher))
+    model, tokenizer = loaded
     layers = candidate.kept_layers(depth_of(model.config))
     spec = "truncate:" + ",".join(str(i) for i in layers)
     student, _ = build_student(model, spec, tokenizer=tokenizer, task=task)
@@ -119,8 +129,9 @@ def _cost(int8: Path, data, cfg: CompressConfig, task) -> tuple[int, int | None,
 
     variant = resolve_variant("candidate", int8)
     session = ort_session(variant.path)
-    split = data["validation"] if "validation" in data else data["train"]
-    examples = TaskData(task, load_tokenizer(str(int8)), split, limit=cfg.latency_examples)
+    examples = TaskData(
+        task, load_tokenizer(str(int8)), scoring_split(data), limit=cfg.latency_examples
+    )
     names = [i.name for i in session.get_inputs()]
     feeds = list(examples.batches(names, cfg.latency_batch))
     return size_bytes(variant)[0], param_count(variant), latency_ms(session, feeds)

@@ -24,7 +24,7 @@ class Reference:
 
         if not (onnx_dir / "stage.json").is_file():
             export(teacher, onnx_dir, task=task.name, overwrite=True)
-        split = data["validation"] if "validation" in data else data["train"]
+        split = scoring_split(data)
         scored = _scored(task, split, onnx_dir)
         return cls(
             task, split, scored.predictions(scored.per_batch), scored.primary(scored.per_batch)
@@ -36,6 +36,11 @@ class Reference:
         return scored.agreement(scored.per_batch, self.predictions), scored.primary(
             scored.per_batch
         )
+
+
+def scoring_split(data):
+    """The split candidates are timed and scored on: validation (train when there is none)."""
+    return data["validation"] if "validation" in data else data["train"]
 
 
 def _scored(task, split, model_dir: Path):
