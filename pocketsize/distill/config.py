@@ -122,7 +122,9 @@ class DistillConfig(TrainingConfig):
     augment: int = option(0, "augmented copies per training text", at_least(0))
     cache: OnOffAuto = option(
         "auto",
-        "cache the teacher's outputs on disk: auto = when every loss reads outputs only",
+        "cache the teacher's outputs on disk: auto = when every loss reads outputs only (with "
+        "hidden-state losses: kept in memory from the first epoch for the later ones); "
+        "off = the live teacher at every step",
         coerce=on_off,
         old_flags={"--no-cache": "off"},
     )

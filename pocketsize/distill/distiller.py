@@ -97,7 +97,9 @@ def distill(
         BiLSTM, 5e-5 (the Trainer's default) otherwise.
     transfer: extra unlabelled text labelled by the teacher; augment: Tang et al. augmented
         copies per training example. cache: "auto" (on when every loss reads outputs only),
-        True or False. Intermediate losses need the live teacher, so they disable the cache.
+        True or False. Intermediate losses need the live teacher, so they disable the cache;
+        with hidden-state losses the live teacher's outputs are kept in memory from the first
+        epoch for the later ones instead (distill/memo.py; off with cache=False).
         A causal LM's teacher is cached only when asked for (cache=True, or a `cache_top_k`),
         as its K largest logits per position (the top-k token KL, K=64 unless given;
         stage.json records the mass they cover).
@@ -132,8 +134,8 @@ def distill(
         run.student_model, run.task, run.s_features, run.s_tok, args,
         loss_weights=run.weights, loss_context=run.context, needs=run.needs,
         teacher=None if run.use_cache else run.teacher_model, teacher_outputs=teacher_outputs,
-        projections=run.projections, callbacks=callbacks, checkpoint=checkpoint,
-        validate=validate, shuffle=cfg.shuffle,
+        teacher_memo=run.memo, projections=run.projections, callbacks=callbacks,
+        checkpoint=checkpoint, validate=validate, shuffle=cfg.shuffle,
     )  # fmt: skip
     if not processes.is_main():
         processes.wait()  # for the main process to write the student
@@ -178,6 +180,7 @@ class _Run:
     context: Any = None
     projections: Any = None
     trust: dict = field(default_factory=dict)  # trust_remote_code, trust_module_code
+    memo: Any = None  # the live teacher's outputs kept for later epochs (distill/memo.py)
 
     @property
     def needs(self) -> set:
@@ -316,8 +319,10 @@ def _output_projections(run: _Run) -> None:
 
 
 def _teacher_outputs(run: _Run):
-    """The teacher's outputs from the disk cache when only output losses are used."""
+    """The teacher's outputs from the disk cache when only output losses are used (else the
+    live teacher, whose outputs the memo may keep for the later epochs)."""
     if not run.use_cache:
+        run.memo = _teacher_memo(run)
         return None, {"used": False}
     with processes.main_first():  # computed once; the other processes read it
         outputs, info = _cached_outputs(
@@ -329,6 +334,22 @@ def _teacher_outputs(run: _Run):
     computed = processes.gather(not info["hit"])
     info["computed_by_processes"] = sum(computed)
     return outputs, info
+
+
+def _teacher_memo(run: _Run):
+    """A memo of the live teacher's outputs (distill/memo.py) where they can be kept: a task
+    whose outputs the disk cache could hold, losses that read no attention maps, more than one
+    pass over the examples, and the cache not turned off."""
+    task, cfg = run.task, run.cfg
+    if cfg.cache == "off" or not L.reads_teacher(run.weights):
+        return None
+    if not task.cacheable or task.distribution_outputs or "attentions" in run.intermediate:
+        return None
+    if cfg.epochs <= 1 and cfg.max_steps <= 0:
+        return None  # one pass: nothing would be read back
+    from pocketsize.distill.memo import TeacherMemo
+
+    return TeacherMemo(task.per_token_outputs, L.teacher_hidden_of(run.weights, run.context))
 
 
 def _final_scores(run: _Run, validate, per_epoch, result) -> dict:
@@ -367,7 +388,8 @@ def _write_record(tmp, run: _Run, refs, result, checkpoint, cache_info, scores, 
             bf16=run.bf16, seed=cfg.seed, max_steps=cfg.max_steps, shuffle=cfg.shuffle,
             processes=processes.world_size(),
         ),
-        cache=cache_info, train_examples=len(run.s_features), steps=result.global_step,
+        cache=dict(cache_info, **({"memo": run.memo.summary()} if run.memo else {})),
+        train_examples=len(run.s_features), steps=result.global_step,
         resumed_from=checkpoint, train_loss=result.training_loss,
         train_runtime_s=result.metrics.get("train_runtime"), parameters=params,
         teacher_parameters=t_params, validation=validation,

@@ -57,18 +57,27 @@ class LossContext:
 
 
 def register_loss(
-    name: str, fn: Callable | None = None, *, needs=(), teacher: bool = True, projects=False
+    name: str,
+    fn: Callable | None = None,
+    *,
+    needs=(),
+    teacher: bool = True,
+    projects=False,
+    teacher_hidden: Callable | None = None,
 ):
     """Register `fn` under `name`; usable as a decorator. `needs` ⊆ {hidden_states, attentions,
     model_loss}; teacher=False: the loss reads the data's labels only (no teacher is run);
     projects=True: the loss compares the outputs feature by feature, so where the student's
     outputs are narrower than the teacher's a learned projection (ctx.project(output name))
-    bridges them (a sentence embedder's width)."""
+    bridges them (a sentence embedder's width); teacher_hidden(ctx) -> the indices of the
+    teacher's hidden_states the loss reads (None: any of them), so the teacher memo keeps only
+    those (distill/memo.py)."""
 
     def add(f):
         f.needs = frozenset(needs)
         f.reads_teacher = teacher
         f.projects = projects
+        f.teacher_hidden = teacher_hidden
         LOSSES[name] = f
         return f
 
@@ -86,6 +95,25 @@ def get_loss(name: str) -> Callable:
             "(add your own with pocketsize.distill.register_loss)"
         )
     return LOSSES[name]
+
+
+def teacher_hidden_of(names, ctx) -> set | None:
+    """The teacher's hidden_states indices the losses read (None: all, as a loss that does not
+    say which reads any)."""
+    wanted: set = set()
+    for n in names:
+        loss = get_loss(n)
+        if "hidden_states" not in getattr(loss, "needs", ()):
+            continue
+        reads = getattr(loss, "teacher_hidden", None)
+        if reads is None:
+            return None
+        wanted |= set(reads(ctx))
+    return wanted
+
+
+def _mapped_layers(ctx) -> set:
+    return {j + 1 for _, j in ctx.layer_pairs}  # hidden_states[0] is the embedding output
 
 
 def needs_of(names) -> frozenset:
@@ -235,7 +263,7 @@ def _masked_mse(s: torch.Tensor, t: torch.Tensor, batch) -> torch.Tensor:
     return ((s - t) ** 2 * m).sum() / (m.sum() * s.shape[-1]).clamp(min=1)
 
 
-@register_loss("hidden_mse", needs={"hidden_states"})
+@register_loss("hidden_mse", needs={"hidden_states"}, teacher_hidden=_mapped_layers)
 def hidden_mse_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
     """MSE between mapped layers' hidden states; a learned projection bridges widths."""
     total = 0.0
@@ -245,7 +273,7 @@ def hidden_mse_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
     return total / len(ctx.layer_pairs)
 
 
-@register_loss("hidden_cos", needs={"hidden_states"})
+@register_loss("hidden_cos", needs={"hidden_states"}, teacher_hidden=_mapped_layers)
 def hidden_cos_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
     """1 - cosine similarity per token between mapped layers' hidden states."""
     total = 0.0
@@ -275,7 +303,7 @@ def attention_kl_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor
     return total / len(ctx.layer_pairs)
 
 
-@register_loss("embedding_mse", needs={"hidden_states"})
+@register_loss("embedding_mse", needs={"hidden_states"}, teacher_hidden=lambda ctx: {0})
 def embedding_mse_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor:
     """MSE between the embedding-layer outputs (hidden_states[0])."""
     s = ctx.project("embedding", student["hidden_states"][0].float())

@@ -69,6 +69,15 @@ class DistillModule(nn.Module):
             self.student.tie_weights()
 
 
+def _to_device(view: dict, device) -> dict:
+    def move(value):
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        return value.to(device) if isinstance(value, torch.Tensor) else value
+
+    return {name: move(value) for name, value in view.items()}
+
+
 def collect(outputs, output_names) -> dict:
     """The parts of a model's outputs the losses read, by name."""
     got = {n: get_output(outputs, n) for n in output_names}
@@ -87,6 +96,7 @@ class DistillationTrainer(Trainer):
         needs: frozenset = frozenset(),
         teacher=None,
         teacher_outputs=None,
+        teacher_memo=None,
         shuffle: bool = True,
         **kw,
     ):
@@ -103,6 +113,7 @@ class DistillationTrainer(Trainer):
             teacher = teacher.to(self.args.device).eval().requires_grad_(False)
         self.teacher = teacher  # a module, or any callable from a batch to logits
         self.teacher_outputs = teacher_outputs
+        self.teacher_memo = teacher_memo  # the live teacher's outputs, kept from the first epoch
         self.loss_context = loss_context  # its output names: what the teacher view collects
         self.model.losses = (task, loss_weights, loss_context)
         self.needs = needs
@@ -128,10 +139,18 @@ class DistillationTrainer(Trainer):
             width = inputs["input_ids"].shape[1] if self.task.per_token_outputs else None
             got = self.teacher_outputs.batch(index.cpu(), width)
             return {n: v.to(self.args.device) for n, v in got.items()}
+        memo = self.teacher_memo if index is not None else None
+        mask = inputs.get("attention_mask")
+        kept = memo.get(index, mask) if memo is not None else None
+        if kept is not None:
+            return _to_device(kept, self.args.device)
         with torch.no_grad():
             feed = forward_kwargs(self.teacher, inputs, self.teacher_inputs, **self._flags())
             out = self.teacher(**feed)
-        return collect(out, names)
+        view = collect(out, names)
+        if memo is not None:
+            memo.put(index, mask, view)
+        return view
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         index = inputs.pop(INDEX_COLUMN, None)

@@ -150,6 +150,7 @@ def train(
     needs=frozenset(),
     teacher=None,
     teacher_outputs=None,
+    teacher_memo=None,
     projections=None,
     callbacks=None,
     checkpoint: str | None = None,
@@ -177,6 +178,7 @@ def train(
         needs=needs,
         teacher=teacher,
         teacher_outputs=teacher_outputs,
+        teacher_memo=teacher_memo,
         shuffle=shuffle,
     )
     validation = ValidationCallback(trainer, validate) if validate is not None else None
