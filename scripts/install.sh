@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# Creates .venv with pocketsize and its dev tools. Idempotent: when pyproject.toml and this
-# script are unchanged since the last successful install, it returns in well under a second.
+# Creates .venv with pocketsize and its dev tools (`install.sh core`: pocketsize alone, what
+# the main job needs; the test command adds the dev tools later). Idempotent: when
+# pyproject.toml and this script are unchanged since the last successful install of the same
+# or a larger set, it returns in well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SET="${1:-dev}"
+case "$SET" in
+    dev) target=".[dev]" ;;
+    core) target="." ;;
+    *) echo "install.sh: unknown set '$SET'; use 'dev' (default) or 'core'" >&2; exit 2 ;;
+esac
 PY="${PYTHON:-python3}"
 VENV="${POCKETSIZE_VENV:-.venv}"
 TORCH_VERSION="2.13.0"
 STAMP="$VENV/.pocketsize-install-stamp"
 want="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)"
 
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/pocketsize" ]]; then
-    exit 0
+if [[ -f "$STAMP" && -x "$VENV/bin/pocketsize" ]]; then
+    read -r have have_set < "$STAMP" || true
+    # dev holds core; a stamp of an older script (no set named) was a dev install
+    if [[ "$have" == "$want" && ( "${have_set:-dev}" == "$SET" || "${have_set:-dev}" == dev ) ]]; then
+        exit 0
+    fi
 fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
@@ -43,8 +55,8 @@ echo "[install] installing pocketsize and its dependencies into $VENV"
 # One resolver call for everything else: installing datasets on its own later has pulled an
 # incompatible huggingface_hub (STACK.md).
 # (The filter drops pip's noise about local index folders; pip's own exit status still counts.)
-"${pip[@]}" install -q -e ".[dev]" "torch==$TORCH_VERSION" \
+"${pip[@]}" install -q -e "$target" "torch==$TORCH_VERSION" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 "$VENV/bin/python" -c "import pocketsize, torch, transformers, optimum.onnxruntime, onnxruntime, sklearn, datasets"
-echo "$want" > "$STAMP"
+echo "$want $SET" > "$STAMP"
 echo "[install] done"

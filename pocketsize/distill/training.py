@@ -234,7 +234,8 @@ def validation_split(task, data, evaluate: bool):
 def validator(task, tokenizer, split, max_length=None, batch_size: int = 64):
     """model -> the task's metrics on `split` through the one scoring path every stage shares
     (runtime/scoring.py, as eval's report and quantize's budget). The split is tokenized once,
-    at the first call, and reused by every epoch's validation."""
+    at the first call, and reused by every epoch's validation; batches group similar lengths,
+    as eval's predictions do (rt-polarity's validation split: about half the padded tokens)."""
     from pocketsize.runtime.scoring import encode_split, evaluate_forward, torch_forward
 
     encoded = []
@@ -243,7 +244,8 @@ def validator(task, tokenizer, split, max_length=None, batch_size: int = 64):
         if not encoded:
             encoded.append(encode_split(task, split, tokenizer, max_length))
         was_training = model.training
-        metrics = evaluate_forward(encoded[0], torch_forward(model, task), batch_size)
+        forward = torch_forward(model, task)
+        metrics = evaluate_forward(encoded[0], forward, batch_size, by_length=True)
         model.train(was_training)
         return metrics
 

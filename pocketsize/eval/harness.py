@@ -35,6 +35,7 @@ from pocketsize.runtime.runners import default_threads, load_tokenizer, resolve_
 from pocketsize.runtime.scoring import encode_split, predict, run_batches, stack_outputs
 from pocketsize.tasks import check_architecture, get_task, task_for_dataset
 
+MEMORY_CHILDREN = 2  # peak-memory child processes at a time
 MAX_DISAGREEMENTS = 1000  # kept per variant in metrics.json; the total is always reported
 
 
@@ -271,11 +272,21 @@ def _records(run: _Run) -> dict:
 
 
 def _measure_memory(run: _Run, records: dict) -> None:
-    for name, variant in tqdm(run.resolved.items(), desc="peak memory", disable=not run.progress):
+    """Each variant's peak in its own child process, two children at a time: a process's
+    high-water mark is its own, and most of a child's time is importing its runtime."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def measure(item):
+        name, variant = item
         batch = run.runs[name]["pad"](run.runs[name]["rows"][: max(run.batch_sizes)])
-        records[name]["memory"] = peak_memory.measure_peak_memory(
-            variant, run.task, batch, run.threads
-        )
+        return name, peak_memory.measure_peak_memory(variant, run.task, batch, run.threads)
+
+    with ThreadPoolExecutor(max_workers=MEMORY_CHILDREN) as pool:
+        found = pool.map(measure, run.resolved.items())
+        for name, memory in tqdm(
+            found, total=len(run.resolved), desc="peak memory", disable=not run.progress
+        ):
+            records[name]["memory"] = memory
 
 
 def _metrics(run: _Run, records: dict) -> dict:
