@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import torch
 
+from pocketsize.distill.cache import _NEG  # padded positions of per-token outputs, as there
+
 # What the memo may hold; past it, the remaining examples run the live teacher every epoch.
 MEMO_LIMIT_BYTES = 3 * 2**30
-_NEG = -1e4  # padded positions of per-token outputs, as the disk cache pads them
 
 
 class TeacherMemo:
