@@ -40,7 +40,7 @@ import yaml
 from pocketsize import processes
 from pocketsize.errors import PocketsizeError
 from pocketsize.formats.records import read_record, update_record
-from pocketsize.fsutil import atomic_write_text, locked_dir, replace_dir
+from pocketsize.fsutil import atomic_write_text, locked_dir, replace_dir, write_json
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,21 @@ CHAIN = (
 )
 # compress to a target (`search:`): a stage of its own, on the teacher, beside the chain
 SEARCH = "search"
-STAGE_ORDER = ["teacher"] + [stage.name for stage in CHAIN] + [SEARCH]
+# search limits a recipe may give as `final`: the chain's final model's own, measured as the
+# candidates are (its shipped size; its latency at the search's latency_batch), so the search
+# looks for a better model within the hand-made one's budget on this CPU
+FINAL = "final"
+FINAL_LIMITS = ("max_size_mb", "max_latency_ms")
+# `teacher.second_seed`: the teacher fine-tuned again with another seed (how much two trainings
+# of one model disagree: the search's noise floor, and a row of the report)
+SECOND_TEACHER = "second-teacher"
+STAGE_ORDER = ["teacher"] + [stage.name for stage in CHAIN] + [SECOND_TEACHER, SEARCH]
 TOP_LEVEL = {
     "name": "run name; the run directory is runs/<name>",
     "task": "a task name (pocketsize.tasks.task_names(); inferred from the data when absent)",
     "data": "a catalogue dataset name, a local file or a hub id (or a mapping with `name` and load_dataset options)",
     "seed": "integer seed for every stage",
-    "teacher": "{model: NAME_OR_DIR, finetune: {...} | false}",
+    "teacher": "{model: NAME_OR_DIR, finetune: {...} | false, second_seed: N}",
     "student": "{init: truncate|config|bilstm|DIR, ...student options}",
     "distill": "distillation options (pocketsize.distill)",
     "prune": "pruning options (pocketsize.prune)",
@@ -242,7 +250,7 @@ def _check_type(key: str, value: Any, kind: type | tuple[type, ...], hint: str) 
 def validate_recipe(recipe: dict) -> None:
     """Check the whole recipe before any work starts; the error names key, value and the fix."""
     _check_top_level(recipe)
-    _check_teacher(recipe["teacher"])
+    _check_teacher(recipe["teacher"], recipe.get("seed", 42))
     _check_chain(recipe)
     functions = _stage_functions()
     finetune = recipe["teacher"].get("finetune")
@@ -250,8 +258,24 @@ def validate_recipe(recipe: dict) -> None:
         _check_section("teacher.finetune", finetune, functions["teacher.finetune"])
     for section in (*(stage.section for stage in CHAIN), SEARCH, "eval"):
         if recipe.get(section):
-            _check_section(section, recipe[section], functions[section])
+            values = _search_values(recipe) if section == SEARCH else recipe[section]
+            _check_section(section, values, functions[section])
     _check_eval(recipe)
+
+
+def _search_values(recipe: dict) -> dict:
+    """The search section as its config checks it: a limit given as `final` stands for a
+    number (measured at run time), which needs a chain that ends in an ONNX model."""
+    values = dict(recipe[SEARCH])
+    for key in FINAL_LIMITS:
+        if values.get(key) == FINAL:
+            if recipe.get("export") is None:
+                raise PocketsizeError(
+                    f"recipe key search.{key}: final takes the chain's final model's own, "
+                    "measured in ONNX Runtime; the recipe needs an export stage (or give a number)"
+                )
+            values[key] = 1.0
+    return values
 
 
 def _check_top_level(recipe: dict) -> None:
@@ -287,11 +311,23 @@ def _check_name_and_data(recipe: dict) -> None:
         raise PocketsizeError("recipe key data: a mapping needs `name` (the dataset to load)")
 
 
-def _check_teacher(teacher: dict) -> None:
+def _check_teacher(teacher: dict, seed: int) -> None:
     for key in teacher:
-        if key not in ("model", "finetune"):
+        if key not in ("model", "finetune", "second_seed"):
             raise PocketsizeError(
-                f"recipe key teacher.{key} is unknown; allowed keys: model, finetune"
+                f"recipe key teacher.{key} is unknown; allowed keys: model, finetune, second_seed"
+            )
+    if "second_seed" in teacher:
+        _check_type("teacher.second_seed", teacher["second_seed"], int, "an integer seed")
+        if teacher["second_seed"] == seed:
+            raise PocketsizeError(
+                f"recipe key teacher.second_seed is the run's seed ({seed}): the second teacher "
+                "would be the teacher itself; pick another seed"
+            )
+        if not teacher.get("finetune"):
+            raise PocketsizeError(
+                "recipe key teacher.second_seed fine-tunes the teacher again with another seed; "
+                "it needs teacher.finetune (or drop second_seed)"
             )
     if not teacher.get("model"):
         raise PocketsizeError(
@@ -604,6 +640,10 @@ def _run_chain(recipe: dict, run_dir: Path, fresh: bool, force: bool, log):
     task = {"task": recipe["task"]} if recipe.get("task") else {}
     teacher = _run_teacher(run, recipe, fn["teacher.finetune"], data, task)
     variants: dict[str, Any] = {"teacher": teacher.path}
+    second = None
+    if recipe["teacher"].get("second_seed") is not None:
+        seed = recipe["teacher"]["second_seed"]
+        second = _run_teacher(run, recipe, fn["teacher.finetune"], data, task, seed=seed)
     last = teacher
     for stage in CHAIN:
         if not _runs(recipe, stage):
@@ -611,9 +651,12 @@ def _run_chain(recipe: dict, run_dir: Path, fresh: bool, force: bool, log):
         last = _run_stage(run, stage, recipe, fn[stage.section], last, data, task, variants)
         variants[stage.name] = last.path
     if recipe.get(SEARCH) is not None:
-        searched = _run_search(run, recipe, fn[SEARCH], teacher, data, task)
+        sources = {"teacher": teacher, "second": second, "final": last}
+        searched = _run_search(run, recipe, fn[SEARCH], sources, data, task)
         variants[SEARCH] = searched.path
         last = last if last is not teacher else searched  # the chain's model stays the final
+    if second is not None:
+        variants[SECOND_TEACHER] = second.path
 
     eval_cfg = dict(recipe.get("eval") or {})
     # baselines (eval.baselines): another tool's result for the teacher or for another model,
@@ -626,6 +669,10 @@ def _run_chain(recipe: dict, run_dir: Path, fresh: bool, force: bool, log):
 
     def report_and_save():
         report = fn["eval"](variants, data, final=last.name, **task, **eval_cfg)
+        if SEARCH in variants:
+            shown = [last.name, *(eval_cfg.get("baselines") or [])]
+            references = {n: variants[n] for n in shown if n != SEARCH}
+            report.metrics[SEARCH] = _search_summary(variants, references, data)
         _save_report(report, run.dir)
         log(report.to_markdown())
         log(f"report: {run.dir / 'report.md'} (also report.html, metrics.json, plots)")
@@ -650,8 +697,11 @@ def _load_data(recipe: dict, log: Callable[[str], None]):
         return load_dataset(data_cfg["name"], **data_kwargs)
 
 
-def _run_teacher(run: Run, recipe: dict, finetune, data, task: dict) -> StageResult:
-    """The teacher: fine-tuned here (a stage), or used as given."""
+def _run_teacher(
+    run: Run, recipe: dict, finetune, data, task: dict, seed: int | None = None
+) -> StageResult:
+    """The teacher: fine-tuned here (a stage), or used as given. With `seed`: the second
+    teacher, the same fine-tuning with that seed."""
     teacher_cfg = recipe["teacher"]
     finetune_cfg = teacher_cfg.get("finetune")
     if not finetune_cfg:
@@ -666,12 +716,14 @@ def _run_teacher(run: Run, recipe: dict, finetune, data, task: dict) -> StageRes
     def build_teacher(out: Path) -> None:
         resume = _has_checkpoint(out)
         finetune(
-            teacher_cfg["model"], data, out=out, seed=run.seed, resume=resume, **task,
-            **finetune_cfg,
+            teacher_cfg["model"], data, out=out, seed=run.seed if seed is None else seed,
+            resume=resume, **task, **finetune_cfg,
         )  # fmt: skip
 
     config = {"model": teacher_cfg["model"], "finetune": finetune_cfg}
-    return run.stage("teacher", config, [], build_teacher, trains=True)
+    if seed is None:
+        return run.stage("teacher", config, [], build_teacher, trains=True)
+    return run.stage(SECOND_TEACHER, {**config, "seed": seed}, [], build_teacher, trains=True)
 
 
 def _silent(message: str) -> None:
@@ -708,22 +760,61 @@ def _run_stage(
     return run.stage(stage.name, config, [source], build, trains=stage.trains)
 
 
-def _run_search(run: Run, recipe: dict, compress, teacher: StageResult, data, task: dict):
+def _run_search(run: Run, recipe: dict, compress, sources: dict, data, task: dict):
     """Compress to a target from the teacher: the chosen model, with search.json and the
     trial log beside it. The search works in `..search.partial.search`, which an interrupted
-    run keeps for the same fingerprint (as a trainer's checkpoints), so a rerun continues it."""
+    run keeps for the same fingerprint (as a trainer's checkpoints), so a rerun continues it.
+    `sources`: the teacher; the second teacher, when the recipe fine-tunes one (the search's
+    noise floor); the chain's final model (whose size and latency a `final` limit takes)."""
     cfg = dict(recipe[SEARCH] or {})
     work = run.dir / f"..{SEARCH}.partial.search"
+    teacher, second, final = sources["teacher"], sources["second"], sources["final"]
+    given, inputs = {}, [teacher]
+    if second is not None and "second_teacher" not in cfg:
+        given["second_teacher"] = str(second.path)
+        inputs.append(second)
+    from_final = [key for key in FINAL_LIMITS if cfg.get(key) == FINAL]
+    if from_final:
+        inputs.append(final)
 
     def build(out: Path) -> None:
-        model = compress(teacher.path, data, work, seed=run.seed, **task, **cfg)
+        if from_final:
+            limits = _final_limits(final.path, teacher.path, data, task, cfg, work)
+            given.update({key: limits[key] for key in from_final})
+        options = {**cfg, **given}
+        model = compress(teacher.path, data, work, seed=run.seed, **task, **options)
         shutil.copytree(model, out)
         for name in ("search.json", "trials.jsonl", "frontier.png"):
             shutil.copy2(work / name, out / name)
 
-    result = run.stage(SEARCH, cfg, [teacher], build)
+    result = run.stage(SEARCH, cfg, inputs, build)
     processes.on_main(shutil.rmtree, work, ignore_errors=True)  # its log went with the model
     return result
+
+
+def _final_limits(final: Path, teacher: Path, data, task: dict, cfg: dict, work: Path) -> dict:
+    """The chain's final model's size and latency, measured as every candidate is; kept in
+    the search's directory, so a search continued after a kill has the limits it began with
+    (a second timing would differ a little, and so would the candidates within it)."""
+    from pocketsize.compress.references import cost_of
+
+    kept = work / "final-limits.json"
+    if kept.is_file():
+        return json.loads(kept.read_text())
+    timing = {k: cfg[k] for k in ("latency_batch", "latency_examples") if k in cfg}
+    cost = cost_of(final, teacher, data, task.get("task"), **timing)
+    limits = {"max_size_mb": cost["size_mb"], "max_latency_ms": cost["latency_ms"]}
+    work.mkdir(parents=True, exist_ok=True)
+    write_json(kept, limits)
+    return limits
+
+
+def _search_summary(variants: dict, references: dict, data) -> dict:
+    """The search's summary for the report, with the final model and the baselines measured
+    beside its trials (on the main process, after the report's own evaluation)."""
+    from pocketsize.compress.references import with_references
+
+    return with_references(variants[SEARCH], Path(variants["teacher"]), data, references)
 
 
 def _run_baseline(run: Run, name: str, teacher: StageResult, recipe: dict):

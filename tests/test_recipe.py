@@ -80,16 +80,41 @@ SEARCH = {
 
 def test_a_search_stage_beside_the_chain_and_alone(tiny_setup, tmp_path):
     root, teacher, data_dir = tiny_setup
-    recipe = tiny_recipe(teacher, data_dir, search=SEARCH)
-    recipe["eval"]["baselines"] = []
+    # the search within the hand-made final model's size (an unpruned layer: the search's
+    # candidates with half the FFN are smaller), and a second teacher as the noise floor
+    search = {**SEARCH, "max_size_mb": "final"}
+    prune = {"vocab": True, "min_examples": 16}
+    recipe = tiny_recipe(teacher, data_dir, search=search, prune=prune)
+    recipe["teacher"] = {**recipe["teacher"], "second_seed": 2}
+    # a model as it ships (PyTorch) is in the report, not on the search's figure
+    recipe["eval"]["baselines"] = ["optimum-int8", str(teacher)]
     run_dir, lines = tmp_path / "run", []
     report = run_recipe(recipe, run_dir=run_dir, log=lines.append)
     assert list(report.metrics["variants"]) == [
-        "teacher", "student", "pruned", "onnx", "int8", "search"
+        "teacher", "student", "pruned", "onnx", "int8", "search", "second-teacher",
+        "optimum-int8", str(teacher),
     ]  # fmt: skip
     assert report.metrics["final"] == "int8"  # the hand-made chain stays the final model
     searched = json.loads((run_dir / "search" / "search.json").read_text())
     assert searched["chosen"].startswith("L1-") and len(searched["frontier"]) == 2
+    # the second teacher (the recipe's fine-tuning, seed 2) is the noise floor
+    second = json.loads((run_dir / "second-teacher" / "stage.json").read_text())
+    assert second["stage"] == "finetune" and second["config"]["seed"] == 2
+    assert 0 <= searched["budget"]["noise_floor"] <= 1
+    # the final model and optimum's int8 measured beside the trials, in the report
+    summary = report.metrics["search"]
+    points = {r["name"]: r for r in summary["references"]}
+    assert sorted(points) == ["int8", "optimum-int8"], summary["references"]
+    assert list(summary["skipped_references"]) == [str(teacher)]
+    for name, point in points.items():
+        assert 0 <= point["agreement"] <= 1 and point["latency_ms"] > 0
+        shipped = report.metrics["variants"][name]["size_bytes"] / 1e6
+        assert point["size_mb"] == pytest.approx(shipped, abs=1e-3), name
+    assert searched["config"]["max_size_mb"] == points["int8"]["size_mb"]
+    assert all(t["size_mb"] <= points["int8"]["size_mb"] for t in searched["trials"])
+    text = (run_dir / "report.md").read_text()
+    assert "## Search: compress to a target" in text and "| int8 (reference) |" in text
+    assert (run_dir / "search.png").read_bytes().startswith(b"\x89PNG")
     assert (run_dir / "search" / "trials.jsonl").is_file()
     assert json.loads((run_dir / "search" / "stage.json").read_text())["recipe"]["seed"] == 1
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "leftover partials"
@@ -99,6 +124,9 @@ def test_a_search_stage_beside_the_chain_and_alone(tiny_setup, tmp_path):
     # a recipe whose only stage is the search: the searched model is the final one
     alone = {k: v for k, v in recipe.items() if k not in ("student", "distill", "prune",
                                                           "export", "quantize")}  # fmt: skip
+    with pytest.raises(PocketsizeError, match="search.max_size_mb: final takes the chain's"):
+        run_recipe(alone, run_dir=tmp_path / "x")
+    alone["search"] = SEARCH
     report = run_recipe(alone, run_dir=tmp_path / "alone", log=lines.append)
     assert report.metrics["final"] == "search"
     with pytest.raises(PocketsizeError, match="recipe key search.seed is set by the recipe"):
@@ -190,6 +218,13 @@ def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_pat
         ({"eval": {"label_map": "0:negative"}}, "eval.label_map: --label-map '0:negative'"),
         ({"name": "a/b"}, "must use only letters"),
         ({"student": {"init": "truncate", "layerz": [0]}}, "no option layerz"),
+        (
+            {"teacher": {"model": "m", "finetune": {}, "second_seed": 1}},
+            "teacher.second_seed is the run's seed \\(1\\): the second teacher would be",
+        ),
+        ({"teacher": {"model": "m", "second_seed": 3}}, "second_seed fine-tunes the teacher"),
+        ({"search": {"max_latency_ms": "fast"}}, "search.max_latency_ms: expected float"),
+        ({"search": {"max_size_mb": -1}}, "search.max_size_mb: must be above 0"),
     ],
 )
 def test_recipe_validation_names_key_value_and_fix(tiny_setup, change, message):
@@ -255,6 +290,16 @@ def test_a_second_run_on_a_busy_run_directory_is_refused_at_once(tiny_setup, tmp
 def test_shipped_recipes_are_valid():
     for path in sorted((REPO / "recipes").glob("*.yaml")):
         load_recipe(path)
+
+
+def test_the_search_recipe_is_the_main_job_plus_a_search():
+    """recipes/sentiment-search.yaml restates the main job's chain: it may add the search and
+    the second teacher, never drift from the chain the search is measured against."""
+    main = load_recipe(REPO / "recipes" / "sentiment.yaml")
+    searched = load_recipe(REPO / "recipes" / "sentiment-search.yaml")
+    assert searched.pop("search")["max_latency_ms"] == "final"
+    assert searched["teacher"].pop("second_seed") not in (42, 1, 2)
+    assert {**searched, "name": "sentiment"} == main
 
 
 @pytest.mark.e2e

@@ -128,6 +128,7 @@ def _train(run: _Run, candidate: Candidate, epochs: float, reference, cost: dict
     agreement, metric = reference.score(target)
     return {
         "candidate": candidate.name, "phase": S.PHASE, "epochs": epochs, "seed": cfg.seed,
+        "block_size": cfg.block_size,
         **candidate.to_dict(), "agreement": round(agreement, 6), "metric": round(metric, 6),
         "size_mb": cost["size_mb"], "latency_ms": cost["latency_ms"], "params": cost["params"],
         "model": str(target.relative_to(run.out)), "seconds": round(time.time() - started, 1),
@@ -157,7 +158,7 @@ def _copy_of(source: Path, parent: Path) -> Path:
 
 
 def _summary(run: _Run, measured, done, best, budget, reference) -> None:
-    from pocketsize.compress.plot import frontier_png
+    from pocketsize.eval.search_plot import frontier_png
 
     cfg = run.cfg
     summary = {

@@ -14,6 +14,7 @@ from pocketsize.options import Check, Config, above, at_least, option, share
 LAYER_COUNTS = Check(lambda v: bool(v) and all(n >= 1 for n in v), "layer counts of at least 1")
 SHARES = Check(lambda v: bool(v) and all(0 <= s < 1 for s in v), "shares from 0 (none) to below 1")
 BITS = Check(lambda v: bool(v) and all(b in (4, 8) for b in v), "embedding bits, each 4 or 8")
+BLOCK = Check(lambda v: v >= 16 and not v & (v - 1), "a power of two from 16 (32 to 256 usual)")
 
 
 def _numbers(kind):
@@ -85,6 +86,9 @@ class CompressConfig(Config):
     )
     embedding_bits: list[int] = option(
         [8, 4], "bits of the int8 model's embedding table", BITS, coerce=_numbers(int)
+    )
+    block_size: int = option(
+        32, "4-bit embedding tables: values per scale (quantize's block_size)", BLOCK
     )
     vocab: bool = option(True, "trim the vocabulary to the pieces the data uses")
     scoring_examples: int = option(

@@ -48,7 +48,7 @@ def _measure(teacher: Path, loaded, data, candidate: Candidate, cfg: CompressCon
     with tempfile.TemporaryDirectory(prefix="pocketsize-frontier-") as work:
         student = _truncated(loaded, candidate, task, Path(work) / "student")
         int8 = build_chain(student, teacher, data, candidate, cfg, task, Path(work), None)
-        size, params, latency = _cost(int8, data, cfg, task)
+        size, params, latency = measure_cost(int8, data, cfg, task)
     entry = {
         "candidate": candidate.name, "phase": PHASE, **candidate.to_dict(),
         "size_mb": round(size / 1e6, 4), "params": params, "latency_ms": round(latency, 4),
@@ -61,7 +61,7 @@ def _settings(cfg: CompressConfig) -> dict:
     """What a frontier measurement depends on besides the candidate."""
     return {
         "latency_batch": cfg.latency_batch, "latency_examples": cfg.latency_examples,
-        "vocab": cfg.vocab, "seed": cfg.seed,
+        "vocab": cfg.vocab, "seed": cfg.seed, "block_size": cfg.block_size,
     }  # fmt: skip
 
 
@@ -93,8 +93,9 @@ def build_chain(
         )  # fmt: skip
     onnx_dir = export(pruned, work / "onnx", task=task.name)
     return quantize(
-        onnx_dir, out=work / "int8", method="dynamic", embedding_bits=candidate.embedding_bits
-    )
+        onnx_dir, out=work / "int8", method="dynamic", embedding_bits=candidate.embedding_bits,
+        block_size=cfg.block_size,
+    )  # fmt: skip
 
 
 def _load_teacher(teacher: Path, task) -> list:
@@ -120,7 +121,7 @@ def _truncated(loaded: list, candidate: Candidate, task, out: Path) -> Path:
     return out
 
 
-def _cost(int8: Path, data, cfg: CompressConfig, task) -> tuple[int, int | None, float]:
+def measure_cost(int8: Path, data, cfg: CompressConfig, task) -> tuple[int, int | None, float]:
     """(shipped bytes, parameters, median ms per call at latency_batch) of an int8 directory."""
     from pocketsize.assets import load_tokenizer
     from pocketsize.quantize.scoring import TaskData, latency_ms, ort_session

@@ -44,7 +44,9 @@ def successive_halving(
     for rung, epochs in enumerate(rung_epochs(cfg)):
         results = []
         for candidate in alive:
-            entry = log.find(candidate.name, PHASE, epochs=epochs, seed=cfg.seed)
+            entry = log.find(
+                candidate.name, PHASE, epochs=epochs, seed=cfg.seed, block_size=cfg.block_size
+            )
             if entry is None:
                 if time.time() > deadline:
                     break

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from pocketsize.eval.plots import p50
+from pocketsize.eval.search_section import SEARCH_PNG, search_lines, search_rows
 from pocketsize.eval.suite import suite_rows
 from pocketsize.fsutil import atomic_dir, write_json
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 PARETO_PNG = "pareto.png"
 STAGES_PNG = "stages.png"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -311,6 +312,13 @@ class Report:
         suite = suite_rows(self.variants)
         if suite:
             out += ["## Suite: more labelled sets", "", _md_table(*suite), ""]
+        search = self.metrics.get("search")
+        if search:
+            out += ["## Search: compress to a target (validation split)", ""]
+            out += [f"- {line}" for line in search_lines(search)]
+            out += ["", _md_table(*search_rows(search)), ""]
+            if images:
+                out += [f"![the search's frontier and trials]({SEARCH_PNG})", ""]
         if images:
             out += ["## Trade-off", "", f"![accuracy vs latency and size]({PARETO_PNG})", ""]
             out += [f"![size, latency and agreement along the stages]({STAGES_PNG})", ""]
@@ -351,6 +359,13 @@ class Report:
         suite = suite_rows(self.variants)
         if suite:
             parts += ["<h2>Suite: more labelled sets</h2>", _html_table(*suite)]
+        search = self.metrics.get("search")
+        if search:
+            parts.append("<h2>Search: compress to a target (validation split)</h2><ul>")
+            parts += [f"<li>{html.escape(line)}</li>" for line in search_lines(search)]
+            parts += ["</ul>", _html_table(*search_rows(search))]
+            if SEARCH_PNG in pngs:
+                parts.append(_html_img(pngs[SEARCH_PNG], "the search's frontier and trials"))
         if PARETO_PNG in pngs:
             parts += ["<h2>Trade-off</h2>", _html_img(pngs[PARETO_PNG], "trade-off")]
         if STAGES_PNG in pngs:
@@ -389,6 +404,10 @@ class Report:
         cm = self.variants[best].get("confusion_matrix")
         if cm:
             pngs[CONFUSION_PNG] = plots.png(plots.confusion_figure(best, cm))
+        if self.metrics.get("search"):
+            from pocketsize.eval.search_plot import frontier_png
+
+            pngs[SEARCH_PNG] = frontier_png(self.metrics["search"])
         return pngs
 
     # ---- saving ----

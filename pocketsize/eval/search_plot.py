@@ -1,10 +1,16 @@
-"""The search's figure: every candidate's size and latency (the frontier, measured before any
-training, with the limits), and agreement with the teacher against latency and against size
-for every trained trial, the longer-trained darker, the chosen one starred."""
+"""The search's figure (compress to a target): every candidate's size and latency (the frontier,
+measured before any training, with the limits), and agreement with the teacher against latency
+and against size for every trained trial, the longer-trained darker, the chosen one starred.
+Reference points (`references` in the summary: the hand-made chain's final model, another
+tool's int8 of the teacher), measured as the candidates were, are drawn as labelled diamonds.
+
+It lives in eval because the run's report draws it too, from the summary in metrics.json."""
 
 from __future__ import annotations
 
 from pocketsize.eval.plots import log_axis, png
+
+REFERENCE_COLOURS = ["#ff7f0e", "#2ca02c", "#8c564b", "#e377c2", "#17becf"]
 
 
 def frontier_png(summary: dict) -> bytes:
@@ -18,7 +24,10 @@ def frontier_png(summary: dict) -> bytes:
     ):
         _agreement_panel(ax, summary, key, label)
     batch = summary["config"]["latency_batch"]
-    fig.suptitle(f"compress: {len(summary['frontier'])} candidates, latency at batch {batch}")
+    fig.suptitle(
+        f"compress: {len(summary['frontier'])} candidates, latency at batch {batch}, "
+        "agreement on the validation split"
+    )
     fig.tight_layout()
     return png(fig)
 
@@ -26,7 +35,9 @@ def frontier_png(summary: dict) -> bytes:
 def _cost_panel(ax, summary: dict) -> None:
     cfg = summary["config"]
     points = summary["frontier"]
-    ax.scatter([p["latency_ms"] for p in points], [p["size_mb"] for p in points], color="#888")
+    ax.scatter([p["latency_ms"] for p in points], [p["size_mb"] for p in points], color="#888",
+               label="candidate (untrained)")  # fmt: skip
+    _references(ax, summary, "latency_ms", "size_mb")
     if cfg.get("max_latency_ms"):
         ax.axvline(cfg["max_latency_ms"], color="#d62728", ls="--", label="max_latency_ms")
     if cfg.get("max_size_mb"):
@@ -37,8 +48,7 @@ def _cost_panel(ax, summary: dict) -> None:
     ax.set_ylabel("shipped size (MB, log scale)")
     ax.set_title("every candidate, untrained")
     ax.grid(alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    ax.legend(fontsize=8)
 
 
 def _agreement_panel(ax, summary: dict, key: str, label: str) -> None:
@@ -50,6 +60,7 @@ def _agreement_panel(ax, summary: dict, key: str, label: str) -> None:
     chosen = summary["chosen_trial"]
     ax.scatter(chosen[key], chosen["agreement"], marker="*", s=250, color="#d62728",
                label=f"chosen: {chosen['candidate']}")  # fmt: skip
+    _references(ax, summary, key, "agreement")
     noise = summary["budget"].get("noise_floor")
     if noise is not None:
         ax.axhline(noise, color="#9467bd", ls=":", label="second teacher (noise floor)")
@@ -62,3 +73,9 @@ def _agreement_panel(ax, summary: dict, key: str, label: str) -> None:
     ax.set_title("trained trials (darker: trained longer)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
+
+
+def _references(ax, summary: dict, x: str, y: str) -> None:
+    for colour, point in zip(REFERENCE_COLOURS * 4, summary.get("references") or []):
+        ax.scatter(point[x], point[y], marker="D", s=70, color=colour, edgecolor="black",
+                   label=point["name"])  # fmt: skip
