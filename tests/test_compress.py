@@ -87,6 +87,27 @@ def test_the_frontier_measures_every_candidate_and_a_rerun_reads_it_back(teacher
     assert len((tmp_path / "trials.jsonl").read_text().splitlines()) == len(found) + 1
 
 
+def test_a_candidate_the_teacher_cannot_take_is_logged_with_why_and_the_rest_measured(
+    teacher, data, tmp_path
+):
+    """Half the width leaves room for 2 of the tiny teacher's 4 heads: the candidate that keeps
+    them all cannot be built (the main job's space has such pairs); the search goes on."""
+    from pocketsize.compress import within_limits
+
+    space = CompressConfig(layers=[1], heads=[0.0, 0.5], ffn=[0.0], width=[0.5], embedding_bits=[8])
+    found = candidates(space, depth=6)
+    entries = measure_frontier(teacher, data, found, space, TrialLog(tmp_path), get_task(
+        "text-classification"))  # fmt: skip
+    refused, built = entries
+    assert (
+        refused["candidate"].startswith("L1-h0-") and "remove heads too" in refused["unbuildable"]
+    )
+    assert built["latency_ms"] > 0 and "unbuildable" not in built
+    assert [within_limits(e, space) for e in entries] == [False, True]
+    logged = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert logged == entries  # a rerun does not try it again
+
+
 SEARCH = {**SPACE, "epochs": 0.5, "rungs": 2, "eta": 2, "distill_options": {"batch_size": 16}}
 
 KILLED_RUN = """

@@ -97,8 +97,14 @@ def _within_limits(measured: list[dict], cfg: CompressConfig, space: list[Candid
     alive = [c for c, e in zip(space, measured) if F.within_limits(e, cfg)]
     if alive:
         return alive
-    small = min(measured, key=lambda e: e["size_mb"])
-    fast = min(measured, key=lambda e: e["latency_ms"])
+    built = [e for e in measured if F.buildable(e)]
+    if not built:
+        raise PocketsizeError(
+            f"no candidate of the space could be built; the first said: "
+            f"{measured[0][F.UNBUILDABLE]}"
+        )
+    small = min(built, key=lambda e: e["size_mb"])
+    fast = min(built, key=lambda e: e["latency_ms"])
     raise PocketsizeError(
         f"no candidate is within max_size_mb={cfg.max_size_mb} and "
         f"max_latency_ms={cfg.max_latency_ms}: the smallest, {small['candidate']}, weighs "

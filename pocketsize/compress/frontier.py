@@ -17,8 +17,10 @@ from pocketsize.compress.config import CompressConfig
 from pocketsize.compress.reference import scoring_split
 from pocketsize.compress.space import Candidate
 from pocketsize.compress.trials import TrialLog
+from pocketsize.errors import PocketsizeError
 
 PHASE = "frontier"
+UNBUILDABLE = "unbuildable"  # a frontier entry's key: why the candidate could not be built
 
 
 def measure_frontier(
@@ -26,18 +28,35 @@ def measure_frontier(
 ) -> list[dict]:
     """One logged trial per candidate (read back from the log when a rerun finds it there):
     its shipped size, parameter count and latency (the limits are applied by within_limits,
-    so a rerun with other limits reuses the measurements)."""
+    so a rerun with other limits reuses the measurements), or why it cannot be built."""
     entries, loaded = [], []  # the teacher, loaded once, when a candidate is not in the log
     for candidate in candidates:
         entry = log.find(candidate.name, PHASE, **_settings(cfg))
         if entry is None:
             loaded = loaded or _load_teacher(teacher, task)
-            entry = log.add(_measure(teacher, loaded, data, candidate, cfg, task))
+            entry = log.add(_measure_or_refusal(teacher, loaded, data, candidate, cfg, task))
         entries.append(entry)
     return entries
 
 
+def _measure_or_refusal(teacher, loaded, data, candidate: Candidate, cfg, task) -> dict:
+    """A combination the teacher's structure cannot take (a width that leaves room for fewer
+    heads than a layer keeps, say) is logged with the stage's one-line reason, not fatal: the
+    rest of the space is still searched, and the report says what was left out."""
+    try:
+        return _measure(teacher, loaded, data, candidate, cfg, task)
+    except PocketsizeError as refusal:
+        return {"candidate": candidate.name, "phase": PHASE, **candidate.to_dict(),
+                UNBUILDABLE: str(refusal), **_settings(cfg)}  # fmt: skip
+
+
+def buildable(entry: dict) -> bool:
+    return UNBUILDABLE not in entry
+
+
 def within_limits(entry: dict, cfg: CompressConfig) -> bool:
+    if not buildable(entry):
+        return False
     size_ok = cfg.max_size_mb is None or entry["size_mb"] <= cfg.max_size_mb
     speed_ok = cfg.max_latency_ms is None or entry["latency_ms"] <= cfg.max_latency_ms
     return size_ok and speed_ok

@@ -34,7 +34,7 @@ def frontier_png(summary: dict) -> bytes:
 
 def _cost_panel(ax, summary: dict) -> None:
     cfg = summary["config"]
-    points = summary["frontier"]
+    points = [p for p in summary["frontier"] if "latency_ms" in p]  # not the unbuildable
     ax.scatter([p["latency_ms"] for p in points], [p["size_mb"] for p in points], color="#888",
                label="candidate (untrained)")  # fmt: skip
     _references(ax, summary, "latency_ms", "size_mb")

@@ -20,6 +20,13 @@ def search_lines(search: dict) -> list[str]:
         f"Chosen: {chosen['candidate']} after {chosen['epochs']:g} epochs, agreement "
         f"{chosen['agreement']:.2%}; it {kept}.",
     ]
+    refused = [e for e in search["frontier"] if "unbuildable" in e]
+    if refused:
+        names = ", ".join(e["candidate"] for e in refused)
+        lines.append(
+            f"{len(refused)} candidates could not be built ({names}); the first said: "
+            f"{refused[0]['unbuildable']}"
+        )
     if budget.get("noise_floor") is not None:
         lines.append(
             f"A second fine-tuning of the teacher agrees with it on {budget['noise_floor']:.2%} "
