@@ -17,7 +17,7 @@ def search_lines(search: dict) -> list[str]:
         f"Searched {len(search['frontier'])} candidates in {search['seconds'] / 60:.1f} min "
         f"({', '.join(limits) or 'no limits'}; latency at batch {cfg['latency_batch']}); "
         f"{len(search['trials'])} trials trained.",
-        f"Chosen: {chosen['candidate']} after {chosen['epochs']:g} epochs, agreement "
+        f"Chosen: {chosen['candidate']} after {chosen['epochs']:.3g} epochs, agreement "
         f"{chosen['agreement']:.2%}; it {kept}.",
     ]
     refused = [e for e in search["frontier"] if "unbuildable" in e]
@@ -46,7 +46,7 @@ def search_rows(search: dict) -> tuple[list[str], list[list[str]]]:
     for t in trials:
         mark = " (chosen)" if t is chosen or t == chosen else ""
         rows.append(
-            [t["candidate"] + mark, f"{t['epochs']:g}", f"{t['agreement']:.2%}",
+            [t["candidate"] + mark, f"{t['epochs']:.3g}", f"{t['agreement']:.2%}",
              f"{t['metric']:.4f}", f"{t['size_mb']:.2f}", f"{t['latency_ms']:.3f}",
              f"{t['seconds']:.0f}"]
         )  # fmt: skip
