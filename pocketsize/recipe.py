@@ -671,7 +671,8 @@ def _run_chain(recipe: dict, run_dir: Path, fresh: bool, force: bool, log):
         report = fn["eval"](variants, data, final=last.name, **task, **eval_cfg)
         if SEARCH in variants:
             shown = [last.name, *(eval_cfg.get("baselines") or [])]
-            references = {n: variants[n] for n in shown if n != SEARCH}
+            references = {f"{n} (final)" if n == last.name else n: variants[n]
+                          for n in shown if n != SEARCH}  # fmt: skip
             report.metrics[SEARCH] = _search_summary(variants, references, data)
         _save_report(report, run.dir)
         log(report.to_markdown())

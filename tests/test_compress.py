@@ -170,6 +170,23 @@ def test_the_search_keeps_the_limits_logs_every_trial_and_continues_after_kill(
     assert _log(out) == after and again == model  # a finished search reruns from its log
 
 
+def test_the_choice_follows_the_budget_asked():
+    """Limits alone: the trial that agrees most within them (the main job's search chose the
+    fastest before, a trade nobody asked for); with an agreement budget, the fastest that
+    keeps it; when none does, the one that agrees most, with the shortfall."""
+    from pocketsize.compress.search import choose
+
+    def trial(name, epochs, agreement, latency):
+        return {"candidate": name, "epochs": epochs, "agreement": agreement,
+                "latency_ms": latency, "size_mb": 3.0, "metric": agreement}  # fmt: skip
+
+    done = [trial("fast", 3, 0.87, 0.5), trial("close", 3, 0.88, 0.6), trial("short", 1, 0.9, 0.1)]
+    assert choose(done, CompressConfig(), 0.84) == (done[1], {"met": True})
+    assert choose(done, CompressConfig(min_agreement=0.86), 0.84) == (done[0], {"met": True})
+    best, budget = choose(done, CompressConfig(min_agreement=0.9), 0.84)
+    assert best is done[1] and budget == {"met": False, "shortfall": 0.02}
+
+
 def test_no_candidate_within_the_limits_is_one_line(teacher, data, tmp_path):
     from pocketsize.compress import compress
 

@@ -104,16 +104,17 @@ def test_a_search_stage_beside_the_chain_and_alone(tiny_setup, tmp_path):
     # the final model and optimum's int8 measured beside the trials, in the report
     summary = report.metrics["search"]
     points = {r["name"]: r for r in summary["references"]}
-    assert sorted(points) == ["int8", "optimum-int8"], summary["references"]
+    assert sorted(points) == ["int8 (final)", "optimum-int8"], summary["references"]
     assert list(summary["skipped_references"]) == [str(teacher)]
     for name, point in points.items():
         assert 0 <= point["agreement"] <= 1 and point["latency_ms"] > 0
-        shipped = report.metrics["variants"][name]["size_bytes"] / 1e6
+        shipped = report.metrics["variants"][name.split()[0]]["size_bytes"] / 1e6
         assert point["size_mb"] == pytest.approx(shipped, abs=1e-3), name
-    assert searched["config"]["max_size_mb"] == points["int8"]["size_mb"]
-    assert all(t["size_mb"] <= points["int8"]["size_mb"] for t in searched["trials"])
+    final = points["int8 (final)"]
+    assert searched["config"]["max_size_mb"] == final["size_mb"]
+    assert all(t["size_mb"] <= final["size_mb"] for t in searched["trials"])
     text = (run_dir / "report.md").read_text()
-    assert "## Search: compress to a target" in text and "| int8 (reference) |" in text
+    assert "## Search: compress to a target" in text and "| reference: int8 (final) |" in text
     assert (run_dir / "search.png").read_bytes().startswith(b"\x89PNG")
     assert (run_dir / "search" / "trials.jsonl").is_file()
     assert json.loads((run_dir / "search" / "stage.json").read_text())["recipe"]["seed"] == 1

@@ -68,9 +68,13 @@ def ranked(results: list[dict]) -> list[dict]:
 
 def choose(done: list[dict], cfg: CompressConfig, teacher_metric: float) -> tuple[dict, dict]:
     """The chosen trial among the most-trained ones, and what it says of the budget: the
-    fastest that keeps the budget, else (none keeps it) the one that agrees most."""
+    fastest that keeps the budget, else (none keeps it) the one that agrees most. Without an
+    agreement budget (neither min_agreement nor max_drop), the limits are all that was asked:
+    the one that agrees most within them (the fastest would be a choice nobody made)."""
     top = max(e["epochs"] for e in done)
     final = [e for e in done if e["epochs"] == top]
+    if cfg.min_agreement is None and cfg.max_drop is None:
+        return ranked(final)[0], {"met": True}
     keeping = [e for e in final if _shortfall(e, cfg, teacher_metric) <= 0]
     if keeping:
         best = min(keeping, key=lambda e: (e["latency_ms"], e["size_mb"], -e["agreement"]))

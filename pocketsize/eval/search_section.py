@@ -52,7 +52,7 @@ def search_rows(search: dict) -> tuple[list[str], list[list[str]]]:
         )  # fmt: skip
     for r in search.get("references") or []:
         rows.append(
-            [r["name"] + " (reference)", "-", f"{r['agreement']:.2%}", f"{r['metric']:.4f}",
+            ["reference: " + r["name"], "-", f"{r['agreement']:.2%}", f"{r['metric']:.4f}",
              f"{r['size_mb']:.2f}", f"{r['latency_ms']:.3f}", "-"]
         )  # fmt: skip
     return header, rows
