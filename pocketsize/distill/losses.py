@@ -297,6 +297,12 @@ def attention_kl_loss(student, teacher, batch, ctx: LossContext) -> torch.Tensor
         t = teacher["attentions"][j].float()
         if s.shape[1] != t.shape[1]:
             s, t = s.mean(1, keepdim=True), t.mean(1, keepdim=True)
+        # computed under bfloat16 autocast, a row sums to 1 only within bf16's rounding, and a
+        # KL of rows that are not distributions can go below 0; as distributions again, not
+        s, t = (
+            s / s.sum(-1, keepdim=True).clamp(min=1e-9),
+            t / t.sum(-1, keepdim=True).clamp(min=1e-9),
+        )
         kl = (t * (torch.log(t.clamp(min=1e-9)) - torch.log(s.clamp(min=1e-9)))).sum(-1)
         m = _token_mask(batch, kl[:, 0]).unsqueeze(1).expand_as(kl)  # valid query rows
         total = total + (kl * m).sum() / m.sum().clamp(min=1)
