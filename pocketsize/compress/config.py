@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.options import Check, Config, above, at_least, option, share
+from pocketsize.quantize.config import BLOCK  # the 4-bit block sizes quantize itself takes
 
 LAYER_COUNTS = Check(lambda v: bool(v) and all(n >= 1 for n in v), "layer counts of at least 1")
 SHARES = Check(lambda v: bool(v) and all(0 <= s < 1 for s in v), "shares from 0 (none) to below 1")
 BITS = Check(lambda v: bool(v) and all(b in (4, 8) for b in v), "embedding bits, each 4 or 8")
-BLOCK = Check(lambda v: v >= 16 and not v & (v - 1), "a power of two from 16 (32 to 256 usual)")
 
 
 def _numbers(kind):
