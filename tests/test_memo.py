@@ -116,7 +116,7 @@ def _train(teacher, tmp_path, name, **options):
     data = make_cls_dataset(n_train=48)
     out = distill(
         teacher, data, "truncate:0,2", tmp_path / name, losses="kl=1,ce=0.5,hidden=1,embedding=1",
-        epochs=3, shuffle=True, seed=5, **{**QUICK, **options},
+        epochs=3, shuffle=True, seed=5, **{**QUICK, "bf16": "off", **options},
     )  # fmt: skip
     from safetensors.torch import load_file
 
@@ -135,3 +135,16 @@ def test_training_from_the_memo_is_training_from_the_live_teacher(teacher, tmp_p
     assert abs(stage["train_loss"] - live_stage["train_loss"]) < 1e-4
     for name, tensor in live_weights.items():
         torch.testing.assert_close(weights[name], tensor, atol=1e-4, rtol=1e-3)
+
+
+def test_no_memo_under_bf16_autocast(teacher, tmp_path, monkeypatch):
+    """Under bf16 the live teacher runs every epoch (the memo cost the main job accuracy there).
+    The CPU is declared bf16-native, so bf16="auto" turns autocast on on any CPU."""
+    from pocketsize.distill import training
+
+    monkeypatch.setattr(training, "bf16_supported", lambda: True)
+    stage, _ = _train(teacher, tmp_path, "bf16", bf16="auto")
+    assert stage["config"]["bf16"] is True
+    assert "memo" not in stage["cache"]
+    stage, _ = _train(teacher, tmp_path, "fp32", bf16="off")
+    assert stage["config"]["bf16"] is False and stage["cache"]["memo"]["batches_from_memo"] == 6

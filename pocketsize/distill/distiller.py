@@ -339,9 +339,14 @@ def _teacher_outputs(run: _Run):
 def _teacher_memo(run: _Run):
     """A memo of the live teacher's outputs (distill/memo.py) where they can be kept: a task
     whose outputs the disk cache could hold, losses that read no attention maps, more than one
-    pass over the examples, and the cache not turned off."""
+    pass over the examples, the cache not turned off, and no bf16 autocast."""
     task, cfg = run.task, run.cfg
     if cfg.cache == "off" or not L.reads_teacher(run.weights):
+        return None
+    if run.bf16:
+        # Measured on a 2-core Xeon with AMX (docs/results.md): the bf16 teacher is cheap there,
+        # so the memo made the student's distillation only 1.18x faster, while the main job's
+        # final model lost 0.67 accuracy points on the mean of 3 seeds (lower on all three).
         return None
     if not task.cacheable or task.distribution_outputs or "attentions" in run.intermediate:
         return None
