@@ -6,9 +6,9 @@
 #
 # The installer is uv when it can be had (on PATH, or installed into the venv by pip in a few
 # seconds): it unpacks and byte-compiles in parallel; `install.sh core` from nothing took 36 s
-# with it where pip took 131 s (2-core Intel Xeon, empty caches). uv does not read pip's configuration, so the indexes, find-links and
-# constraints pip is configured with are handed to it; with POCKETSIZE_INSTALLER=pip, or when
-# uv fails, pip does the whole install as before.
+# with it where pip took 131 s (2-core Intel Xeon, empty caches). uv does not read pip's
+# configuration, so the indexes, find-links and constraints pip is configured with are handed
+# to it; with POCKETSIZE_INSTALLER=pip, or when uv fails, pip does the whole install as before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
