@@ -1,0 +1,148 @@
+"""MatMulNBits' accuracy_level 0 against 4 on a real decoder (issue 31): SmolLM2-135M's ONNX
+export, its weight MatMuls in 4 bits (blocks of 32) twice, timed side by side with the float
+model in one run.
+
+    python benchmarks/nbits_accuracy_level.py [--prompts 16] [--rounds 5]
+
+accuracy_level 0 dequantizes the 4-bit weights and multiplies in float32; 4 quantizes the
+activations to int8 and multiplies in int8 (the fast CPU path, pocketsize's default). Per
+variant: prefill of each prompt (batch 1) and one decode step after it (the prompt's past key
+values fed back), p50 over prompts and rounds, variants rotated per round; next-token agreement
+with the float model at every prompt position, and the prompts' perplexity; the model file's
+size. The prompts are the first rt-polarity test sentences. Name the CPU beside any figure you
+report from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _export(out: Path) -> Path:
+    import pocketsize as ps
+    from pocketsize.assets import resolve_model
+
+    started = time.perf_counter()
+    ps.export(resolve_model("smollm2-135m"), out, task="causal-lm", overwrite=True)
+    print(f"export: {time.perf_counter() - started:.1f} s")
+    return out / "model.onnx"
+
+
+def _quantize(float_path: Path, level: int, out: Path) -> Path:
+    import onnx
+
+    from pocketsize.quantize.four_bit import constant_matmuls, quantize_4bit
+
+    started = time.perf_counter()
+    model = onnx.load(str(float_path))
+    model = quantize_4bit(model, constant_matmuls(model), block_size=32, accuracy_level=level)
+    path = out / f"model-nbits-level{level}.onnx"
+    onnx.save(model, str(path))
+    print(f"4-bit, accuracy_level {level}: {time.perf_counter() - started:.1f} s")
+    return path
+
+
+def _feeds(session, ids: np.ndarray, past: dict | None) -> dict:
+    """One call's inputs: `ids` after `past` (empty past for a prefill)."""
+    past_len = 0 if past is None else next(iter(past.values())).shape[2]
+    feeds = {
+        "input_ids": ids,
+        "attention_mask": np.ones((1, past_len + ids.shape[1]), dtype=np.int64),
+        "position_ids": np.arange(past_len, past_len + ids.shape[1], dtype=np.int64)[None],
+    }
+    for i in session.get_inputs():
+        if i.name.startswith("past_key_values."):
+            feeds[i.name] = (
+                past[i.name] if past else np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
+            )
+    return feeds
+
+
+def _step(session, ids: np.ndarray):
+    """Prefill `ids`, then decode one token; returns (prefill logits, prefill s, decode s)."""
+    names = [o.name for o in session.get_outputs()]
+    t0 = time.perf_counter()
+    outputs = dict(zip(names, session.run(None, _feeds(session, ids, None))))
+    t1 = time.perf_counter()
+    past = {
+        n.replace("present.", "past_key_values."): v for n, v in outputs.items() if n != "logits"
+    }
+    token = outputs["logits"][:, -1:].argmax(-1).astype(np.int64)
+    t2 = time.perf_counter()
+    session.run(["logits"], _feeds(session, token, past))
+    t3 = time.perf_counter()
+    return outputs["logits"][0], t1 - t0, t3 - t2
+
+
+def _next_token_nll(logits: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The negative log-likelihood of each prompt token after the first."""
+    shifted = logits[:-1] - logits[:-1].max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return -log_probs[np.arange(len(ids) - 1), ids[1:]]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args()
+
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    from pocketsize.data import load_dataset
+    from pocketsize.eval.environment import machine_info
+
+    print("machine:", json.dumps(machine_info()))
+    with tempfile.TemporaryDirectory(prefix="nbits-") as tmp:
+        float_path = _export(Path(tmp) / "onnx")
+        paths = {"float32": float_path}
+        for level in (0, 4):
+            paths[f"4-bit level {level}"] = _quantize(float_path, level, Path(tmp) / "onnx")
+        tok = AutoTokenizer.from_pretrained(float_path.parent)
+        texts = load_dataset("rt-polarity")["test"]["text"][: args.prompts]
+        prompts = [np.asarray([tok(t)["input_ids"]], dtype=np.int64) for t in texts]
+        sessions = {n: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+                    for n, p in paths.items()}  # fmt: skip
+        times = {n: {"prefill": [], "decode": []} for n in sessions}
+        tokens: dict[str, list] = {n: [] for n in sessions}
+        nll: dict[str, list] = {n: [] for n in sessions}
+        names = list(sessions)
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                _step(sessions[name], prompts[0])  # warm-up after the previous variant
+                for ids in prompts:
+                    logits, prefill, decode = _step(sessions[name], ids)
+                    times[name]["prefill"].append(prefill * 1000)
+                    times[name]["decode"].append(decode * 1000)
+                    if r == 0:
+                        tokens[name].append(logits.argmax(-1))
+                        nll[name].append(_next_token_nll(logits, ids[0]))
+        reference = np.concatenate(tokens["float32"])
+        print(f"{len(prompts)} prompts, mean {np.mean([x.shape[1] for x in prompts]):.1f} tokens")
+        print(
+            "| variant | model file | prefill p50 | decode step p50 | next-token agreement "
+            "| perplexity |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
+        for name in names:
+            size = paths[name].stat().st_size / 1e6
+            agree = float((np.concatenate(tokens[name]) == reference).mean())
+            print(
+                f"| {name} | {size:.1f} MB | {np.median(times[name]['prefill']):.2f} ms | "
+                f"{np.median(times[name]['decode']):.2f} ms | {agree:.2%} | "
+                f"{np.exp(np.mean(np.concatenate(nll[name]))):.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
