@@ -1,6 +1,6 @@
 """MatMulNBits' accuracy_level 0 against 4 on a real decoder (issue 31): SmolLM2-135M's ONNX
-export, its weight MatMuls in 4 bits (blocks of 32) twice, timed side by side with the float
-model in one run.
+export, its weight MatMuls in 4 bits (blocks of 32) by round-to-nearest at both levels and by
+onnxruntime's HQQ at level 4, timed side by side with the float model in one run.
 
     python benchmarks/nbits_accuracy_level.py [--prompts 16] [--rounds 5]
 
@@ -48,6 +48,29 @@ def _quantize(float_path: Path, level: int, out: Path) -> Path:
     path = out / f"model-nbits-level{level}.onnx"
     onnx.save(model, str(path))
     print(f"4-bit, accuracy_level {level}: {time.perf_counter() - started:.1f} s")
+    return path
+
+
+def _quantize_hqq(float_path: Path, out: Path) -> Path:
+    """The same MatMuls in 4 bits by onnxruntime's HQQ (half-quadratic scales and zero points,
+    no calibration data) instead of round-to-nearest, then set to accuracy_level 4."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        HQQWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    started = time.perf_counter()
+    config = HQQWeightOnlyQuantConfig(block_size=32, op_types_to_quantize=("MatMul",))
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(float_path)), algo_config=config)
+    quantizer.process()
+    model = quantizer.model.model
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":  # HQQ's nodes carry no accuracy_level (0)
+            node.attribute.append(onnx.helper.make_attribute("accuracy_level", 4))
+    path = out / "model-nbits-hqq.onnx"
+    onnx.save(model, str(path))
+    print(f"4-bit HQQ, accuracy_level 4: {time.perf_counter() - started:.1f} s")
     return path
 
 
@@ -108,6 +131,7 @@ def main() -> None:
         paths = {"float32": float_path}
         for level in (0, 4):
             paths[f"4-bit level {level}"] = _quantize(float_path, level, Path(tmp) / "onnx")
+        paths["4-bit HQQ level 4"] = _quantize_hqq(float_path, Path(tmp) / "onnx")
         tok = AutoTokenizer.from_pretrained(float_path.parent)
         texts = load_dataset("rt-polarity")["test"]["text"][: args.prompts]
         prompts = [np.asarray([tok(t)["input_ids"]], dtype=np.int64) for t in texts]
