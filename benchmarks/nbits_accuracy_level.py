@@ -11,6 +11,10 @@ values fed back), p50 over prompts and rounds, variants rotated per round; next-
 with the float model at every prompt position, and the prompts' perplexity; the model file's
 size. The prompts are the first rt-polarity test sentences. Name the CPU beside any figure you
 report from it.
+
+Why the timing and the scores are written here: `pocketsize.evaluate` times whole forwards,
+not a decode step fed its past, and its causal-LM scores would need the 4-bit models as
+directories; a decode-step latency in eval's report (issue 31) would replace both.
 """
 
 from __future__ import annotations
