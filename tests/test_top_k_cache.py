@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from zoo import LM_MAX_LENGTH, QUICK_GENERATIVE, lm_data, make_tiny_gpt2
+from zoo import LM_MAX_LENGTH, QUICK_GENERATIVE, lm_data, make_tiny_decoder, make_tiny_gpt2
 
 from pocketsize.distill.cache import top_k_parts
 from pocketsize.distill.losses import LossContext, token_kl
@@ -84,6 +84,31 @@ def test_distillation_from_the_top_k_cache(tmp_path):
         PocketsizeError, match="distill option cache_top_k: must be at least 1, not 0"
     ):
         _distill(tmp_path, teacher, data, "bad", cache=True, cache_top_k=0)
+
+
+def test_a_tokenizer_padding_on_the_left_trains_from_the_cache_as_from_the_live_teacher(
+    tmp_path,
+):
+    """Chat LLMs (SmolLM2, Llama) ship tokenizers that pad on the left, for batched generation.
+    The cache stores each row from its first position and a decoder counts positions from the
+    first column, so pocketsize's batches pad on the right whatever the tokenizer says; the
+    tokenizer saved beside the student keeps its own side."""
+    from transformers import AutoTokenizer
+
+    data = lm_data(n_train=48).map(  # texts of 3 to 10 words: batches that need padding
+        lambda row, i: {"text": " ".join(row["text"].split()[: 3 + i % 8])}, with_indices=True
+    )
+    teacher = tmp_path / "teacher"
+    make_tiny_decoder(teacher)
+    tokenizer = AutoTokenizer.from_pretrained(teacher, padding_side="left")
+    tokenizer.save_pretrained(teacher)  # in its tokenizer_config.json, as SmolLM2's
+    vocab = len(tokenizer)
+    live = _distill(tmp_path, teacher, data, "live")
+    whole = _distill(tmp_path, teacher, data, "whole", cache=True, cache_top_k=vocab)
+    kl_live = [e["loss_token_kl"] for e in live["losses"]]
+    kl_whole = [e["loss_token_kl"] for e in whole["losses"]]
+    assert kl_whole == pytest.approx(kl_live, abs=1e-4)
+    assert AutoTokenizer.from_pretrained(tmp_path / "whole").padding_side == "left"
 
 
 def test_cli_refuses_a_top_k_cache_without_the_cache(tmp_path, capsys):

@@ -29,8 +29,10 @@ from pocketsize.assets import cache_dir as user_cache_dir
 from pocketsize.distill.features import forward_kwargs, get_output
 from pocketsize.distill.losses import LOG_SUM_EXP, TOP_K_IDS, TOP_K_VALUES
 
-# 2: per-token outputs keep their trailing shape; 3: integer ids, top-k; 4: .npy arrays
-CACHE_VERSION = 4
+# 2: per-token outputs keep their trailing shape; 3: integer ids, top-k; 4: .npy arrays;
+# 5: batches padded on the right whatever the tokenizer's side (4 took a left-padded
+# tokenizer's padding for its first positions)
+CACHE_VERSION = 5
 _NEG = -1e4  # padded span positions (masked by the losses anyway)
 
 

@@ -7,6 +7,7 @@ predictions, how to score them. Adding a task = one module that registers one Ta
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -498,3 +499,17 @@ def check_architecture(model_type: str | None, task) -> None:
     raise PocketsizeError(
         f"a {model_type} model ({family}) cannot do {task.name} in pocketsize; {FIX[task.name]}"
     )
+
+
+def right_padding(tokenizer):
+    """The tokenizer, padding on the right, for the tasks with an output per token: their
+    teacher-output cache, loss masks and per-example slices of the predictions read row i's
+    tokens at positions 0..n-1, and a decoder counts positions from the first column. Chat LLMs
+    (SmolLM2, Llama) ship padding on the left, for batched generation, which would shift every
+    row. (One output per example keeps the tokenizer's side: XLNet's classifier reads the last
+    column.) A shallow copy, so the tokenizer saved beside a student keeps its own side."""
+    if getattr(tokenizer, "padding_side", "right") == "right":
+        return tokenizer
+    right = copy.copy(tokenizer)
+    right.padding_side = "right"
+    return right

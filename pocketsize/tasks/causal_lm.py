@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.tasks.base import Task, register_task
+from pocketsize.tasks.base import Task, register_task, right_padding
 from pocketsize.tasks.fidelity import token_runs
 
 DEFAULT_MAX_LENGTH = 128  # tokens per training text when none is given
@@ -85,14 +85,14 @@ class CausalLM(Task):
         if tokenizer.pad_token is None:
             # GPT-2 ships without a pad token; padded positions are masked out anyway
             tokenizer.pad_token = tokenizer.eos_token
-        return DataCollatorWithPadding(tokenizer)
+        return DataCollatorWithPadding(right_padding(tokenizer))
 
     def training_collator(self, tokenizer):
         """Labels are the input ids (padding -100); the model or loss_view shifts them."""
         from transformers import DataCollatorForLanguageModeling
 
         self.collator(tokenizer)  # sets the pad token GPT-2 lacks
-        return DataCollatorForLanguageModeling(tokenizer, mlm=False)
+        return DataCollatorForLanguageModeling(right_padding(tokenizer), mlm=False)
 
     def training_max_length(self, dataset, tokenizer, model, requested: int | None):
         return requested or DEFAULT_MAX_LENGTH

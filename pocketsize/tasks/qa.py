@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pocketsize.tasks.base import Task, register_task
+from pocketsize.tasks.base import Task, register_task, right_padding
 
 # ---- official SQuAD v1.1/v2.0 evaluation, normalisation and per-answer scores ----
 
@@ -182,7 +182,7 @@ class ExtractiveQA(Task):
     def collator(self, tokenizer):
         from transformers import DataCollatorWithPadding
 
-        pad = DataCollatorWithPadding(tokenizer)
+        pad = DataCollatorWithPadding(right_padding(tokenizer))
 
         def collate(features):
             keep = [

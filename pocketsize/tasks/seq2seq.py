@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.tasks.base import Task, register_task
+from pocketsize.tasks.base import Task, register_task, right_padding
 from pocketsize.tasks.qa import exact_match, f1_score, squad_scores
 
 DEFAULT_MAX_NEW_TOKENS = 32
@@ -106,7 +106,7 @@ class Seq2Seq(Task):
     def collator(self, tokenizer):
         from transformers import DataCollatorForSeq2Seq
 
-        return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+        return DataCollatorForSeq2Seq(right_padding(tokenizer), label_pad_token_id=-100)
 
     def predict(self, outputs: dict[str, Any], features, examples) -> list[str]:
         if self._tokenizer is None:

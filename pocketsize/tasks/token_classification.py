@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pocketsize.errors import PocketsizeError
-from pocketsize.tasks.base import Task, register_task
+from pocketsize.tasks.base import Task, register_task, right_padding
 from pocketsize.tasks.classification import fit_max_length
 from pocketsize.tasks.fidelity import token_runs
 
@@ -147,14 +147,16 @@ class TokenClassification(Task):
     def collator(self, tokenizer):
         from transformers import DataCollatorWithPadding
 
-        pad = DataCollatorWithPadding(tokenizer)
+        pad = DataCollatorWithPadding(right_padding(tokenizer))
         inputs = set(self.input_names)
         return lambda rows: pad([{k: v for k, v in r.items() if k in inputs} for r in rows])
 
     def training_collator(self, tokenizer):
         from transformers import DataCollatorForTokenClassification
 
-        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORED)
+        return DataCollatorForTokenClassification(
+            right_padding(tokenizer), label_pad_token_id=IGNORED
+        )
 
     def training_max_length(self, dataset, tokenizer, model, requested: int | None):
         return requested or fit_max_length(
