@@ -95,7 +95,9 @@ def test_a_tokenizer_padding_on_the_left_trains_from_the_cache_as_from_the_live_
     tokenizer saved beside the student keeps its own side."""
     from transformers import AutoTokenizer
 
-    data = lm_data(n_train=48).map(  # texts of 3 to 10 words: batches that need padding
+    data = lm_data(
+        n_train=48
+    ).map(  # texts of 3 to 10 words: batches that need padding
         lambda row, i: {"text": " ".join(row["text"].split()[: 3 + i % 8])}, with_indices=True
     )
     teacher = tmp_path / "teacher"
