@@ -1,23 +1,30 @@
-"""Decoder pruning benchmark (issue 19): depth against heads + MLP neurons and against hidden
-width + MLP neurons, each recovered by distillation, and 4-bit against int8 weights, side by
-side in one run.
+"""Decoder pruning benchmark (issues 19 and 31): depth against heads + MLP neurons and against
+hidden width + MLP neurons, each recovered by distillation, and 4-bit against int8 weights,
+side by side in one run.
 
-A small Llama-layout decoder (default: 8 layers, hidden 256, 8 query / 4 key-value heads,
-MLP 768, a 4,096-piece BPE tokenizer trained on the same text) is trained briefly on the
-packaged rt-polarity sentences as a causal LM: the teacher. From it, with the same parameter
-budget removed from the layers (about half):
-  depth:      depth=0.5 (the 4 layers of least block influence go)
+The teacher is a real decoder (`--teacher smollm2-135m`, or any causal-LM directory) or, by
+default, a small Llama-layout decoder (8 layers, hidden 256, 8 query / 4 key-value heads, MLP
+768, a 4,096-piece BPE tokenizer trained on the same text) trained here briefly on the
+packaged rt-polarity sentences as a causal LM. From it, with about the same parameter budget
+removed from the layers:
+  depth:      depth=0.5 (the layers of least block influence go)
   heads+mlp:  heads=0.5 (half the query heads of each key/value group) + ffn=0.5
   width+mlp:  width=0.3 (hidden 256 -> 176; heads keep head_dim) + ffn=0.3 (Minitron's width)
-each then recovered by the same number of distillation steps from the teacher. All four are
-exported (past key values); the teacher's export is quantized to int8 (dynamic MatMulInteger)
-and to 4-bit weight-only MatMulNBits. One `pocketsize.evaluate` call on the test split gives
-perplexity, next-token agreement with the teacher, size and latency (batch 1 and 32, each
-runtime at its defaults, variants timed in rotating blocks).
+each then recovered by the same number of distillation steps from the teacher (with --top-k,
+from the teacher's top-k logits cached once). All are exported with past key values, and
+each export's greedy generation is compared with PyTorch's, token for token, on test
+prompts; the teacher's export is quantized to int8 (dynamic MatMulInteger) and to 4-bit
+weight-only MatMulNBits. One `pocketsize.evaluate` call on the test split gives perplexity,
+next-token agreement with the teacher, size and latency (batch 1 and 32, variants timed in
+rotating blocks); prefill and one decode step at batch 1 are timed by hand (_decode.py).
 
     python benchmarks/decoder_pruning.py                    # about 25 min on 2 cores
     python benchmarks/decoder_pruning.py --teacher-steps 600 --recover-steps 300
+    python benchmarks/decoder_pruning.py --teacher smollm2-135m --data vader-nyt \
+        --variants depth,width+mlp --width 0.25 --width-ffn 0.3 --top-k 64 --temperature 1 \
+        --recover-steps 400 --recover-lr 2e-4 --batch-size 16 --max-length 64
 
+Every phase's output is kept in --work; a rerun with the same --work skips what exists.
 Name the CPU beside any figure you report from it; compare variants as the ratios printed.
 """
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
@@ -57,10 +65,18 @@ def _round(x, digits=3):
     return None if x is None else round(x, digits)
 
 
-def main():
+PLANS = {
+    "depth": lambda a: {"depth": a.depth},
+    "heads+mlp": lambda a: {"heads": a.heads_cut, "ffn": a.heads_ffn},
+    "width+mlp": lambda a: {"width": a.width, "ffn": a.width_ffn},
+}
+
+
+def arguments():
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument("--teacher", default=None, help="a causal LM (catalogue name or directory)")
     ap.add_argument("--data", default="rt-polarity")
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=256)
@@ -69,28 +85,33 @@ def main():
     ap.add_argument("--ffn", type=int, default=768)
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--teacher-steps", type=int, default=400)
+    ap.add_argument("--variants", default="depth,heads+mlp,width+mlp")
+    ap.add_argument("--depth", type=float, default=0.5)
+    ap.add_argument("--heads-cut", type=float, default=0.5)
+    ap.add_argument("--heads-ffn", type=float, default=0.5)
+    ap.add_argument("--width", type=float, default=0.3)
+    ap.add_argument("--width-ffn", type=float, default=0.3)
     ap.add_argument("--recover-steps", type=int, default=200)
+    ap.add_argument("--recover-lr", type=float, default=5e-4)
+    ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--top-k", type=int, default=None, help="recover from a top-k cache")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--test-examples", type=int, default=512)
+    ap.add_argument("--prompts", type=int, default=8, help="test prompts for parity and decode")
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--decode-rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default=None, help="directory for the outputs (default: temp)")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def toy_teacher(args, work: Path, data, common: dict, timings: dict) -> Path:
+    """A small random Llama-layout decoder with its own BPE tokenizer, trained briefly."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    torch.set_num_threads(args.threads)
     import pocketsize as ps
-    from pocketsize.eval.environment import machine_info
-
-    work = Path(args.work or tempfile.mkdtemp(prefix="decoder-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    data = ps.load_dataset(args.data).select_columns(["text"])
-    test = data["test"].select(range(min(args.test_examples, len(data["test"]))))
-    timings = {}
-    common = dict(task="causal-lm", batch_size=args.batch_size, max_length=args.max_length,
-                  progress=False)  # fmt: skip
 
     base = work / "base"
     if not (base / "config.json").exists():
@@ -104,56 +125,156 @@ def main():
         )  # fmt: skip
         torch.manual_seed(0)
         AutoModelForCausalLM.from_config(config).save_pretrained(base)
-
     teacher = work / "teacher"
     if not (teacher / "config.json").exists():
         started = time.time()
         ps.finetune(base, data, teacher, max_steps=args.teacher_steps, learning_rate=1e-3,
                     **common)  # fmt: skip
         timings["teacher_s"] = round(time.time() - started, 1)
+    return teacher
 
-    recover = {"max_steps": args.recover_steps, "learning_rate": 5e-4, **common}
+
+def pruned_students(args, teacher, data, work: Path, common: dict, timings: dict) -> dict:
+    """Each plan's pruned and recovered student: name -> directory."""
+    import pocketsize as ps
+
+    recover = {"max_steps": args.recover_steps, "learning_rate": args.recover_lr,
+               "temperature": args.temperature, **common}  # fmt: skip
     recover.pop("task")
-    plans = {
-        "depth": {"depth": 0.5},
-        "heads+mlp": {"heads": 0.5, "ffn": 0.5},
-        "width+mlp": {"width": 0.3, "ffn": 0.3},
-    }
-    variants = {"teacher": teacher}
-    for name, plan in plans.items():
-        out = work / name
-        if not (out / "stage.json").exists():
+    if args.top_k:
+        recover["cache_top_k"] = args.top_k
+    out = {}
+    for name in args.variants.split(","):
+        path = work / name.replace("+", "-")  # a directory name transformers can import from
+        if not (path / "stage.json").exists():
             started = time.time()
             ps.prune(teacher, data, task="causal-lm", recover=True, recover_options=recover,
-                     out=out, overwrite=True, verbose=False, **plan)  # fmt: skip
-            timings[f"{name}_s"] = round(time.time() - started, 1)
-        variants[name] = out
-    for name in list(variants):
-        onnx_dir = work / f"{name}-onnx"
+                     out=path, overwrite=True, verbose=False, max_length=args.max_length,
+                     **PLANS[name](args))  # fmt: skip
+            timings[f"{name}_prune_and_recover_s"] = round(time.time() - started, 1)
+        out[name] = path
+    return out
+
+
+def exported(variants: dict, work: Path, timings: dict) -> dict:
+    """Each PyTorch variant's ONNX export (past key values): name-onnx -> directory."""
+    import pocketsize as ps
+
+    out = {}
+    for name, path in variants.items():
+        onnx_dir = work / f"{name.replace('+', '-')}-onnx"
         if not onnx_dir.exists():
-            ps.export(variants[name], onnx_dir)
-        variants[f"{name}-onnx"] = onnx_dir
+            started = time.time()
+            ps.export(path, onnx_dir, task="causal-lm")
+            timings[f"{name}_export_s"] = round(time.time() - started, 1)
+        out[f"{name}-onnx"] = onnx_dir
     for name, bits in (("teacher-int8", 8), ("teacher-4bit", 4)):
-        out = work / name
-        if not out.exists():
+        out[name] = work / name
+        if not out[name].exists():
+            started = time.time()
             ps.quantize(work / "teacher-onnx", method="dynamic", matmul_bits=bits,
-                        out=out, task="causal-lm")  # fmt: skip
-        variants[name] = out
+                        out=out[name], task="causal-lm")  # fmt: skip
+            timings[f"{name}_s"] = round(time.time() - started, 1)
+    return out
 
-    evaluation = ps.evaluate(variants, test, reference="teacher", task="causal-lm",
-                             threads=args.threads, memory=False)  # fmt: skip
+
+def generation_parity(variants: dict, prompts: list[str], new_tokens: int) -> dict:
+    """Greedy generation of each PyTorch variant and its ONNX export, token for token."""
+    from pocketsize.export.generative import generation_parity as parity
+    from pocketsize.export.generative import load_generator
+
+    out = {}
+    for name, path in variants.items():
+        torch_model, tok = load_generator(path, "causal-lm", onnx=False)
+        onnx_model, _ = load_generator(path.parent / f"{path.name}-onnx", "causal-lm", onnx=True)
+        found = parity(torch_model, onnx_model, tok, prompts, atol=1e-3, max_new_tokens=new_tokens)
+        out[name] = {"same_tokens": found["same_tokens"], "prompts": len(prompts),
+                     "new_tokens": new_tokens,
+                     "max_abs_logit_diff": round(found["max_abs_logit_diff"], 6)}  # fmt: skip
+    return out
+
+
+def decode_latency(onnx_dirs: dict, texts: list[str], rounds: int, threads: int) -> dict:
+    """Prefill and one decode step at batch 1 of each ONNX variant, p50 in ms."""
+    import numpy as np
+    from _decode import time_decoders
+    from transformers import AutoTokenizer
+
+    from pocketsize.formats.onnx_dir import model_file
+
+    tok = AutoTokenizer.from_pretrained(onnx_dirs["teacher-onnx"])
+    prompts = [np.asarray([tok(t)["input_ids"]], dtype=np.int64) for t in texts]
+    paths = {n: model_file(Path(d)) for n, d in onnx_dirs.items()}
+    timed = time_decoders(paths, prompts, rounds, threads)
+    return {n: {k: round(v, 3) for k, v in t.items() if k != "logits"} for n, t in timed.items()}
+
+
+def main():
+    args = arguments()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import pocketsize as ps
+    from pocketsize.assets import resolve_model
+    from pocketsize.eval.environment import machine_info
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="decoder-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = ps.load_dataset(args.data).select_columns(["text"])
+    test = data["test"].select(range(min(args.test_examples, len(data["test"]))))
+    timings = json.loads((work / "timings.json").read_text()) if (
+        work / "timings.json").exists() else {}  # fmt: skip
+    common = dict(task="causal-lm", batch_size=args.batch_size, max_length=args.max_length,
+                  progress=False)  # fmt: skip
+    if args.teacher:
+        teacher = Path(resolve_model(args.teacher))
+        (work / "teacher").exists() or (work / "teacher").symlink_to(teacher)
+        teacher = work / "teacher"
+    else:
+        teacher = toy_teacher(args, work, data, common, timings)
+    variants = {"teacher": teacher, **pruned_students(args, teacher, data, work, common, timings)}
+    onnx = exported(variants, work, timings)
+    (work / "timings.json").write_text(json.dumps(timings, indent=2))
+    prompts = list(test["text"][: args.prompts])
+    parity = generation_parity(variants, prompts, args.new_tokens)
+    decode = decode_latency(onnx, prompts, args.decode_rounds, args.threads)
+    evaluation = ps.evaluate({**variants, **onnx}, test, reference="teacher", task="causal-lm",
+                             threads=args.threads, memory=False,
+                             max_length=args.max_length)  # fmt: skip
     evaluation.save(work / "report", overwrite=True)
-    v = evaluation.metrics["variants"]
+    sizes = {n: parameters(p) for n, p in variants.items()}
+    result = summary(args, evaluation.metrics["variants"], timings, parity, decode, sizes)
+    result.update(machine=machine_info(), report=str(work / "report"))
+    print(json.dumps(result, indent=2))
+    (work / "decoder_pruning.json").write_text(json.dumps(result, indent=2))
 
+
+def parameters(path: Path) -> float | None:
+    """Millions of parameters in a PyTorch directory's safetensors (tied tables once)."""
+    from safetensors import safe_open
+
+    files = list(Path(path).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for f in files:
+        with safe_open(str(f), "pt") as st:
+            total += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
+    return round(total / 1e6, 2)
+
+
+def summary(args, variants: dict, timings: dict, parity: dict, decode: dict, sizes: dict):
     def row(name):
-        m = v[name]
+        m = variants[name]
         lat = m.get("latency_ms", {})
         return {
+            "parameters_m": sizes.get(name.removesuffix("-onnx")),
             "perplexity": round(m["metrics"]["perplexity"], 2),
             "agreement": round(m["agreement"], 4),
             "size_mb": round(m["size_bytes"] / 1e6, 2),
             "p50_ms_b1": _round(lat.get("1", {}).get("p50")),
             "p50_ms_b32": _round(lat.get("32", {}).get("p50")),
+            **decode.get(name, {}),
         }
 
     rows = {name: row(name) for name in variants}
@@ -161,39 +282,23 @@ def main():
     def ratio(a, b, key):
         return round(rows[a][key] / rows[b][key], 2) if rows[a][key] and rows[b][key] else None
 
-    result = {
-        "machine": machine_info(),
+    plans = args.variants.split(",")
+    keys = ("p50_ms_b1", "p50_ms_b32", "decode_p50_ms", "prefill_p50_ms")
+    return {
+        "teacher": args.teacher or "toy",
+        "data": args.data,
         "threads": args.threads,
-        "model": {
-            k: getattr(args, k)
-            for k in (
-                "layers",
-                "hidden",
-                "heads",
-                "kv_heads",
-                "ffn",
-                "vocab",
-                "teacher_steps",
-                "recover_steps",
-            )
-        },
+        "settings": {k: v for k, v in vars(args).items() if k not in ("work", "threads")},
         "timings": timings,
+        "generation_parity": parity,
         "variants": rows,
-        "ratios": {
-            "onnx speed-up over the teacher's export, batch 1": {
-                n: ratio("teacher-onnx", f"{n}-onnx", "p50_ms_b1") for n in plans
-            },
-            "onnx speed-up over the teacher's export, batch 32": {
-                n: ratio("teacher-onnx", f"{n}-onnx", "p50_ms_b32") for n in plans
-            },
-            "4-bit vs int8: size": ratio("teacher-4bit", "teacher-int8", "size_mb"),
-            "4-bit vs int8: p50 batch 1": ratio("teacher-4bit", "teacher-int8", "p50_ms_b1"),
-            "4-bit vs int8: p50 batch 32": ratio("teacher-4bit", "teacher-int8", "p50_ms_b32"),
+        "speed-up of each export over the teacher's": {
+            key: {n: ratio("teacher-onnx", f"{n}-onnx", key) for n in plans} for key in keys
         },
-        "report": str(work / "report"),
+        "4-bit vs int8": {
+            key: ratio("teacher-4bit", "teacher-int8", key) for key in ("size_mb", *keys)
+        },  # fmt: skip
     }
-    print(json.dumps(result, indent=2))
-    (work / "decoder_pruning.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ with the float model at every prompt position, and the prompts' perplexity; the 
 size. The prompts are the first rt-polarity test sentences. Name the CPU beside any figure you
 report from it.
 
-Why the timing and the scores are written here: `pocketsize.evaluate` times whole forwards,
-not a decode step fed its past, and its causal-LM scores would need the 4-bit models as
-directories; a decode-step latency in eval's report (issue 31) would replace both.
+Why the timing and the scores are written here (benchmarks/_decode.py): `pocketsize.evaluate`
+times whole forwards, not a decode step fed its past, and its causal-LM scores would need the
+4-bit models as directories; a decode-step latency in eval's report (issue 31) would replace
+both.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _decode import next_token_nll, time_decoders
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -78,52 +80,12 @@ def _quantize_hqq(float_path: Path, out: Path) -> Path:
     return path
 
 
-def _feeds(session, ids: np.ndarray, past: dict | None) -> dict:
-    """One call's inputs: `ids` after `past` (empty past for a prefill)."""
-    past_len = 0 if past is None else next(iter(past.values())).shape[2]
-    feeds = {
-        "input_ids": ids,
-        "attention_mask": np.ones((1, past_len + ids.shape[1]), dtype=np.int64),
-        "position_ids": np.arange(past_len, past_len + ids.shape[1], dtype=np.int64)[None],
-    }
-    for i in session.get_inputs():
-        if i.name.startswith("past_key_values."):
-            feeds[i.name] = (
-                past[i.name] if past else np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
-            )
-    return feeds
-
-
-def _step(session, ids: np.ndarray):
-    """Prefill `ids`, then decode one token; returns (prefill logits, prefill s, decode s)."""
-    names = [o.name for o in session.get_outputs()]
-    t0 = time.perf_counter()
-    outputs = dict(zip(names, session.run(None, _feeds(session, ids, None))))
-    t1 = time.perf_counter()
-    past = {
-        n.replace("present.", "past_key_values."): v for n, v in outputs.items() if n != "logits"
-    }
-    token = outputs["logits"][:, -1:].argmax(-1).astype(np.int64)
-    t2 = time.perf_counter()
-    session.run(["logits"], _feeds(session, token, past))
-    t3 = time.perf_counter()
-    return outputs["logits"][0], t1 - t0, t3 - t2
-
-
-def _next_token_nll(logits: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """The negative log-likelihood of each prompt token after the first."""
-    shifted = logits[:-1] - logits[:-1].max(-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    return -log_probs[np.arange(len(ids) - 1), ids[1:]]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prompts", type=int, default=16)
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
 
-    import onnxruntime as ort
     from transformers import AutoTokenizer
 
     from pocketsize.data import load_dataset
@@ -139,22 +101,11 @@ def main() -> None:
         tok = AutoTokenizer.from_pretrained(float_path.parent)
         texts = load_dataset("rt-polarity")["test"]["text"][: args.prompts]
         prompts = [np.asarray([tok(t)["input_ids"]], dtype=np.int64) for t in texts]
-        sessions = {n: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-                    for n, p in paths.items()}  # fmt: skip
-        times = {n: {"prefill": [], "decode": []} for n in sessions}
-        tokens: dict[str, list] = {n: [] for n in sessions}
-        nll: dict[str, list] = {n: [] for n in sessions}
-        names = list(sessions)
-        for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                _step(sessions[name], prompts[0])  # warm-up after the previous variant
-                for ids in prompts:
-                    logits, prefill, decode = _step(sessions[name], ids)
-                    times[name]["prefill"].append(prefill * 1000)
-                    times[name]["decode"].append(decode * 1000)
-                    if r == 0:
-                        tokens[name].append(logits.argmax(-1))
-                        nll[name].append(_next_token_nll(logits, ids[0]))
+        timed = time_decoders(paths, prompts, args.rounds)
+        names = list(paths)
+        tokens = {n: [x.argmax(-1) for x in timed[n]["logits"]] for n in names}
+        nll = {n: [next_token_nll(x, ids[0]) for x, ids in zip(timed[n]["logits"], prompts)]
+               for n in names}  # fmt: skip
         reference = np.concatenate(tokens["float32"])
         print(f"{len(prompts)} prompts, mean {np.mean([x.shape[1] for x in prompts]):.1f} tokens")
         print(
@@ -166,8 +117,8 @@ def main() -> None:
             size = paths[name].stat().st_size / 1e6
             agree = float((np.concatenate(tokens[name]) == reference).mean())
             print(
-                f"| {name} | {size:.1f} MB | {np.median(times[name]['prefill']):.2f} ms | "
-                f"{np.median(times[name]['decode']):.2f} ms | {agree:.2%} | "
+                f"| {name} | {size:.1f} MB | {timed[name]['prefill_p50_ms']:.2f} ms | "
+                f"{timed[name]['decode_p50_ms']:.2f} ms | {agree:.2%} | "
                 f"{np.exp(np.mean(np.concatenate(nll[name]))):.1f} |"
             )
 

@@ -16,6 +16,7 @@ from pocketsize.quantize.four_bit import (
     unfuse_embeddings,
 )
 from pocketsize.quantize.quiet import quiet_logger
+from pocketsize.quantize.tied_weights import fold_transposed_weights
 
 # Weight type and reduce_range follow from the CPU, as optimum's AutoQuantizationConfig does:
 # u8s8 integer kernels on x86 without VNNI (vpmaddubsw) can saturate with full-range signed int8
@@ -142,13 +143,34 @@ def quantize_dynamic_file(
     src: str | Path, dst: str | Path, settings: DynamicSettings, nodes_to_quantize=None
 ) -> DynamicSettings:
     """Quantize `src` into `dst`; returns the resolved settings that were applied."""
+    import tempfile
+
     s = settings.resolved()
     check_node_names(src, s.exclude_nodes)
-    if s.embedding_bits == 4 or s.matmul_bits == 4:
-        _quantize_with_4bit(src, dst, s, nodes_to_quantize)
-        return s
-    _quantize_int8(src, dst, s, s.op_types, nodes_to_quantize)
+    with tempfile.TemporaryDirectory(prefix="pocketsize-untied-") as tmp:
+        src = _untied(src, s, Path(tmp))
+        if s.embedding_bits == 4 or s.matmul_bits == 4:
+            _quantize_with_4bit(src, dst, s, nodes_to_quantize)
+        else:
+            _quantize_int8(src, dst, s, s.op_types, nodes_to_quantize)
     return s
+
+
+def _untied(src, s: DynamicSettings, tmp: Path) -> Path:
+    """`src`, or a copy in `tmp` whose tied LM head reads a table of its own (tied_weights.py),
+    where both the embedding Gather and the MatMuls are quantized: otherwise the head and a
+    float copy of the table stay in the file."""
+    import onnx
+
+    if "MatMul" not in s.op_types or "Gather" not in s.op_types:
+        return Path(src)
+    model = onnx.load(str(src))
+    if not fold_transposed_weights(model):
+        return Path(src)
+    out = tmp / "untied.onnx"
+    big = model.ByteSize() > 1_800_000_000  # protobuf's 2 GB limit: weights beside the graph
+    onnx.save(model, str(out), save_as_external_data=big, location="untied.onnx.data")
+    return out
 
 
 def _quantize_int8(src, dst, s: DynamicSettings, op_types, nodes_to_quantize) -> None:

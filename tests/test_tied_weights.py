@@ -1,0 +1,94 @@
+"""A tied LM head (the output layer reading the embedding table through a Transpose, as
+SmolLM2's and GPT-2's exports do) gets a table of its own before quantization: the folded
+graph computes the same logits, and quantized at 4 or 8 bits no float table stays behind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from zoo import make_tiny_decoder
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def tied_onnx(tmp_path_factory):
+    from pocketsize.export import export
+
+    root = tmp_path_factory.mktemp("tied")
+    make_tiny_decoder(root / "model", tie_word_embeddings=True)
+    return export(root / "model", root / "onnx", task="causal-lm")
+
+
+def _logits(path, ids: np.ndarray) -> np.ndarray:
+    """One prefill of `ids` (batch 1, empty past) through the graph at `path`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids),
+        "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
+    }
+    for i in session.get_inputs():
+        if i.name.startswith("past_key_values."):
+            feeds[i.name] = np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
+    names = {i.name for i in session.get_inputs()}
+    return session.run(["logits"], {k: v for k, v in feeds.items() if k in names})[0]
+
+
+def _float_tables(model, rows: int) -> list[str]:
+    """Float initializers shaped like the table (a 4-bit block's scales have one column per
+    block: fewer than 16 here)."""
+    from onnx import TensorProto
+
+    return [
+        i.name
+        for i in model.graph.initializer
+        if i.data_type == TensorProto.FLOAT
+        and len(i.dims) == 2
+        and rows in i.dims
+        and min(i.dims) >= 16
+    ]
+
+
+def _ids(vocab: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, vocab, size=(1, 12), dtype=np.int64)
+
+
+def test_the_folded_head_computes_the_same_logits(tied_onnx, tmp_path):
+    import onnx
+
+    from pocketsize.quantize.tied_weights import fold_transposed_weights
+
+    model = onnx.load(str(tied_onnx / "model.onnx"))
+    vocab = _logits(tied_onnx / "model.onnx", _ids(8)).shape[-1]
+    assert len(_float_tables(model, vocab)) == 1  # one table, read by Gather and Transpose
+    assert fold_transposed_weights(model) == ["/lm_head/MatMul"]
+    assert not [n for n in model.graph.node if n.op_type == "Transpose" and "embed" in n.input[0]]
+    assert len(_float_tables(model, vocab)) == 2  # the Gather's table and the head's own
+    onnx.save(model, str(tmp_path / "folded.onnx"))
+    ids = _ids(vocab)
+    np.testing.assert_array_equal(
+        _logits(tmp_path / "folded.onnx", ids), _logits(tied_onnx / "model.onnx", ids)
+    )
+    assert fold_transposed_weights(model) == []  # nothing left to fold
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_a_tied_head_is_quantized_and_no_float_table_stays(tied_onnx, tmp_path, bits):
+    import onnx
+
+    from pocketsize.quantize import quantize
+
+    reference = _logits(tied_onnx / "model.onnx", _ids(8))
+    vocab = reference.shape[-1]
+    out = quantize(tied_onnx, method="dynamic", matmul_bits=bits, embedding_bits=bits,
+                   out=tmp_path / "q", task="causal-lm")  # fmt: skip
+    model = onnx.load(str(out / "model_quantized.onnx"))
+    assert _float_tables(model, vocab) == []
+    head = [n for n in model.graph.node if n.name.startswith("/lm_head/")]
+    assert head and "MatMul" not in {n.op_type for n in head}  # the head is quantized
+    ids = _ids(vocab)
+    got, want = _logits(out / "model_quantized.onnx", ids), _logits(tied_onnx / "model.onnx", ids)
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9
