@@ -51,10 +51,16 @@ def next_token_nll(logits: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return -log_probs[np.arange(len(ids) - 1), ids[1:]]
 
 
+def next_tokens_and_nll(logits: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the scores need of one prompt's logits (a full-vocabulary array per position is
+    6 MB for a 49k vocabulary; hundreds of prompts of several variants would not fit)."""
+    return logits.argmax(-1), next_token_nll(logits, ids)
+
+
 def time_decoders(paths: dict, prompts: list[np.ndarray], rounds: int, threads: int = 2) -> dict:
     """Per variant (name -> .onnx path): prefill and decode-step p50 in ms over `prompts` and
-    `rounds`, the variants rotated per round (each warmed up after the previous one), and the
-    first round's logits per prompt (for agreement and perplexity)."""
+    `rounds`, the variants rotated per round (each warmed up after the previous one), and from
+    the first round each prompt's argmax next tokens and next-token NLL."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -64,7 +70,7 @@ def time_decoders(paths: dict, prompts: list[np.ndarray], rounds: int, threads: 
         for n, p in paths.items()
     }
     times = {n: {"prefill": [], "decode": []} for n in sessions}
-    logits: dict[str, list] = {n: [] for n in sessions}
+    kept: dict[str, list] = {n: [] for n in sessions}
     names = list(sessions)
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -74,12 +80,26 @@ def time_decoders(paths: dict, prompts: list[np.ndarray], rounds: int, threads: 
                 times[name]["prefill"].append(prefill * 1000)
                 times[name]["decode"].append(decode * 1000)
                 if r == 0:
-                    logits[name].append(first)
+                    kept[name].append(next_tokens_and_nll(first, ids[0]))
     return {
         n: {
             "prefill_p50_ms": float(np.median(times[n]["prefill"])),
             "decode_p50_ms": float(np.median(times[n]["decode"])),
-            "logits": logits[n],
+            "next_tokens": [t for t, _ in kept[n]],
+            "nll": [x for _, x in kept[n]],
         }
         for n in names
+    }
+
+
+def scores(timed: dict, reference: str) -> dict:
+    """Per variant: perplexity over every prompt position and next-token agreement with the
+    `reference` variant's argmax at every position."""
+    ref = np.concatenate(timed[reference]["next_tokens"])
+    return {
+        n: {
+            "perplexity": float(np.exp(np.concatenate(t["nll"]).mean())),
+            "agreement": float((np.concatenate(t["next_tokens"]) == ref).mean()),
+        }
+        for n, t in timed.items()
     }

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _decode import next_token_nll, time_decoders
+from _decode import scores, time_decoders
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 BLOCK = 32
@@ -137,18 +137,14 @@ def main() -> None:
     texts = load_dataset(args.data)["test"]["text"][: args.prompts]
     prompts = [np.asarray([tok(t)["input_ids"]], dtype=np.int64) for t in texts]
     timed = time_decoders(paths, prompts, args.rounds)
-    reference = np.concatenate([x.argmax(-1) for x in timed["float32"]["logits"]])
+    scored = scores(timed, "float32")
     rows = {}
     for name, path in paths.items():
-        logits = timed[name]["logits"]
-        nll = np.concatenate([next_token_nll(x, ids[0]) for x, ids in zip(logits, prompts)])
         size = sum(f.stat().st_size for f in path.parent.glob(path.name + "*"))
         rows[name] = {
             "size_mb": round(size / 1e6, 1),
-            "agreement": round(
-                float((np.concatenate([x.argmax(-1) for x in logits]) == reference).mean()), 4
-            ),
-            "perplexity": round(float(np.exp(nll.mean())), 2),
+            "agreement": round(scored[name]["agreement"], 4),
+            "perplexity": round(scored[name]["perplexity"], 2),
             "prefill_p50_ms": round(timed[name]["prefill_p50_ms"], 2),
             "decode_p50_ms": round(timed[name]["decode_p50_ms"], 2),
         }

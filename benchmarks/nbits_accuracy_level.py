@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _decode import next_token_nll, time_decoders
+from _decode import scores, time_decoders
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -102,11 +102,8 @@ def main() -> None:
         texts = load_dataset("rt-polarity")["test"]["text"][: args.prompts]
         prompts = [np.asarray([tok(t)["input_ids"]], dtype=np.int64) for t in texts]
         timed = time_decoders(paths, prompts, args.rounds)
+        scored = scores(timed, "float32")
         names = list(paths)
-        tokens = {n: [x.argmax(-1) for x in timed[n]["logits"]] for n in names}
-        nll = {n: [next_token_nll(x, ids[0]) for x, ids in zip(timed[n]["logits"], prompts)]
-               for n in names}  # fmt: skip
-        reference = np.concatenate(tokens["float32"])
         print(f"{len(prompts)} prompts, mean {np.mean([x.shape[1] for x in prompts]):.1f} tokens")
         print(
             "| variant | model file | prefill p50 | decode step p50 | next-token agreement "
@@ -115,11 +112,10 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|")
         for name in names:
             size = paths[name].stat().st_size / 1e6
-            agree = float((np.concatenate(tokens[name]) == reference).mean())
             print(
                 f"| {name} | {size:.1f} MB | {timed[name]['prefill_p50_ms']:.2f} ms | "
-                f"{timed[name]['decode_p50_ms']:.2f} ms | {agree:.2%} | "
-                f"{np.exp(np.mean(np.concatenate(nll[name]))):.1f} |"
+                f"{timed[name]['decode_p50_ms']:.2f} ms | {scored[name]['agreement']:.2%} | "
+                f"{scored[name]['perplexity']:.1f} |"
             )
 
 

@@ -236,16 +236,28 @@ def validator(task, tokenizer, split, max_length=None, batch_size: int = 64):
     (runtime/scoring.py, as eval's report and quantize's budget). The split is tokenized once,
     at the first call, and reused by every epoch's validation; batches group similar lengths,
     as eval's predictions do (rt-polarity's validation split: about half the padded tokens)."""
-    from pocketsize.runtime.scoring import encode_split, evaluate_forward, torch_forward
+    from pocketsize.runtime.scoring import (
+        ScoringMemoryError,
+        encode_split,
+        evaluate_forward,
+        torch_forward,
+    )
 
-    encoded = []
+    encoded, skipped = [], []
 
     def validate(model) -> dict:
+        if skipped:
+            return {}
         if not encoded:
             encoded.append(encode_split(task, split, tokenizer, max_length))
         was_training = model.training
         forward = torch_forward(model, task)
-        metrics = evaluate_forward(encoded[0], forward, batch_size, by_length=True)
+        try:
+            metrics = evaluate_forward(encoded[0], forward, batch_size, by_length=True)
+        except ScoringMemoryError as e:  # the training goes on; it is what must not be lost
+            print(f"note: validation skipped from here on: {e}", file=sys.stderr)
+            skipped.append(str(e))
+            metrics = {}
         model.train(was_training)
         return metrics
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from pocketsize.errors import PocketsizeError
+
 PAD_LOGIT = -1e4  # per-token outputs of padded positions: never wins an argmax or a softmax
 
 
@@ -57,6 +59,10 @@ def encode_split(task, examples, tokenizer, max_length: int | None = None, progr
     return EncodedSplit(task, examples, features, rows, inputs, pad)
 
 
+class ScoringMemoryError(PocketsizeError):
+    """The outputs a split's scoring keeps would not fit in the memory that is free."""
+
+
 def run_batches(encoded: EncodedSplit, forward, batch_size=32, by_length=False, progress=None):
     """forward() over every batch: [(feature indices, {output name: array})], in run order."""
     from tqdm.auto import tqdm
@@ -65,7 +71,41 @@ def run_batches(encoded: EncodedSplit, forward, batch_size=32, by_length=False, 
     total = -(-len(encoded) // batch_size)
     if progress is not None:
         batches = tqdm(batches, total=total, desc=progress or None, disable=not progress)
-    return [(index, forward(batch)) for index, batch in batches]
+    out = []
+    for index, batch in batches:
+        outputs = forward(batch)
+        if not out:
+            check_memory(encoded, outputs, batch)
+        out.append((index, outputs))
+    return out
+
+
+def check_memory(encoded: EncodedSplit, outputs: dict, batch: dict) -> None:
+    """Refuse, after the first batch, a split whose kept outputs would not fit in free memory.
+
+    Per-token outputs are kept for every position: the batches as they come, then stacked
+    to the longest feature (stack_outputs). A causal LM's logits are the vocabulary per
+    position: SmolLM2's 464-sentence validation split would keep about 9 GB."""
+    import psutil
+
+    width = np.shape(batch[encoded.input_names[0]])[1] if encoded.input_names else 0
+    per_position = sum(
+        v.dtype.itemsize * int(np.prod(v.shape[2:]))
+        for v in map(np.asarray, outputs.values())
+        if v.ndim >= 2 and v.shape[1] == width
+    )
+    if not per_position:
+        return
+    lengths = [len(r[encoded.input_names[0]]) for r in encoded.rows]
+    needed = per_position * (sum(lengths) + len(lengths) * max(lengths))
+    free = psutil.virtual_memory().available
+    if needed > 0.8 * free:
+        raise ScoringMemoryError(
+            f"scoring {len(lengths)} examples keeps {per_position:,} bytes of outputs per "
+            f"token position, about {needed / 1e9:.2f} GB, more than the "
+            f"{free / 1e9:.2f} GB of memory free; score fewer or shorter examples "
+            "(max_examples, max_length)"
+        )
 
 
 def stack_outputs(per_batch: list[tuple], output_names) -> dict[str, np.ndarray]:
@@ -78,19 +118,20 @@ def stack_outputs(per_batch: list[tuple], output_names) -> dict[str, np.ndarray]
         if not chunks:
             stacked[name] = np.zeros((0,))
             continue
-        if chunks[0].ndim > 1 and len({c.shape[1] for c in chunks}) > 1:
-            width = max(c.shape[1] for c in chunks)
-            chunks = [
-                np.pad(
-                    c,
-                    [(0, 0), (0, width - c.shape[1])] + [(0, 0)] * (c.ndim - 2),
-                    constant_values=PAD_LOGIT,
-                )
-                for c in chunks
-            ]
-        joined = np.concatenate(chunks)
-        result = np.empty_like(joined)
-        result[order] = joined
+        # one array, filled in place: padded copies of the chunks, then their concatenation,
+        # would hold three times what the result does (a causal LM's logits: gigabytes)
+        first = chunks[0]
+        ragged = first.ndim > 1 and len({c.shape[1] for c in chunks}) > 1
+        if ragged:
+            shape = (len(order), max(c.shape[1] for c in chunks), *first.shape[2:])
+            result = np.full(shape, PAD_LOGIT, dtype=first.dtype)
+        else:
+            result = np.empty((len(order), *first.shape[1:]), dtype=first.dtype)
+        for chunk, (index, _) in zip(chunks, per_batch):
+            if ragged:
+                result[index, : chunk.shape[1]] = chunk
+            else:
+                result[index] = chunk
         stacked[name] = result
     return stacked
 
