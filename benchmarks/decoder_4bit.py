@@ -1,11 +1,14 @@
 """4-bit weights for a real decoder, method against method (issue 31): how close to the float
 model each 4-bit file stays, at what size and decode speed, on SmolLM2-135M.
 
-Every variant quantizes all weight MatMuls, the LM head (tied to the token table: untied first,
-quantize/tied_weights.py) and the token table (Gather) at blocks of 32 unless said:
+Every 4-bit variant quantizes all weight MatMuls, the LM head (tied to the token table: untied
+first, quantize/tied_weights.py) and the token table (Gather) at blocks of 32 unless said:
+  int8           pocketsize's dynamic int8 (MatMulInteger, the head and table int8 too)
+  int8, head float  the same with the LM head left in float (as before the untying)
   rtn            pocketsize's 4-bit path (`quantize(method="dynamic", matmul_bits=4,
                  embedding_bits=4)`): onnxruntime's round-to-nearest, integer zero points
-  rtn, table int8  the same with `embedding_bits=8`
+  rtn, head float  the LM head left in float (its table float too)
+  rtn, table int8  the table int8 (`embedding_bits=8`)
   rtn b16        blocks of 16
   k-quant        onnxruntime's k-quant (llama.cpp's weighted search for each block's scale
                  and minimum; integer zero points, so MatMulNBits keeps its fast path)
@@ -86,6 +89,16 @@ def _onnxruntime(float_dir: Path, out: Path, config=None, head_bits: int = 4) ->
     return path
 
 
+def _tied_heads(float_dir: Path) -> list[str]:
+    """The MatMuls reading the token table through a Transpose (the tied LM head)."""
+    import onnx
+
+    from pocketsize.quantize.tied_weights import transposed_weight_matmuls
+
+    model = onnx.load(str(float_dir / "model.onnx"), load_external_data=False)
+    return [n.name for users in transposed_weight_matmuls(model).values() for n in users]
+
+
 def variants(work: Path, float_dir: Path) -> dict[str, Path]:
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         HQQWeightOnlyQuantConfig,
@@ -93,8 +106,12 @@ def variants(work: Path, float_dir: Path) -> dict[str, Path]:
     )
 
     four = dict(matmul_bits=4, embedding_bits=4)
+    head = dict(exclude_nodes=_tied_heads(float_dir))
     makers = {
+        "int8": lambda o: _pocketsize(float_dir, o),
+        "int8, head float": lambda o: _pocketsize(float_dir, o, **head),
         "rtn": lambda o: _pocketsize(float_dir, o, **four),
+        "rtn, head float": lambda o: _pocketsize(float_dir, o, **four, **head),
         "rtn, table int8": lambda o: _pocketsize(float_dir, o, matmul_bits=4),
         "rtn b16": lambda o: _pocketsize(float_dir, o, block_size=16, **four),
         "k-quant": lambda o: _onnxruntime(float_dir, o, KQuantWeightOnlyQuantConfig()),

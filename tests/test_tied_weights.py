@@ -75,6 +75,21 @@ def test_the_folded_head_computes_the_same_logits(tied_onnx, tmp_path):
     assert fold_transposed_weights(model) == []  # nothing left to fold
 
 
+def test_a_head_kept_in_float_stays_tied(tied_onnx, tmp_path):
+    """Excluding the head from quantization keeps it reading the one float table."""
+    import onnx
+
+    from pocketsize.quantize import quantize
+
+    vocab = _logits(tied_onnx / "model.onnx", _ids(8)).shape[-1]
+    out = quantize(tied_onnx, method="dynamic", matmul_bits=4, exclude_nodes=["/lm_head/MatMul"],
+                   out=tmp_path / "q", task="causal-lm")  # fmt: skip
+    model = onnx.load(str(out / "model_quantized.onnx"))
+    tables = [i for i in model.graph.initializer if vocab in i.dims and min(i.dims) >= 16]
+    assert len(tables) == 1  # one table (int8, dequantized for the head), not a second copy
+    assert [n.op_type for n in model.graph.node if n.name == "/lm_head/MatMul"] == ["MatMul"]
+
+
 @pytest.mark.parametrize("bits", [8, 4])
 def test_a_tied_head_is_quantized_and_no_float_table_stays(tied_onnx, tmp_path, bits):
     import onnx

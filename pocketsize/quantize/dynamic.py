@@ -165,7 +165,7 @@ def _untied(src, s: DynamicSettings, tmp: Path) -> Path:
     if "MatMul" not in s.op_types or "Gather" not in s.op_types:
         return Path(src)
     model = onnx.load(str(src))
-    if not fold_transposed_weights(model):
+    if not fold_transposed_weights(model, keep=s.exclude_nodes):
         return Path(src)
     out = tmp / "untied.onnx"
     big = model.ByteSize() > 1_800_000_000  # protobuf's 2 GB limit: weights beside the graph

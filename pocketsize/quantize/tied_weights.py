@@ -36,13 +36,18 @@ def transposed_weight_matmuls(model) -> dict[str, list]:
     return found
 
 
-def fold_transposed_weights(model) -> list[str]:
+def fold_transposed_weights(model, keep=()) -> list[str]:
     """Replace each Transpose found by `transposed_weight_matmuls` with an initializer holding
     the transposed table (in place); returns the names of the MatMuls now holding a constant
-    weight. A table no node reads any more is dropped."""
+    weight. A table no node reads any more is dropped. A Transpose read by a MatMul named in
+    `keep` (kept in float: a second float copy would only grow the file) stays."""
     from onnx import numpy_helper
 
-    found = transposed_weight_matmuls(model)
+    found = {
+        name: users
+        for name, users in transposed_weight_matmuls(model).items()
+        if not {u.name for u in users} & set(keep)
+    }
     if not found:
         return []
     graph = model.graph
