@@ -99,9 +99,9 @@ def arguments():
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--test-examples", type=int, default=512)
-    ap.add_argument("--prompts", type=int, default=8, help="test prompts for parity and decode")
+    ap.add_argument("--prompts", type=int, default=8, help="test prompts of the parity check")
     ap.add_argument("--new-tokens", type=int, default=16)
-    ap.add_argument("--decode-rounds", type=int, default=3)
+    ap.add_argument("--decode-rounds", type=int, default=3, help="timing rounds per test text")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default=None, help="directory for the outputs (default: temp)")
     return ap.parse_args()
@@ -142,9 +142,9 @@ def pruned_students(args, teacher, data, work: Path, common: dict, timings: dict
     recover = {"max_steps": args.recover_steps, "learning_rate": args.recover_lr,
                "temperature": args.temperature, **common}  # fmt: skip
     recover.pop("task")
-    # no per-epoch validation: the scoring path holds the split's full-vocabulary logits, which
-    # for SmolLM2 (464 sentences x 64 positions x 49,152 ids, padded and stacked) ran 24 GB out
-    # of memory; the test split is scored below, one prompt at a time
+    # no per-epoch validation: it keeps the split's full-vocabulary logits (SmolLM2: 464
+    # sentences x 49,152 floats per position, several GB; runtime/scoring.py); the test split
+    # is scored below, one prompt at a time
     recover["evaluate"] = False
     if args.top_k:
         recover["cache_top_k"] = args.top_k
@@ -248,7 +248,8 @@ def main():
                   progress=False)  # fmt: skip
     if args.teacher:
         teacher = Path(resolve_model(args.teacher))
-        (work / "teacher").exists() or (work / "teacher").symlink_to(teacher)
+        if not (work / "teacher").exists():
+            (work / "teacher").symlink_to(teacher)
         teacher = work / "teacher"
     else:
         teacher = toy_teacher(args, work, data, common, timings)
