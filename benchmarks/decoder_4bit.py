@@ -14,6 +14,7 @@ first, quantize/tied_weights.py) and the token table (Gather) at blocks of 32 un
                  and minimum; integer zero points, so MatMulNBits keeps its fast path)
   k-quant, head 8-bit  the LM head's MatMulNBits at 8 bits
   hqq            onnxruntime's HQQ (float zero points: MatMulNBits' slow path)
+  gptq           with --gptq N: onnxruntime's GPTQ, calibrated on N training sentences
 Scores: perplexity of held-out text and next-token agreement with the float model at every
 position (one prefill per prompt); prefill and one decode step timed at batch 1 (_decode.py).
 
@@ -99,7 +100,26 @@ def _tied_heads(float_dir: Path) -> list[str]:
     return [n.name for users in transposed_weight_matmuls(model).values() for n in users]
 
 
-def variants(work: Path, float_dir: Path) -> dict[str, Path]:
+class _Sentences:
+    """Calibration data for onnxruntime's GPTQ: one prefill feed per sentence (empty past)."""
+
+    def __init__(self, float_dir: Path, texts: list[str]):
+        import onnxruntime as ort
+        from _decode import feeds
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(float_dir)
+        session = ort.InferenceSession(
+            str(float_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+        )
+        ids = [np.asarray([tok(t)["input_ids"]], dtype=np.int64) for t in texts]
+        self.feeds = [feeds(session, x, None) for x in ids if x.shape[1] > 1]
+
+    def __iter__(self):  # how onnxruntime's GPTQ reads it
+        return iter(self.feeds)
+
+
+def variants(work: Path, float_dir: Path, gptq: int = 0) -> dict[str, Path]:
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         HQQWeightOnlyQuantConfig,
         KQuantWeightOnlyQuantConfig,
@@ -124,6 +144,16 @@ def variants(work: Path, float_dir: Path) -> dict[str, Path]:
             HQQWeightOnlyQuantConfig(block_size=BLOCK, op_types_to_quantize=("MatMul",)),
         ),
     }
+    if gptq:
+        from onnxruntime.quantization.matmul_nbits_quantizer import GPTQWeightOnlyQuantConfig
+
+        from pocketsize.data import load_dataset
+
+        texts = load_dataset("vader-nyt")["train"]["text"][:gptq]
+        makers["gptq"] = lambda o: _onnxruntime(
+            float_dir, o, GPTQWeightOnlyQuantConfig(_Sentences(float_dir, texts),
+                                                    op_types_to_quantize=("MatMul",))
+        )  # fmt: skip
     paths = {"float32": float_dir / "model.onnx"}
     for name, make in makers.items():
         started = time.perf_counter()
@@ -139,6 +169,8 @@ def main() -> None:
     p.add_argument("--data", default="vader-nyt")
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--gptq", type=int, default=0, help="add GPTQ, calibrated on N sentences")
+    p.add_argument("--only", default=None, help="comma-separated variants (default: all)")
     args = p.parse_args()
 
     from transformers import AutoTokenizer
@@ -149,7 +181,9 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     float_dir = _float_dir(work, args.onnx)
-    paths = variants(work, float_dir)
+    paths = variants(work, float_dir, args.gptq)
+    if args.only:
+        paths = {n: p for n, p in paths.items() if n == "float32" or n in args.only.split(",")}
     tok = AutoTokenizer.from_pretrained(float_dir)
     texts = load_dataset(args.data)["test"]["text"][: args.prompts]
     prompts = [np.asarray([tok(t)["input_ids"]], dtype=np.int64) for t in texts]
