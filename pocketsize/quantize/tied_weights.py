@@ -4,11 +4,12 @@ A decoder whose LM head shares the input embedding table (SmolLM2, Llama-3.2, GP
 exported with the table read twice:
     embeddings = Gather(table, input_ids)
     logits     = MatMul(hidden, Transpose(table))
-The quantizers take a MatMul's weight only when it is an initializer, so the head stays float,
-and the float table stays in the file for it even when the Gather's copy is quantized: 113 MB of
-SmolLM2-135M's 183 MB 4-bit file. `fold_transposed_weights` stores the transposed table as the
-MatMul's own initializer, so each of the two reads is quantized as its op allows (a second
-copy, but of int8 or 4-bit values: two 4-bit copies of SmolLM2's table weigh 36 MB).
+The quantizers take a MatMul's weight only when it is an initializer, so the head stays float:
+the 4-bit path keeps the float table in the file for it (113 MB of SmolLM2-135M's 183 MB 4-bit
+file), the int8 path dequantizes its int8 table for it at every call. `fold_transposed_weights`
+stores the transposed table as the MatMul's own initializer, so each of the two reads is
+quantized as its op allows (a second copy, but of int8 or 4-bit values: two 4-bit copies of
+SmolLM2's table weigh 36 MB).
 """
 
 from __future__ import annotations
