@@ -8,6 +8,7 @@ first, quantize/tied_weights.py) and the token table (Gather) at blocks of 32 un
   rtn            pocketsize's 4-bit path (`quantize(method="dynamic", matmul_bits=4,
                  embedding_bits=4)`): onnxruntime's round-to-nearest, integer zero points
   rtn, head float  the LM head left in float (its table float too)
+  rtn + head 8-bit  `head_bits=8`: the LM head an 8-bit MatMulNBits
   rtn, table int8  the table int8 (`embedding_bits=8`)
   rtn b16        blocks of 16
   k-quant        onnxruntime's k-quant (llama.cpp's weighted search for each block's scale
@@ -132,6 +133,7 @@ def variants(work: Path, float_dir: Path, gptq: int = 0) -> dict[str, Path]:
         "int8, head float": lambda o: _pocketsize(float_dir, o, **head),
         "rtn": lambda o: _pocketsize(float_dir, o, **four),
         "rtn, head float": lambda o: _pocketsize(float_dir, o, **four, **head),
+        "rtn + head 8-bit": lambda o: _pocketsize(float_dir, o, head_bits=8, **four),
         "rtn, table int8": lambda o: _pocketsize(float_dir, o, matmul_bits=4),
         "rtn b16": lambda o: _pocketsize(float_dir, o, block_size=16, **four),
         "k-quant": lambda o: _onnxruntime(float_dir, o, KQuantWeightOnlyQuantConfig()),

@@ -107,3 +107,43 @@ def test_a_tied_head_is_quantized_and_no_float_table_stays(tied_onnx, tmp_path, 
     ids = _ids(vocab)
     got, want = _logits(out / "model_quantized.onnx", ids), _logits(tied_onnx / "model.onnx", ids)
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9
+
+
+def test_head_bits_8_keeps_the_output_layer_at_8_bits(tied_onnx, tmp_path):
+    """head_bits=8: the LM head is an 8-bit MatMulNBits, every other MatMul 4-bit, and its
+    logits follow the float model's at least as closely as the all-4-bit file's do."""
+    import onnx
+
+    from pocketsize.quantize import quantize
+
+    ids = _ids(_logits(tied_onnx / "model.onnx", _ids(8)).shape[-1])
+    want = _logits(tied_onnx / "model.onnx", ids)
+    errors = {}
+    for head_bits in (None, 8):
+        out = quantize(tied_onnx, method="dynamic", matmul_bits=4, embedding_bits=4,
+                       head_bits=head_bits, out=tmp_path / f"q{head_bits}",
+                       task="causal-lm")  # fmt: skip
+        model = onnx.load(str(out / "model_quantized.onnx"))
+        bits = {
+            n.name: next(a.i for a in n.attribute if a.name == "bits")
+            for n in model.graph.node
+            if n.op_type == "MatMulNBits"
+        }
+        head = [b for name, b in bits.items() if name.startswith("/lm_head/")]
+        assert head == [head_bits or 4]
+        assert {b for name, b in bits.items() if not name.startswith("/lm_head/")} == {4}
+        errors[head_bits] = np.abs(_logits(out / "model_quantized.onnx", ids) - want).mean()
+    assert errors[8] < errors[None]
+
+
+def test_head_bits_needs_4_bit_matmuls(tied_onnx, tmp_path):
+    from pocketsize.errors import PocketsizeError
+    from pocketsize.quantize import quantize
+
+    with pytest.raises(PocketsizeError, match="head_bits=8 applies to 4-bit MatMuls, but "
+                       "matmul_bits=8; set matmul_bits=4 or drop head_bits"):  # fmt: skip
+        quantize(tied_onnx, method="dynamic", head_bits=8, out=tmp_path / "q", task="causal-lm")
+    with pytest.raises(PocketsizeError, match="head_bits: must be 4 or 8, not 6"):
+        quantize(tied_onnx, method="dynamic", matmul_bits=4, head_bits=6, out=tmp_path / "q6",
+                 task="causal-lm")  # fmt: skip
+    assert not (tmp_path / "q").exists() and not (tmp_path / "q6").exists()

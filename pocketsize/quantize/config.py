@@ -72,8 +72,19 @@ class DynamicConfig(QuantizeConfig):
     embedding_bits: Bits = option(8, "8 (int8) or 4 (block-quantized embedding tables)")
     matmul_bits: Bits = option(8, "8 (int8) or 4 (MatMulNBits weights)")
     block_size: int = option(32, "4-bit: values per scale and zero point", BLOCK)
+    head_bits: int | None = option(
+        None,
+        "with matmul_bits=4: 8 keeps the output layer's MatMul (a decoder's LM head, its most "
+        "sensitive weight) at 8-bit MatMulNBits (default: as the other MatMuls)",
+        Check(lambda v: v in (4, 8), "4 or 8"),
+    )
 
     def check(self) -> None:
+        if self.head_bits is not None and self.matmul_bits != 4:
+            raise PocketsizeError(
+                f"quantize: head_bits={self.head_bits} applies to 4-bit MatMuls, but "
+                f"matmul_bits={self.matmul_bits}; set matmul_bits=4 or drop head_bits"
+            )
         if self.embedding_bits == 4 and not self.quantize_embeddings:
             raise PocketsizeError(
                 "quantize: embedding_bits=4 asks for quantized embeddings, but "

@@ -11,6 +11,7 @@ from pocketsize.quantize.four_bit import (
     BITS,
     check_block_size,
     constant_matmuls,
+    output_matmuls,
     quantize_4bit,
     table_gathers,
     unfuse_embeddings,
@@ -71,6 +72,7 @@ class DynamicSettings:
     embedding_bits: int = 8
     matmul_bits: int = 8
     block_size: int = 32
+    head_bits: int | None = None  # 8: the output layer's MatMulNBits at 8 bits (matmul_bits=4)
 
     def resolved(self) -> DynamicSettings:
         """Fill target-dependent defaults and validate names (before any long work starts)."""
@@ -230,6 +232,8 @@ def _quantize_with_4bit(src, dst, s: DynamicSettings, nodes_to_quantize) -> None
             if wanted(m) and m.removesuffix("_MatMul") not in excluded
         ]
         int8_ops = [o for o in int8_ops if o != "MatMul"]
+    heads = [m for m in output_matmuls(model) if m in four] if s.head_bits == 8 else []
+    four = [n for n in four if n not in heads]
     present = {x.name for x in model.graph.node}
     int8_nodes = None
     if nodes_to_quantize is not None:
@@ -241,4 +245,5 @@ def _quantize_with_4bit(src, dst, s: DynamicSettings, nodes_to_quantize) -> None
             _quantize_int8(unfused, mid, s, int8_ops, int8_nodes)
         else:
             mid = unfused
-        onnx.save(quantize_4bit(onnx.load(str(mid)), four, s.block_size), str(dst))
+        quantized = quantize_4bit(onnx.load(str(mid)), four, s.block_size)
+        onnx.save(quantize_4bit(quantized, heads, s.block_size, bits=8), str(dst))

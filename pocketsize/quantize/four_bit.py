@@ -178,9 +178,27 @@ def constant_matmuls(model) -> list[str]:
     ]
 
 
-def quantize_4bit(model, nodes: list[str], block_size: int, accuracy_level: int = 4):
-    """Rewrite `nodes` (Gathers and MatMuls with constant weights) of `model` to 4 bits; returns
-    the new ModelProto. accuracy_level 4 lets MatMulNBits compute in int8 (the fast CPU path)."""
+def output_matmuls(model) -> list[str]:
+    """Names of the MatMuls that make a graph output, directly or through one Add (a bias): the
+    output layer (a decoder's LM head, a classifier's last projection)."""
+    outputs = {o.name for o in model.graph.output}
+    through_add = {
+        i
+        for n in model.graph.node
+        if n.op_type == "Add" and n.output[0] in outputs
+        for i in n.input
+    }
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and n.name and ({n.output[0]} & (outputs | through_add))
+    ]
+
+
+def quantize_4bit(model, nodes: list[str], block_size: int, accuracy_level: int = 4, bits=4):
+    """Rewrite `nodes` (Gathers and MatMuls with constant weights) of `model` to 4 bits (or to
+    8-bit MatMulNBits: bits=8); returns the new ModelProto. accuracy_level 4 lets MatMulNBits
+    compute in int8 (the fast CPU path)."""
     check_block_size(block_size)
     if not nodes:
         return model
@@ -189,7 +207,7 @@ def quantize_4bit(model, nodes: list[str], block_size: int, accuracy_level: int 
     op_types = tuple(sorted({n.op_type for n in model.graph.node if n.name in set(nodes)}))
     quantizer = MatMulNBitsQuantizer(
         model,
-        bits=4,
+        bits=bits,
         block_size=block_size,
         accuracy_level=accuracy_level,
         # the quantizer takes every node of op_types unless excluded (nodes_to_include adds to
