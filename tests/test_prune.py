@@ -315,7 +315,7 @@ def test_cli_prunes_and_reports_errors(tiny, data, tmp_path, capsys):
 
 
 def test_recovery_distils_from_the_unpruned_model(tiny, data, tmp_path):
-    options = {"epochs": 1, "progress": False, "evaluate": False}
+    options = {"epochs": 1, "progress": False, "evaluate": False, "logging_steps": 1}
     out = prune(
         tiny, data, heads=0.5, ffn=0.5, recover=True, recover_options=options,
         out=tmp_path / "r", verbose=False,
@@ -323,6 +323,10 @@ def test_recovery_distils_from_the_unpruned_model(tiny, data, tmp_path):
     plain = prune(tiny, data, heads=0.5, ffn=0.5, out=tmp_path / "plain", verbose=False)
     record = json.loads((out / "stage.json").read_text())
     assert record["recovery"]["method"] == "pocketsize.distill"
+    # how it was recovered: the distillation's steps, time and logged losses
+    steps = record["recovery"]["steps"]
+    assert steps >= 1 and record["recovery"]["wall_time_s"] > 0
+    assert record["recovery"]["losses"] and record["recovery"]["losses"][-1]["step"] <= steps
     assert (
         record["heads"]["removed"]
         == json.loads((plain / "stage.json").read_text())["heads"]["removed"]

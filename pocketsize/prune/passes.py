@@ -249,7 +249,20 @@ class Recovery(Pass):
             "teacher": "the unpruned model"
             if given is None
             else str(getattr(given, "name_or_path", given)),
+            **_training_record(result),
         }
+
+
+def _training_record(result: Path) -> dict:
+    """What the recovery's own distillation record says of its training: steps, time, the
+    logged losses, the cache and the validation, so the pruned model's record shows how it was
+    recovered (the distillation's directory is a temporary one)."""
+    import json
+
+    record = json.loads((Path(result) / "stage.json").read_text(encoding="utf-8"))
+    keys = ("steps", "train_loss", "train_runtime_s", "wall_time_s", "cache", "validation",
+            "validation_per_epoch", "losses")  # fmt: skip
+    return {k: record[k] for k in keys if k in record}
 
 
 class Sparsity(Pass):
