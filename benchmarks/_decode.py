@@ -46,9 +46,9 @@ def step(session, ids: np.ndarray):
 
 def next_token_nll(logits: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """The negative log-likelihood of each prompt token after the first."""
-    shifted = logits[:-1] - logits[:-1].max(-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    return -log_probs[np.arange(len(ids) - 1), ids[1:]]
+    from pocketsize.tasks.fidelity import log_softmax
+
+    return -log_softmax(logits[:-1])[np.arange(len(ids) - 1), ids[1:]]
 
 
 def next_tokens_and_nll(logits: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

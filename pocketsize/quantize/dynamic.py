@@ -149,22 +149,26 @@ def quantize_dynamic_file(
 
     s = settings.resolved()
     check_node_names(src, s.exclude_nodes)
+    if s.embedding_bits == 4 or s.matmul_bits == 4:
+        _quantize_with_4bit(src, dst, s, nodes_to_quantize)  # unties the head in memory
+        return s
     with tempfile.TemporaryDirectory(prefix="pocketsize-untied-") as tmp:
-        src = _untied(src, s, Path(tmp))
-        if s.embedding_bits == 4 or s.matmul_bits == 4:
-            _quantize_with_4bit(src, dst, s, nodes_to_quantize)
-        else:
-            _quantize_int8(src, dst, s, s.op_types, nodes_to_quantize)
+        _quantize_int8(_untied(src, s, Path(tmp)), dst, s, s.op_types, nodes_to_quantize)
     return s
 
 
+def _unties_head(s: DynamicSettings) -> bool:
+    """A tied LM head gets a table of its own (tied_weights.py) where both the embedding
+    Gather and the MatMuls are quantized: otherwise the head stays float (the 4-bit path also
+    keeps a float copy of the table for it)."""
+    return "MatMul" in s.op_types and "Gather" in s.op_types
+
+
 def _untied(src, s: DynamicSettings, tmp: Path) -> Path:
-    """`src`, or a copy in `tmp` whose tied LM head reads a table of its own (tied_weights.py),
-    where both the embedding Gather and the MatMuls are quantized: otherwise the head and a
-    float copy of the table stay in the file."""
+    """`src`, or a copy in `tmp` whose tied LM head reads a table of its own."""
     import onnx
 
-    if "MatMul" not in s.op_types or "Gather" not in s.op_types:
+    if not _unties_head(s):
         return Path(src)
     model = onnx.load(str(src))
     if not fold_transposed_weights(model, keep=s.exclude_nodes):
@@ -216,6 +220,8 @@ def _quantize_with_4bit(src, dst, s: DynamicSettings, nodes_to_quantize) -> None
     # as ORT's int8 quantizer does first: a Gemm with constant weights becomes MatMul + Add
     # (named <gemm>_MatMul), which both quantizers can take
     ONNXModel(model).replace_gemm_with_matmul()
+    if _unties_head(s):
+        fold_transposed_weights(model, keep=s.exclude_nodes)
     four: list[str] = []
     int8_ops = list(s.op_types)
     if s.embedding_bits == 4 and set(EMBEDDING_OPS) & set(s.op_types):
