@@ -1,4 +1,4 @@
-"""XLNet, ERNIE, DistilBERT, ModernBERT and DeBERTa-v3 classifiers on tiny random configs: the
+"""XLNet, ERNIE, DistilBERT, ModernBERT, DeBERTa-v3 and MPNet classifiers on tiny random configs: the
 chain every stage runs.
 
 optimum-onnx does not know XLNet or ERNIE, so their export takes the torch.onnx fallback; the
@@ -19,7 +19,7 @@ from pocketsize.errors import PocketsizeError
 LABELS = ["negative", "positive"]
 EXPORTER = {
     "xlnet": "torch", "ernie": "torch", "distilbert": "optimum", "modernbert": "optimum",
-    "deberta-v2": "optimum",
+    "deberta-v2": "optimum", "mpnet": "optimum",
 }  # fmt: skip
 # what structured pruning can remove from each (prune/layouts/); it does not know XLNet
 PRUNING = {
@@ -28,6 +28,7 @@ PRUNING = {
     # fewer heads only with the hidden size they leave
     "modernbert": dict(heads=0.5, width=0.5, ffn=0.5),
     "deberta-v2": dict(heads=0.5, width=0.5, ffn=0.5),
+    "mpnet": dict(heads=0.5, width=0.5, ffn=0.5),
 }
 
 

@@ -1,4 +1,4 @@
-"""XLNet, ERNIE, DistilBERT, ModernBERT and DeBERTa-v3 classification on tiny random configs
+"""XLNet, ERNIE, DistilBERT, ModernBERT, DeBERTa-v3 and MPNet classification on tiny random configs
 through every stage (optimum has no exporter for XLNet or ERNIE: their export takes the
 torch.onnx fallback), and the hidden-state and attention losses on the 2026 encoders."""
 
@@ -11,12 +11,14 @@ from zoo import QUICK_LOGGED, make_base, make_cls_dataset
 pytestmark = pytest.mark.usefixtures("single_thread", "cache_in_tmp")
 
 
-@pytest.mark.parametrize("arch", ["xlnet", "ernie", "distilbert", "modernbert", "deberta-v2"])
+@pytest.mark.parametrize(
+    "arch", ["xlnet", "ernie", "distilbert", "modernbert", "deberta-v2", "mpnet"]
+)
 def test_classifier_finetune_distill_export_quantize_eval(arch, tmp_path):
     classifier_through_every_stage(arch, tmp_path, make_cls_dataset(n_train=96))
 
 
-@pytest.mark.parametrize("arch", ["distilbert", "modernbert", "deberta-v2"])
+@pytest.mark.parametrize("arch", ["distilbert", "modernbert", "deberta-v2", "mpnet"])
 @pytest.mark.parametrize("student", ["truncate:0", "config:layers=1"])
 def test_students_learn_hidden_states_and_attentions(arch, student, tmp_path):
     """The hidden-state and attention losses (TinyBERT) on each encoder's own outputs, for a

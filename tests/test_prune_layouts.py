@@ -1,5 +1,5 @@
 """Structured pruning on every registered layout (prune/layouts/): DistilBERT, ModernBERT,
-DeBERTa-v2/v3, and the Llama layout's decoders (Llama, Mistral, Qwen2, Qwen3, SmolLM3) with
+DeBERTa-v2/v3, MPNet, and the Llama layout's decoders (Llama, Mistral, Qwen2, Qwen3, SmolLM3) with
 depth, grouped-query heads and MLP neurons.
 
 The check that cannot be hollow: the pruned model, reloaded from disk with the Auto class, gives
@@ -38,6 +38,7 @@ MASKED_MODULES = {
     "distilbert": ("distilbert.transformer.layer", "attention.out_lin", "ffn.lin2"),
     "modernbert": ("model.layers", "attn.Wo", "mlp.Wo"),
     "deberta-v2": ("deberta.encoder.layer", "attention.output.dense", "output.dense"),
+    "mpnet": ("mpnet.encoder.layer", "attention.attn.o", "output.dense"),
     "gpt2": ("transformer.h", "attn.c_proj", "mlp.c_proj"),
     "llama": DECODER,
     "mistral": DECODER,
@@ -663,4 +664,85 @@ def test_modernbert_and_deberta_refuse_what_their_configs_cannot_state(tmp_path)
         attempt("deberta", heads=0.5)
     with pytest.raises(PocketsizeError, match="post-norm.*truncate"):
         attempt("deberta", depth=0.5)
+    assert not (tmp_path / "x").exists()
+
+
+# ---- MPNet ----
+
+
+def test_mpnet_loses_the_same_heads_in_every_layer_and_equals_the_masked_original(tmp_path):
+    """MPNet's layers share one relative position bias, a column per head: the heads ranked
+    lowest over all layers go from every layer, and the bias loses their columns. Checked on
+    the model in memory (its config states fewer heads only once the width follows): a wrong
+    bias column would move every kept head's scores."""
+    from pocketsize.prune.layouts import layout_for
+
+    model, tokenizer = make_tiny_encoder(tmp_path / "src", "mpnet", pad_token_id=0)
+    layout = layout_for(model)
+    # alone, layer 0 would lose heads 1 and 3, layer 1 heads 0 and 2; summed (each layer
+    # normalised), heads 1 and 0 rank lowest
+    scores = [torch.tensor([4.0, 1.0, 3.0, 0.0]), torch.tensor([0.0, 2.0, 1.0, 4.0])]
+    plan = layout.plan_heads(scores, 0.5, "layer")
+    assert plan == {0: [0, 1], 1: [0, 1]}
+    masked = masked_original(model, {"heads": {"removed": {"0": [0, 1], "1": [0, 1]}}}, 8)
+    pruned = copy.deepcopy(model)
+    layout_for(pruned).remove_heads(plan)
+    bias = pruned.mpnet.encoder.relative_attention_bias.weight
+    torch.testing.assert_close(bias, model.mpnet.encoder.relative_attention_bias.weight[:, 2:])
+    got = logits_of(pruned.eval(), tokenizer, LONG_TEXTS)
+    torch.testing.assert_close(
+        got, logits_of(masked.eval(), tokenizer, LONG_TEXTS), atol=1e-5, rtol=1e-5
+    )
+    assert (logits_of(model, tokenizer, LONG_TEXTS) - got).abs().max() > 1e-3
+
+
+def test_mpnet_heads_and_width_go_together_keep_the_active_channels_and_export(tmp_path):
+    """heads=0.5 with width=0.5: 2 heads of the old size 8 in the 16 channels that carry
+    something; the model reloads with the Auto class (every weight read) and exports."""
+    from transformers import AutoModelForSequenceClassification
+
+    from pocketsize.export import export
+
+    model, _ = make_tiny_encoder(tmp_path / "src", "mpnet", pad_token_id=0)
+    base = model.mpnet
+    norms = [base.embeddings.LayerNorm] + [
+        n for layer in base.encoder.layer for n in (layer.attention.LayerNorm, layer.output.LayerNorm)
+    ]  # fmt: skip
+    silence_channels(norms, list(range(1, 32, 2)))
+    model.save_pretrained(tmp_path / "src")
+    out = prune(
+        tmp_path / "src", make_cls_dataset(), heads=0.5, width=0.5, ffn=0.5,
+        out=tmp_path / "p", verbose=False,
+    )  # fmt: skip
+    record = json.loads((out / "stage.json").read_text())
+    assert record["width"]["kept_channels"] == list(range(0, 32, 2))
+    removed = record["heads"]["removed"]
+    assert removed["0"] == removed["1"] and len(removed["0"]) == 2
+    assert [h["name"] for h in record["width"]["head_layers"]] == [
+        "classifier.dense", "classifier.out_proj",
+    ]  # fmt: skip
+    pruned, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info  # every weight saved is read, none made up
+    c = pruned.eval().config
+    assert (c.hidden_size, c.num_attention_heads, c.intermediate_size) == (16, 2, 19)
+    assert pruned.mpnet.encoder.relative_attention_bias.weight.shape == (32, 2)
+    assert pruned.mpnet.encoder.layer[0].attention.attn.q.weight.shape == (16, 16)
+    onnx_dir = export(out, tmp_path / "onnx")
+    manifest = json.loads((onnx_dir / "stage.json").read_text())
+    assert manifest["exporter"] == "optimum" and manifest["parity_max_abs_diff"] < 1e-4
+
+
+def test_mpnet_refuses_heads_or_width_alone(tmp_path):
+    make_tiny_encoder(tmp_path / "src", "mpnet", pad_token_id=0)
+    data = make_cls_dataset()
+
+    def attempt(**kw):
+        prune(tmp_path / "src", data, out=tmp_path / "x", verbose=False, **kw)
+
+    with pytest.raises(PocketsizeError, match="MPNet builds.*same share as heads="):
+        attempt(heads=0.5)
+    with pytest.raises(PocketsizeError, match="MPNet's hidden size.*goes only with its heads"):
+        attempt(width=0.5)
+    with pytest.raises(PocketsizeError, match="use scope='layer'"):
+        attempt(heads=0.5, width=0.5, scope="global")
     assert not (tmp_path / "x").exists()

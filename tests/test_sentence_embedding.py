@@ -355,7 +355,9 @@ def test_the_peers_are_built_from_the_teacher_and_run_in_the_report(embedder, da
 # ------------------------------------------------------------------ MPNet (all-mpnet-base-v2's)
 
 
-def test_an_mpnet_embedder_truncates_prunes_its_mlp_and_refuses_heads(data, tmp_path):
+def test_an_mpnet_embedder_truncates_and_prunes_its_mlp_heads_and_width(data, tmp_path):
+    """The pruned embedder still reads as sentence-transformers reads it (pooling over the
+    narrower width); heads go only with the width they leave."""
     from pocketsize.prune import prune
 
     teacher = make_tiny_embedder(tmp_path / "mpnet", arch="mpnet")
@@ -368,11 +370,15 @@ def test_an_mpnet_embedder_truncates_prunes_its_mlp_and_refuses_heads(data, tmp_
     np.testing.assert_allclose(_ours(student), _st_encode(student), atol=1e-5)
     pruned = prune(
         student, data, out=tmp_path / "pruned", task="sentence-embedding", ffn=0.5,
-        max_examples=16, verbose=False,
+        heads=0.5, width=0.5, max_examples=16, verbose=False,
     )  # fmt: skip
-    assert json.loads((pruned / "config.json").read_text())["intermediate_size"] == 19  # of 37
+    config = json.loads((pruned / "config.json").read_text())
+    assert (config["intermediate_size"], config["hidden_size"], config["num_attention_heads"]) == (
+        19, 16, 2,
+    )  # fmt: skip
+    assert _ours(pruned).shape[1] == 16
     np.testing.assert_allclose(_ours(pruned), _st_encode(pruned), atol=1e-5)
-    with pytest.raises(PocketsizeError, match="share one relative position bias"):
+    with pytest.raises(PocketsizeError, match="same share as heads="):
         prune(
             student, data, out=tmp_path / "heads", task="sentence-embedding", heads=0.5,
             verbose=False,

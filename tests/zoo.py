@@ -194,6 +194,8 @@ def tiny_config(arch: str, vocab_size: int, **overrides):
             relative_attention=True, position_buckets=8, pos_att_type=["p2c", "c2p"],
             share_att_key=True, norm_rel_ebd="layer_norm", type_vocab_size=0, pad_token_id=0,
         ),
+        # MPNet numbers positions after its padding id (make_tokenizer's [PAD] is 0)
+        "mpnet": dict(pad_token_id=0),
     }.get(arch, {})  # fmt: skip
     kw = {**common, **sizes, **extra, **overrides}
     kw = {k: v for k, v in kw.items() if v is not None}
