@@ -31,7 +31,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,12 @@ FINAL_LIMITS = ("max_size_mb", "max_latency_ms")
 # of one model disagree: the search's noise floor, and a row of the report)
 SECOND_TEACHER = "second-teacher"
 STAGE_ORDER = ["teacher"] + [stage.name for stage in CHAIN] + [SECOND_TEACHER, SEARCH]
+# `students:` more students of the same teacher beside the chain (the published points a
+# report sets the chain beside): each entry's own student spec, the recipe's distill with its
+# keys over it, and the later stages it names itself; its stages are variants NAME,
+# NAME-pruned, NAME-onnx, NAME-int8
+STUDENTS = "students"
+BRANCH_SECTIONS = ("prune", "export", "quantize")
 TOP_LEVEL = {
     "name": "run name; the run directory is runs/<name>",
     "task": "a task name (pocketsize.tasks.task_names(); inferred from the data when absent)",
@@ -97,6 +103,8 @@ TOP_LEVEL = {
     "export": "ONNX export options (pocketsize.export)",
     "quantize": "quantization options (pocketsize.quantize); `mobile: true` also writes the .ort file",
     "search": "compress to a target (pocketsize.compress): the limits and the space searched",
+    "students": "{NAME: {student: {...}, distill: {...}, prune: {...}, export: {...}, quantize: {...}}}: "
+    "more students of the teacher beside the chain, each a variant of the report",
     "eval": "evaluation options (pocketsize.evaluate)",
 }
 REQUIRED = ("name", "data", "teacher")
@@ -260,7 +268,67 @@ def validate_recipe(recipe: dict) -> None:
         if recipe.get(section):
             values = _search_values(recipe) if section == SEARCH else recipe[section]
             _check_section(section, values, functions[section])
+    _check_students(recipe, functions)
     _check_eval(recipe)
+
+
+def _check_students(recipe: dict, functions: dict) -> None:
+    """Each entry of `students:` is checked as the chain is, its keys named under it."""
+    taken = set(STAGE_ORDER) | set((recipe.get("eval") or {}).get("baselines") or [])
+    for name in recipe.get(STUDENTS) or {}:
+        where = f"{STUDENTS}.{name}"
+        if not isinstance(name, str) or not all(c.isalnum() or c in "-_." for c in name):
+            raise PocketsizeError(
+                f"recipe key {where}: a student's name is a directory of the run; use only "
+                "letters, digits, '-', '_' and '.'"
+            )
+        branch = _branch_recipe(recipe, name)
+        names = set(branch_stage_names(name, branch))
+        if names & taken:
+            raise PocketsizeError(
+                f"recipe key {where}: its stages {', '.join(sorted(names & taken))} would take "
+                "the name of another stage or baseline of this run; rename the student"
+            )
+        taken |= names
+        try:
+            _check_chain(branch)
+            for section in ("distill", *BRANCH_SECTIONS):
+                if branch.get(section) is not None:
+                    _check_section(section, branch[section], functions[section])
+        except PocketsizeError as e:
+            raise PocketsizeError(f"{where}: {e}") from None
+
+
+def _branch_recipe(recipe: dict, name: str) -> dict:
+    """One entry of `students:` as a recipe of its own: its student, the recipe's distill with
+    the entry's keys over it, and only the later stages the entry names itself."""
+    entry = recipe[STUDENTS][name]
+    where = f"recipe key {STUDENTS}.{name}"
+    _check_type(f"{STUDENTS}.{name}", entry, dict, "a mapping with `student`")
+    unknown = set(entry) - {"student", "distill", *BRANCH_SECTIONS}
+    if unknown:
+        raise PocketsizeError(
+            f"{where}.{sorted(unknown)[0]} is unknown; allowed keys: student, distill, "
+            f"{', '.join(BRANCH_SECTIONS)}"
+        )
+    if not entry.get("student"):
+        raise PocketsizeError(
+            f"{where} needs `student` (e.g. {{init: truncate, layers: [0, 2, 4, 6, 8, 10]}})"
+        )
+    _check_type(f"{STUDENTS}.{name}.student", entry["student"], dict, "a student mapping")
+    kept = {k: v for k, v in recipe.items() if k not in (STUDENTS, SEARCH, *BRANCH_SECTIONS)}
+    distill = {**(recipe.get("distill") or {}), **(entry.get("distill") or {})}
+    later = {k: entry[k] for k in BRANCH_SECTIONS if entry.get(k) is not None}
+    return {**kept, "student": entry["student"], "distill": distill, **later}
+
+
+def branch_stage_names(name: str, branch: dict) -> list[str]:
+    """The run's directories (and the report's variants) of one student's stages, in order."""
+    return [_branch_stage(name, stage).name for stage in CHAIN if _runs(branch, stage)]
+
+
+def _branch_stage(name: str, stage: Stage) -> Stage:
+    return replace(stage, name=name if stage.needs else f"{name}-{stage.name}")
 
 
 def _search_values(recipe: dict) -> dict:
@@ -295,7 +363,8 @@ def _check_top_level(recipe: dict) -> None:
 
         _check_type("task", recipe["task"], str, "a task name")
         get_task(recipe["task"])
-    for section in ("teacher", "student", *(stage.section for stage in CHAIN), SEARCH, "eval"):
+    sections = ("teacher", "student", *(stage.section for stage in CHAIN), SEARCH, STUDENTS)
+    for section in (*sections, "eval"):
         if recipe.get(section) is not None:
             _check_type(section, recipe[section], dict, "a mapping of options")
 
@@ -385,6 +454,8 @@ def _runs(recipe: dict, stage: Stage) -> bool:
 
 def planned_variants(recipe: dict) -> list[str]:
     chain = [stage.name for stage in CHAIN if _runs(recipe, stage)]
+    for name in recipe.get(STUDENTS) or {}:
+        chain += branch_stage_names(name, _branch_recipe(recipe, name))
     return ["teacher"] + chain + ([SEARCH] if recipe.get(SEARCH) is not None else [])
 
 
@@ -465,7 +536,7 @@ class Run:
             return
         if fresh and self.dir.exists():
             self.log(f"--fresh: removing the stages in {self.dir}")
-            for name in STAGE_ORDER + ["report"]:
+            for name in planned_variants(self.recipe) + STAGE_ORDER + ["report"]:
                 shutil.rmtree(self.dir / name, ignore_errors=True)
                 # and what an interrupted stage left to resume from
                 (self.dir / f".{name}.in-progress").unlink(missing_ok=True)
@@ -650,6 +721,8 @@ def _run_chain(recipe: dict, run_dir: Path, fresh: bool, force: bool, log):
             continue
         last = _run_stage(run, stage, recipe, fn[stage.section], last, data, task, variants)
         variants[stage.name] = last.path
+    for name in recipe.get(STUDENTS) or {}:
+        variants.update(_run_branch(run, recipe, name, fn, teacher, data, task, variants))
     if recipe.get(SEARCH) is not None:
         sources = {"teacher": teacher, "second": second, "final": last}
         searched = _run_search(run, recipe, fn[SEARCH], sources, data, task)
@@ -759,6 +832,17 @@ def _run_stage(
         function(**kwargs)
 
     return run.stage(stage.name, config, [source], build, trains=stage.trains)
+
+
+def _run_branch(run: Run, recipe: dict, name: str, fn: dict, teacher, data, task, earlier) -> dict:
+    """One entry of `students:`: its stages, from the teacher on; {variant: directory}."""
+    branch, made, last = _branch_recipe(recipe, name), {}, teacher
+    for stage in CHAIN:
+        if _runs(branch, stage):
+            stage = _branch_stage(name, stage)
+            last = _run_stage(run, stage, branch, fn[stage.section], last, data, task, earlier)
+            made[stage.name] = last.path
+    return made
 
 
 def _run_search(run: Run, recipe: dict, compress, sources: dict, data, task: dict):

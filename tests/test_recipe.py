@@ -155,6 +155,36 @@ def test_recovery_toward_the_recipe_teacher(tiny_setup, tmp_path):
     assert any("[pruned]" in line and "skipped" in line for line in lines), lines
 
 
+def test_more_students_beside_the_chain_are_variants_of_one_report(tiny_setup, tmp_path):
+    """`students:` distils another student of the same teacher, with the recipe's distill
+    under its own keys, and runs only the later stages it names; a rerun skips it, and a
+    change to it redoes it alone."""
+    root, teacher, data_dir = tiny_setup
+    run_dir = tmp_path / "run"
+    students = {"wide": {"student": {"init": "truncate", "layers": [0, 1]},
+                         "distill": {"max_steps": 2}, "export": {}}}  # fmt: skip
+    recipe = tiny_recipe(teacher, data_dir, students=students)
+    recipe["eval"] = {**recipe["eval"], "baselines": []}
+    run_recipe(recipe, run_dir=run_dir, log=lambda _: None)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert list(metrics["variants"]) == ["teacher", "student", "pruned", "onnx", "int8", "wide", "wide-onnx"]  # fmt: skip
+    assert metrics["final"] == "int8"
+    record = json.loads((run_dir / "wide" / "stage.json").read_text())
+    assert record["stage"] == "distill" and record["config"]["max_steps"] == 2
+    assert record["config"]["batch_size"] == 16  # the recipe's distill, under the entry's keys
+    assert json.loads((run_dir / "wide" / "config.json").read_text())["num_hidden_layers"] == 2
+    assert record["recipe"]["inputs"]["teacher"]["path"] == str(run_dir / "teacher")
+    onnx_record = json.loads((run_dir / "wide-onnx" / "stage.json").read_text())
+    assert onnx_record["recipe"]["inputs"]["wide"]["path"] == str(run_dir / "wide")
+    assert not (run_dir / "wide-int8").exists() and not (run_dir / "wide-pruned").exists()
+
+    lines: list[str] = []
+    students["wide"]["distill"] = {"max_steps": 3}
+    run_recipe(recipe, run_dir=run_dir, log=lines.append)
+    ran = [line for line in lines if line.endswith("running")]
+    assert ran == ["[wide] running", "[wide-onnx] running"], ran
+
+
 def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_path):
     from transformers import TrainerCallback
 
@@ -226,6 +256,25 @@ def test_interrupted_stage_leaves_no_half_output_and_resumes(tiny_setup, tmp_pat
         ({"teacher": {"model": "m", "second_seed": 3}}, "second_seed fine-tunes the teacher"),
         ({"search": {"max_latency_ms": "fast"}}, "search.max_latency_ms: expected float"),
         ({"search": {"max_size_mb": -1}}, "search.max_size_mb: must be above 0"),
+        ({"students": {"six": {"distill": {}}}}, "students.six needs `student`"),
+        (
+            {"students": {"six": {"student": {"init": "truncate"}, "eval": {}}}},
+            "students.six.eval is unknown; allowed keys: student, distill, prune",
+        ),
+        (
+            {"students": {"onnx": {"student": {"init": "truncate"}}}},
+            "students.onnx: its stages onnx would take the name of another stage",
+        ),
+        (
+            {"students": {"six": {"student": {"init": "truncate"}, "quantize": {}}}},
+            "students.six: recipe stage quantize needs the export stage",
+        ),
+        (
+            {"students": {"six": {"student": {"init": "truncate"}, "distill": {"epochz": 1}}}},
+            "students.six: recipe key distill.epochz is unknown",
+        ),
+        ({"students": {"a/b": {"student": {"init": "truncate"}}}}, "use only letters"),
+        ({"students": ["six"]}, "recipe key students: expected a mapping"),
     ],
 )
 def test_recipe_validation_names_key_value_and_fix(tiny_setup, change, message):
