@@ -148,7 +148,10 @@ def _side_outputs(graph, node, p: str, mask: str, total: str) -> list:
 
 
 def table_gathers(model, min_rows: int = MIN_TABLE_ROWS) -> list[str]:
-    """Names of the Gathers that read a 2-D float table of at least `min_rows` rows."""
+    """Names of the Gathers that read a 2-D float table of at least `min_rows` rows and an
+    even number of columns. A 4-bit table is stored two values to a byte along each row, and
+    ONNX Runtime reads a packed row of n bytes as 2n values: an odd row (MPNet's position
+    bias once 3 heads are left, one column per head) would come back a column too wide."""
     from onnx import TensorProto
 
     tables = {i.name: i for i in model.graph.initializer}
@@ -160,6 +163,7 @@ def table_gathers(model, min_rows: int = MIN_TABLE_ROWS) -> list[str]:
             and node.name
             and len(table.dims) == 2
             and table.dims[0] >= min_rows
+            and table.dims[1] % 2 == 0
             and table.data_type == TensorProto.FLOAT
         ):
             names.append(node.name)
@@ -248,7 +252,10 @@ def _pack_tables_as_uint8(model) -> bool:
         if node.op_type != "GatherBlockQuantized":
             continue
         names = list(node.input[:1]) + (list(node.input[3:4]) if len(node.input) > 3 else [])
-        if any(tables[n].data_type not in int4 for n in names if n in tables):
+        # an odd data row cannot be packed: its last byte would read as one value too many
+        # (zero points, one per block, are read as ceil(blocks / 2) bytes and may be padded)
+        odd = names[0] in tables and tables[names[0]].dims[-1] % 2
+        if odd or any(tables[n].data_type not in int4 for n in names if n in tables):
             packed_all = False
             continue
         for name in names:
