@@ -839,9 +839,9 @@ def _run_branch(run: Run, recipe: dict, name: str, fn: dict, teacher, data, task
     branch, made, last = _branch_recipe(recipe, name), {}, teacher
     for stage in CHAIN:
         if _runs(branch, stage):
-            stage = _branch_stage(name, stage)
-            last = _run_stage(run, stage, branch, fn[stage.section], last, data, task, earlier)
-            made[stage.name] = last.path
+            named = _branch_stage(name, stage)
+            last = _run_stage(run, named, branch, fn[stage.section], last, data, task, earlier)
+            made[named.name] = last.path
     return made
 
 
