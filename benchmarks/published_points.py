@@ -36,14 +36,16 @@ def read_runs(run_dirs: list[Path]) -> list[dict]:
     return runs
 
 
-def figures(variant: dict, teacher: dict) -> dict:
+def figures(variant: dict) -> dict:
+    """The report's own figures for one variant (its ratios are to the reference, the
+    teacher, whose own record holds 1 or nothing)."""
     return {
         "params_m": (variant.get("params") or 0) / 1e6,
         "accuracy": variant["metric"]["value"],
-        "retention": variant["metric"]["value"] / teacher["metric"]["value"],
+        "retention": variant.get("retention") or 1.0,
         "agreement": variant.get("agreement"),
-        "smaller": teacher["size_bytes"] / variant["size_bytes"],
-        "faster_b1": variant.get("speedup"),
+        "smaller": variant.get("size_ratio") or 1.0,
+        "faster_b1": variant.get("speedup") or 1.0,
     }
 
 
@@ -59,7 +61,7 @@ def table(runs: list[dict]) -> list[str]:
         for run in runs:
             variants = run["metrics"]["variants"]
             if name in variants:
-                per_run.append(figures(variants[name], variants["teacher"]))
+                per_run.append(figures(variants[name]))
         if not per_run:
             continue
 
@@ -68,7 +70,7 @@ def table(runs: list[dict]) -> list[str]:
             return statistics.mean(values) if values else float("nan")
 
         seeds = "; ".join(
-            f"{run['seed']}: {f['retention']:.1%} / {f['smaller']:.1f} / {f['faster_b1'] or 1:.1f}"
+            f"{run['seed']}: {f['retention']:.1%} / {f['smaller']:.1f} / {f['faster_b1']:.1f}"
             for run, f in zip(runs, per_run)
         )
         lines.append(
@@ -86,7 +88,7 @@ def bars(runs: list[dict]) -> list[str]:
             variants = run["metrics"]["variants"]
             if name not in variants:
                 continue
-            f = figures(variants[name], variants["teacher"])
+            f = figures(variants[name])
             checks = [f"kept {f['retention']:.1%} (bar {kept:.0%})", f["retention"] >= kept]
             if smaller:
                 checks += [

@@ -643,10 +643,11 @@ def test_encoder_refuses_depth_and_kv_groups(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_modernbert_and_deberta_refuse_what_their_configs_cannot_state(tmp_path):
+def test_modernbert_deberta_and_mpnet_refuse_what_their_configs_cannot_state(tmp_path):
     data = make_cls_dataset()
     make_tiny_encoder(tmp_path / "modernbert", "modernbert")
     make_tiny_encoder(tmp_path / "deberta", "deberta-v2")
+    make_tiny_encoder(tmp_path / "mpnet", "mpnet", pad_token_id=0)
 
     def attempt(src, **kw):
         prune(tmp_path / src, data, out=tmp_path / "x", verbose=False, **kw)
@@ -664,6 +665,12 @@ def test_modernbert_and_deberta_refuse_what_their_configs_cannot_state(tmp_path)
         attempt("deberta", heads=0.5)
     with pytest.raises(PocketsizeError, match="post-norm.*truncate"):
         attempt("deberta", depth=0.5)
+    with pytest.raises(PocketsizeError, match="MPNet builds.*same share as heads="):
+        attempt("mpnet", heads=0.5)
+    with pytest.raises(PocketsizeError, match="MPNet's hidden size.*goes only with its heads"):
+        attempt("mpnet", width=0.5)
+    with pytest.raises(PocketsizeError, match="use scope='layer'"):
+        attempt("mpnet", heads=0.5, width=0.5, scope="global")
     assert not (tmp_path / "x").exists()
 
 
@@ -730,19 +737,3 @@ def test_mpnet_heads_and_width_go_together_keep_the_active_channels_and_export(t
     onnx_dir = export(out, tmp_path / "onnx")
     manifest = json.loads((onnx_dir / "stage.json").read_text())
     assert manifest["exporter"] == "optimum" and manifest["parity_max_abs_diff"] < 1e-4
-
-
-def test_mpnet_refuses_heads_or_width_alone(tmp_path):
-    make_tiny_encoder(tmp_path / "src", "mpnet", pad_token_id=0)
-    data = make_cls_dataset()
-
-    def attempt(**kw):
-        prune(tmp_path / "src", data, out=tmp_path / "x", verbose=False, **kw)
-
-    with pytest.raises(PocketsizeError, match="MPNet builds.*same share as heads="):
-        attempt(heads=0.5)
-    with pytest.raises(PocketsizeError, match="MPNet's hidden size.*goes only with its heads"):
-        attempt(width=0.5)
-    with pytest.raises(PocketsizeError, match="use scope='layer'"):
-        attempt(heads=0.5, width=0.5, scope="global")
-    assert not (tmp_path / "x").exists()

@@ -21,6 +21,7 @@ from pocketsize.prune.layouts.base import (
     slice_embedding_columns,
     sliced_layer_norm,
 )
+from pocketsize.prune.layouts.bert import BertLayout
 
 
 @register
@@ -33,10 +34,9 @@ class MPNetLayout(HeadsWithWidth):
         return list(self.model.base_model.encoder.layer)
 
     def head_size(self) -> int:
-        # stated once heads go (hidden / heads no longer gives it until the width follows);
-        # MPNet's own code reads hidden / heads, which equals it again after the width pass
-        default = self.config.hidden_size // self.config.num_attention_heads
-        return getattr(self.config, "attention_head_size", default)
+        # the live modules keep it while heads and width change (the config derives it as
+        # hidden / heads, which holds again once the width follows the heads)
+        return self.layers()[0].attention.attn.attention_head_size
 
     def attention_output(self, layer):
         return layer.attention.attn.o
@@ -58,7 +58,6 @@ class MPNetLayout(HeadsWithWidth):
 
         if not plan:
             return
-        self.config.attention_head_size = self.head_size()
         n_heads = self.config.num_attention_heads
         kept = torch.tensor([h for h in range(n_heads) if h not in set(plan[0])])
         super().remove_heads(plan)
@@ -86,9 +85,7 @@ class MPNetLayout(HeadsWithWidth):
             norms += [layer.attention.LayerNorm, layer.output.LayerNorm]
         return norms
 
-    def body_modules(self):
-        base = self.model.base_model  # its pooler belongs to the task head
-        return [*base.embeddings.modules(), *base.encoder.modules()]
+    body_modules = BertLayout.body_modules  # embeddings and encoder; the pooler is the head's
 
     def remove_width(self, keep) -> None:
         emb = self.model.base_model.embeddings
@@ -104,6 +101,5 @@ class MPNetLayout(HeadsWithWidth):
             layer.intermediate.dense = keep_inputs(layer.intermediate.dense, keep)
             layer.output.dense = keep_outputs(layer.output.dense, keep)
             layer.output.LayerNorm = sliced_layer_norm(layer.output.LayerNorm, keep)
-        self.config.attention_head_size = self.head_size()
+        self.config.num_attention_heads = len(keep) // self.head_size()
         self.config.hidden_size = len(keep)
-        self.config.num_attention_heads = len(keep) // self.config.attention_head_size
