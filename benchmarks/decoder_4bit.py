@@ -11,6 +11,10 @@ first, quantize/tied_weights.py) and the token table (Gather) at blocks of 32 un
   rtn + head 8-bit  `head_bits=8`: the LM head an 8-bit MatMulNBits
   rtn, table int8  the table int8 (`embedding_bits=8`)
   rtn b16        blocks of 16
+  grid kept      pocketsize's 4-bit path as it is (`keep_grid`, the default): a weight already
+                 on a block grid (SmolLM2's GGUF file: Q4_1 MatMuls, a Q8_0 table) keeps that
+                 grid exactly (quantize/source_grid.py); the rtn rows turn it off
+  grid kept + head 8-bit  and the LM head's 8-bit MatMulNBits keeps the table's Q8_0 grid
   k-quant        onnxruntime's k-quant (llama.cpp's weighted search for each block's scale
                  and minimum; integer zero points, so MatMulNBits keeps its fast path)
   k-quant, head 8-bit  the LM head's MatMulNBits at 8 bits
@@ -126,16 +130,22 @@ def variants(work: Path, float_dir: Path, gptq: int = 0) -> dict[str, Path]:
         KQuantWeightOnlyQuantConfig,
     )
 
+    rtn = dict(keep_grid=False)  # round every weight to a new grid, even one already on a grid
     four = dict(matmul_bits=4, embedding_bits=4)
     head = dict(exclude_nodes=_tied_heads(float_dir))
     makers = {
         "int8": lambda o: _pocketsize(float_dir, o),
         "int8, head float": lambda o: _pocketsize(float_dir, o, **head),
-        "rtn": lambda o: _pocketsize(float_dir, o, **four),
-        "rtn, head float": lambda o: _pocketsize(float_dir, o, **four, **head),
-        "rtn + head 8-bit": lambda o: _pocketsize(float_dir, o, head_bits=8, **four),
-        "rtn, table int8": lambda o: _pocketsize(float_dir, o, matmul_bits=4),
-        "rtn b16": lambda o: _pocketsize(float_dir, o, block_size=16, **four),
+        "rtn": lambda o: _pocketsize(float_dir, o, **four, **rtn),
+        "rtn, head float": lambda o: _pocketsize(float_dir, o, **four, **head, **rtn),
+        "rtn + head 8-bit": lambda o: _pocketsize(float_dir, o, head_bits=8, **four, **rtn),
+        "rtn, table int8": lambda o: _pocketsize(float_dir, o, matmul_bits=4, **rtn),
+        "rtn b16": lambda o: _pocketsize(float_dir, o, block_size=16, **four, **rtn),
+        "grid kept": lambda o: _pocketsize(float_dir, o, **four),
+        "grid kept + head 8-bit": lambda o: _pocketsize(float_dir, o, head_bits=8, **four),
+        "grid kept + head 8-bit + table int8": lambda o: _pocketsize(
+            float_dir, o, head_bits=8, matmul_bits=4
+        ),
         "k-quant": lambda o: _onnxruntime(float_dir, o, KQuantWeightOnlyQuantConfig()),
         "k-quant, head 8-bit": lambda o: _onnxruntime(
             float_dir, o, KQuantWeightOnlyQuantConfig(), head_bits=8

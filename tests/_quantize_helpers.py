@@ -4,7 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from zoo import make_cls_dataset, make_tiny_bert
+
+
+def prefill_logits(path, ids: np.ndarray) -> np.ndarray:
+    """One prefill of `ids` (batch 1, empty past) through the causal-LM graph at `path`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids),
+        "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
+    }
+    for i in session.get_inputs():
+        if i.name.startswith("past_key_values."):
+            feeds[i.name] = np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
+    names = {i.name for i in session.get_inputs()}
+    return session.run(["logits"], {k: v for k, v in feeds.items() if k in names})[0]
 
 
 def train_tiny_classifier(path: Path, steps: int = 15, seed: int = 0) -> Path:

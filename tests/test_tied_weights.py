@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _quantize_helpers import prefill_logits as _logits
 from zoo import make_tiny_decoder
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -18,23 +19,6 @@ def tied_onnx(tmp_path_factory):
     root = tmp_path_factory.mktemp("tied")
     make_tiny_decoder(root / "model", tie_word_embeddings=True)
     return export(root / "model", root / "onnx", task="causal-lm")
-
-
-def _logits(path, ids: np.ndarray) -> np.ndarray:
-    """One prefill of `ids` (batch 1, empty past) through the graph at `path`."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {
-        "input_ids": ids,
-        "attention_mask": np.ones_like(ids),
-        "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
-    }
-    for i in session.get_inputs():
-        if i.name.startswith("past_key_values."):
-            feeds[i.name] = np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
-    names = {i.name for i in session.get_inputs()}
-    return session.run(["logits"], {k: v for k, v in feeds.items() if k in names})[0]
 
 
 def _float_tables(model, rows: int) -> list[str]:

@@ -642,10 +642,10 @@ def assert_one_error_line(capsys, pattern):
     assert re.search(pattern, err[0]), err[0]
 
 
-def make_tiny_gguf(path, seed: int = 0):
+def make_tiny_gguf(path, seed: int = 0, matmul_type: str = "Q8_0"):
     """A tiny random Llama as a GGUF file, as llama.cpp writes one: byte-level BPE vocabulary
     (the 256 byte symbols, a few merges, <s> and </s>), weights as llama.cpp names them, the
-    2-D ones Q8_0 and the token table Q4_1 (as in SmolLM2's file), norms F32. Returns the path."""
+    layers' 2-D ones `matmul_type` and the token table Q4_1, norms F32. Returns the path."""
     import gguf
     import numpy as np
     from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
@@ -673,7 +673,7 @@ def make_tiny_gguf(path, seed: int = 0):
     writer.add_bos_token_id(len(tokens) - 2)
     writer.add_eos_token_id(len(tokens) - 1)
 
-    def add(name, shape, qtype=gguf.GGMLQuantizationType.Q8_0):
+    def add(name, shape, qtype=gguf.GGMLQuantizationType[matmul_type]):
         data = rng.normal(0, 0.05, size=shape).astype(np.float32)
         if len(shape) == 2:
             writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)

@@ -182,7 +182,7 @@ def _several_graphs(request: Request, cfg) -> Path:
     out = Path(request.out) if request.out is not None else _default_out(model, "int8")
     bits = dict(
         embedding_bits=cfg.embedding_bits, matmul_bits=cfg.matmul_bits, block_size=cfg.block_size,
-        head_bits=cfg.head_bits,
+        head_bits=cfg.head_bits, keep_grid=cfg.keep_grid,
     )  # fmt: skip
     return quantize_graphs(
         model, out, overwrite=request.overwrite, target=cfg.target,
@@ -429,7 +429,7 @@ register_handler(Bf16Config, _cast_torch)
 
 _DYNAMIC_KEYS = (
     "target", "weight_type", "reduce_range", "per_channel", "quantize_embeddings", "op_types",
-    "exclude_op_types", "embedding_bits", "matmul_bits", "block_size", "head_bits",
+    "exclude_op_types", "embedding_bits", "matmul_bits", "block_size", "head_bits", "keep_grid",
 )  # fmt: skip
 _STATIC_KEYS = (
     "target", "calibration", "reduce_range", "per_channel", "op_types", "calibration_size",

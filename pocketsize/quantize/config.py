@@ -78,6 +78,11 @@ class DynamicConfig(QuantizeConfig):
         "sensitive weight) at 8-bit MatMulNBits (default: as the other MatMuls)",
         Check(lambda v: v in (4, 8), "4 or 8"),
     )
+    keep_grid: bool = option(
+        True,
+        "4-bit (or head_bits=8) MatMuls: a weight already on such a block grid (a model "
+        "dequantized from a GGUF file) keeps that grid exactly instead of being rounded anew",
+    )
 
     def check(self) -> None:
         if self.head_bits is not None and self.matmul_bits != 4:

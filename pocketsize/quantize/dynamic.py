@@ -73,6 +73,7 @@ class DynamicSettings:
     matmul_bits: int = 8
     block_size: int = 32
     head_bits: int | None = None  # 8: the output layer's MatMulNBits at 8 bits (matmul_bits=4)
+    keep_grid: bool = True  # MatMulNBits weights already on a block grid keep it (source_grid.py)
 
     def resolved(self) -> DynamicSettings:
         """Fill target-dependent defaults and validate names (before any long work starts)."""
@@ -251,5 +252,6 @@ def _quantize_with_4bit(src, dst, s: DynamicSettings, nodes_to_quantize) -> None
             _quantize_int8(unfused, mid, s, int8_ops, int8_nodes)
         else:
             mid = unfused
-        quantized = quantize_4bit(onnx.load(str(mid)), four, s.block_size)
-        onnx.save(quantize_4bit(quantized, heads, s.block_size, bits=8), str(dst))
+        quantized = quantize_4bit(onnx.load(str(mid)), four, s.block_size, keep_grid=s.keep_grid)
+        quantized = quantize_4bit(quantized, heads, s.block_size, bits=8, keep_grid=s.keep_grid)
+        onnx.save(quantized, str(dst))

@@ -19,9 +19,13 @@ The [UNK] clamp in front of input_ids is untouched: GatherBlockQuantized reads t
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from pocketsize.errors import PocketsizeError
 from pocketsize.quantize.quiet import quiet_logger
+from pocketsize.quantize.source_grid import keep_grids
+
+logger = logging.getLogger(__name__)
 
 FUSED_EMBEDDING = "EmbedLayerNormalization"
 MIN_TABLE_ROWS = 16  # smaller tables (token types: 2 rows) save nothing worth dequantising
@@ -199,11 +203,26 @@ def output_matmuls(model) -> list[str]:
     ]
 
 
-def quantize_4bit(model, nodes: list[str], block_size: int, accuracy_level: int = 4, bits=4):
+def quantize_4bit(
+    model, nodes: list[str], block_size: int, accuracy_level: int = 4, bits=4, keep_grid=True
+):
     """Rewrite `nodes` (Gathers and MatMuls with constant weights) of `model` to 4 bits (or to
     8-bit MatMulNBits: bits=8); returns the new ModelProto. accuracy_level 4 lets MatMulNBits
-    compute in int8 (the fast CPU path)."""
+    compute in int8 (the fast CPU path). keep_grid: a MatMul weight already on a block grid
+    (dequantized from a GGUF file) keeps it exactly (source_grid.py); the rest is rounded to
+    the nearest of a new grid by ONNX Runtime's quantizer."""
     check_block_size(block_size)
+    if keep_grid and nodes:
+        matmuls = {n.name for n in model.graph.node if n.op_type == "MatMul"}
+        kept = keep_grids(
+            model, [n for n in nodes if n in matmuls], bits, block_size, accuracy_level
+        )
+        if kept:
+            logger.info(
+                "%d of %d MatMuls kept the %d-bit grid their weights already lie on",
+                len(kept), len(matmuls & set(nodes)), bits,
+            )  # fmt: skip
+        nodes = [n for n in nodes if n not in set(kept)]
     if not nodes:
         return model
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
