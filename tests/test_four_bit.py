@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pocketsize.errors import PocketsizeError
+from pocketsize.runtime.cost import onnx_param_count
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,10 @@ def test_4bit_embeddings_and_matmuls(cls_onnx, tiny_cls_data, tmp_path):
     all4 = quantize(cls_onnx, out=tmp_path / "all4", embedding_bits=4, matmul_bits=4)
     ops = _ops(all4 / "model_quantized.onnx")
     assert ops["MatMulNBits"] > 0 and ops["MatMul"] == 0 and ops["MatMulInteger"] == 0
+    # the report counts the model's values, not the packed bytes, scales and zero points
+    params = [onnx_param_count(d / name) for d, name in ((cls_onnx, "model.onnx"),
+              (emb4, "model_quantized.onnx"), (all4, "model_quantized.onnx"))]  # fmt: skip
+    assert params[0] == params[1] == params[2], params
     assert ops["QAttention"] == 2  # fused QKV weights stay int8
     assert np.abs(_run(all4 / "model_quantized.onnx", feeds) - ref).max() < 0.1 * scale
 

@@ -16,6 +16,7 @@ import pocketsize as ps
 from pocketsize.formats.onnx_dir import model_file
 from pocketsize.quantize.four_bit import quantize_4bit
 from pocketsize.quantize.source_grid import find_grid
+from pocketsize.runtime.cost import onnx_param_count
 
 K, N, BLOCK = 96, 40, 32
 
@@ -49,6 +50,16 @@ def _matmuls(weights: dict[str, np.ndarray], reader: str | None = None) -> onnx.
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def onnx_param_count_of(model: onnx.ModelProto) -> int:
+    """The report's parameter count (residuals and scales are not parameters)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx.save(model, str(Path(tmp) / "m.onnx"))
+        return onnx_param_count(Path(tmp) / "m.onnx")
+
+
 def _run(model: onnx.ModelProto, x: np.ndarray) -> dict[str, np.ndarray]:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x})))
@@ -65,6 +76,7 @@ def test_a_weight_on_a_block_grid_keeps_it_exactly_where_rounding_loses(kind, bi
     ops = [n.op_type for n in kept.graph.node]
     assert ops.count("MatMulNBits") == 2
     assert not {"a", "b"} & {i.name for i in kept.graph.initializer}  # the float weights are gone
+    assert onnx_param_count_of(kept) == onnx_param_count_of(rounded) == 2 * K * N
     exact, near = _run(kept, x), _run(rounded, x)
     for w in weights:
         want = x @ weights[w]

@@ -15,6 +15,10 @@ from pocketsize.errors import PocketsizeError
 from pocketsize.formats.records import RECORD, read_record
 
 QUANTIZED_FILE = "model_quantized.onnx"
+# initializer names that hold bookkeeping, not parameters: quantization scales and zero points,
+# and a source-grid weight's block-summing matrix and residuals (quantize/source_grid.py)
+GRID_SUMS, GRID_RESIDUALS = "_grid_sums", "_grid_residuals"
+BOOKKEEPING_SUFFIXES = ("_scale", "_zero_point", GRID_SUMS, GRID_RESIDUALS)
 PREFERENCE = (
     QUANTIZED_FILE,
     "model_optimized.onnx",

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# name endings the report's parameter count skips as bookkeeping (runtime/cost.py)
+from pocketsize.formats.onnx_dir import GRID_RESIDUALS, GRID_SUMS
+
 GRID_TOLERANCE = 1e-3  # in steps: float32 dequantization leaves ~1e-6
 RESIDUAL_FLOOR = 1e-4  # in steps: float32 values 127 steps from zero are ~1e-5 off the grid
 
@@ -134,11 +137,11 @@ def _on_grid(model, node, grid: Grid, bits, block, accuracy_level, sums: dict) -
             )
         )  # fmt: skip
     model.graph.initializer.append(
-        numpy_helper.from_array(residual.astype(np.float32), f"{p}_grid_residuals")
+        numpy_helper.from_array(residual.astype(np.float32), f"{p}{GRID_RESIDUALS}")
     )
     made += [
         helper.make_node(
-            "MatMul", [block_sums, f"{p}_grid_residuals"], [f"{p}_grid_residual"],
+            "MatMul", [block_sums, f"{p}{GRID_RESIDUALS}"], [f"{p}_grid_residual"],
             name=f"{p}_grid_residual",
         ),
         helper.make_node(
@@ -152,7 +155,7 @@ def _summing_matrix(model, blocks: int, block: int) -> str:
     """The K x K/block 0/1 matrix that sums each block of x (one per shape in the graph)."""
     from onnx import numpy_helper
 
-    name = f"grid_block_sums_{blocks}x{block}"
+    name = f"{blocks}x{block}{GRID_SUMS}"
     if not any(i.name == name for i in model.graph.initializer):
         ones = np.kron(np.eye(blocks, dtype=np.float32), np.ones((block, 1), np.float32))
         model.graph.initializer.append(numpy_helper.from_array(ones, name))

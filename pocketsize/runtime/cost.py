@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pocketsize.formats.onnx_dir import BOOKKEEPING_SUFFIXES
 from pocketsize.formats.side_files import TOKENIZER_FILES, VOCAB_FILES
 from pocketsize.runtime.registry import runtime_of
 from pocketsize.runtime.runners import Variant
@@ -13,6 +14,9 @@ from pocketsize.runtime.runners import Variant
 CONFIG_FILES = ("config.json", "generation_config.json")
 # initializer types that hold weights; int64/int32 initializers are shapes and indices
 WEIGHT_TYPES = {1, 2, 3, 10, 16, 21, 22}  # float, uint8, int8, float16, bfloat16, uint4, int4
+UINT8 = 2
+# ONNX Runtime's block-quantized ops: the input that holds the weight (scales, zero points after)
+BLOCK_QUANTIZED = {"MatMulNBits": 1, "GatherBlockQuantized": 0}
 
 
 def shipped_files(variant: Variant) -> list[Path]:
@@ -55,16 +59,36 @@ def _load_graph(path: Path):
 
 
 def onnx_param_count(path: Path) -> int:
-    """Weight elements; quantization scales and zero points are bookkeeping, not parameters."""
+    """Weight elements, counted as the model's values: a 4-bit table or MatMulNBits weight
+    holds two values per byte. Quantization scales and zero points, and the residuals of a
+    weight kept on its source grid, are bookkeeping, not parameters."""
     graph = _load_graph(path).graph
+    readers = {}
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            readers.setdefault(name, (node, index))
     total = 0
     for init in graph.initializer:
-        if init.data_type not in WEIGHT_TYPES:
-            continue
-        if not init.dims or init.name.endswith(("_scale", "_zero_point")):
+        if init.data_type not in WEIGHT_TYPES or not init.dims:
             continue  # scalars are folded constants, not weights
-        total += int(np.prod(init.dims))
+        if init.name.endswith(BOOKKEEPING_SUFFIXES):
+            continue
+        total += _values(init, *readers.get(init.name, (None, 0)))
     return total
+
+
+def _values(init, node, index: int) -> int:
+    """How many of the model's values initializer `init` holds, read as input `index` of
+    `node`: block-quantized ops read their weight at 0 or 1 and bookkeeping after it."""
+    elements = int(np.prod(init.dims))
+    if node is None or node.op_type not in BLOCK_QUANTIZED:
+        return elements
+    if index != BLOCK_QUANTIZED[node.op_type]:
+        return 0
+    attrs = {a.name: a.i for a in node.attribute}
+    if node.op_type == "MatMulNBits":
+        return attrs["K"] * attrs["N"]
+    return elements * (8 // attrs.get("bits", 4)) if init.data_type == UINT8 else elements
 
 
 def onnx_external_files(path: Path) -> list[str]:
