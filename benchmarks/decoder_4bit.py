@@ -131,21 +131,19 @@ def variants(work: Path, float_dir: Path, gptq: int = 0) -> dict[str, Path]:
     )
 
     rtn = dict(keep_grid=False)  # round every weight to a new grid, even one already on a grid
-    four = dict(matmul_bits=4, embedding_bits=4)
+    four = dict(matmul_bits=4, embedding_bits=4, head_bits=4)  # head_bits=8 is the default
     head = dict(exclude_nodes=_tied_heads(float_dir))
     makers = {
         "int8": lambda o: _pocketsize(float_dir, o),
         "int8, head float": lambda o: _pocketsize(float_dir, o, **head),
         "rtn": lambda o: _pocketsize(float_dir, o, **four, **rtn),
         "rtn, head float": lambda o: _pocketsize(float_dir, o, **four, **head, **rtn),
-        "rtn + head 8-bit": lambda o: _pocketsize(float_dir, o, head_bits=8, **four, **rtn),
-        "rtn, table int8": lambda o: _pocketsize(float_dir, o, matmul_bits=4, **rtn),
+        "rtn + head 8-bit": lambda o: _pocketsize(float_dir, o, **{**four, "head_bits": 8}, **rtn),
+        "rtn, table int8": lambda o: _pocketsize(float_dir, o, matmul_bits=4, head_bits=4, **rtn),
         "rtn b16": lambda o: _pocketsize(float_dir, o, block_size=16, **four, **rtn),
         "grid kept": lambda o: _pocketsize(float_dir, o, **four),
-        "grid kept + head 8-bit": lambda o: _pocketsize(float_dir, o, head_bits=8, **four),
-        "grid kept + head 8-bit + table int8": lambda o: _pocketsize(
-            float_dir, o, head_bits=8, matmul_bits=4
-        ),
+        "grid kept + head 8-bit": lambda o: _pocketsize(float_dir, o, **{**four, "head_bits": 8}),
+        "grid kept + head 8-bit + table int8": lambda o: _pocketsize(float_dir, o, matmul_bits=4),
         "k-quant": lambda o: _onnxruntime(float_dir, o, KQuantWeightOnlyQuantConfig()),
         "k-quant, head 8-bit": lambda o: _onnxruntime(
             float_dir, o, KQuantWeightOnlyQuantConfig(), head_bits=8

@@ -74,14 +74,14 @@ class DynamicConfig(QuantizeConfig):
     block_size: int = option(32, "4-bit: values per scale and zero point", BLOCK)
     head_bits: int | None = option(
         None,
-        "with matmul_bits=4: 8 keeps the output layer's MatMul (a decoder's LM head, its most "
-        "sensitive weight) at 8-bit MatMulNBits (default: as the other MatMuls)",
+        "with matmul_bits=4: the output layer's MatMul (a decoder's LM head, its most sensitive "
+        "weight) as an 8-bit or 4-bit MatMulNBits (default: 8)",
         Check(lambda v: v in (4, 8), "4 or 8"),
     )
     keep_grid: bool = option(
         True,
-        "4-bit (or head_bits=8) MatMuls: a weight already on such a block grid (a model "
-        "dequantized from a GGUF file) keeps that grid exactly instead of being rounded anew",
+        "MatMulNBits weights (4-bit MatMuls, the 8-bit head): a weight already on such a block "
+        "grid (a model dequantized from a GGUF file) keeps that grid exactly, not rounded anew",
     )
 
     def check(self) -> None:

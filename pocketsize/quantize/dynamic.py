@@ -72,7 +72,9 @@ class DynamicSettings:
     embedding_bits: int = 8
     matmul_bits: int = 8
     block_size: int = 32
-    head_bits: int | None = None  # 8: the output layer's MatMulNBits at 8 bits (matmul_bits=4)
+    # the output layer's MatMulNBits bits (matmul_bits=4): None is 8, as llama.cpp's quant mixes
+    # keep the output tensor above the rest (SmolLM2 4-bit: perplexity +14.6% against +25.3%)
+    head_bits: int | None = None
     keep_grid: bool = True  # MatMulNBits weights already on a block grid keep it (source_grid.py)
 
     def resolved(self) -> DynamicSettings:
@@ -105,8 +107,12 @@ class DynamicSettings:
             )
         check_block_size(self.block_size)
         ops = [o for o in ops if o not in set(self.exclude_op_types)]
+        head_bits = self.head_bits
+        if head_bits is None and self.matmul_bits == 4:
+            head_bits = 8
         return dataclasses.replace(
             self,
+            head_bits=head_bits,
             target=target,
             weight_type=weight_type,
             reduce_range=reduce_range,
