@@ -191,9 +191,11 @@ def _several_graphs(request: Request, cfg) -> Path:
 
 
 def _write_dynamic(job: Job, cfg: DynamicConfig, dst: Path) -> dict:
-    return {
-        "quantization": quantize_dynamic_file(job.onnx_file, dst, cfg.dynamic_settings()).to_dict()
-    }
+    from pocketsize.quantize.source_grid import kept_grid_counts
+
+    applied = quantize_dynamic_file(job.onnx_file, dst, cfg.dynamic_settings()).to_dict()
+    kept = kept_grid_counts(dst)
+    return {"quantization": {**applied, "kept_grid_matmuls": kept} if kept else applied}
 
 
 def _write_static(job: Job, cfg: StaticConfig, dst: Path) -> dict:

@@ -24,6 +24,7 @@ step): that is a lossless rewrite, so a float weight that happens to pass loses 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ import numpy as np
 # name endings the report's parameter count skips as bookkeeping (runtime/cost.py)
 from pocketsize.formats.onnx_dir import GRID_RESIDUALS, GRID_SUMS
 
+METADATA_KEY = "pocketsize.kept_grid_matmuls"  # {"4": MatMuls, "8": MatMuls}
 GRID_TOLERANCE = 1e-3  # in steps: float32 dequantization leaves ~1e-6
 RESIDUAL_FLOOR = 1e-4  # in steps: float32 values 127 steps from zero are ~1e-5 off the grid
 
@@ -94,7 +96,29 @@ def keep_grids(model, names: list[str], bits: int, block: int, accuracy_level: i
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     _drop_unread(model, replaced)
+    if kept:
+        _count_in_metadata(model, bits, len(kept))
     return kept
+
+
+def kept_grid_counts(path) -> dict[str, int]:
+    """{bits: MatMuls} that kept their source grid in the ONNX file at `path` (for stage.json)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    entry = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), "{}")
+    return json.loads(entry)
+
+
+def _count_in_metadata(model, bits: int, count: int) -> None:
+    """The file says which of its weights are the source's grid (a later reader cannot tell
+    them from rounded ones)."""
+    entry = next((p for p in model.metadata_props if p.key == METADATA_KEY), None)
+    if entry is None:
+        entry = model.metadata_props.add(key=METADATA_KEY, value="{}")
+    counts = json.loads(entry.value)
+    counts[str(bits)] = counts.get(str(bits), 0) + count
+    entry.value = json.dumps(counts, sort_keys=True)
 
 
 def _on_grid(model, node, grid: Grid, bits, block, accuracy_level, sums: dict) -> list:
