@@ -109,13 +109,18 @@ def test_a_gguf_decoder_quantized_to_4_bits_stays_nearer_the_float_export(tmp_pa
     errors = {}
     for keep in (True, False):
         out = ps.quantize(
-            onnx_dir, out=tmp_path / f"q{keep}", method="4bit", embedding_bits=8, keep_grid=keep
-        )
+            onnx_dir, out=tmp_path / f"q{keep}", method="4bit", embedding_bits=8, keep_grid=keep,
+            mobile=keep,  # the grid's graph converts to .ort (checked against the .onnx inside)
+        )  # fmt: skip
         record = json.loads((out / "stage.json").read_text())["quantization"]
         assert record["keep_grid"] is keep
         # 2 layers x 7 MatMuls and the head (8-bit by default), all on the file's Q4_1 grid
         assert record.get("kept_grid_matmuls") == ({"4": 14, "8": 1} if keep else None)
-        errors[keep] = np.abs(prefill_logits(model_file(out), ids) - float_logits).mean()
+        errors[keep] = np.abs(prefill_logits(model_file(out, False), ids) - float_logits).mean()
+    ort = prefill_logits(tmp_path / "qTrue" / "model_quantized.ort", ids)
+    assert (
+        np.abs(ort - prefill_logits(tmp_path / "qTrue" / "model_quantized.onnx", ids)).max() < 1e-4
+    )
     # every MatMul (the tied head too: it reads the Q4_1 table) keeps its grid; what is left is
     # MatMulNBits' int8 activations (accuracy_level 4) and the int8 table
     assert errors[True] < errors[False] / 3, errors

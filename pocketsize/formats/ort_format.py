@@ -63,20 +63,27 @@ def to_mobile(model: str | Path, atol: float = 1e-4, rtol: float = 1e-4) -> Path
     return target
 
 
+PAST_INPUTS = "past_key_values"  # optimum's name for a decoder's cache inputs
+
+
 def random_inputs(session, vocab_size: int = 100, shapes=((1, 8), (2, 16))) -> list[dict]:
-    """Inputs built from a session's input metadata, for models without a tokenizer."""
+    """Inputs built from a session's input metadata, for models without a tokenizer. A decoder
+    with past key values gets a first call: an empty past, positions 0 .. seq - 1."""
     rng = np.random.default_rng(0)
     cases = []
     for batch, seq in shapes:
         feed = {}
         for inp in session.get_inputs():
+            past = inp.name.startswith(PAST_INPUTS)
             dims = [
-                d if isinstance(d, int) else (batch if i == 0 else seq)
+                d if isinstance(d, int) else (batch if i == 0 else 0 if past else seq)
                 for i, d in enumerate(inp.shape)
             ]
             if "int" in inp.type:
                 if "mask" in inp.name:
                     feed[inp.name] = np.ones(dims, dtype=np.int64)
+                elif inp.name == "position_ids":
+                    feed[inp.name] = np.broadcast_to(np.arange(seq), dims).astype(np.int64)
                 elif "type" in inp.name:
                     feed[inp.name] = np.zeros(dims, dtype=np.int64)
                 else:
