@@ -42,7 +42,9 @@ def _matmuls(weights: dict[str, np.ndarray], reader: str | None = None) -> onnx.
     nodes = [helper.make_node("MatMul", ["x", w], [f"y_{w}"], name=w) for w in weights]
     if reader:
         nodes.append(helper.make_node("MatMul", ["x", reader], ["y_other"], name="other"))
-    outputs = [helper.make_tensor_value_info(n.output[0], TensorProto.FLOAT, None) for n in nodes]
+    outputs = [
+        helper.make_tensor_value_info(n.output[0], TensorProto.FLOAT, [2, 5, N]) for n in nodes
+    ]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, K])], outputs,
         [numpy_helper.from_array(v, k) for k, v in weights.items()],
@@ -73,6 +75,7 @@ def test_a_weight_on_a_block_grid_keeps_it_exactly_where_rounding_loses(kind, bi
     rounded = quantize_4bit(
         _matmuls(weights), ["a", "b"], BLOCK, accuracy_level=0, bits=bits, keep_grid=False
     )
+    onnx.checker.check_model(kept)  # MatMulNBits' domain is declared
     ops = [n.op_type for n in kept.graph.node]
     assert ops.count("MatMulNBits") == 2
     assert not {"a", "b"} & {i.name for i in kept.graph.initializer}  # the float weights are gone

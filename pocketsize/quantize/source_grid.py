@@ -32,6 +32,7 @@ import numpy as np
 # name endings the report's parameter count skips as bookkeeping (runtime/cost.py)
 from pocketsize.formats.onnx_dir import GRID_RESIDUALS, GRID_SUMS
 
+CONTRIB = "com.microsoft"
 METADATA_KEY = "pocketsize.kept_grid_matmuls"  # {"4": MatMuls, "8": MatMuls}
 GRID_TOLERANCE = 1e-3  # in steps: float32 dequantization leaves ~1e-6
 RESIDUAL_FLOOR = 1e-4  # in steps: float32 values 127 steps from zero are ~1e-5 off the grid
@@ -98,6 +99,8 @@ def keep_grids(model, names: list[str], bits: int, block: int, accuracy_level: i
     _drop_unread(model, replaced)
     if kept:
         _count_in_metadata(model, bits, len(kept))
+        if not any(o.domain == CONTRIB for o in model.opset_import):  # MatMulNBits' domain
+            model.opset_import.add(domain=CONTRIB, version=1)
     return kept
 
 
@@ -146,7 +149,7 @@ def _on_grid(model, node, grid: Grid, bits, block, accuracy_level, sums: dict) -
     made = [
         helper.make_node(
             "MatMulNBits", [node.input[0], *inits], [product], name=f"{p}_Q{bits}",
-            domain="com.microsoft", **attrs,
+            domain=CONTRIB, **attrs,
         )
     ]  # fmt: skip
     if exact:
