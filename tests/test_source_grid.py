@@ -52,7 +52,7 @@ def _matmuls(weights: dict[str, np.ndarray], reader: str | None = None) -> onnx.
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def onnx_param_count_of(model: onnx.ModelProto) -> int:
+def _param_count_of(model: onnx.ModelProto) -> int:
     """The report's parameter count (residuals and scales are not parameters)."""
     import tempfile
     from pathlib import Path
@@ -79,7 +79,7 @@ def test_a_weight_on_a_block_grid_keeps_it_exactly_where_rounding_loses(kind, bi
     ops = [n.op_type for n in kept.graph.node]
     assert ops.count("MatMulNBits") == 2
     assert not {"a", "b"} & {i.name for i in kept.graph.initializer}  # the float weights are gone
-    assert onnx_param_count_of(kept) == onnx_param_count_of(rounded) == 2 * K * N
+    assert _param_count_of(kept) == _param_count_of(rounded) == 2 * K * N
     exact, near = _run(kept, x), _run(rounded, x)
     for w in weights:
         want = x @ weights[w]
