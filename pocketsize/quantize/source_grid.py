@@ -49,9 +49,9 @@ class Grid:
     def zero_points(self, bits: int) -> np.ndarray:
         return np.clip(np.rint(-self.low / self.step), 0, 2**bits - 1)
 
-    def residuals(self, bits: int) -> np.ndarray:
+    def residuals(self, zero_points: np.ndarray) -> np.ndarray:
         """What the integer zero points leave of each block's minimum, (K/block, N)."""
-        return self.low + self.zero_points(bits) * self.step
+        return self.low + zero_points * self.step
 
 
 def find_grid(weight: np.ndarray, bits: int, block: int) -> Grid | None:
@@ -130,7 +130,8 @@ def _on_grid(model, node, grid: Grid, bits, block, accuracy_level, sums: dict) -
     kb, _, n = grid.codes.shape
     p = node.name
     codes = grid.codes.transpose(2, 0, 1)  # (N, K/block, block): MatMulNBits' layout
-    zero = grid.zero_points(bits).T.astype(np.uint8)  # (N, K/block)
+    zero_points = grid.zero_points(bits)
+    zero = zero_points.T.astype(np.uint8)  # (N, K/block)
     if bits == 4:
         codes = codes[..., 0::2] | (codes[..., 1::2] << 4)
         zero = _pack_nibbles(zero)
@@ -140,7 +141,7 @@ def _on_grid(model, node, grid: Grid, bits, block, accuracy_level, sums: dict) -
         f"{p}_grid_zero_points": zero.reshape(-1),
     }
     model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in inits.items())
-    residual = grid.residuals(bits)
+    residual = grid.residuals(zero_points)
     exact = bool((np.abs(residual) <= RESIDUAL_FLOOR * grid.step).all())
     product = node.output[0] if exact else f"{p}_grid_product"
     attrs = dict(K=kb * block, N=n, bits=bits, block_size=block)
