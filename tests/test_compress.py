@@ -228,3 +228,34 @@ def test_a_line_cut_off_mid_write_is_dropped_with_a_note(tmp_path, capsys):
     assert "line 2 is cut off" in capsys.readouterr().err
     again.add({"candidate": "b", "phase": "frontier", "size_mb": 2.0})
     assert [e["candidate"] for e in TrialLog(tmp_path).entries] == ["a", "b"]
+
+
+def test_a_rerun_with_other_training_options_trains_again(tmp_path):
+    """The log keys a trained trial on everything its training read: the same options read
+    it back, another learning rate (or vocabulary, or scoring set) trains it again."""
+    import time
+
+    from pocketsize.compress.search import successive_halving, trial_settings
+    from pocketsize.compress.space import Candidate
+
+    alive = [Candidate(1, 0.0, 0.0, 0.0, 8), Candidate(2, 0.0, 0.0, 0.0, 8)]
+    trained = []
+
+    def train(cfg):
+        def one(candidate, epochs):
+            trained.append((candidate.name, cfg.distill_options.get("learning_rate")))
+            return {"candidate": candidate.name, "phase": "train", **trial_settings(cfg, epochs),
+                    "agreement": 0.5 + candidate.layers / 10, "latency_ms": 1.0, "size_mb": 1.0}  # fmt: skip
+
+        return one
+
+    def search(**options):
+        cfg = CompressConfig(rungs=1, epochs=1, **options)
+        return successive_halving(alive, cfg, train(cfg), TrialLog(tmp_path), time.time() + 60)
+
+    first = search(distill_options={"learning_rate": 1e-4, "losses": {"kl": 1.0}})
+    assert search(distill_options={"learning_rate": 1e-4, "losses": {"kl": 1.0}}) == first
+    assert len(trained) == 2  # read back, not trained again
+    search(distill_options={"learning_rate": 2e-4, "losses": {"kl": 1.0}})
+    search(distill_options={"learning_rate": 1e-4, "losses": {"kl": 1.0}}, vocab=False)
+    assert [lr for _, lr in trained] == [1e-4, 1e-4, 2e-4, 2e-4, 1e-4, 1e-4]

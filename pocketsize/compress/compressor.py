@@ -133,8 +133,7 @@ def _train(run: _Run, candidate: Candidate, epochs: float, reference, cost: dict
         replace_dir(_copy_of(int8, target.parent), target)
     agreement, metric = reference.score(target)
     return {
-        "candidate": candidate.name, "phase": S.PHASE, "epochs": epochs, "seed": cfg.seed,
-        "block_size": cfg.block_size,
+        "candidate": candidate.name, "phase": S.PHASE, **S.trial_settings(cfg, epochs),
         **candidate.to_dict(), "agreement": round(agreement, 6), "metric": round(metric, 6),
         "size_mb": cost["size_mb"], "latency_ms": cost["latency_ms"], "params": cost["params"],
         "model": str(target.relative_to(run.out)), "seconds": round(time.time() - started, 1),

@@ -14,6 +14,7 @@ rung is the whole algorithm, deterministic, in a few lines, without a study data
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -44,9 +45,7 @@ def successive_halving(
     for rung, epochs in enumerate(rung_epochs(cfg)):
         results = []
         for candidate in alive:
-            entry = log.find(
-                candidate.name, PHASE, epochs=epochs, seed=cfg.seed, block_size=cfg.block_size
-            )
+            entry = log.find(candidate.name, PHASE, **trial_settings(cfg, epochs))
             if entry is None:
                 if time.time() > deadline:
                     break
@@ -59,6 +58,17 @@ def successive_halving(
         best = {e["candidate"] for e in ranked(results)[:keep]}
         alive = [c for c in alive if c.name in best]
     return done
+
+
+def trial_settings(cfg: CompressConfig, epochs: float) -> dict:
+    """What a trained trial depends on besides its candidate, as the log holds it: a rerun
+    with other training options trains again instead of reading back a trial trained
+    otherwise (the distill options as JSON reads them back, so that a tuple equals its list)."""
+    return {
+        "epochs": epochs, "seed": cfg.seed, "block_size": cfg.block_size, "vocab": cfg.vocab,
+        "scoring_examples": cfg.scoring_examples,
+        "distill_options": json.loads(json.dumps(cfg.distill_options)),
+    }  # fmt: skip
 
 
 def ranked(results: list[dict]) -> list[dict]:

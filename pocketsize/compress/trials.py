@@ -2,7 +2,8 @@
 
 Why a log, not a result file written at the end: a search runs for an hour, and a kill -9
 (or a power cut) must cost at most the trial in flight. A rerun reads the log and skips every
-(candidate, phase) already in it; a last line cut off mid-write is dropped, with a note.
+(candidate, phase) already in it with the same settings (a trial trained with other options
+runs again); a last line cut off mid-write is dropped, with a note.
 """
 
 from __future__ import annotations
