@@ -48,6 +48,8 @@ def test_the_space_is_every_combination_spread_over_the_teacher():
         ({"embedding_bits": [2]}, "option embedding_bits: must be embedding bits"),
         ({"max_size_mb": 0}, "option max_size_mb: must be above 0"),
         ({"heads": ["half"]}, "option heads: expected a list of floats"),
+        ({"recover_options": {"epochs": 2}}, "option recover_options: drop epochs; the rungs"),
+        ({"distill_options": "{epochs: 1"}, "option distill_options: cannot read"),
     ],
 )
 def test_bad_options_are_refused_in_one_line(options, message):
@@ -259,3 +261,29 @@ def test_a_rerun_with_other_training_options_trains_again(tmp_path):
     search(distill_options={"learning_rate": 2e-4, "losses": {"kl": 1.0}})
     search(distill_options={"learning_rate": 1e-4, "losses": {"kl": 1.0}}, vocab=False)
     assert [lr for _, lr in trained] == [1e-4, 1e-4, 2e-4, 2e-4, 1e-4, 1e-4]
+
+
+def test_recover_options_train_the_recovery_and_distill_options_the_student(
+    teacher, data, tmp_path, monkeypatch
+):
+    """The hand-made chain recovers with other losses than it distils (the teacher alone, no
+    labels); a trial's recovery takes recover_options, its distillation distill_options."""
+    import pocketsize.prune as prune_module
+    from pocketsize.compress import compress
+
+    real_prune, recoveries = prune_module.prune, []
+
+    def prune_and_record(*args, **options):  # the real pruning, its recovery options noted
+        recoveries.append(options.get("recover_options"))
+        return real_prune(*args, **options)
+
+    monkeypatch.setattr(prune_module, "prune", prune_and_record)
+    space = {"layers": [1], "heads": [0.0], "ffn": [0.5], "embedding_bits": [8]}
+    options = {"losses": {"kl": 1.0}, "batch_size": 16}
+    compress(
+        teacher, data, tmp_path / "s", **space, epochs=0.25, rungs=1,
+        distill_options={"batch_size": 16}, recover_options=options,
+    )  # fmt: skip
+    assert recoveries == [None, {**options, "epochs": 0.25}]  # the frontier's build, the trial
+    logged = _log(tmp_path / "s")[-1]
+    assert logged["recover_options"] == options and logged["distill_options"] == {"batch_size": 16}

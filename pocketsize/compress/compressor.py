@@ -125,7 +125,7 @@ def _train(run: _Run, candidate: Candidate, epochs: float, reference, cost: dict
             run.teacher, run.data, spec, Path(work) / "student", task=run.task.name,
             epochs=epochs, seed=cfg.seed, progress=False, **cfg.distill_options,
         )  # fmt: skip
-        recover = {**cfg.distill_options, "epochs": epochs}
+        recover = {**cfg.recovery, "epochs": epochs}
         int8 = F.build_chain(
             student, run.teacher, run.data, candidate, cfg, run.task, Path(work), recover
         )

@@ -36,10 +36,13 @@ def _distill_options(value):
     options = distill_options_of(value)
     if "epochs" in options:
         raise PocketsizeError(
-            "distill_options: drop epochs; the rungs set each trial's epochs (use epochs=, "
-            "rungs= and eta=)"
+            "drop epochs; the rungs set each trial's epochs (use epochs=, rungs= and eta=)"
         )
     return options
+
+
+def _recover_options(value):
+    return None if value is None else _distill_options(value)
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,20 @@ class CompressConfig(Config):
         coerce=_distill_options,
         metavar="YAML",
     )
+    recover_options: dict | None = option(
+        None,
+        "distill options of every trial's recovery after pruning, the whole set, e.g. "
+        "'{learning_rate: 2.0e-4, losses: {kl: 1, hidden: 1}}' to aim the pruned model at the "
+        "teacher alone (default: distill_options)",
+        coerce=_recover_options,
+        metavar="YAML",
+    )
     seed: int = option(42, "seed of the candidates' pruning and training", recipe=False)
+
+    @property
+    def recovery(self) -> dict:
+        """The distill options of a trial's recovery (its epochs come from the rung)."""
+        return self.distill_options if self.recover_options is None else self.recover_options
 
     def check(self) -> None:
         if self.min_agreement is not None and self.max_drop is not None:

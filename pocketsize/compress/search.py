@@ -68,6 +68,7 @@ def trial_settings(cfg: CompressConfig, epochs: float) -> dict:
         "epochs": epochs, "seed": cfg.seed, "block_size": cfg.block_size, "vocab": cfg.vocab,
         "scoring_examples": cfg.scoring_examples,
         "distill_options": json.loads(json.dumps(cfg.distill_options)),
+        "recover_options": json.loads(json.dumps(cfg.recovery)),
     }  # fmt: skip
 
 
