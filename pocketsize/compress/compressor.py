@@ -127,8 +127,9 @@ def _train(run: _Run, candidate: Candidate, epochs: float, reference, cost: dict
         )  # fmt: skip
         recover = {**cfg.recovery, "epochs": epochs}
         int8 = F.build_chain(
-            student, run.teacher, run.data, candidate, cfg, run.task, Path(work), recover
-        )
+            student, run.teacher, run.data, candidate, cfg, run.task, Path(work), recover,
+            scoring_examples=cfg.scoring_examples,
+        )  # fmt: skip
         target.parent.mkdir(parents=True, exist_ok=True)
         replace_dir(_copy_of(int8, target.parent), target)
     agreement, metric = reference.score(target)

@@ -95,7 +95,11 @@ class CompressConfig(Config):
     )
     vocab: bool = option(True, "trim the vocabulary to the pieces the data uses")
     scoring_examples: int = option(
-        64, "training examples that score heads and neurons for pruning", at_least(1)
+        1024,
+        "training examples that score heads and neurons for a trained trial's pruning (prune's "
+        "own default; the frontier's untrained builds score on 64: size and speed do not "
+        "depend on which heads go)",
+        at_least(1),
     )
     # the training: successive halving over the candidates within the limits
     epochs: float = option(3, "distillation (and recovery) epochs of the last rung", above(0))

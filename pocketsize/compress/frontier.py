@@ -20,6 +20,9 @@ from pocketsize.compress.trials import TrialLog
 from pocketsize.errors import PocketsizeError
 
 PHASE = "frontier"
+# which heads and neurons pruning removes changes neither a structure's size nor its speed:
+# the untrained builds score on a few examples, so that each takes seconds
+FRONTIER_SCORING = 64
 UNBUILDABLE = "unbuildable"  # a frontier entry's key: why the candidate could not be built
 
 
@@ -66,7 +69,7 @@ def _measure(teacher: Path, loaded, data, candidate: Candidate, cfg: CompressCon
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="pocketsize-frontier-") as work:
         student = _truncated(loaded, candidate, task, Path(work) / "student")
-        int8 = build_chain(student, teacher, data, candidate, cfg, task, Path(work), None)
+        int8 = build_chain(student, teacher, data, candidate, cfg, task, Path(work))
         size, params, latency = measure_cost(int8, data, cfg, task)
     entry = {
         "candidate": candidate.name, "phase": PHASE, **candidate.to_dict(),
@@ -92,10 +95,12 @@ def build_chain(
     cfg: CompressConfig,
     task,
     work: Path,
-    recover: dict | None,
+    recover: dict | None = None,
+    scoring_examples: int = FRONTIER_SCORING,
 ) -> Path:
-    """student -> pruned (and recovered from the teacher when `recover` holds distill
-    options) -> ONNX -> int8: the candidate's int8 directory, in `work`."""
+    """student -> pruned on `scoring_examples` scored examples (and recovered from the
+    teacher when `recover` holds distill options) -> ONNX -> int8: the candidate's int8
+    directory, in `work`."""
     from pocketsize.export import export
     from pocketsize.prune import prune
     from pocketsize.quantize import quantize
@@ -108,7 +113,7 @@ def build_chain(
     if structure or cfg.vocab:
         pruned = prune(
             student, data, task=task.name, out=work / "pruned", verbose=False,
-            max_examples=cfg.scoring_examples, min_examples=1, seed=cfg.seed, **options,
+            max_examples=scoring_examples, min_examples=1, seed=cfg.seed, **options,
         )  # fmt: skip
     onnx_dir = export(pruned, work / "onnx", task=task.name)
     return quantize(
