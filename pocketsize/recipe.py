@@ -77,8 +77,9 @@ CHAIN = (
 # compress to a target (`search:`): a stage of its own, on the teacher, beside the chain
 SEARCH = "search"
 # search limits a recipe may give as `final`: the chain's final model's own, measured as the
-# candidates are (its shipped size; its latency at the search's latency_batch), so the search
-# looks for a better model within the hand-made one's budget on this CPU
+# candidates are (its shipped size; its latency at the search's latency_batch, timed beside
+# each candidate: compress's max_latency_of), so the search looks for a better model within
+# the hand-made one's budget on this CPU
 FINAL = "final"
 FINAL_LIMITS = ("max_size_mb", "max_latency_ms")
 # `teacher.second_seed`: the teacher fine-tuned again with another seed (how much two trainings
@@ -866,6 +867,8 @@ def _run_search(run: Run, recipe: dict, compress, sources: dict, data, task: dic
         if from_final:
             limits = _final_limits(final.path, teacher.path, data, task, cfg, work)
             given.update({key: limits[key] for key in from_final})
+        if "max_latency_ms" in from_final:  # timed beside each candidate, not once before
+            given.update(max_latency_ms=None, max_latency_of=str(final.path))
         options = {**cfg, **given}
         model = compress(teacher.path, data, work, seed=run.seed, **task, **options)
         shutil.copytree(model, out)

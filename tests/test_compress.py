@@ -89,6 +89,31 @@ def test_the_frontier_measures_every_candidate_and_a_rerun_reads_it_back(teacher
     assert len((tmp_path / "trials.jsonl").read_text().splitlines()) == len(found) + 1
 
 
+def test_a_latency_limit_of_a_model_is_timed_beside_every_candidate(teacher, data, tmp_path):
+    """max_latency_of: the model is timed in the same measurement as each candidate (two
+    timings minutes apart differ by up to 30% on a shared machine), and the limit is its
+    latency there: the 6-layer teacher in float is slower than every 1-layer int8 candidate."""
+    from pocketsize.compress import within_limits
+    from pocketsize.export import export
+
+    task = get_task("text-classification")
+    slow = export(teacher, tmp_path / "teacher-onnx", task=task.name)
+    cfg = CompressConfig(**{**SPACE, "layers": [1]}, max_latency_of=str(slow))
+    entries = measure_frontier(teacher, data, candidates(cfg, 6), cfg, TrialLog(tmp_path), task)
+    assert all(e["max_latency_of"] == str(slow) for e in entries)
+    assert all(e["latency_ms"] < e["max_latency_of_ms"] for e in entries), entries
+    assert all(within_limits(e, cfg) for e in entries)
+    unpaired = CompressConfig(**{**SPACE, "layers": [1]})
+    again = measure_frontier(teacher, data, candidates(cfg, 6), unpaired, TrialLog(tmp_path), task)
+    assert all("max_latency_of_ms" not in e for e in again)  # another limit: measured again
+    with pytest.raises(PocketsizeError, match=r"no candidate is within max_size_mb=0.001 and "
+                       r"max_latency_of=.*teacher-onnx: the smallest"):  # fmt: skip
+        from pocketsize.compress import compress
+
+        compress(teacher, data, tmp_path / "s", **{**SPACE, "layers": [1]}, max_size_mb=0.001,
+                 max_latency_of=str(slow))  # fmt: skip
+
+
 def test_a_candidate_the_teacher_cannot_take_is_logged_with_why_and_the_rest_measured(
     teacher, data, tmp_path
 ):

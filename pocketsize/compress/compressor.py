@@ -105,11 +105,14 @@ def _within_limits(measured: list[dict], cfg: CompressConfig, space: list[Candid
         )
     small = min(built, key=lambda e: e["size_mb"])
     fast = min(built, key=lambda e: e["latency_ms"])
+    beside = f" ({fast[F.BESIDE]} ms beside it)" if cfg.max_latency_of is not None else ""
+    limits = [f"{key}={getattr(cfg, key)}" for key in ("max_size_mb", "max_latency_ms",
+              "max_latency_of") if getattr(cfg, key) is not None]  # fmt: skip
     raise PocketsizeError(
-        f"no candidate is within max_size_mb={cfg.max_size_mb} and "
-        f"max_latency_ms={cfg.max_latency_ms}: the smallest, {small['candidate']}, weighs "
-        f"{small['size_mb']} MB, the fastest, {fast['candidate']}, takes {fast['latency_ms']} "
-        "ms; loosen a limit or add smaller candidates (fewer layers, more pruning)"
+        f"no candidate is within {' and '.join(limits)}: the smallest, {small['candidate']}, "
+        f"weighs {small['size_mb']} MB, the fastest, {fast['candidate']}, takes "
+        f"{fast['latency_ms']} ms{beside}; loosen a limit or add smaller candidates (fewer "
+        "layers, more pruning)"
     )
 
 

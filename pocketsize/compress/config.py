@@ -62,6 +62,13 @@ class CompressConfig(Config):
     max_latency_ms: float | None = option(
         None, "the most one call may take at latency_batch (ONNX Runtime, this CPU)", above(0)
     )
+    max_latency_of: str | None = option(
+        None,
+        "an ONNX model timed beside every candidate, block for block: a candidate may be no "
+        "slower than it in the same measurement (a limit taken from a model: two timings of "
+        "one sub-millisecond model minutes apart differ by up to 30% on a shared machine)",
+        metavar="MODEL",
+    )
     latency_batch: int = option(1, "the batch size max_latency_ms is measured at", at_least(1))
     latency_examples: int = option(
         32, "validation inputs timed per candidate (latency_examples // batch calls)", at_least(1)

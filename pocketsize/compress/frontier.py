@@ -9,6 +9,7 @@ latency limits. Latency is ONNX Runtime's, on real validation inputs at `latency
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ PHASE = "frontier"
 # the untrained builds score on a few examples, so that each takes seconds
 FRONTIER_SCORING = 64
 UNBUILDABLE = "unbuildable"  # a frontier entry's key: why the candidate could not be built
+BESIDE = "max_latency_of_ms"  # a frontier entry's key: max_latency_of's latency beside it
+ROUNDS = 3  # blocks of each model in a paired timing, alternating
 
 
 def measure_frontier(
@@ -33,21 +36,25 @@ def measure_frontier(
     its shipped size, parameter count and latency (the limits are applied by within_limits,
     so a rerun with other limits reuses the measurements), or why it cannot be built."""
     entries, loaded = [], []  # the teacher, loaded once, when a candidate is not in the log
+    beside = None  # max_latency_of's session and inputs, made once
     for candidate in candidates:
         entry = log.find(candidate.name, PHASE, **_settings(cfg))
         if entry is None:
             loaded = loaded or _load_teacher(teacher, task)
-            entry = log.add(_measure_or_refusal(teacher, loaded, data, candidate, cfg, task))
+            if cfg.max_latency_of is not None and beside is None:
+                beside = timed_inputs(Path(cfg.max_latency_of), data, cfg, task)
+            measured = _measure_or_refusal(teacher, loaded, data, candidate, cfg, task, beside)
+            entry = log.add(measured)
         entries.append(entry)
     return entries
 
 
-def _measure_or_refusal(teacher, loaded, data, candidate: Candidate, cfg, task) -> dict:
+def _measure_or_refusal(teacher, loaded, data, candidate: Candidate, cfg, task, beside) -> dict:
     """A combination the teacher's structure cannot take (a width that leaves room for fewer
     heads than a layer keeps, say) is logged with the stage's one-line reason, not fatal: the
     rest of the space is still searched, and the report says what was left out."""
     try:
-        return _measure(teacher, loaded, data, candidate, cfg, task)
+        return _measure(teacher, loaded, data, candidate, cfg, task, beside)
     except PocketsizeError as refusal:
         return {"candidate": candidate.name, "phase": PHASE, **candidate.to_dict(),
                 UNBUILDABLE: str(refusal), **_settings(cfg)}  # fmt: skip
@@ -62,20 +69,28 @@ def within_limits(entry: dict, cfg: CompressConfig) -> bool:
         return False
     size_ok = cfg.max_size_mb is None or entry["size_mb"] <= cfg.max_size_mb
     speed_ok = cfg.max_latency_ms is None or entry["latency_ms"] <= cfg.max_latency_ms
+    if cfg.max_latency_of is not None:
+        speed_ok = speed_ok and entry["latency_ms"] <= entry[BESIDE]
     return size_ok and speed_ok
 
 
-def _measure(teacher: Path, loaded, data, candidate: Candidate, cfg: CompressConfig, task) -> dict:
+def _measure(teacher: Path, loaded, data, candidate: Candidate, cfg, task, beside) -> dict:
+    from pocketsize.quantize.scoring import latency_ms
+
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="pocketsize-frontier-") as work:
         student = _truncated(loaded, candidate, task, Path(work) / "student")
         int8 = build_chain(student, teacher, data, candidate, cfg, task, Path(work))
-        size, params, latency = measure_cost(int8, data, cfg, task)
+        size, params = _shipped(int8)
+        ours = timed_inputs(int8, data, cfg, task)
+        latency, of = paired_latency_ms(ours, beside) if beside else (latency_ms(*ours), None)
     entry = {
         "candidate": candidate.name, "phase": PHASE, **candidate.to_dict(),
         "size_mb": round(size / 1e6, 4), "params": params, "latency_ms": round(latency, 4),
         **_settings(cfg), "seconds": round(time.time() - started, 1),
     }  # fmt: skip
+    if beside is not None:
+        entry[BESIDE] = round(of, 4)
     return entry
 
 
@@ -84,6 +99,7 @@ def _settings(cfg: CompressConfig) -> dict:
     return {
         "latency_batch": cfg.latency_batch, "latency_examples": cfg.latency_examples,
         "vocab": cfg.vocab, "seed": cfg.seed, "block_size": cfg.block_size,
+        "max_latency_of": cfg.max_latency_of,
     }  # fmt: skip
 
 
@@ -147,19 +163,45 @@ def _truncated(loaded: list, candidate: Candidate, task, out: Path) -> Path:
 
 def measure_cost(int8: Path, data, cfg: CompressConfig, task) -> tuple[int, int | None, float]:
     """(shipped bytes, parameters, median ms per call at latency_batch) of an int8 directory."""
-    from pocketsize.assets import load_tokenizer
-    from pocketsize.quantize.scoring import TaskData, latency_ms, ort_session
+    from pocketsize.quantize.scoring import latency_ms
+
+    return *_shipped(int8), latency_ms(*timed_inputs(int8, data, cfg, task))
+
+
+def _shipped(model: Path) -> tuple[int, int | None]:
+    """(the bytes a user ships, parameters) of an ONNX directory."""
     from pocketsize.runtime.cost import param_count, size_bytes
     from pocketsize.runtime.runners import resolve_variant
 
-    variant = resolve_variant("candidate", int8)
-    session = ort_session(variant.path)
+    variant = resolve_variant("candidate", model)
+    return size_bytes(variant)[0], param_count(variant)
+
+
+def timed_inputs(model: Path, data, cfg: CompressConfig, task) -> tuple:
+    """(ONNX Runtime session, the validation inputs it is timed on at latency_batch)."""
+    from pocketsize.assets import load_tokenizer
+    from pocketsize.quantize.scoring import TaskData, ort_session
+    from pocketsize.runtime.runners import resolve_variant
+
+    session = ort_session(resolve_variant("candidate", model).path)
     examples = TaskData(
-        task, load_tokenizer(str(int8)), scoring_split(data), limit=cfg.latency_examples
+        task, load_tokenizer(str(model)), scoring_split(data), limit=cfg.latency_examples
     )
     names = [i.name for i in session.get_inputs()]
-    feeds = list(examples.batches(names, cfg.latency_batch))
-    return size_bytes(variant)[0], param_count(variant), latency_ms(session, feeds)
+    return session, list(examples.batches(names, cfg.latency_batch))
+
+
+def paired_latency_ms(ours: tuple, theirs: tuple) -> tuple[float, float]:
+    """Two models' median ms per call, timed in alternating blocks (ours, theirs, ours, ...):
+    a slow minute of a shared machine slows both alike, so the pair compares fairly where two
+    timings minutes apart would not."""
+    from pocketsize.quantize.scoring import latency_ms
+
+    blocks: tuple[list, list] = ([], [])
+    for _ in range(ROUNDS):
+        for times, (session, feeds) in zip(blocks, (ours, theirs)):
+            times.append(latency_ms(session, feeds, repeats=1))
+    return statistics.median(blocks[0]), statistics.median(blocks[1])
 
 
 def depth_of(config) -> int:

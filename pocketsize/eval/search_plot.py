@@ -8,6 +8,8 @@ It lives in eval because the run's report draws it too, from the summary in metr
 
 from __future__ import annotations
 
+import statistics
+
 from pocketsize.eval.plots import log_axis, png
 
 REFERENCE_COLOURS = ["#ff7f0e", "#2ca02c", "#8c564b", "#e377c2", "#17becf"]
@@ -40,6 +42,9 @@ def _cost_panel(ax, summary: dict) -> None:
     _references(ax, summary, "latency_ms", "size_mb")
     if cfg.get("max_latency_ms"):
         ax.axvline(cfg["max_latency_ms"], color="#d62728", ls="--", label="max_latency_ms")
+    beside = [p["max_latency_of_ms"] for p in points if "max_latency_of_ms" in p]
+    if beside:  # the limit moved with the machine: its median over the candidates' timings
+        ax.axvline(statistics.median(beside), color="#d62728", ls=":", label="max_latency_of")
     if cfg.get("max_size_mb"):
         ax.axhline(cfg["max_size_mb"], color="#1f77b4", ls="--", label="max_size_mb")
     log_axis(ax.xaxis)

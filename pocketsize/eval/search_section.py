@@ -12,6 +12,8 @@ def search_lines(search: dict) -> list[str]:
     cfg, budget, chosen = search["config"], search["budget"], search["chosen_trial"]
     limits = [f"{key} {cfg[key]:g}" for key in ("min_agreement", "max_drop", "max_size_mb",
               "max_latency_ms") if cfg.get(key) is not None]  # fmt: skip
+    if cfg.get("max_latency_of"):
+        limits.append(f"no slower than {cfg['max_latency_of']}, timed beside each candidate")
     kept = "keeps the budget" if budget.get("met") else f"misses it by {budget.get('shortfall')}"
     lines = [
         f"Searched {len(search['frontier'])} candidates in {search['seconds'] / 60:.1f} min "
