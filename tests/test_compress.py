@@ -93,7 +93,7 @@ def test_a_latency_limit_of_a_model_is_timed_beside_every_candidate(teacher, dat
     """max_latency_of: the model is timed in the same measurement as each candidate (two
     timings minutes apart differ by up to 30% on a shared machine), and the limit is its
     latency there: the 6-layer teacher in float is slower than every 1-layer int8 candidate."""
-    from pocketsize.compress import within_limits
+    from pocketsize.compress import compress, within_limits
     from pocketsize.export import export
 
     task = get_task("text-classification")
@@ -106,10 +106,10 @@ def test_a_latency_limit_of_a_model_is_timed_beside_every_candidate(teacher, dat
     unpaired = CompressConfig(**{**SPACE, "layers": [1]})
     again = measure_frontier(teacher, data, candidates(cfg, 6), unpaired, TrialLog(tmp_path), task)
     assert all("max_latency_of_ms" not in e for e in again)  # another limit: measured again
+    with pytest.raises(PocketsizeError, match=r"max_latency_of: .* is not an ONNX model dir"):
+        compress(teacher, data, tmp_path / "s", **SPACE, max_latency_of=str(teacher))
     with pytest.raises(PocketsizeError, match=r"no candidate is within max_size_mb=0.001 and "
                        r"max_latency_of=.*teacher-onnx: the smallest"):  # fmt: skip
-        from pocketsize.compress import compress
-
         compress(teacher, data, tmp_path / "s", **{**SPACE, "layers": [1]}, max_size_mb=0.001,
                  max_latency_of=str(slow))  # fmt: skip
 

@@ -87,10 +87,22 @@ def _prepare(teacher, data, task, cfg: CompressConfig, out: Path) -> _Run:
             f"{out} holds the search of another teacher, data or task ({before}); pass another "
             "out, or delete it to start over"
         )
+    _check_latency_model(cfg.max_latency_of)
     out.mkdir(parents=True, exist_ok=True)
     write_json(known, identity)
     depth = F.depth_of(load_config(teacher))  # the config says it: no model load
     return _Run(cfg, teacher, dataset, task_obj, out, TrialLog(out), depth)
+
+
+def _check_latency_model(path: str | None) -> None:
+    """max_latency_of is timed as the candidates are, in ONNX Runtime: an ONNX directory."""
+    from pocketsize.compress.references import is_onnx
+
+    if path is not None and not (Path(path).exists() and is_onnx(Path(path))):
+        raise PocketsizeError(
+            f"max_latency_of: {path} is not an ONNX model directory (the candidates are timed "
+            "in ONNX Runtime); export it first (pocketsize export) or give max_latency_ms"
+        )
 
 
 def _within_limits(measured: list[dict], cfg: CompressConfig, space: list[Candidate]):

@@ -32,7 +32,7 @@ def with_references(search_dir: Path, teacher: Path, data, models: dict[str, Pat
     data = load_data(data)
     summary = json.loads((Path(search_dir) / "search.json").read_text())
     cfg, task = CompressConfig.build(**summary["config"]), get_task(summary["task"])
-    onnx = {name: Path(path) for name, path in models.items() if _is_onnx(Path(path))}
+    onnx = {name: Path(path) for name, path in models.items() if is_onnx(Path(path))}
     summary["skipped_references"] = {name: NOT_ONNX for name in models if name not in onnx}
     summary["references"] = []
     if not onnx:
@@ -61,5 +61,5 @@ def _cost(model: Path, data, cfg: CompressConfig, task) -> dict:
     return {"size_mb": round(size / 1e6, 4), "params": params, "latency_ms": round(latency, 4)}
 
 
-def _is_onnx(path: Path) -> bool:
+def is_onnx(path: Path) -> bool:
     return path.suffix in (".onnx", ".ort") or any(path.glob("*.onnx"))
