@@ -40,7 +40,7 @@ import yaml
 from pocketsize import processes
 from pocketsize.errors import PocketsizeError
 from pocketsize.formats.records import read_record, update_record
-from pocketsize.fsutil import atomic_write_text, locked_dir, replace_dir, write_json
+from pocketsize.fsutil import atomic_write_text, locked_dir, replace_dir
 
 
 @dataclass(frozen=True)
@@ -864,9 +864,10 @@ def _run_search(run: Run, recipe: dict, compress, sources: dict, data, task: dic
         inputs.append(final)
 
     def build(out: Path) -> None:
-        if from_final:
-            limits = _final_limits(final.path, teacher.path, data, task, cfg, work)
-            given.update({key: limits[key] for key in from_final})
+        if "max_size_mb" in from_final:
+            from pocketsize.compress.references import shipped_mb
+
+            given["max_size_mb"] = shipped_mb(final.path)
         if "max_latency_ms" in from_final:  # timed beside each candidate, not once before
             given.update(max_latency_ms=None, max_latency_of=str(final.path))
         options = {**cfg, **given}
@@ -878,23 +879,6 @@ def _run_search(run: Run, recipe: dict, compress, sources: dict, data, task: dic
     result = run.stage(SEARCH, cfg, inputs, build)
     processes.on_main(shutil.rmtree, work, ignore_errors=True)  # its log went with the model
     return result
-
-
-def _final_limits(final: Path, teacher: Path, data, task: dict, cfg: dict, work: Path) -> dict:
-    """The chain's final model's size and latency, measured as every candidate is; kept in
-    the search's directory, so a search continued after a kill has the limits it began with
-    (a second timing would differ a little, and so would the candidates within it)."""
-    from pocketsize.compress.references import cost_of
-
-    kept = work / "final-limits.json"
-    if kept.is_file():
-        return json.loads(kept.read_text())
-    timing = {k: cfg[k] for k in ("latency_batch", "latency_examples") if k in cfg}
-    cost = cost_of(final, teacher, data, task.get("task"), **timing)
-    limits = {"max_size_mb": cost["size_mb"], "max_latency_ms": cost["latency_ms"]}
-    work.mkdir(parents=True, exist_ok=True)
-    write_json(kept, limits)
-    return limits
 
 
 def _search_summary(variants: dict, references: dict, data) -> dict:

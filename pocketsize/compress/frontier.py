@@ -81,7 +81,7 @@ def _measure(teacher: Path, loaded, data, candidate: Candidate, cfg, task, besid
     with tempfile.TemporaryDirectory(prefix="pocketsize-frontier-") as work:
         student = _truncated(loaded, candidate, task, Path(work) / "student")
         int8 = build_chain(student, teacher, data, candidate, cfg, task, Path(work))
-        size, params = _shipped(int8)
+        size, params = shipped(int8)
         ours = timed_inputs(int8, data, cfg, task)
         latency, of = paired_latency_ms(ours, beside) if beside else (latency_ms(*ours), None)
     entry = {
@@ -165,10 +165,10 @@ def measure_cost(int8: Path, data, cfg: CompressConfig, task) -> tuple[int, int 
     """(shipped bytes, parameters, median ms per call at latency_batch) of an int8 directory."""
     from pocketsize.quantize.scoring import latency_ms
 
-    return *_shipped(int8), latency_ms(*timed_inputs(int8, data, cfg, task))
+    return *shipped(int8), latency_ms(*timed_inputs(int8, data, cfg, task))
 
 
-def _shipped(model: Path) -> tuple[int, int | None]:
+def shipped(model: Path) -> tuple[int, int | None]:
     """(the bytes a user ships, parameters) of an ONNX directory."""
     from pocketsize.runtime.cost import param_count, size_bytes
     from pocketsize.runtime.runners import resolve_variant

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from pocketsize.compress.config import CompressConfig
-from pocketsize.compress.frontier import measure_cost
+from pocketsize.compress.frontier import measure_cost, shipped
 from pocketsize.compress.reference import Reference
 
 NOT_ONNX = "not an ONNX model, and the candidates are timed in ONNX Runtime"
@@ -46,14 +46,9 @@ def with_references(search_dir: Path, teacher: Path, data, models: dict[str, Pat
     return summary
 
 
-def cost_of(model: Path, teacher: Path, data, task: str | None = None, **timing) -> dict:
-    """An ONNX model's shipped size, parameters and latency, measured as every candidate is
-    (`timing`: CompressConfig's latency_batch and latency_examples)."""
-    from pocketsize.distill.loading import load_data
-    from pocketsize.tasks import resolve_task
-
-    return _cost(Path(model), load_data(data), CompressConfig.build(**timing),
-                 resolve_task(task, model=Path(teacher)))  # fmt: skip
+def shipped_mb(model: Path) -> float:
+    """An ONNX model's shipped size in MB, counted as every candidate's is."""
+    return round(shipped(Path(model))[0] / 1e6, 4)
 
 
 def _cost(model: Path, data, cfg: CompressConfig, task) -> dict:
