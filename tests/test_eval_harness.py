@@ -77,6 +77,9 @@ def test_report_figures_are_consistent(full_report):
     m = full_report.metrics
     assert m["schema_version"] and m["task"] == "text-classification"
     assert m["reference"] == "teacher" and m["final"] == "int8"
+    # the exact graph agrees with the teacher as the int8 one does, give or take its rounding
+    onnx_vs_final = full_report["onnx"]["agreement_vs_final"]
+    assert onnx_vs_final["value"] == pytest.approx(1.0 - full_report["int8"]["agreement"])
     assert m["settings"]["latency"]["inputs_timed"] == 16
     ref = m["variants"]["teacher"]
     for v in m["variants"].values():

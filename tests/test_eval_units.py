@@ -52,6 +52,20 @@ def test_identical_predictions_have_a_zero_width_interval():
     assert ci == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}
 
 
+def test_a_difference_of_ratios_takes_the_empty_value_where_nothing_was_found():
+    # entity agreement: 2 x shared / (mine + yours) per sentence; two taggers that both find
+    # nothing agree fully (empty=1), one that finds nothing where the other finds 2 does not
+    nothing = (np.zeros(3), np.zeros(3))
+    half = (np.array([1.0, 0.0, 1.0]), np.array([2.0, 0.0, 2.0]))
+    idx = bootstrap.resample_indices(3, samples=200, seed=0)
+    diff = bootstrap.paired_ratio_difference_ci(nothing, half, idx, empty=1.0)
+    assert diff["value"] == pytest.approx(0.5)
+    # resamples of only the middle sentence: both ratios empty, difference 0
+    assert diff["ci_low"] == pytest.approx(0.0) and diff["ci_high"] == pytest.approx(0.5)
+    same = bootstrap.paired_ratio_difference_ci(nothing, nothing, idx, empty=1.0)
+    assert same["value"] == 0.0 and not same["significant"]
+
+
 def test_kl_and_logit_differences_on_constructed_logits():
     ref = np.array([[0.0, 0.0], [np.log(3.0), 0.0]])
     var = np.array([[np.log(3.0), 0.0], [np.log(3.0), 0.0]])

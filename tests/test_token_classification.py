@@ -240,7 +240,16 @@ def test_every_stage_runs_for_token_classification(ner_teacher, capsys):
     # the export computes what the pruned model does
     assert records["onnx"]["agreement_levels"]["token"] > 0.99
     assert records["int8"]["size_bytes"] < records["teacher"]["size_bytes"]
+    # every other variant's agreement set against the shipped one's, on the same resamples
+    assert "agreement_vs_final" not in records["int8"]
+    assert "agreement_vs_final" not in records["teacher"]
+    for name in ("student", "pruned", "static"):
+        diff = records[name]["agreement_vs_final"]
+        assert diff["value"] == pytest.approx(
+            records[name]["agreement"] - records["int8"]["agreement"]
+        ), name
     markdown = report.to_markdown(images=False)
+    assert "agreement Δ vs final (95% CI)" in markdown
     assert "| class | precision | recall | f1 | f1 of teacher | support |" in markdown
     assert "Agreement: entity F1" in markdown
     for r in records.values():

@@ -63,11 +63,17 @@ def mean_ci(values, indices: np.ndarray, confidence: float = 0.95) -> dict:
     return ratio_ci(values, np.ones_like(values), indices, confidence)
 
 
-def paired_ratio_difference_ci(parts, reference_parts, indices: np.ndarray, confidence=0.95):
+def paired_ratio_difference_ci(
+    parts, reference_parts, indices: np.ndarray, confidence=0.95, empty=0.0
+):
     """ratio(parts) - ratio(reference_parts), each (numerators, denominators), with its
-    interval over the same resamples; `significant` when 0 is outside."""
-    diff = _resampled_ratios(*parts, indices) - _resampled_ratios(*reference_parts, indices)
-    result = _interval(diff, _ratio(*parts) - _ratio(*reference_parts), confidence)
+    interval over the same resamples; `significant` when 0 is outside. `empty`: a ratio's value
+    where its denominators sum to 0."""
+    diff = _resampled_ratios(*parts, indices, empty) - _resampled_ratios(
+        *reference_parts, indices, empty
+    )
+    value = _ratio(*parts, empty) - _ratio(*reference_parts, empty)
+    result = _interval(diff, value, confidence)
     result["significant"] = bool(result["ci_low"] > 0 or result["ci_high"] < 0)
     return result
 

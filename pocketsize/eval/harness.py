@@ -268,7 +268,30 @@ def _records(run: _Run) -> dict:
             records[name]["throughput_per_s"] = {
                 bs: stats["throughput_per_s"] for bs, stats in run.latency[name].items()
             }
+    for name, diff in _agreement_vs_final(run, indices).items():
+        records[name]["agreement_vs_final"] = diff
     return records
+
+
+def _agreement_vs_final(run: _Run, indices) -> dict:
+    """Each variant's agreement with the reference minus the final variant's, on the same
+    resamples: whether another model (a search's choice, a baseline) agrees with the reference
+    more than the one the recipe ships, or only within the test split's noise."""
+    if not run.final:
+        return {}
+    ref_predictions = run.runs[run.reference]["predictions"]
+
+    def parts(name):
+        predictions = run.runs[name]["predictions"]
+        return run.task.agreement_parts(predictions, ref_predictions, run.examples)
+
+    final = parts(run.final)
+    return {
+        # two models that both find nothing agree fully, as in the agreement interval
+        name: bootstrap.paired_ratio_difference_ci(parts(name), final, indices, empty=1.0)
+        for name in run.resolved
+        if name not in (run.final, run.reference)
+    }
 
 
 def _measure_memory(run: _Run, records: dict) -> None:

@@ -17,7 +17,7 @@ from pocketsize.eval.search_section import SEARCH_PNG, search_lines, search_rows
 from pocketsize.eval.suite import suite_rows
 from pocketsize.fsutil import atomic_dir, write_json
 
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 PARETO_PNG = "pareto.png"
 STAGES_PNG = "stages.png"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -49,6 +49,15 @@ def _mb(n: int | None) -> str:
     if n is None:
         return "-"
     return f"{n / 1e3:.0f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
+
+
+def _diff(diff: dict | None, fmt: str) -> str:
+    """A paired difference with its interval; * = significant, n.s. = within noise."""
+    if not diff:
+        return "-"
+    mark = " *" if diff["significant"] else " (n.s.)"
+    low, high = fmt.format(diff["ci_low"]), fmt.format(diff["ci_high"])
+    return f"{fmt.format(diff['value'])} [{low}, {high}]{mark}"
 
 
 def _num(x, fmt: str = "{:.3f}") -> str:
@@ -119,14 +128,7 @@ class Report:
                 row.append(f"{stats['p50']:.2f} ms ({stats['p95']:.2f})" if stats else "-")
             row.append(_num(r.get("speedup"), "{:.2f}x"))
             row.append(_num(r["metric"]["value"], "{:.4f}"))
-            diff = r["metric_diff"]
-            if name == self.reference:
-                row.append("-")
-            else:
-                mark = " *" if diff["significant"] else " (n.s.)"
-                row.append(
-                    f"{diff['value']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]{mark}"
-                )
+            row.append("-" if name == self.reference else _diff(r["metric_diff"], "{:+.4f}"))
             row.append(_num(r.get("retention"), "{:.2%}"))
             row.append(_num(r["agreement"], "{:.2%}"))
             rows.append(row)
@@ -145,6 +147,8 @@ class Report:
         header = ["variant", "agreement (95% CI)", *(title for _, title, _ in columns)]
         levels = any(r.get("agreement_levels") for r in self.variants.values())
         header += ["agreement by level"] if levels else []
+        beside_final = any(r.get("agreement_vs_final") for r in self.variants.values())
+        header += ["agreement Δ vs final (95% CI)"] if beside_final else []
         header += ["disagreements", "peak memory (model)", "throughput b-max"]
         rows = []
         for name, r in self.variants.items():
@@ -158,6 +162,7 @@ class Report:
                     f"{r['agreement']:.2%} [{lo:.2%}, {hi:.2%}]",
                     *(_num(f.get(key), fmt) for key, _, fmt in columns),
                     *([_levels(r)] if levels else []),
+                    *([_diff(r.get("agreement_vs_final"), "{:+.2%}")] if beside_final else []),
                     str(r["disagreements_total"]),
                     (
                         f"{_mb(mem['peak_rss_bytes'])} ({_mb(mem['model_peak_bytes'])})"
@@ -202,6 +207,12 @@ class Report:
             )
         if s.get("agreement"):
             notes.append(f"Agreement: {s['agreement']}.")
+        if any(r.get("agreement_vs_final") for r in self.variants.values()):
+            notes.append(
+                "Agreement Δ vs final: the variant's agreement minus the final's, over the same "
+                "resamples (does another model agree with the reference more than the shipped "
+                "one, or only within noise)."
+            )
         notes += [f"Labels: {n}." for n in (s.get("label_mapping") or {}).get("notes", [])]
         notes += self._device_notes()
         if lat["measured"]:
