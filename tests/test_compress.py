@@ -214,6 +214,22 @@ def test_the_choice_follows_the_budget_asked():
     assert best is done[1] and budget == {"met": False, "shortfall": 0.02}
 
 
+def test_a_rung_that_cannot_tell_candidates_apart_promotes_them_all():
+    """Students that all predict one class agree alike: none is cut by its speed alone."""
+    from pocketsize.compress.search import promoted
+
+    def trial(name, agreement, latency):
+        return {"candidate": name, "agreement": agreement, "latency_ms": latency, "size_mb": 1.0}
+
+    collapsed = [trial(f"L1-{i}", 0.4796, 0.17 + i / 100) for i in range(6)]
+    assert promoted(collapsed, 3) == {f"L1-{i}" for i in range(6)}
+    apart = [trial("a", 0.87, 0.5), trial("b", 0.86, 0.4), trial("c", 0.86, 0.3),
+             trial("d", 0.85, 0.2), trial("e", 0.80, 0.1), trial("f", 0.79, 0.1)]  # fmt: skip
+    assert promoted(apart, 3) == {"a", "b", "c"}  # 2 kept, and c ties with b
+    assert promoted(apart, 2) == {"a", "b", "c"}
+    assert promoted(apart[:1] + apart[3:], 3) == {"a", "d"}
+
+
 def test_no_candidate_within_the_limits_is_one_line(teacher, data, tmp_path):
     from pocketsize.compress import compress
 
