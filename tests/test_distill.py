@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -369,6 +370,20 @@ def test_cached_teacher_outputs_give_the_live_teacher_loss(teacher4, data, tmp_p
         other.classifier.bias.add_(1.0)
     _, info3 = load_or_compute(other, inputs, collator, ("logits",), False, tmp_path)
     assert info3["key"] != info["key"] and info3["hit"] is False
+    # under bf16 autocast the cache holds what the live teacher gives under it, kept apart
+    under, info4 = load_or_compute(teacher, inputs, collator, ("logits",), False, tmp_path,
+                                   bf16=True)  # fmt: skip
+    assert info4["key"] != info["key"] and info4["hit"] is False and info4["bf16"] is True
+    meta = json.loads((Path(info4["dir"]) / "meta.json").read_text())
+    assert meta["bf16"] is True
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        live_bf16 = collect(teacher(**forward_kwargs(teacher, batch)), ("logits",))
+    got = under.batch(batch["ps_index"])["logits"]
+    assert got.dtype == torch.float32
+    # (other batches, other padding: bf16 kernels may round a little differently)
+    assert torch.allclose(got, live_bf16["logits"].float(), atol=2e-2)
+    assert not torch.allclose(got, from_cache["logits"], atol=1e-6)  # bf16 rounding shows
+    assert torch.allclose(got, from_cache["logits"], atol=0.05)
 
 
 def test_distill_with_cache_matches_live_teacher_run(teacher4, data, tmp_path):

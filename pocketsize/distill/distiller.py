@@ -328,7 +328,7 @@ def _teacher_outputs(run: _Run):
         outputs, info = _cached_outputs(
             run.teacher_model, run.t_features, run.task, run.t_tok, run.context,
             run.cfg.cache_dir, run.cfg.batch_size,
-            run.cfg.top_k if run.task.distribution_outputs else None,
+            run.cfg.top_k if run.task.distribution_outputs else None, run.bf16,
         )  # fmt: skip
     info["used"] = True
     computed = processes.gather(not info["hit"])
@@ -489,7 +489,9 @@ def _extra_texts(transfer, augment, train, task, seed, tokenizer):
     return texts
 
 
-def _cached_outputs(teacher, features, task, tokenizer, context, cache_dir, batch_size, top_k):
+def _cached_outputs(
+    teacher, features, task, tokenizer, context, cache_dir, batch_size, top_k, bf16
+):
     from pocketsize.distill.cache import load_or_compute
 
     inputs = [x for x in features.column_names if x in task.input_names]
@@ -504,6 +506,7 @@ def _cached_outputs(teacher, features, task, tokenizer, context, cache_dir, batc
         top_k=top_k,
         temperature=context.temperature,
         device=processes.device(),  # the GPU where there is one
+        bf16=bf16,  # the teacher as it would run live in this training
     )
 
 
