@@ -254,13 +254,25 @@ def _records(run: _Run) -> dict:
     """Per variant: where it ran, its metric, fidelity and intervals, its cost and latency."""
     indices = bootstrap.resample_indices(len(run.examples), run.cfg.bootstrap_samples, run.cfg.seed)
     ref_run = run.runs[run.reference]
+    # each variant's agreement with the reference, per example, once: its interval and its
+    # difference to the final's are resampled from the same parts
+    agree = {
+        name: run.task.agreement_parts(
+            run.runs[name]["predictions"], ref_run["predictions"], run.examples
+        )
+        for name in run.resolved
+    }
     records = {}
     for name, variant in run.resolved.items():
+        quality = _quality(
+            run.task, run.examples, run.runs[name], ref_run, indices, run.aligned.names,
+            agree[name],
+        )  # fmt: skip
         records[name] = {
             "kind": variant.kind,
             "source": variant.source,
             "runs_on": run.runners[name].runs_on,
-            **_quality(run.task, run.examples, run.runs[name], ref_run, indices, run.aligned.names),
+            **quality,
             **_cost(variant, run.runners[name]),
         }
         if run.cfg.latency:
@@ -268,28 +280,21 @@ def _records(run: _Run) -> dict:
             records[name]["throughput_per_s"] = {
                 bs: stats["throughput_per_s"] for bs, stats in run.latency[name].items()
             }
-    for name, diff in _agreement_vs_final(run, indices).items():
+    for name, diff in _agreement_vs_final(run, agree, indices).items():
         records[name]["agreement_vs_final"] = diff
     return records
 
 
-def _agreement_vs_final(run: _Run, indices) -> dict:
+def _agreement_vs_final(run: _Run, agree: dict, indices) -> dict:
     """Each variant's agreement with the reference minus the final variant's, on the same
     resamples: whether another model (a search's choice, a baseline) agrees with the reference
     more than the one the recipe ships, or only within the test split's noise."""
     if not run.final:
         return {}
-    ref_predictions = run.runs[run.reference]["predictions"]
-
-    def parts(name):
-        predictions = run.runs[name]["predictions"]
-        return run.task.agreement_parts(predictions, ref_predictions, run.examples)
-
-    final = parts(run.final)
     return {
         # two models that both find nothing agree fully, as in the agreement interval
-        name: bootstrap.paired_ratio_difference_ci(parts(name), final, indices, empty=1.0)
-        for name in run.resolved
+        name: bootstrap.paired_ratio_difference_ci(parts, agree[run.final], indices, empty=1.0)
+        for name, parts in agree.items()
         if name not in (run.final, run.reference)
     }
 
@@ -455,13 +460,12 @@ def _predict(
     }
 
 
-def _quality(task, examples, run, ref_run, indices, label_names) -> dict:
+def _quality(task, examples, run, ref_run, indices, label_names, agree_parts) -> dict:
     predictions, ref_predictions = run["predictions"], ref_run["predictions"]
     scores = task.score(predictions, examples)
     parts = task.metric_parts(predictions, examples)
     ref_parts = task.metric_parts(ref_predictions, examples)
     agree = np.asarray(task.agreement(predictions, ref_predictions), dtype=float)
-    agree_parts = task.agreement_parts(predictions, ref_predictions, examples)
     metric_ci = bootstrap.ratio_ci(*parts, indices)
     # two models that both find nothing (e.g. no entity) agree fully
     agreement_ci = bootstrap.ratio_ci(*agree_parts, indices, empty=1.0)
