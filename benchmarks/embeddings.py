@@ -56,7 +56,7 @@ def static_student(seed: int, run_dir: Path) -> dict:
         batch_sizes=eval_cfg["batch_sizes"], max_length=eval_cfg["max_length"],
         suite=eval_cfg["suite"], suite_examples=eval_cfg["suite_examples"], progress=False,
     )  # fmt: skip
-    report.save(root / "report")
+    report.save(root / "report", overwrite=True)
     return report.metrics
 
 

@@ -340,6 +340,26 @@ def test_recovery_distils_from_the_unpruned_model(tiny, data, tmp_path):
     )
 
 
+def test_recovery_trains_with_the_pruning_seed_unless_its_options_name_one(tiny, data, tmp_path):
+    options = {"epochs": 1, "progress": False, "evaluate": False}
+    runs = {}
+    for name, extra in (("inherited", {}), ("own", {"seed": 5})):
+        out = prune(
+            tiny, data, heads=0.5, recover=True, recover_options={**options, **extra}, seed=3,
+            out=tmp_path / name, verbose=False,
+        )  # fmt: skip
+        runs[name] = out
+        assert json.loads((out / "stage.json").read_text())["recovery"]["seed"] == (
+            extra.get("seed", 3)
+        )
+    # the same heads go (the scoring sample follows the pruning's seed), the training differs
+    texts = list(data["test"]["text"])
+    assert not torch.allclose(
+        logits(auto_cls(runs["inherited"]), tok(runs["inherited"]), texts),
+        logits(auto_cls(runs["own"]), tok(runs["own"]), texts),
+    )
+
+
 def test_recovery_toward_another_teacher(tiny, data, tmp_path):
     other = make_tiny_bert(tmp_path / "other-teacher", seed=11)
     options = {"epochs": 1, "progress": False, "evaluate": False}

@@ -206,7 +206,7 @@ class Recovery(Pass):
     def check(self, run: Pruning) -> None:
         from pocketsize.prune.recovery import recovery_arguments
 
-        self.arguments = recovery_arguments(run.cfg.recover_options)
+        self.arguments = recovery_arguments(run.cfg.recover_options, run.cfg.seed)
 
     def keep_teacher(self, run: Pruning, load_teacher) -> None:
         """The model recovery distils from, taken before any pass cuts."""
@@ -249,6 +249,7 @@ class Recovery(Pass):
             "teacher": "the unpruned model"
             if given is None
             else str(getattr(given, "name_or_path", given)),
+            "seed": self.arguments["config"].seed,
             **_training_record(result),
         }
 

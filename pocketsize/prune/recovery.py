@@ -14,14 +14,17 @@ RECOVERY_EPOCHS = 1
 RUN_CONTROLS = ("progress", "callbacks")
 
 
-def recovery_arguments(options: dict | None) -> dict:
+def recovery_arguments(options: dict | None, seed: int = 0) -> dict:
     """`recover_options` as distill's config and run controls (PruneConfig checks them with
-    this when it is built, so a bad option is refused in one line before any work)."""
+    this when it is built, so a bad option is refused in one line before any work). The
+    recovery trains with the pruning's seed unless the options name one: a recipe's `seed`
+    reaches it, and its augmented copies are the distillation's (one teacher pass for both)."""
     from pocketsize.distill.config import DistillConfig
 
     options = dict(options or {})
     controls = {key: options.pop(key) for key in RUN_CONTROLS if key in options}
     options.setdefault("epochs", RECOVERY_EPOCHS)
+    options.setdefault("seed", seed)
     return dict(config=DistillConfig.build(**options), **controls)
 
 
