@@ -18,7 +18,8 @@ def recovery_arguments(options: dict | None, seed: int = 0) -> dict:
     """`recover_options` as distill's config and run controls (PruneConfig checks them with
     this when it is built, so a bad option is refused in one line before any work). The
     recovery trains with the pruning's seed unless the options name one: a recipe's `seed`
-    reaches it, and its augmented copies are the distillation's (one teacher pass for both)."""
+    reaches it, and with the distillation's seed its augmented copies are the distillation's,
+    so one pass of the teacher over them serves both."""
     from pocketsize.distill.config import DistillConfig
 
     options = dict(options or {})
